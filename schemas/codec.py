@@ -1,0 +1,172 @@
+"""Avro codec for every salepulse record: single-object encoding by default, Confluent wire format with a registry.
+
+Writers pick one framing; readers accept both, so producers can move to a schema registry without a flag day:
+
+- **Single-object encoding** (Avro specification): ``C3 01``, the 8-byte little-endian CRC-64-AVRO fingerprint of the
+  writer schema's parsing canonical form, then the binary body. It needs no server: any reader holding the ``.avsc``
+  files resolves the fingerprint.
+- **Confluent wire format**: ``00``, a 4-byte big-endian schema id, then the binary body. Used when
+  ``SCHEMA_REGISTRY_URL`` is set; schemas are registered under their full record name (RecordNameStrategy), so one
+  topic can carry several record types.
+
+Anything else raises :class:`DecodeError` with a reason a person can act on; the agents route those bytes to
+``events.deadletter``. This module imports neither Kafka nor Faust (the registry client is confluent-kafka's HTTP
+client, imported only when a registry is configured).
+
+>>> codec = Codec()
+>>> data = codec.encode("BrowseEvent", {"event_id": "e1", "member_id": "m1", "sale_id": "s1", "sku": "k1",
+...                                     "ts": 1_700_000_000_000})
+>>> data[:2].hex()
+'c301'
+>>> name, record = codec.decode(data)
+>>> name, record["sku"], record["channel"]
+('BrowseEvent', 'k1', 'web')
+>>> try:
+...     codec.decode(b"not avro")
+... except DecodeError as error:
+...     print(error)
+unknown framing: first bytes 6e6f are neither Avro single-object (c301) nor Confluent (00)
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import fastavro
+from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
+
+SCHEMA_DIR = Path(__file__).parent / "avro"
+SINGLE_OBJECT_MAGIC = b"\xc3\x01"
+CONFLUENT_MAGIC = 0
+NAMESPACE = "io.salepulse"
+
+
+class DecodeError(ValueError):
+    """Bytes that cannot be turned into a known record; the message says why."""
+
+
+@dataclass(frozen=True)
+class RecordType:
+    """One Avro contract, parsed once."""
+
+    name: str
+    full_name: str
+    raw: dict[str, Any]
+    parsed: dict[str, Any]
+    canonical: str
+    fingerprint: bytes  # 8 bytes, little-endian CRC-64-AVRO, as it appears on the wire
+
+
+def load_record_types(schema_dir: Path = SCHEMA_DIR) -> dict[str, RecordType]:
+    """Every ``.avsc`` in ``schema_dir``, keyed by short record name (``BrowseEvent``)."""
+    types: dict[str, RecordType] = {}
+    for path in sorted(schema_dir.glob("*.avsc")):
+        raw = json.loads(path.read_text())
+        # Each file is self-contained, so each gets its own named-type namespace.
+        parsed = parse_schema(raw, named_schemas={})
+        canonical = to_parsing_canonical_form(parsed)
+        fp = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
+        full_name = f"{raw.get('namespace', NAMESPACE)}.{raw['name']}"
+        types[raw["name"]] = RecordType(raw["name"], full_name, raw, parsed, canonical, fp)
+    return types
+
+
+class Codec:
+    """Encode and decode salepulse records.
+
+    ``registry_url`` selects the Confluent wire format for writing; ``mock://…`` gives confluent-kafka's in-process
+    mock registry (for tests). Decoding accepts both framings whatever the writer setting.
+    """
+
+    def __init__(self, registry_url: str | None = None, schema_dir: Path = SCHEMA_DIR) -> None:
+        self.types = load_record_types(schema_dir)
+        self.registry_url = registry_url
+        self._by_fingerprint = {t.fingerprint: t for t in self.types.values()}
+        self._by_full_name = {t.full_name: t for t in self.types.values()}
+        self._registry_ids: dict[str, int] = {}
+        self._registry_writers: dict[int, tuple[RecordType, dict[str, Any]]] = {}
+
+    @cached_property
+    def _registry(self) -> Any:
+        from confluent_kafka.schema_registry import SchemaRegistryClient
+
+        return SchemaRegistryClient.new_client({"url": self.registry_url})
+
+    def record_type(self, name: str) -> RecordType:
+        try:
+            return self.types[name]
+        except KeyError:
+            raise KeyError(f"unknown record type {name!r}; known: {', '.join(sorted(self.types))}") from None
+
+    def encode(self, name: str, record: Mapping[str, Any]) -> bytes:
+        """Serialize ``record`` as record type ``name``; raises ``ValueError`` naming the bad field."""
+        rtype = self.record_type(name)
+        body = io.BytesIO()
+        if self.registry_url:
+            body.write(struct.pack(">bI", CONFLUENT_MAGIC, self._registry_id(rtype)))
+        else:
+            body.write(SINGLE_OBJECT_MAGIC)
+            body.write(rtype.fingerprint)
+        try:
+            fastavro.schemaless_writer(body, rtype.parsed, record)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise ValueError(f"{name} does not match its contract: {exc}") from exc
+        return body.getvalue()
+
+    def decode(self, data: bytes) -> tuple[str, dict[str, Any]]:
+        """Return ``(record name, record)``; raises :class:`DecodeError` with the reason."""
+        if len(data) >= 10 and data[:2] == SINGLE_OBJECT_MAGIC:
+            rtype = self._by_fingerprint.get(bytes(data[2:10]))
+            if rtype is None:
+                raise DecodeError(f"single-object fingerprint {bytes(data[2:10]).hex()} matches no known schema")
+            return rtype.name, self._read(data, 10, rtype.parsed, rtype.parsed, rtype.name)
+        if len(data) >= 5 and data[0] == CONFLUENT_MAGIC:
+            (schema_id,) = struct.unpack(">I", data[1:5])
+            rtype, writer = self._registry_writer(schema_id)
+            return rtype.name, self._read(data, 5, writer, rtype.parsed, rtype.name)
+        head = bytes(data[:2]).hex() or "(empty)"
+        raise DecodeError(
+            f"unknown framing: first bytes {head} are neither Avro single-object (c301) nor Confluent (00)"
+        )
+
+    @staticmethod
+    def _read(data: bytes, start: int, writer: dict[str, Any], reader: dict[str, Any], name: str) -> dict[str, Any]:
+        buf = io.BytesIO(data)
+        buf.seek(start)
+        try:
+            record = fastavro.schemaless_reader(buf, writer, reader)
+        except Exception as exc:  # fastavro raises a zoo of types on truncated or garbled bodies
+            raise DecodeError(f"{name} body does not decode: {type(exc).__name__}: {exc}") from exc
+        if buf.tell() != len(data):
+            raise DecodeError(f"{name} body has {len(data) - buf.tell()} trailing bytes")
+        return record  # type: ignore[return-value]
+
+    def _registry_id(self, rtype: RecordType) -> int:
+        if rtype.name not in self._registry_ids:
+            from confluent_kafka.schema_registry import Schema
+
+            schema = Schema(json.dumps(rtype.raw), "AVRO")
+            self._registry_ids[rtype.name] = self._registry.register_schema(rtype.full_name, schema)
+        return self._registry_ids[rtype.name]
+
+    def _registry_writer(self, schema_id: int) -> tuple[RecordType, dict[str, Any]]:
+        if schema_id not in self._registry_writers:
+            if not self.registry_url:
+                raise DecodeError(f"Confluent-framed record (schema id {schema_id}) but SCHEMA_REGISTRY_URL is not set")
+            try:
+                raw = json.loads(self._registry.get_schema(schema_id).schema_str)
+            except Exception as exc:
+                raise DecodeError(f"schema id {schema_id} not found in the registry: {exc}") from exc
+            full_name = f"{raw.get('namespace', NAMESPACE)}.{raw['name']}"
+            rtype = self._by_full_name.get(full_name)
+            if rtype is None:
+                raise DecodeError(f"schema id {schema_id} is {full_name}, not a salepulse record")
+            self._registry_writers[schema_id] = (rtype, parse_schema(raw, named_schemas={}))
+        return self._registry_writers[schema_id]

@@ -1,0 +1,208 @@
+"""``salepulse``: the command line of every salepulse process and tool.
+
+Each subcommand imports its module only when it runs, so ``salepulse kafka status`` does not pay for Faust, River
+or chdb start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from streams.config import Settings
+from streams.logs import configure
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, default=str, sort_keys=False))
+
+
+def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
+    from deploy.kafka.local_broker import LocalBroker, LocalBrokerError
+
+    broker = LocalBroker(home=settings.state_dir / "kafka", port=settings.local_kafka_port,
+                         controller_port=settings.local_kafka_port + 1)
+    try:
+        if args.action == "up":
+            print(f"local Kafka answering at {broker.up()} (data in {broker.home})")
+        elif args.action == "down":
+            broker.down()
+            print("local Kafka stopped")
+        else:
+            _print_json(broker.status())
+    except LocalBrokerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:
+    from schemas.check import check_all
+
+    report = check_all(settings.schema_registry_url)
+    for line in report.lines:
+        print(line)
+    return 0 if report.ok else 1
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.topics import ensure_topics
+
+    ensure_topics(settings)
+    from streams.app import app
+
+    sys.argv = ["salepulse", "worker", "--loglevel", args.loglevel, "--web-port", str(settings.http_port),
+                "--web-host", settings.http_host]
+    app.main()
+    return 0
+
+
+def _run_until_signal(run: Any) -> None:
+    """Run ``run(stop_event)`` in the foreground; SIGINT/SIGTERM set the event for a clean finish."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    run(stop)
+
+
+def cmd_sink(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.clickhouse_sink import ClickHouseSink
+    from streams.topics import ensure_topics
+
+    ensure_topics(settings)
+    _run_until_signal(ClickHouseSink(settings).run)
+    return 0
+
+
+def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.clickhouse import connect, migrate
+
+    applied = migrate(connect(settings.clickhouse_dsn))
+    print(f"applied: {', '.join(applied)}" if applied else "schema up to date")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.simulate import run_simulation
+    from streams.topics import ensure_topics
+
+    ensure_topics(settings)
+    report = run_simulation(settings, seed=args.seed, rate=args.rate, duration=args.duration,
+                            max_events=args.max_events, bad_rate=args.bad_rate)
+    _print_json(report.__dict__)
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.replay import run_replay
+    from streams.topics import ensure_topics
+
+    ensure_topics(settings)
+    speed = None if args.speed == "max" else float(args.speed)
+    report = run_replay(settings, args.dataset, args.path, speed=speed, limit=args.limit)
+    _print_json(report.__dict__)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.demo import run_demo
+
+    return run_demo(settings, duration=args.duration, rate=args.rate, seed=args.seed, bad_rate=args.bad_rate)
+
+
+def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    path = args.path
+    if args.what == "forecast":
+        from consumers.evaluate_forecast import print_table, run
+
+        score_from = date.fromisoformat(args.score_from) if args.score_from else None
+        result = run(args.dataset, path, args.json, score_from=score_from)
+    else:
+        from consumers.evaluate_recommend import print_table, run  # type: ignore[assignment]
+
+        result = run(args.dataset, path, args.json)
+    print_table(result)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.bench import run_bench
+
+    return run_bench(settings, output=args.output, quick=args.quick)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="salepulse", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    kafka = sub.add_parser("kafka", help="the local single-node Kafka broker (KRaft, jars through Maven)")
+    kafka.add_argument("action", choices=["up", "down", "status"])
+    kafka.set_defaults(func=cmd_kafka)
+
+    schemas = sub.add_parser("schemas", help="the Avro contracts")
+    schemas.add_argument("action", choices=["check"])
+    schemas.set_defaults(func=cmd_schemas)
+
+    worker = sub.add_parser("worker", help="run the Faust worker (agents + HTTP API)")
+    worker.add_argument("--loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"])
+    worker.set_defaults(func=cmd_worker)
+
+    sink = sub.add_parser("sink", help="run the ClickHouse sink")
+    sink.set_defaults(func=cmd_sink)
+
+    db = sub.add_parser("db", help="ClickHouse schema")
+    db.add_argument("action", choices=["migrate"])
+    db.set_defaults(func=cmd_db)
+
+    simulate = sub.add_parser("simulate", help="produce a simulated flash-sale world")
+    simulate.add_argument("--seed", type=int, default=7)
+    simulate.add_argument("--rate", type=float, default=2000.0, help="events per second")
+    simulate.add_argument("--duration", type=float, default=None, help="seconds")
+    simulate.add_argument("--max-events", type=int, default=None)
+    simulate.add_argument("--bad-rate", type=float, default=0.0, help="share of malformed messages to inject")
+    simulate.set_defaults(func=cmd_simulate)
+
+    replay = sub.add_parser("replay", help="replay a real public dataset into Kafka")
+    replay.add_argument("dataset", choices=["rees46", "taobao", "online-retail"])
+    replay.add_argument("path", nargs="?", type=Path, default=None, help="file (default: under SALEPULSE_DATA_DIR)")
+    replay.add_argument("--speed", default="max", help="time scale of original gaps, or 'max'")
+    replay.add_argument("--limit", type=int, default=None, help="first N events only")
+    replay.set_defaults(func=cmd_replay)
+
+    demo = sub.add_parser("demo", help="broker + worker + sink + simulator, then a JSON summary")
+    demo.add_argument("--duration", type=float, default=60.0, help="seconds of production")
+    demo.add_argument("--rate", type=float, default=2000.0, help="events per second")
+    demo.add_argument("--seed", type=int, default=None, help="default: a fresh one per run")
+    demo.add_argument("--bad-rate", type=float, default=0.002)
+    demo.set_defaults(func=cmd_demo)
+
+    evaluate = sub.add_parser("evaluate", help="offline evaluation on real data")
+    evaluate.add_argument("what", choices=["forecast", "recommend"])
+    evaluate.add_argument("--dataset", required=True)
+    evaluate.add_argument("--path", type=Path, default=None)
+    evaluate.add_argument("--json", type=Path, default=None)
+    evaluate.add_argument("--score-from", default=None, help="YYYY-MM-DD (forecast only)")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    bench = sub.add_parser("bench", help="run the benchmarks and write BENCHMARKS.md")
+    bench.add_argument("--output", type=Path, default=Path("BENCHMARKS.md"))
+    bench.add_argument("--quick", action="store_true", help="smaller runs, for a smoke check")
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings.from_env()
+    configure(settings.log_level, settings.log_format)
+    return int(args.func(args, settings) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""The one settings object of salepulse, read from the environment.
+
+Every process (worker, sink, producers, CLI) builds it with :meth:`Settings.from_env`; nothing else reads
+``os.environ``. The README's "Configuration" table lists the same names.
+
+>>> s = Settings.from_env({"SALEPULSE_PARTITIONS": "8", "SALEPULSE_TOPIC_ORDER": "shop.orders"})
+>>> s.partitions, s.topics.order, s.http_port, s.clickhouse_dsn.startswith("chdb:///")
+(8, 'shop.orders', 6066, True)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Kafka topic names: ``SALEPULSE_TOPIC_PREFIX`` prefixes them all, ``SALEPULSE_TOPIC_<FIELD>`` renames one."""
+
+    browse: str = "events.browse"
+    cart: str = "events.cart"
+    order: str = "events.order"
+    sales: str = "catalog.sales"
+    priors: str = "forecast.priors"
+    stock: str = "stock.levels"
+    facts: str = "velocity.facts"
+    snapshots: str = "velocity.snapshots"
+    alerts: str = "replenishment.alerts"
+    deadletter: str = "events.deadletter"
+
+    @property
+    def events(self) -> tuple[str, str, str]:
+        return (self.browse, self.cart, self.order)
+
+    @property
+    def compacted(self) -> tuple[str, ...]:
+        """Topics that hold the latest value per key (catalogue, priors, stock)."""
+        return (self.sales, self.priors, self.stock)
+
+
+# Passed through to every Kafka client as librdkafka / aiokafka settings; secrets come only from here.
+KAFKA_SECURITY_VARIABLES = {
+    "KAFKA_SECURITY_PROTOCOL": "security.protocol",
+    "KAFKA_SASL_MECHANISM": "sasl.mechanism",
+    "KAFKA_SASL_USERNAME": "sasl.username",
+    "KAFKA_SASL_PASSWORD": "sasl.password",
+    "KAFKA_SSL_CA_LOCATION": "ssl.ca.location",
+    "KAFKA_SSL_CERTIFICATE_LOCATION": "ssl.certificate.location",
+    "KAFKA_SSL_KEY_LOCATION": "ssl.key.location",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, with embedded defaults that make ``make demo`` work on a bare machine."""
+
+    kafka_bootstrap_servers: str | None = None
+    """KAFKA_BOOTSTRAP_SERVERS; unset means the project's own local broker on ``local_kafka_port``."""
+    kafka_security: Mapping[str, str] = field(default_factory=dict)
+    schema_registry_url: str | None = None
+    clickhouse_url: str | None = None
+    """CLICKHOUSE_URL (http://user:pass@host:8123/db); unset means embedded chdb under ``state_dir``."""
+    state_dir: Path = PROJECT_ROOT / ".salepulse"
+    data_dir: Path = PROJECT_ROOT.parent / "shared" / "data"
+    http_port: int = 6066
+    http_host: str = "127.0.0.1"
+    local_kafka_port: int = 9092
+    partitions: int = 4
+    topics: Topics = field(default_factory=Topics)
+    app_id: str = "salepulse"
+    api_token: str | None = None
+    max_body_bytes: int = 1_048_576
+    sink_batch_rows: int = 5000
+    sink_flush_seconds: float = 1.0
+    alert_probability: float = 0.8
+    log_level: str = "INFO"
+    log_format: str = "console"
+
+    @property
+    def bootstrap(self) -> str:
+        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.local_kafka_port}"
+
+    @property
+    def uses_local_kafka(self) -> bool:
+        return self.kafka_bootstrap_servers is None
+
+    @property
+    def chdb_path(self) -> Path:
+        return self.state_dir / "chdb"
+
+    @property
+    def clickhouse_dsn(self) -> str:
+        return self.clickhouse_url or f"chdb://{self.chdb_path}"
+
+    def kafka_config(self, **extra: Any) -> dict[str, Any]:
+        """librdkafka settings for a confluent-kafka client."""
+        return {"bootstrap.servers": self.bootstrap, **self.kafka_security, **extra}
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        get = env.get
+        defaults = cls()
+        prefix = get("SALEPULSE_TOPIC_PREFIX", "")
+        topics = Topics(
+            **{f.name: get(f"SALEPULSE_TOPIC_{f.name.upper()}", f"{prefix}{f.default}") for f in fields(Topics)}
+        )
+        return cls(
+            kafka_bootstrap_servers=get("KAFKA_BOOTSTRAP_SERVERS") or None,
+            kafka_security={key: get(var) for var, key in KAFKA_SECURITY_VARIABLES.items() if get(var)},
+            schema_registry_url=get("SCHEMA_REGISTRY_URL") or None,
+            clickhouse_url=get("CLICKHOUSE_URL") or None,
+            state_dir=Path(get("SALEPULSE_STATE_DIR", str(defaults.state_dir))).resolve(),
+            data_dir=Path(get("SALEPULSE_DATA_DIR", str(defaults.data_dir))).resolve(),
+            http_port=int(get("SALEPULSE_HTTP_PORT", defaults.http_port)),
+            http_host=get("SALEPULSE_HTTP_HOST", defaults.http_host),
+            local_kafka_port=int(get("SALEPULSE_LOCAL_KAFKA_PORT", defaults.local_kafka_port)),
+            partitions=int(get("SALEPULSE_PARTITIONS", defaults.partitions)),
+            topics=topics,
+            app_id=get("SALEPULSE_APP_ID", defaults.app_id),
+            api_token=get("SALEPULSE_API_TOKEN") or None,
+            max_body_bytes=int(get("SALEPULSE_MAX_BODY_BYTES", defaults.max_body_bytes)),
+            sink_batch_rows=int(get("SALEPULSE_SINK_BATCH_ROWS", defaults.sink_batch_rows)),
+            sink_flush_seconds=float(get("SALEPULSE_SINK_FLUSH_SECONDS", defaults.sink_flush_seconds)),
+            alert_probability=float(get("SALEPULSE_ALERT_PROBABILITY", defaults.alert_probability)),
+            log_level=get("SALEPULSE_LOG_LEVEL", defaults.log_level).upper(),
+            log_format=get("SALEPULSE_LOG_FORMAT", defaults.log_format),
+        )

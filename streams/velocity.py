@@ -1,0 +1,168 @@
+"""Sale velocity: what an event does to a (sale, sku), and the live per-sale state that adds it up.
+
+Pure logic (no Kafka, no Faust), so it is unit-tested directly and shared by the agents, the benchmark and the tests.
+
+Two stages, matching the two agents:
+
+1. :func:`extract_facts` turns one decoded event into :class:`Fact` rows, one per (event, sku) it touches.
+2. :class:`SaleState` accumulates the facts of one sale: totals per sku and an exponentially weighted velocity.
+   It remembers, per source partition, the offset of the last event it counted, so an event redelivered after a
+   crash (same partition, same or lower offset) is counted once; see :meth:`SaleState.apply`.
+
+>>> order = {"event_id": "o1", "order_id": "o1", "member_id": "m1", "ts": 3_600_000,
+...          "lines": [{"sale_id": "s1", "sku": "k1", "quantity": 2, "unit_price": 10.0}]}
+>>> facts = extract_facts("OrderEvent", order)
+>>> facts
+[Fact(event_id='o1', sale_id='s1', sku='k1', kind='order', units=2, revenue=20.0, ts_ms=3600000)]
+>>> state = SaleState("s1")
+>>> state.apply(facts[0], source="events.order:0", offset=41)
+True
+>>> state.close_offsets({"events.order:0": 41})
+>>> state.apply(facts[0], source="events.order:0", offset=41)  # redelivered: already counted
+False
+>>> state.skus["k1"].units, round(state.skus["k1"].velocity_at(3_600_000), 2)
+(2, 5.55)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, NamedTuple
+
+HOUR_MS = 3_600_000
+MINUTE_MS = 60_000
+VELOCITY_HALF_LIFE_MS = 15 * MINUTE_MS
+"""How fast velocity forgets: a flash sale's pace changes within minutes, so a quarter hour keeps it responsive."""
+_TAU_MS = VELOCITY_HALF_LIFE_MS / math.log(2)
+
+
+def to_ms(ts: datetime | int) -> int:
+    """Epoch milliseconds of a decoded Avro timestamp-millis (a datetime) or of an int already in ms."""
+    return ts if isinstance(ts, int) else int(round(ts.timestamp() * 1000))
+
+
+class Fact(NamedTuple):
+    """One event's effect on one (sale, sku)."""
+
+    event_id: str
+    sale_id: str
+    sku: str
+    kind: str  # view | cart | uncart | order
+    units: int
+    revenue: float
+    ts_ms: int
+
+
+def extract_facts(record_name: str, record: Mapping[str, Any]) -> list[Fact]:
+    """The facts of one decoded event; order lines of the same (sale, sku) are merged into one fact."""
+    ts = to_ms(record["ts"])
+    if record_name == "BrowseEvent":
+        return [Fact(record["event_id"], record["sale_id"], record["sku"], "view", 1, 0.0, ts)]
+    if record_name == "CartEvent":
+        kind = "cart" if record["action"] == "add" else "uncart"
+        return [Fact(record["event_id"], record["sale_id"], record["sku"], kind, record["quantity"], 0.0, ts)]
+    if record_name == "OrderEvent":
+        merged: dict[tuple[str, str], list[float]] = {}
+        for line in record["lines"]:
+            units_revenue = merged.setdefault((line["sale_id"], line["sku"]), [0, 0.0])
+            units_revenue[0] += line["quantity"]
+            units_revenue[1] += line["quantity"] * line["unit_price"]
+        return [
+            Fact(record["event_id"], sale_id, sku, "order", int(units), round(revenue, 6), ts)
+            for (sale_id, sku), (units, revenue) in merged.items()
+        ]
+    raise ValueError(f"{record_name} is not an event with velocity")
+
+
+@dataclass
+class SkuTotals:
+    """Running totals of one sku in one sale, plus an exponentially weighted order rate.
+
+    The rate is kept as ``rate_uph`` at ``rate_ms``: each order adds ``units / tau`` and the rate decays with
+    ``exp(-dt / tau)`` between events, which is the continuous-time EWMA of units per hour.
+    """
+
+    views: int = 0
+    carts: int = 0
+    uncarts: int = 0
+    orders: int = 0
+    units: int = 0
+    revenue: float = 0.0
+    rate_uph: float = 0.0
+    rate_ms: int = 0
+    last_ms: int = 0
+
+    def add(self, fact: Fact) -> None:
+        if fact.kind == "view":
+            self.views += 1
+        elif fact.kind == "cart":
+            self.carts += 1
+        elif fact.kind == "uncart":
+            self.uncarts += 1
+        else:
+            self.orders += 1
+            self.units += fact.units
+            self.revenue += fact.revenue
+            self.rate_uph = self.velocity_at(fact.ts_ms) + fact.units * HOUR_MS / _TAU_MS
+            self.rate_ms = max(self.rate_ms, fact.ts_ms)
+        self.last_ms = max(self.last_ms, fact.ts_ms)
+
+    def velocity_at(self, now_ms: int) -> float:
+        """Units per hour, decayed to ``now_ms`` (events out of order do not inflate it)."""
+        return self.rate_uph * math.exp(-max(0, now_ms - self.rate_ms) / _TAU_MS)
+
+
+@dataclass
+class SaleState:
+    """Everything counted for one sale, serialisable to JSON for a Faust table's changelog."""
+
+    sale_id: str
+    skus: dict[str, SkuTotals] = field(default_factory=dict)
+    applied: dict[str, int] = field(default_factory=dict)
+    """Last counted offset per source ``topic:partition``."""
+    version: int = 0
+
+    def apply(self, fact: Fact, source: str, offset: int) -> bool:
+        """Count ``fact`` unless an event at this source offset or later was already counted; True if counted.
+
+        Facts of one source partition reach this state in offset order (one key, one partition, one producer), so
+        the high-water offset is an exact, constant-size replacement for a set of seen event ids.
+        """
+        if offset <= self.applied.get(source, -1):
+            return False
+        self.skus.setdefault(fact.sku, SkuTotals()).add(fact)
+        return True
+
+    def close_offsets(self, offsets: Mapping[str, int]) -> None:
+        """Record that every event up to these source offsets is now counted (call once per batch)."""
+        for source, offset in offsets.items():
+            self.applied[source] = max(self.applied.get(source, -1), offset)
+        self.version += 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sale_id": self.sale_id,
+            "skus": {sku: asdict(totals) for sku, totals in self.skus.items()},
+            "applied": self.applied,
+            "version": self.version,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SaleState:
+        return cls(
+            sale_id=data["sale_id"],
+            skus={sku: SkuTotals(**totals) for sku, totals in data["skus"].items()},
+            applied=dict(data["applied"]),
+            version=data["version"],
+        )
+
+
+def facts_by_sale(facts: Iterable[tuple[Fact, str, int]]) -> dict[str, list[tuple[Fact, str, int]]]:
+    """Group ``(fact, source, offset)`` by sale, keeping order: one message per sale and batch downstream."""
+    grouped: dict[str, list[tuple[Fact, str, int]]] = {}
+    for item in facts:
+        grouped.setdefault(item[0].sale_id, []).append(item)
+    return grouped

@@ -1,0 +1,145 @@
+"""A real pipeline for one test: its own topics, consumer groups and HTTP port on the session's broker.
+
+The worker runs as a child process (so a test can SIGKILL it); the sink runs in a thread of the test process,
+which then owns the chdb engine and can read ClickHouse once the sink is stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from consumers.clickhouse import connect, migrate
+from consumers.clickhouse_sink import ClickHouseSink
+from deploy.kafka.local_broker import free_port
+from streams.config import Settings
+from streams.lag import group_lag
+from streams.topics import ensure_topics
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str, every: float = 0.5) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+class Pipeline:
+    def __init__(self, bootstrap: str, clickhouse_dsn: str, state_dir: Path, partitions: int = 3) -> None:
+        tag = uuid.uuid4().hex[:8]
+        self.env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "CLICKHOUSE_URL": clickhouse_dsn,
+            "SALEPULSE_TOPIC_PREFIX": f"t{tag}.",
+            "SALEPULSE_APP_ID": f"salepulse-test-{tag}",
+            "SALEPULSE_HTTP_PORT": str(free_port()),
+            "SALEPULSE_STATE_DIR": str(state_dir),
+            "SALEPULSE_PARTITIONS": str(partitions),
+        }
+        self.settings = Settings.from_env(self.env)
+        self.sink_group = f"salepulse-sink-{tag}"
+        self.worker: subprocess.Popen[bytes] | None = None
+        self.worker_log = state_dir / f"worker-{tag}.log"
+        self._sink_stop = threading.Event()
+        self._sink_thread: threading.Thread | None = None
+        self.sink: ClickHouseSink | None = None
+        state_dir.mkdir(parents=True, exist_ok=True)
+        ensure_topics(self.settings)
+
+    # --- worker -------------------------------------------------------------------------------------------
+    def start_worker(self, timeout: float = 90.0) -> None:
+        self.worker = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker"], env=self.env, cwd=REPO_ROOT,
+            stdout=self.worker_log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        wait_until(self._worker_answers, timeout, "the worker's HTTP port")
+
+    def _worker_answers(self) -> bool:
+        assert self.worker is not None
+        if self.worker.poll() is not None:
+            raise AssertionError(f"worker exited with {self.worker.returncode}:\n{self.worker_log.read_text()[-3000:]}")
+        try:
+            self.stats()
+            return True
+        except OSError:
+            return False
+
+    def get(self, path: str) -> Any:
+        url = f"http://127.0.0.1:{self.settings.http_port}{path}"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return json.loads(response.read())
+
+    def stats(self) -> dict[str, Any]:
+        return self.get("/stats")
+
+    def kill_worker(self) -> None:
+        """SIGKILL: no shutdown hook, no final commit, no flush."""
+        assert self.worker is not None
+        os.kill(self.worker.pid, signal.SIGKILL)
+        self.worker.wait(10)
+
+    def stop_worker(self) -> None:
+        if self.worker and self.worker.poll() is None:
+            self.worker.terminate()
+            try:
+                self.worker.wait(30)
+            except subprocess.TimeoutExpired:
+                self.worker.kill()
+                self.worker.wait()
+
+    # --- sink ---------------------------------------------------------------------------------------------
+    def start_sink(self, client_factory: Callable[[str], Any] = connect) -> ClickHouseSink:
+        self._sink_stop = threading.Event()
+        self.sink = ClickHouseSink(self.settings, client_factory=client_factory, group_id=self.sink_group)
+        self._sink_thread = threading.Thread(target=self.sink.run, args=(self._sink_stop,), daemon=True)
+        self._sink_thread.start()
+        return self.sink
+
+    def stop_sink(self) -> None:
+        if self._sink_thread:
+            self._sink_stop.set()
+            self._sink_thread.join(60)
+            assert not self._sink_thread.is_alive(), "sink did not stop"
+            self._sink_thread = None
+
+    # --- progress and results -----------------------------------------------------------------------------
+    def lag(self) -> tuple[int, int]:
+        topics = self.settings.topics
+        worker = group_lag(self.settings, self.settings.app_id, [*topics.events, topics.facts])
+        sink = group_lag(self.settings, self.sink_group, [topics.facts, topics.snapshots])
+        return worker, sink
+
+    def wait_drained(self, timeout: float = 120.0) -> None:
+        wait_until(lambda: self.lag() == (0, 0), timeout, "worker and sink to catch up", every=1.0)
+
+    def clickhouse(self) -> Any:
+        client = connect(self.settings.clickhouse_dsn)
+        migrate(client)
+        return client
+
+    def totals(self, sale_prefix: str = "") -> dict[str, int]:
+        """Velocity totals in ClickHouse for sales whose id starts with ``sale_prefix`` (sink must be stopped)."""
+        row = self.clickhouse().query(
+            "SELECT sum(views), sum(carts), sum(orders), sum(units) FROM velocity_minute "
+            "WHERE startsWith(sale_id, {p:String})", parameters={"p": sale_prefix},
+        ).result_rows[0]
+        return dict(zip(["views", "carts", "orders", "units"], (int(v or 0) for v in row), strict=True))
+
+    def close(self) -> None:
+        self.stop_sink()
+        self.stop_worker()

@@ -1,0 +1,386 @@
+"""Unit tests of streams.preferences (pure logic) plus a doctest run of the module."""
+
+from __future__ import annotations
+
+import doctest
+import random
+
+import numpy as np
+import pytest
+
+import streams.preferences as prefs
+from streams.preferences import (
+    PRODUCT_FEATURES,
+    SALE_FEATURES,
+    DecayedCounter,
+    MemberState,
+    PreferenceConfig,
+    PreferenceModel,
+    ProductCandidates,
+    SaleCandidates,
+    event_weight,
+    in_stock_mask,
+    open_sales_mask,
+    price_band,
+    rank_products,
+    rank_sales,
+    state_size_bytes,
+)
+
+T0_MS = 1_700_000_000_000
+
+
+def _ev(member: str, sku: str, kind: str = "browse", dt_s: float = 0.0, **kw) -> dict:
+    d = {
+        "member_id": member,
+        "sku": sku,
+        "kind": kind,
+        "ts": T0_MS + int(dt_s * 1000),
+        "brand": kw.pop("brand", "b-" + sku),
+        "category": kw.pop("category", "cat"),
+        "price": 30.0,
+        "sale_id": kw.pop("sale_id", "s-" + sku),
+    }
+    d.update(kw)
+    return d
+
+
+def test_doctests() -> None:
+    res = doctest.testmod(prefs, optionflags=doctest.ELLIPSIS)
+    assert res.attempted > 15
+    assert res.failed == 0
+
+
+# ---------------------------------------------------------------------------- features / weights
+
+
+def test_event_weights_order_and_remove_negative() -> None:
+    assert event_weight("browse") < event_weight("cart") < event_weight("order")
+    assert event_weight("cart", action="remove") < 0
+    assert event_weight("order", quantity=4) > event_weight("order", quantity=1)
+
+
+def test_price_band() -> None:
+    assert price_band(15) == price_band(12) != price_band(40)
+    assert price_band(0) == "" and price_band(None) == ""
+
+
+def test_product_features_built_from_state() -> None:
+    pm = PreferenceModel()
+    st = pm.update(None, _ev("m", "a", brand="nike", category="shoes"))
+    st = pm.update(st, _ev("m", "b", "cart", 10, brand="puma", category="hats", quantity=1, action="add"))
+    c = ProductCandidates.build(
+        ["a", "b", "z"],
+        ["nike", "puma", "nike"],
+        ["shoes", "hats", "shoes"],
+        [30.0, 30.0, 500.0],
+        [0.0, 0.0, 4.0],
+    )
+    x = pm.ranker.product_features(st, c, now=(T0_MS / 1000) + 20)
+    f = {name: x[:, i] for i, name in enumerate(PRODUCT_FEATURES)}
+    assert f["seen"][0] > 0 and f["seen"][1] == pytest.approx(1.0) and f["seen"][2] == 0
+    assert f["cart"].tolist() == [0.0, 1.0, 0.0]
+    assert f["brand"][2] == f["brand"][0] > 0  # z is of a brand the member viewed
+    assert f["category"][2] > 0
+    assert f["band"][0] == pytest.approx(1.0) and f["band"][2] == 0
+    assert f["pop"].tolist() == [0.0, 0.0, 1.0]
+    assert f["covisit"][0] > 0  # a was viewed together with b (member's own items)
+
+
+# ---------------------------------------------------------------------------- decay / bounded state
+
+
+def test_decay_half_life() -> None:
+    c = DecayedCounter(half_life=100.0, cap=10)
+    c.add("k", 8.0, t=0.0)
+    assert c.get("k", t=100.0) == pytest.approx(4.0)
+    assert c.get("k", t=300.0) == pytest.approx(1.0)
+    c.add("j", 1.0, t=200.0)
+    assert c.get("k") == pytest.approx(2.0)
+    c.add("late", 1.0, t=100.0)  # a late event is decayed to the counter's time
+    assert c.get("late") == pytest.approx(0.5)
+
+
+def test_cap_evicts_weakest() -> None:
+    c = DecayedCounter(half_life=1e9, cap=3)
+    for k, w in [("a", 5.0), ("b", 1.0), ("c", 3.0), ("d", 2.0)]:
+        c.add(k, w, t=0.0)
+    assert set(c.weights) == {"a", "c", "d"}
+
+
+def test_member_state_bounded_and_serialisable() -> None:
+    cfg = PreferenceConfig()
+    pm = PreferenceModel(cfg)
+    rng = random.Random(1)
+    st = None
+    for i in range(3000):
+        kind = rng.choice(["browse", "browse", "cart", "order"])
+        st = pm.update(
+            st,
+            _ev(
+                "m",
+                f"sku{rng.randrange(10_000)}",
+                kind,
+                i * 10,
+                brand=f"b{rng.randrange(500)}",
+                category=f"c{rng.randrange(500)}",
+                price=rng.uniform(1, 1000),
+            ),
+        )
+    assert len(st.items.weights) <= cfg.item_cap
+    assert len(st.brands.weights) <= cfg.brand_cap
+    assert len(st.categories.weights) <= cfg.category_cap
+    assert len(st.bands.weights) <= cfg.band_cap
+    assert len(st.sales.weights) <= cfg.sale_cap
+    assert len(st.cart) <= cfg.cart_cap
+    size = state_size_bytes(st)
+    assert size < 4000
+    back = MemberState.from_bytes(st.to_bytes(), cfg)
+    assert back.to_dict() == st.to_dict()
+    assert state_size_bytes(back) == size
+
+
+def test_cart_remove_and_order_clear_the_cart() -> None:
+    pm = PreferenceModel()
+    st = pm.update(None, _ev("m", "a", "cart", quantity=2, action="add"))
+    st = pm.update(st, _ev("m", "a", "cart", 1, quantity=1, action="remove"))
+    assert st.cart["a"][0] == 1
+    st = pm.update(st, _ev("m", "a", "cart", 2, quantity=1, action="remove"))
+    assert "a" not in st.cart
+    assert st.items.get("a") < 3.0  # remove lowered the item weight
+    st = pm.update(st, _ev("m", "b", "cart", 3, action="add"))
+    st = pm.update(
+        st,
+        {
+            "member_id": "m",
+            "kind": "order",
+            "ts": T0_MS + 4000,
+            "lines": [{"sku": "b", "sale_id": "s-b", "brand": "acme", "quantity": 1, "unit_price": 9.0}],
+        },
+    )
+    assert st.cart == {} and "acme" in st.ordered_brands.weights
+
+
+# ---------------------------------------------------------------------------- filters
+
+
+def test_filter_functions() -> None:
+    assert open_sales_mask(np.array([0, 5, 0]), np.array([10, 9, 3]), 4).tolist() == [True, False, False]
+    assert open_sales_mask(np.array([0]), np.array([4]), 4).tolist() == [False]  # ends_at is exclusive
+    assert in_stock_mask(np.array([0, 1, -2])).tolist() == [False, True, False]
+
+
+def test_closed_sales_never_returned() -> None:
+    pm = PreferenceModel()
+    st = pm.update(None, _ev("m", "a", sale_id="closed", brand="nike"))
+    sales = SaleCandidates.from_records(
+        [
+            {
+                "sale_id": "closed",
+                "brand": "nike",
+                "categories": ["cat"],
+                "popularity": 100.0,
+                "starts_at": T0_MS - 10_000,
+                "ends_at": T0_MS + 1000,
+            },
+            {
+                "sale_id": "future",
+                "brand": "nike",
+                "categories": ["cat"],
+                "popularity": 100.0,
+                "starts_at": T0_MS + 50_000,
+                "ends_at": T0_MS + 90_000,
+            },
+            {
+                "sale_id": "open",
+                "brand": "x",
+                "categories": [],
+                "popularity": 0.0,
+                "starts_at": T0_MS - 10_000,
+                "ends_at": T0_MS + 90_000,
+            },
+        ]
+    )
+    now = T0_MS + 2000
+    for state in (st, None):
+        assert [r.id for r in pm.rank_sales(state, sales, 10, now_ms=now)] == ["open"]
+        assert [r.id for r in rank_sales(state, sales, 10, now_ms=now, model=pm)] == ["open"]
+
+
+def test_sold_out_products_never_returned() -> None:
+    pm = PreferenceModel()
+    st = pm.update(None, _ev("m", "gone"))
+    st = pm.update(st, _ev("m", "gone", "cart", 1, action="add"))
+    c = ProductCandidates.from_records(
+        [
+            {
+                "sku": "gone",
+                "brand": "b-gone",
+                "category": "cat",
+                "price": 30.0,
+                "popularity": 99.0,
+                "stock": 0,
+            },
+            {"sku": "ok", "brand": "x", "category": "y", "price": 1.0, "popularity": 0.0, "stock": 2},
+        ]
+    )
+    for state in (st, None):
+        assert [r.id for r in pm.rank_products(state, c, 10)] == ["ok"]
+        assert [r.id for r in rank_products(state, c, 10, model=pm)] == ["ok"]
+
+
+# ---------------------------------------------------------------------------- cold start / reasons
+
+
+def test_cold_start_is_popularity_trending() -> None:
+    pm = PreferenceModel()
+    pops = [3.0, 10.0, 1.0, 7.0]
+    c = ProductCandidates.build(list("abcd"), ["x"] * 4, ["y"] * 4, [1.0] * 4, pops)
+    ranked = pm.rank_products(None, c, 3)
+    assert [r.id for r in ranked] == ["b", "d", "a"]
+    assert {r.reason for r in ranked} == {"trending now"}
+    assert [r.id for r in pm.rank_products(pm.new_state("new"), c, 3)] == ["b", "d", "a"]
+
+
+def test_reason_strings() -> None:
+    pm = PreferenceModel()
+    st = pm.update(None, _ev("m", "viewed", category="shoes", brand="v"))
+    st = pm.update(st, _ev("m", "carted", "cart", 5, action="add", brand="c", category="bags"))
+    st = pm.update(
+        st,
+        {
+            "member_id": "m",
+            "kind": "order",
+            "ts": T0_MS + 10_000,
+            "lines": [{"sku": "old", "brand": "loved", "category": "toys", "price": 30.0}],
+        },
+    )
+    c = ProductCandidates.build(
+        ["carted", "viewed", "new-loved", "hot"],
+        ["c", "v", "loved", "zz"],
+        ["bags", "shoes", "other", "other2"],
+        [30.0, 30.0, 999.0, 999.0],
+        [0.0, 0.0, 0.0, 50.0],
+    )
+    reasons = {r.id: r.reason for r in pm.rank_products(st, c, 4, now_ms=T0_MS + 11_000)}
+    assert reasons["carted"] == "in your cart"
+    assert reasons["viewed"] in {"you viewed it recently", "like items you viewed"}
+    assert reasons["new-loved"] in {"brand you ordered", "brand you like"}
+    assert reasons["hot"] == "trending now"
+
+
+# ---------------------------------------------------------------------------- vectorised == slow reference
+
+
+def _slow_product_score(
+    pm: PreferenceModel,
+    st: MemberState,
+    sku: str,
+    brand: str,
+    cat: str,
+    price: float,
+    pop: float,
+    max_pop: float,
+) -> float:
+    w = pm.ranker.product_weights
+
+    def rel(counter: DecayedCounter, key: str) -> float:
+        top = max(counter.weights.values(), default=0.0)
+        return counter.weights.get(key, 0.0) / top if top > 0 else 0.0
+
+    top_items = st.items.top(10)
+    vmax = top_items[0][1] if top_items else 0.0
+    num = norm = 0.0
+    for item, v in top_items:
+        if v <= 0:
+            continue
+        norm += v / vmax
+        num += (v / vmax) * pm.ranker.covisit.conditional(item, sku)
+    feats = {
+        "seen": rel(st.items, sku),
+        "cart": 1.0 if sku in st.cart else 0.0,
+        "covisit": num / norm if norm else 0.0,
+        "category": rel(st.categories, cat),
+        "brand": rel(st.brands, brand),
+        "brand_ordered": rel(st.ordered_brands, brand),
+        "band": rel(st.bands, price_band(price)),
+        "pop": np.log1p(pop) / np.log1p(max_pop) if max_pop > 0 else 0.0,
+    }
+    return sum(w[f] * feats[f] for f in PRODUCT_FEATURES)
+
+
+def test_vectorised_product_scoring_equals_reference() -> None:
+    pm = PreferenceModel()
+    rng = random.Random(3)
+    states = {}
+    for i in range(400):
+        m = f"m{rng.randrange(20)}"
+        sku = f"s{rng.randrange(30)}"
+        states[m] = pm.update(
+            states.get(m),
+            _ev(
+                m,
+                sku,
+                rng.choice(["browse", "cart", "order"]),
+                i,
+                brand=f"b{int(sku[1:]) % 7}",
+                category=f"c{int(sku[1:]) % 5}",
+                price=float(int(sku[1:]) * 3 + 1),
+                action="add",
+            ),
+        )
+    # make the blend weights non-trivial by learning a few choices
+    c = ProductCandidates.build(
+        [f"s{j}" for j in range(30)],
+        [f"b{j % 7}" for j in range(30)],
+        [f"c{j % 5}" for j in range(30)],
+        [float(j * 3 + 1) for j in range(30)],
+        [float(rng.randrange(10)) for _ in range(30)],
+    )
+    for st in list(states.values())[:5]:
+        sc, x = pm.ranker.score_products(st, c)
+        pm.ranker.learn_products(x, sc, [rng.randrange(30)])
+    st = states["m1"]
+    fast, _ = pm.ranker.score_products(st, c)
+    max_pop = float(c.popularity.max())
+    slow = [
+        _slow_product_score(
+            pm, st, c.sku[j], c.brand[j], c.category[j], float(c.price[j]), float(c.popularity[j]), max_pop
+        )
+        for j in range(30)
+    ]
+    np.testing.assert_allclose(fast, slow, rtol=1e-9, atol=1e-12)
+    ranked = pm.rank_products(st, c, 5)
+    assert [r.id for r in ranked] == [c.sku[j] for j in sorted(range(30), key=lambda j: (-slow[j], j))[:5]]
+
+
+def test_vectorised_sale_scoring_equals_reference() -> None:
+    pm = PreferenceModel()
+    st = None
+    for i, (sku, brand, cat) in enumerate(
+        [("a", "nike", "shoes"), ("b", "puma", "hats"), ("c", "nike", "bags")]
+    ):
+        st = pm.update(st, _ev("m", sku, "browse", i, brand=brand, category=cat, sale_id="sale-" + brand))
+    sales = SaleCandidates.build(
+        ["sale-nike", "sale-puma", "sale-x"],
+        ["nike", "puma", "x"],
+        [["shoes", "bags"], [], ["hats"]],
+        [1.0, 2.0, 3.0],
+    )
+    fast, x = pm.ranker.score_sales(st, sales)
+    w = pm.ranker.sale_weights
+
+    def rel(counter: DecayedCounter, key: str) -> float:
+        return counter.weights.get(key, 0.0) / max(counter.weights.values())
+
+    for j in range(3):
+        feats = {
+            "sale_seen": rel(st.sales, sales.sale_id[j]),
+            "cart": 0.0,
+            "brand": rel(st.brands, sales.brand[j]),
+            "brand_ordered": 0.0,
+            "category": max((rel(st.categories, cat) for cat in sales.categories[j]), default=0.0),
+            "pop": np.log1p(sales.popularity[j]) / np.log1p(3.0),
+        }
+        assert fast[j] == pytest.approx(sum(w[f] * feats[f] for f in SALE_FEATURES))
+    assert x.shape == (3, len(SALE_FEATURES))
