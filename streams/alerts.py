@@ -266,7 +266,7 @@ class AlertStateMachine:
     True
     >>> r = sm.update("s1", "A", verdict(False, True, "low"))
     >>> r.alert_id, r.status
-    ('s1:A:2', 'resolved')
+    ('s1:A:2:resolved', 'resolved')
     """
 
     def __init__(self) -> None:
@@ -301,7 +301,8 @@ class AlertStateMachine:
         else:
             return None
         return Alert(
-            alert_id=f"{sale_id}:{sku}:{s.sequence}",
+            # A resolution is its own message: receivers de-duplicating by alert_id must not drop it as a repeat.
+            alert_id=f"{sale_id}:{sku}:{s.sequence}" + (":resolved" if status == "resolved" else ""),
             sale_id=sale_id,
             sku=sku,
             status=status,

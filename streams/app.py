@@ -1,17 +1,20 @@
-"""The salepulse Faust app: every topic, table and agent of the worker, in one file.
+"""The salepulse Faust app: every topic, table, agent and timer of the worker, in one file.
 
 Topology::
 
-    events.browse ─┐
-    events.cart  ──┼─ velocity_extract ──> velocity.facts (key sale_id) ─┬─ sale_state ──> velocity.snapshots
-    events.order ─┘        │                                            │   (table sale-state, changelog)
-                           └─> events.deadletter (bytes + reason)       └─ ClickHouse sink (other process)
+    events.browse ─┐                       ┌─> member-prefs table (changelog) ── GET /members/{id}/…
+    events.cart  ──┼─ velocity_extract ────┼─> velocity.facts (key sale_id) ── sale_state ─┬─> velocity.snapshots
+    events.order ─┘   (key member_id)      └─> events.deadletter (bytes + reason)         │   (sale-state table)
+                                                                                          └─> replenishment.alerts
+    catalog.sales, forecast.priors, stock.levels ── CatalogFollower (every worker reads all of it)
 
 - ``velocity_extract`` runs partitioned by member (the producers' key). It decodes, validates, dead-letters bad
-  input, and turns each event into facts, sent on as one message per sale and batch. Re-keying by sale here is the
-  repartition step: the next stage owns each sale's state on exactly one partition.
-- ``sale_state`` owns the per-sale totals and velocity in a changelog-backed table. It counts each source offset once
-  (see :class:`streams.velocity.SaleState`), so a crash between the table write and the offset commit is harmless.
+  input, updates the member's preferences, and turns each event into facts, sent on as one message per sale and
+  batch. Re-keying by sale here is the repartition step: the next stage owns each sale on exactly one partition.
+- ``sale_state`` owns the per-sale totals and velocity in a changelog-backed table and counts each source offset
+  once (see :class:`streams.velocity.SaleState`), so a crash between the table write and the offset commit is
+  harmless. It feeds the :class:`streams.live.LiveBoard`, which forecasts demand and raises alerts.
+- ``publish_live_state`` (a timer) sends snapshots of what changed, and re-runs the alert rule as time passes.
 
 Serialization is explicit: every topic carries raw bytes and :mod:`schemas.codec` does the Avro work, so the same
 bytes are readable by any Avro client. Exactly-once mode is deliberately off (faust-streaming issues #323, #517):
@@ -22,18 +25,21 @@ from __future__ import annotations
 
 import json
 import time
+import weakref
 from collections import Counter
-from datetime import UTC, datetime
 from typing import Any
 
 import faust
-from aiohttp import web
+from faust.streams import _current_event
 
 from schemas.codec import Codec, DecodeError
 from schemas.validation import problems
+from streams.catalog import CatalogFollower
 from streams.config import Settings
+from streams.live import LiveBoard
 from streams.logs import get_logger
 from streams.metrics import Registry
+from streams.preferences import PreferenceModel
 from streams.velocity import Fact, SaleState, extract_facts, facts_by_sale, to_ms
 
 log = get_logger(__name__)
@@ -49,6 +55,8 @@ facts_sent = metrics.counter("salepulse_facts_total", "Facts sent to velocity.fa
 facts_counted = metrics.counter(
     "salepulse_facts_counted_total", "Facts counted into sale state; redelivered ones are not.", ["outcome"]
 )
+alerts_sent = metrics.counter("salepulse_alerts_total", "Replenishment alerts sent, by status.", ["status"])
+snapshots_sent = metrics.counter("salepulse_snapshots_total", "Velocity snapshots sent.")
 
 RECORD_KIND = {"BrowseEvent": "browse", "CartEvent": "cart", "OrderEvent": "order"}
 
@@ -96,13 +104,50 @@ app = faust.App(
 events_topic = app.topic(*settings.topics.events, value_type=bytes, key_type=bytes)
 facts_topic = app.topic(settings.topics.facts, value_type=bytes, key_type=bytes, partitions=settings.partitions)
 snapshots_topic = app.topic(settings.topics.snapshots, value_type=bytes, key_type=bytes)
+alerts_topic = app.topic(settings.topics.alerts, value_type=bytes, key_type=bytes)
 deadletter_topic = app.topic(settings.topics.deadletter, value_type=bytes, key_type=bytes)
 
 sale_states = app.Table("sale-state", key_type=str, value_type=bytes, partitions=settings.partitions)
 """sale_id -> SaleState as JSON bytes."""
+member_prefs = app.Table("member-prefs", key_type=str, value_type=bytes, partitions=settings.partitions)
+"""member_id -> MemberState bytes (bounded, decayed)."""
 
-# sale:sku of what changed since the last snapshot tick, per worker.
-_dirty: dict[str, set[str]] = {}
+catalog_follower = CatalogFollower(
+    settings.kafka_config(), list(settings.topics.compacted), codec.decode
+)
+catalog = catalog_follower.catalog
+board = LiveBoard(catalog, alert_probability=settings.alert_probability)
+preferences = PreferenceModel()
+
+# Decoded SaleState of the sales this worker owns; the table holds the durable copy.
+_sale_cache: dict[str, SaleState] = {}
+# (sale_id, sku) changed since the last snapshot tick.
+_dirty: set[tuple[str, str]] = set()
+
+
+@app.task
+async def start_catalog() -> None:
+    catalog_follower.start()
+
+
+@app.on_partitions_revoked.connect
+async def _forget_cached_sales(*_args: Any, **_kwargs: Any) -> None:
+    """Partitions may move: re-read sale state from the table rather than trust a cached copy."""
+    _sale_cache.clear()
+
+
+def write_table(table: faust.Table, key: str, value: bytes, event: faust.EventT) -> None:
+    """Write ``table[key]`` as if inside ``event``'s iteration.
+
+    Faust sends the changelog record to the partition of the *current* event. Agents here work on batches, so the
+    current event is set explicitly to the event that carried ``key`` (same key, same partition), which keeps
+    every key's changelog on its own partition and recovery correct after a rebalance.
+    """
+    token = _current_event.set(weakref.ref(event))
+    try:
+        table[key] = value
+    finally:
+        _current_event.reset(token)
 
 
 def _now_ms() -> int:
@@ -137,12 +182,30 @@ def decode_event(data: bytes) -> tuple[str, dict[str, Any]]:
     return name, record
 
 
+def preference_events(name: str, record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The event dicts the preference model learns from, enriched with brand, category and price."""
+    kind = RECORD_KIND[name]
+    lines = record["lines"] if kind == "order" else [record]
+    out = []
+    for line in lines:
+        product = catalog.products.get((line["sale_id"], line["sku"]))
+        sale = catalog.sales.get(line["sale_id"])
+        out.append({
+            "member_id": record["member_id"], "sale_id": line["sale_id"], "sku": line["sku"],
+            "brand": sale.brand if sale else None, "category": product.category if product else None,
+            "price": line.get("unit_price") or (product.price if product else None), "kind": kind,
+            "quantity": line.get("quantity", 1), "action": record.get("action"), "ts": to_ms(record["ts"]),
+        })
+    return out
+
+
 @app.agent(events_topic)
 async def velocity_extract(stream: faust.StreamT) -> None:
-    """Decode, validate, dead-letter, and forward facts re-keyed by sale."""
+    """Decode, validate, dead-letter, learn preferences, and forward facts re-keyed by sale."""
     async for events in stream.take_events(2000, within=0.05):
         facts: list[tuple[Fact, str, int]] = []
         kinds: Counter[str] = Counter()
+        members: dict[str, tuple[Any, faust.EventT]] = {}
         for event in events:
             message = event.message
             try:
@@ -158,6 +221,15 @@ async def velocity_extract(stream: faust.StreamT) -> None:
             kinds[RECORD_KIND[name]] += 1
             source = f"{message.topic}:{message.partition}"
             facts.extend((fact, source, message.offset) for fact in extract_facts(name, record))
+            member_id = record["member_id"]
+            state = members[member_id][0] if member_id in members else None
+            if state is None:
+                state = preferences.load_state(member_prefs.get(member_id), member_id)
+            for update in preference_events(name, record):
+                state = preferences.update(state, update)
+            members[member_id] = (state, event)
+        for member_id, (state, event) in members.items():
+            write_table(member_prefs, member_id, state.to_bytes(), event)
         for kind, count in kinds.items():
             events_processed.inc(count, kind=kind)
         for sale_id, items in facts_by_sale(facts).items():
@@ -174,24 +246,33 @@ async def velocity_extract(stream: faust.StreamT) -> None:
             facts_sent.inc(len(items))
 
 
+def _load_sale(sale_id: str) -> SaleState:
+    state = _sale_cache.get(sale_id)
+    if state is None:
+        stored = sale_states.get(sale_id)
+        state = SaleState.from_json(json.loads(stored)) if stored else SaleState(sale_id)
+        for sku, totals in state.skus.items():
+            board.restore(sale_id, sku, totals)
+        _sale_cache[sale_id] = state
+    return state
+
+
 @app.agent(facts_topic)
 async def sale_state(stream: faust.StreamT) -> None:
     """Count facts into the per-sale state; redelivered facts (same source offset) are skipped."""
-    async for values in stream.take(500, within=0.05):
-        touched: dict[str, SaleState] = {}
-        for value in values:
+    async for events in stream.take_events(500, within=0.05):
+        touched: dict[str, faust.EventT] = {}
+        for event in events:
             try:
-                _, batch = codec.decode(value)
+                _, batch = codec.decode(event.value)
             except DecodeError as exc:
                 # Only velocity_extract writes this topic: a bad record is a bug to see, and must not crash the
                 # agent, because Faust commits the offsets of a crashed agent's batch.
                 log.error("unreadable facts record skipped", reason=str(exc))
                 continue
             sale_id = batch["facts"][0]["sale_id"]  # one message carries one sale's facts
-            state = touched.get(sale_id)
-            if state is None:
-                stored = sale_states.get(sale_id)
-                state = touched[sale_id] = SaleState.from_json(json.loads(stored)) if stored else SaleState(sale_id)
+            state = _load_sale(sale_id)
+            touched[sale_id] = event
             highest: dict[str, int] = {}
             for item in batch["facts"]:
                 fact = Fact(item["event_id"], sale_id, item["sku"], item["kind"], item["units"], item["revenue"],
@@ -199,68 +280,44 @@ async def sale_state(stream: faust.StreamT) -> None:
                 counted = state.apply(fact, item["source"], item["offset"])
                 facts_counted.inc(outcome="counted" if counted else "duplicate")
                 if counted:
-                    _dirty.setdefault(sale_id, set()).add(fact.sku)
+                    board.observe(state.skus[fact.sku], fact)
+                    _dirty.add((sale_id, fact.sku))
                 highest[item["source"]] = max(highest.get(item["source"], -1), item["offset"])
             state.close_offsets(highest)
-        for sale_id, state in touched.items():
-            sale_states[sale_id] = json.dumps(state.to_json()).encode()
+        for sale_id, event in touched.items():
+            write_table(sale_states, sale_id, json.dumps(_sale_cache[sale_id].to_json()).encode(), event)
+
+
+_ticks = 0
 
 
 @app.timer(interval=1.0)
-async def publish_snapshots() -> None:
-    """Send the live state of every (sale, sku) that changed in the last second."""
-    if not _dirty:
-        return
-    dirty = dict(_dirty)
+async def publish_live_state() -> None:
+    """Snapshots of what changed in the last second; the alert rule for those, and for every open sale each 5 s.
+
+    Forecasts move with time even when nothing sells, so the rule must also run on a clock, not only on events.
+    """
+    global _ticks
+    _ticks += 1
+    dirty = set(_dirty)
     _dirty.clear()
-    for sale_id, skus in dirty.items():
-        stored = sale_states.get(sale_id)
-        if not stored:
-            continue
-        state = SaleState.from_json(json.loads(stored))
-        for sku in skus:
-            totals = state.skus[sku]
-            snapshot = {
-                "event_id": f"{sale_id}:{sku}:{state.version}",
-                "sale_id": sale_id,
-                "sku": sku,
-                "as_of": totals.last_ms,
-                "version": state.version,
-                "views": totals.views,
-                "carts": totals.carts,
-                "orders": totals.orders,
-                "units": totals.units,
-                "revenue": totals.revenue,
-                "velocity_uph": totals.velocity_at(totals.last_ms),
-            }
-            await snapshots_topic.send(key=f"{sale_id}:{sku}".encode(),
-                                       value=codec.encode("VelocitySnapshot", snapshot))
+    for sale_id, sku in dirty:
+        snapshot = board.snapshot(sale_id, sku)
+        await snapshots_topic.send(key=f"{sale_id}:{sku}".encode(), value=codec.encode("VelocitySnapshot", snapshot))
+        snapshots_sent.inc()
+    to_check = dirty
+    board.sample_velocity()
+    if _ticks % 5 == 0:
+        to_check = dirty | {(sale.sale_id, sku) for sale in catalog.open_sales(board.stream_ms)
+                            for sku in sale.skus if (sale.sale_id, sku) in board.totals}
+        board.finish_ended_sales()
+    for sale_id, sku in to_check:
+        alert = board.check_alert(sale_id, sku)
+        if alert is not None:
+            await alerts_topic.send(key=f"{sale_id}:{sku}".encode(), value=codec.encode("ReplenishmentAlert", alert))
+            alerts_sent.inc(status=alert["status"])
+            log.info("replenishment alert", alert_id=alert["alert_id"], status=alert["status"],
+                     severity=alert["severity"], reason=alert["reason"])
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=str))
-
-
-@app.page("/health")
-async def health(_view: faust.web.View, _request: faust.web.Request) -> web.Response:
-    return _json({"status": "ok", "time": datetime.now(UTC).isoformat()})
-
-
-@app.page("/stats")
-async def stats(_view: faust.web.View, _request: faust.web.Request) -> web.Response:
-    """Counters as JSON: what the demo and the tests read to know the worker has caught up."""
-    return _json(
-        {
-            "events_processed": int(events_processed.total()),
-            "events_processed_by_kind": {k[0]: int(v) for k, v in events_processed.values.items()},
-            "deadletters": int(deadletters_sent.total()),
-            "facts_sent": int(facts_sent.total()),
-            "facts_counted": int(facts_counted.get(outcome="counted")),
-            "facts_duplicate": int(facts_counted.get(outcome="duplicate")),
-        }
-    )
-
-
-@app.page("/metrics")
-async def prometheus(_view: faust.web.View, _request: faust.web.Request) -> web.Response:
-    return web.Response(text=metrics.render(), content_type="text/plain", charset="utf-8")
+from streams import views  # noqa: E402,F401  - registers the HTTP views on ``app``

@@ -8,7 +8,6 @@ have caught up and ClickHouse holds every produced unit) → clean shutdown → 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys

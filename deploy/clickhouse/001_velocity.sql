@@ -16,7 +16,8 @@ CREATE TABLE IF NOT EXISTS velocity_facts
 ENGINE = ReplacingMergeTree(inserted_at)
 PARTITION BY toYYYYMM(ts)
 ORDER BY (sale_id, sku, ts, event_id)
-TTL toDateTime(ts) + INTERVAL 400 DAY;
+-- Age out by arrival, not event time: a replay of 2019 data must not expire on insert.
+TTL toDateTime(inserted_at) + INTERVAL 400 DAY;
 
 -- statement
 -- Per sale, sku and minute: what operations look at. A view over the deduplicated facts.

@@ -36,12 +36,13 @@ CREATE TABLE IF NOT EXISTS forecasts_history
     expert_prior          Nullable(Float64),
     p10                   Nullable(Float64),
     p50                   Nullable(Float64),
-    p90                   Nullable(Float64)
+    p90                   Nullable(Float64),
+    inserted_at           DateTime DEFAULT now()
 )
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(as_of)
 ORDER BY (sale_id, sku, version)
-TTL toDateTime(as_of) + INTERVAL 180 DAY;
+TTL inserted_at + INTERVAL 180 DAY;
 
 -- statement
 -- The alert log, resolutions included; alert_id is stable, so a redelivered alert is one row.
@@ -59,9 +60,10 @@ CREATE TABLE IF NOT EXISTS alerts
     recommended_quantity  Int64,
     projected_stockout_at Nullable(DateTime64(3, 'UTC')),
     reason                String,
-    raised_at             DateTime64(3, 'UTC')
+    raised_at             DateTime64(3, 'UTC'),
+    inserted_at           DateTime DEFAULT now()
 )
 ENGINE = ReplacingMergeTree(raised_at)
 PARTITION BY toYYYYMM(raised_at)
 ORDER BY (sale_id, sku, alert_id)
-TTL toDateTime(raised_at) + INTERVAL 400 DAY;
+TTL inserted_at + INTERVAL 400 DAY;

@@ -92,7 +92,7 @@ def test_hysteresis_open_no_repeat_escalate_resolve() -> None:
     assert esc is not None and (esc.status, esc.alert_id, esc.severity) == ("escalated", "s:k:2", "high")
     assert sm.update("s", "k", _v(False, False, "low")) is None  # between thresholds: hold
     res = sm.update("s", "k", _v(False, True, "low"))
-    assert res is not None and (res.status, res.alert_id, res.severity) == ("resolved", "s:k:2", "high")
+    assert res is not None and (res.status, res.alert_id, res.severity) == ("resolved", "s:k:2:resolved", "high")
     assert sm.update("s", "k", _v(False, True, "low")) is None
     again = sm.update("s", "k", _v(True, False, "low"))
     assert again is not None and (again.status, again.alert_id) == ("open", "s:k:3")
@@ -125,7 +125,7 @@ def test_alert_ids_deterministic_and_restorable() -> None:
     for _ in range(2):
         sm = AlertStateMachine()
         runs.append([(a.alert_id, a.status) for v in seq if (a := sm.update("s", "k", v)) is not None])
-    assert runs[0] == runs[1] == [("s:k:1", "open"), ("s:k:2", "escalated"), ("s:k:2", "resolved")]
+    assert runs[0] == runs[1] == [("s:k:1", "open"), ("s:k:2", "escalated"), ("s:k:2:resolved", "resolved")]
     # state survives a restart: the redelivered event produces nothing, the next one continues the ids
     sm = AlertStateMachine()
     sm.update("s", "k", seq[0])

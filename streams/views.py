@@ -1,0 +1,319 @@
+"""The worker's HTTP API, on the Faust web server (default port 6066).
+
+Reads: ``/health``, ``/stats``, ``/metrics``, ``/sales``, ``/sales/{sale_id}``, ``/members/{id}/sales``,
+``/members/{id}/products``, ``/api/dashboard``, ``/dashboard``.
+Writes: ``POST /events`` (the site and app collector), ``POST /forecasts`` (buyers' expert forecasts). With
+``SALEPULSE_API_TOKEN`` set, writes need ``Authorization: Bearer <token>``. Bodies over
+``SALEPULSE_MAX_BODY_BYTES`` get 413. Errors are JSON ``{"error": …, "problems": [...]}`` with a 4xx status.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import mimetypes
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from faust.web import Request, Response, View
+
+from schemas.json_input import InputError, parse_event, parse_forecast
+from streams.app import (
+    app,
+    board,
+    catalog,
+    catalog_follower,
+    codec,
+    deadletters_sent,
+    events_processed,
+    facts_counted,
+    facts_sent,
+    member_prefs,
+    metrics,
+    preferences,
+    settings,
+)
+from streams.live import ms_to_dt
+from streams.preferences import ProductCandidates, SaleCandidates
+
+WEB_DIR = Path(__file__).parent / "web"
+MAX_BATCH = 10_000
+KIND_TOPICS = {"browse": settings.topics.browse, "cart": settings.topics.cart, "order": settings.topics.order}
+RECORDS = {"browse": "BrowseEvent", "cart": "CartEvent", "order": "OrderEvent"}
+http_requests = metrics.counter("salepulse_http_requests_total", "HTTP requests, by route and status.",
+                                ["route", "status"])
+collector_events = metrics.counter("salepulse_collector_events_total", "Events posted, by outcome.", ["outcome"])
+
+
+class HTTPProblem(Exception):
+    def __init__(self, status: int, message: str, problems: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.problems = status, message, problems
+
+
+def _authorize(request: Request) -> None:
+    if not settings.api_token:
+        return
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer ") or not hmac.compare_digest(header[7:], settings.api_token):
+        raise HTTPProblem(401, "this endpoint needs 'Authorization: Bearer <SALEPULSE_API_TOKEN>'")
+
+
+async def _json_body(view: View, request: Request) -> Any:
+    length = request.content_length
+    if length is not None and length > settings.max_body_bytes:
+        raise HTTPProblem(413, f"body of {length} bytes is over the {settings.max_body_bytes}-byte limit; "
+                               f"send smaller batches")
+    body = await request.read()
+    if len(body) > settings.max_body_bytes:
+        raise HTTPProblem(413, f"body is over the {settings.max_body_bytes}-byte limit; send smaller batches")
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        raise HTTPProblem(400, f"body is not JSON: {exc}") from None
+
+
+def _query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise HTTPProblem(400, f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise HTTPProblem(400, f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def handled(route: str) -> Any:
+    """Turn :class:`HTTPProblem` into a JSON error response and count every answer by status."""
+
+    def wrap(fun: Any) -> Any:
+        async def inner(view: View, request: Request, *args: Any, **kwargs: Any) -> Response:
+            try:
+                response = await fun(view, request, *args, **kwargs)
+            except HTTPProblem as problem:
+                body: dict[str, Any] = {"error": problem.message}
+                if problem.problems is not None:
+                    body["problems"] = problem.problems
+                response = view.json(body, status=problem.status)
+            http_requests.inc(route=route, status=str(response.status))
+            return response
+
+        inner.__name__ = fun.__name__
+        inner.__doc__ = fun.__doc__
+        return inner
+
+    return wrap
+
+
+def _dumps(data: Any) -> Any:
+    return json.loads(json.dumps(data, default=str))
+
+
+@app.page("/health")
+class Health(View):
+    async def get(self, request: Request) -> Response:
+        return self.json({"status": "ok", "catalog_ready": catalog_follower.ready.is_set(),
+                          "time": datetime.now(UTC).isoformat()})
+
+
+@app.page("/stats")
+class Stats(View):
+    """Counters as JSON: what the demo and the tests read to know the worker has caught up."""
+
+    async def get(self, request: Request) -> Response:
+        return self.json({
+            "events_processed": int(events_processed.total()),
+            "events_processed_by_kind": {k[0]: int(v) for k, v in events_processed.values.items()},
+            "deadletters": int(deadletters_sent.total()),
+            "facts_sent": int(facts_sent.total()),
+            "facts_counted": int(facts_counted.get(outcome="counted")),
+            "facts_duplicate": int(facts_counted.get(outcome="duplicate")),
+            "stream_time": ms_to_dt(board.stream_ms).isoformat() if board.stream_ms else None,
+        })
+
+
+@app.page("/metrics")
+class Metrics(View):
+    async def get(self, request: Request) -> Response:
+        return self.text(metrics.render(), content_type="text/plain; version=0.0.4")
+
+
+@app.page("/sales")
+class Sales(View):
+    @handled("/sales")
+    async def get(self, request: Request) -> Response:
+        """Open sales at stream time, with units, velocity, forecast band and open alerts."""
+        return self.json({"stream_time": _stream_time(), "sales": _dumps(board.sales_view())})
+
+
+@app.page("/sales/{sale_id}")
+class SaleDetail(View):
+    @handled("/sales/{sale_id}")
+    async def get(self, request: Request, sale_id: str) -> Response:
+        view = board.sale_view(sale_id)
+        if view is None:
+            raise HTTPProblem(404, f"no sale {sale_id!r} in the catalogue; GET /sales lists the open ones")
+        return self.json(_dumps(view))
+
+
+def _stream_time() -> str | None:
+    return ms_to_dt(board.stream_ms).isoformat() if board.stream_ms else None
+
+
+def _now_ms() -> int:
+    """Stream time when events flow (replays and simulations run on their own clock), else wall time."""
+    return board.stream_ms or int(time.time() * 1000)
+
+
+def sale_candidates(now_ms: int) -> SaleCandidates:
+    rows = []
+    for sale in catalog.open_sales(now_ms):
+        velocity = sum(board.totals[(sale.sale_id, sku)].velocity_at(now_ms) for sku in sale.skus
+                       if (sale.sale_id, sku) in board.totals)
+        categories = sorted({catalog.products[(sale.sale_id, sku)].category for sku in sale.skus
+                             if (sale.sale_id, sku) in catalog.products})
+        rows.append({"sale_id": sale.sale_id, "brand": sale.brand, "categories": categories,
+                     "popularity": velocity, "starts_at": sale.starts_ms, "ends_at": sale.ends_ms})
+    return SaleCandidates.from_records(rows)
+
+
+def product_candidates(sale_id: str, now_ms: int) -> ProductCandidates:
+    sale = catalog.sales[sale_id]
+    rows = []
+    for sku in sale.skus:
+        product = catalog.products[(sale_id, sku)]
+        totals = board.totals.get((sale_id, sku))
+        sold = totals.units if totals else 0
+        on_hand = catalog.on_hand(sale_id, sku)
+        rows.append({"sku": sku, "brand": sale.brand, "category": product.category, "price": product.price,
+                     "popularity": totals.velocity_at(now_ms) if totals else 0.0,
+                     "stock": (on_hand - sold) if on_hand is not None else 1, "sale_id": sale_id})
+    return ProductCandidates.from_records(rows)
+
+
+def _ranked(items: list[Any]) -> list[dict[str, Any]]:
+    return [{"id": item.id, "score": round(float(item.score), 6), "reason": item.reason} for item in items]
+
+
+@app.page("/members/{member_id}/sales")
+class MemberSales(View):
+    @app.table_route(table=member_prefs, match_info="member_id")
+    @handled("/members/{member_id}/sales")
+    async def get(self, request: Request, member_id: str) -> Response:
+        """The open sales ranked for this member (live popularity for a member never seen)."""
+        k = _query_int(request, "k", 10, 1, 500)
+        now = _now_ms()
+        state = preferences.load_state(member_prefs.get(member_id), member_id)
+        ranked = preferences.rank_sales(state, sale_candidates(now), k=k, now_ms=now)
+        items = [{"sale_id": r["id"], "brand": catalog.sales[r["id"]].brand, "score": r["score"],
+                  "reason": r["reason"]} for r in _ranked(ranked)]
+        return self.json({"member_id": member_id, "known_member": not state.is_cold, "items": items})
+
+
+@app.page("/members/{member_id}/products")
+class MemberProducts(View):
+    @app.table_route(table=member_prefs, match_info="member_id")
+    @handled("/members/{member_id}/products")
+    async def get(self, request: Request, member_id: str) -> Response:
+        """The in-stock products of one sale, ranked for this member."""
+        sale_id = request.query.get("sale_id")
+        if not sale_id:
+            raise HTTPProblem(400, "sale_id is required, e.g. ?sale_id=s-12&k=20")
+        if sale_id not in catalog.sales:
+            raise HTTPProblem(404, f"no sale {sale_id!r} in the catalogue")
+        k = _query_int(request, "k", 20, 1, 5000)
+        now = _now_ms()
+        if not catalog.is_open(sale_id, now):
+            raise HTTPProblem(404, f"sale {sale_id!r} is not open now")
+        state = preferences.load_state(member_prefs.get(member_id), member_id)
+        ranked = preferences.rank_products(state, product_candidates(sale_id, now), k=k, now_ms=now)
+        items = [{"sku": r["id"], "score": r["score"], "reason": r["reason"]} for r in _ranked(ranked)]
+        return self.json({"member_id": member_id, "sale_id": sale_id, "known_member": not state.is_cold,
+                          "items": items})
+
+
+@app.page("/events")
+class Collector(View):
+    @handled("/events")
+    async def post(self, request: Request) -> Response:
+        """One JSON event or a list of them: valid ones are produced, each invalid one is named with why."""
+        _authorize(request)
+        body = await _json_body(self, request)
+        events = body if isinstance(body, list) else [body]
+        if len(events) > MAX_BATCH:
+            raise HTTPProblem(413, f"{len(events)} events in one request; send at most {MAX_BATCH}")
+        accepted, refused = 0, []
+        for index, event in enumerate(events):
+            try:
+                kind, record = parse_event(event)
+            except InputError as error:
+                refused.append({"index": index, "event_id": event.get("event_id") if isinstance(event, dict)
+                                else None, "problems": error.problems})
+                continue
+            await app.topic(KIND_TOPICS[kind]).send(key=record["member_id"].encode(),
+                                                    value=codec.encode(RECORDS[kind], record))
+            accepted += 1
+        collector_events.inc(accepted, outcome="accepted")
+        collector_events.inc(len(refused), outcome="refused")
+        if refused and not accepted:
+            raise HTTPProblem(400, f"all {len(refused)} events were refused", refused)
+        return self.json({"accepted": accepted, "refused": refused}, status=202)
+
+
+@app.page("/forecasts")
+class Forecasts(View):
+    @handled("/forecasts")
+    async def post(self, request: Request) -> Response:
+        """A buyer's forecast (or a list): all valid or none applied, like the CSV loader."""
+        _authorize(request)
+        body = await _json_body(self, request)
+        rows = body if isinstance(body, list) else [body]
+        records, refused = [], []
+        for index, row in enumerate(rows):
+            try:
+                records.append(parse_forecast(row))
+            except InputError as error:
+                refused.append({"index": index, "problems": error.problems})
+        if refused:
+            raise HTTPProblem(400, f"{len(refused)} of {len(rows)} forecasts are invalid; none was applied",
+                              refused)
+        for record in records:
+            await app.topic(settings.topics.priors).send(key=f"{record['sale_id']}:{record['sku']}".encode(),
+                                                         value=codec.encode("ExpertForecast", record))
+        return self.json({"accepted": len(records)}, status=202)
+
+
+@app.page("/api/dashboard")
+class DashboardData(View):
+    async def get(self, request: Request) -> Response:
+        """Everything the dashboard page shows, in one poll."""
+        from streams.dashboard import dashboard_payload
+
+        return self.json(_dumps(dashboard_payload(board, int(events_processed.total()))))
+
+
+@app.page("/dashboard")
+class Dashboard(View):
+    async def get(self, request: Request) -> Response:
+        page = WEB_DIR / "dashboard.html"
+        if not page.exists():
+            return self.error(404, "the dashboard page is not installed")
+        return self.html(page.read_text())
+
+
+@app.page("/dashboard/static/{name}")
+class DashboardStatic(View):
+    async def get(self, request: Request, name: str) -> Response:
+        for folder in (WEB_DIR, WEB_DIR / "vendor"):
+            path = (folder / name).resolve()
+            if path.parent == folder.resolve() and path.is_file():
+                content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+                return self.bytes(path.read_bytes(), content_type=content_type,
+                                  headers={"Cache-Control": "max-age=300"})
+        return self.error(404, f"no static file {name!r}")
+
