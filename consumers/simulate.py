@@ -356,7 +356,10 @@ class SimulatedWorld:
                 "event_id": f"{plan.sale_id}-v1", "sale_id": plan.sale_id, "brand": brand, "starts_at": starts,
                 "ends_at": _dt(plan.end_ms), "products": products, "updated_at": updated,
             })
-            lead = float(rng.choice([12.0, 24.0, 48.0, 72.0]))
+            # Restocking a flash sale comes from the central depot, hours not days away; scaled to the sale's
+            # length so that a replenishment alert can still help before the sale ends.
+            hours = (plan.end_ms - plan.start_ms) / 3_600_000
+            lead = round(hours * float(rng.choice([0.1, 0.15, 0.2, 0.3])), 2)
             self.stock.extend(
                 {"event_id": f"{sku}-st1", "sku": sku, "on_hand": stock[k], "inbound": 0, "inbound_eta": None,
                  "lead_time_hours": lead, "updated_at": updated}

@@ -110,6 +110,20 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_priors(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.priors import PriorsFileError, load_priors
+    from streams.topics import ensure_topics
+
+    try:
+        ensure_topics(settings)
+        loaded = load_priors(settings, args.file)
+    except (PriorsFileError, OSError) as exc:
+        print(f"error: {args.file}: {exc}", file=sys.stderr)
+        return 2
+    print(f"loaded {loaded} expert forecasts into {settings.topics.priors}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from streams.demo import run_demo
 
@@ -174,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--speed", default="max", help="time scale of original gaps, or 'max'")
     replay.add_argument("--limit", type=int, default=None, help="first N events only")
     replay.set_defaults(func=cmd_replay)
+
+    priors = sub.add_parser("priors", help="buyers' expert forecasts")
+    priors_sub = priors.add_subparsers(dest="action", required=True)
+    priors_load = priors_sub.add_parser("load", help="load a CSV: sale_id, sku, expected_units[, low, high, author]")
+    priors_load.add_argument("file", type=Path)
+    priors.set_defaults(func=cmd_priors)
 
     demo = sub.add_parser("demo", help="broker + worker + sink + simulator, then a JSON summary")
     demo.add_argument("--duration", type=float, default=60.0, help="seconds of production")

@@ -88,12 +88,22 @@ def _query_int(request: Request, name: str, default: int, low: int, high: int) -
     return value
 
 
-def handled(route: str) -> Any:
+def _require_ready() -> None:
+    """Table-backed answers need partitions assigned and the catalogue loaded; until then say so, with 503."""
+    if app.rebalancing or not app.consumer.assignment():
+        raise HTTPProblem(503, "the worker is joining its consumer group; retry in a moment")
+    if not catalog_follower.ready.is_set():
+        raise HTTPProblem(503, "the worker is still loading the catalogue; retry in a moment")
+
+
+def handled(route: str, needs_state: bool = True) -> Any:
     """Turn :class:`HTTPProblem` into a JSON error response and count every answer by status."""
 
     def wrap(fun: Any) -> Any:
         async def inner(view: View, request: Request, *args: Any, **kwargs: Any) -> Response:
             try:
+                if needs_state:
+                    _require_ready()
                 response = await fun(view, request, *args, **kwargs)
             except HTTPProblem as problem:
                 body: dict[str, Any] = {"error": problem.message}
@@ -202,8 +212,8 @@ def _ranked(items: list[Any]) -> list[dict[str, Any]]:
 
 @app.page("/members/{member_id}/sales")
 class MemberSales(View):
-    @app.table_route(table=member_prefs, match_info="member_id")
     @handled("/members/{member_id}/sales")
+    @app.table_route(table=member_prefs, match_info="member_id")
     async def get(self, request: Request, member_id: str) -> Response:
         """The open sales ranked for this member (live popularity for a member never seen)."""
         k = _query_int(request, "k", 10, 1, 500)
@@ -217,8 +227,8 @@ class MemberSales(View):
 
 @app.page("/members/{member_id}/products")
 class MemberProducts(View):
-    @app.table_route(table=member_prefs, match_info="member_id")
     @handled("/members/{member_id}/products")
+    @app.table_route(table=member_prefs, match_info="member_id")
     async def get(self, request: Request, member_id: str) -> Response:
         """The in-stock products of one sale, ranked for this member."""
         sale_id = request.query.get("sale_id")
@@ -239,7 +249,7 @@ class MemberProducts(View):
 
 @app.page("/events")
 class Collector(View):
-    @handled("/events")
+    @handled("/events", needs_state=False)
     async def post(self, request: Request) -> Response:
         """One JSON event or a list of them: valid ones are produced, each invalid one is named with why."""
         _authorize(request)
@@ -267,7 +277,7 @@ class Collector(View):
 
 @app.page("/forecasts")
 class Forecasts(View):
-    @handled("/forecasts")
+    @handled("/forecasts", needs_state=False)
     async def post(self, request: Request) -> Response:
         """A buyer's forecast (or a list): all valid or none applied, like the CSV loader."""
         _authorize(request)

@@ -65,26 +65,26 @@ def _p(sku: str, stock: int | None, demand: float, prior: float | None, start: i
 SALES: tuple[FakeSale, ...] = (
     FakeSale("s-12", "nike", 95, 6, (
         _p("k-3", 140, 205, 150, 80, 0.9),
-        _p("k-7", 600, 520, 480, 260, 2.1),
-        _p("k-9", 420, 380, 420, 190, 1.6),
+        _p("k-7", 600, 470, 480, 260, 2.1),
+        _p("k-9", 420, 340, 420, 190, 1.6),
         _p("k-11", 250, 330, 260, 120, 1.2),
     )),
     FakeSale("s-14", "adidas", 60, 4, (
         _p("a-1", 900, 720, 800, 210, 2.4),
-        _p("a-2", 300, 260, 240, 70, 0.8),
+        _p("a-2", 300, 240, 240, 70, 0.8),
         _p("a-5", 150, 140, 180, 40, 0.5),
     )),
     FakeSale("s-15", "dyson", 30, 3, (
         _p("d-1", 80, 150, 90, 35, 0.7),
-        _p("d-2", 120, 110, 100, 22, 0.3),
+        _p("d-2", 120, 95, 100, 22, 0.3),
     )),
     FakeSale("s-17", "lego", 140, 8, (
         _p("l-10", 2000, 1500, 1600, 700, 3.0),
         _p("l-11", 1200, 950, 900, 400, 1.9),
-        _p("l-12", 500, 410, 450, 160, 0.9),
+        _p("l-12", 500, 380, 450, 160, 0.9),
     )),
     FakeSale("s-18", "levi's", 15, 5, (
-        _p("v-501", 700, 690, 650, 35, 1.1),
+        _p("v-501", 700, 620, 650, 35, 1.1),
         _p("v-511", 500, 560, 400, 20, 0.9),
     )),
     FakeSale("s-19", "ray-ban", 5, 6, (  # just started: no forecast yet
@@ -183,8 +183,10 @@ def payload(n: int) -> dict[str, Any]:
         stockouts = [r["projected_stockout_at"] for r in products if r["projected_stockout_at"]]
         severities = [a["severity"] for a in sale_alerts]
         series = []
-        for i in range(max(0, n - 59), n + 1):  # the last 60 samples, one per call
+        for i in range(n - 59, n + 1):  # the last 60 samples (one per call) since the sale started
             at = T0 + timedelta(seconds=STEP_S * i)
+            if at < starts:
+                continue
             v = sum(p.rate_per_call * 3600 / STEP_S * (1 + 0.18 * math.sin(i / 3 + len(p.sku))) for p in sale.products)
             series.append([_ms(at), round(v, 1)])
         sales.append({

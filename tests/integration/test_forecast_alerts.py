@@ -1,0 +1,92 @@
+"""Forecast and replenishment alerts on the real broker: demand outruns stock → one alert; stock arrives → resolved."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer
+
+from consumers.publish import Publisher
+from schemas.codec import Codec
+from tests.integration.pipeline import Pipeline, wait_until
+
+pytestmark = pytest.mark.integration
+HOUR = 3_600_000
+
+
+@pytest.fixture
+def pipeline(kafka_bootstrap: str, clickhouse_dsn: str, tmp_path: Path) -> Iterator[Pipeline]:
+    p = Pipeline(kafka_bootstrap, clickhouse_dsn, tmp_path / "state")
+    p.start_worker()
+    yield p
+    p.close()
+
+
+class AlertReader:
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.consumer = Consumer(pipeline.settings.kafka_config(
+            **{"group.id": f"alerts-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"}))
+        self.consumer.subscribe([pipeline.settings.topics.alerts])
+        self.codec = Codec()
+        self.alerts: list[dict] = []
+
+    def poll(self) -> list[dict]:
+        for message in self.consumer.consume(100, timeout=0.5):
+            if not message.error():
+                self.alerts.append(self.codec.decode(message.value())[1])
+        return self.alerts
+
+
+def test_demand_outrunning_stock_raises_one_alert_then_a_resolve(pipeline: Pipeline) -> None:
+    sale_id, sku = f"fa-{uuid.uuid4().hex[:6]}", "boots-1"
+    start = int(time.time() * 1000) - HOUR // 2
+    with Publisher(pipeline.settings) as publisher:
+        publisher.send("sale", {"event_id": f"{sale_id}-v1", "sale_id": sale_id, "brand": "acme",
+                                "starts_at": start, "ends_at": start + 4 * HOUR, "updated_at": start,
+                                "products": [{"sku": sku, "name": "Boots", "category": "shoes.boots",
+                                              "price": 80.0, "stock": 100}]})
+        publisher.send("prior", {"event_id": f"{sale_id}-f1", "sale_id": sale_id, "sku": sku,
+                                 "expected_units": 100.0, "low": 70.0, "high": 140.0, "author": "anna",
+                                 "submitted_at": start - HOUR})
+        publisher.send("stock", {"event_id": f"{sku}-s1", "sku": sku, "on_hand": 100, "inbound": 0,
+                                 "inbound_eta": None, "lead_time_hours": 0.5, "updated_at": start})
+    wait_until(lambda: _prior_shown(pipeline, sale_id) == 100.0, 30, "the worker to know the sale and its prior")
+    reader = AlertReader(pipeline)
+
+    # 20 minutes into a 4-hour sale, 70 units are gone: at this pace demand will be far above the 100 in stock.
+    with Publisher(pipeline.settings) as publisher:
+        for i in range(35):
+            publisher.send("order", {"event_id": f"{sale_id}-o{i}", "order_id": f"{sale_id}-o{i}",
+                                     "member_id": f"m{i}", "ts": start + 20 * 60_000 + i * 1000,
+                                     "lines": [{"sale_id": sale_id, "sku": sku, "quantity": 2, "unit_price": 80.0}]})
+    wait_until(lambda: any(a["status"] == "open" for a in reader.poll()), 60, "an open alert")
+    detail = pipeline.get(f"/sales/{sale_id}")["products"][0]
+    assert detail["units"] == 70
+    assert detail["p50"] > 140 and detail["p10"] <= detail["p50"] <= detail["p90"]
+    assert detail["expert_prior"] == 100.0 and detail["alert"] in ("open", "escalated")
+    opened = next(a for a in reader.alerts if a["status"] == "open")
+    assert opened["recommended_quantity"] > 0 and opened["available"] == 30 and opened["reason"]
+
+    # 1,000 units arrive well before the sale ends: the condition clears.
+    with Publisher(pipeline.settings) as publisher:
+        publisher.send("stock", {"event_id": f"{sku}-s2", "sku": sku, "on_hand": 100, "inbound": 1000,
+                                 "inbound_eta": start + HOUR, "lead_time_hours": 0.5, "updated_at": start + HOUR})
+    wait_until(lambda: any(a["status"] == "resolved" for a in reader.poll()), 60, "a resolve")
+    time.sleep(6)  # one more periodic check: nothing further may be raised
+    statuses = [a["status"] for a in reader.poll() if a["sale_id"] == sale_id]
+    assert statuses.count("open") == 1
+    assert statuses.count("resolved") == 1
+    assert statuses[-1] == "resolved"
+    assert len({a["alert_id"] for a in reader.alerts}) == len(reader.alerts)  # ids are unique per message
+
+
+def _prior_shown(pipeline: Pipeline, sale_id: str) -> float | None:
+    """The expert prior ``GET /sales/{id}`` shows, or None while the catalogue has not reached the worker."""
+    try:
+        return pipeline.get(f"/sales/{sale_id}")["products"][0]["expert_prior"]
+    except OSError:  # 404 until the sale is known
+        return None

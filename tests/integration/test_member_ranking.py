@@ -1,0 +1,94 @@
+"""Personalised ranking on the real broker: an order lifts its brand's sale; closed sales and sold-out products
+never appear."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from consumers.publish import Publisher
+from tests.integration.pipeline import Pipeline, wait_until
+
+pytestmark = pytest.mark.integration
+HOUR = 3_600_000
+BRANDS = ["alpha", "bravo", "charlie", "delta", "echo"]
+
+
+@pytest.fixture
+def pipeline(kafka_bootstrap: str, clickhouse_dsn: str, tmp_path: Path) -> Iterator[Pipeline]:
+    p = Pipeline(kafka_bootstrap, clickhouse_dsn, tmp_path / "state")
+    p.start_worker()
+    yield p
+    p.close()
+
+
+def sale_record(sale_id: str, brand: str, start: int, end: int, stocks: list[int]) -> dict:
+    return {"event_id": f"{sale_id}-v1", "sale_id": sale_id, "brand": brand, "starts_at": start, "ends_at": end,
+            "updated_at": start, "products": [{"sku": f"{sale_id}-p{i}", "name": f"{brand} {i}",
+                                               "category": "apparel.shirt", "price": 30.0 + i, "stock": stock}
+                                              for i, stock in enumerate(stocks)]}
+
+
+def order(event_id: str, member: str, sale_id: str, sku: str, ts: int, quantity: int = 1) -> dict:
+    return {"event_id": event_id, "order_id": event_id, "member_id": member, "ts": ts,
+            "lines": [{"sale_id": sale_id, "sku": sku, "quantity": quantity, "unit_price": 30.0}]}
+
+
+def test_an_order_lifts_its_brand_and_closed_or_sold_out_items_never_show(pipeline: Pipeline) -> None:
+    tag = uuid.uuid4().hex[:6]
+    now = int(time.time() * 1000)
+    sales = {brand: f"rk-{tag}-{brand}" for brand in BRANDS}
+    closed = f"rk-{tag}-closed"
+    with Publisher(pipeline.settings) as publisher:
+        for brand, sale_id in sales.items():
+            publisher.send("sale", sale_record(sale_id, brand, now - HOUR, now + 3 * HOUR, [1, 50, 50]))
+        publisher.send("sale", sale_record(closed, "foxtrot", now - 5 * HOUR, now - HOUR, [50, 50]))
+        # Other members make alpha and bravo the trending sales, and sell out charlie's only p0.
+        ts = now - 60_000
+        for i in range(30):
+            brand = "alpha" if i % 3 else "bravo"
+            publisher.send("order", order(f"rk-{tag}-bg{i}", f"other-{i}", sales[brand], f"{sales[brand]}-p1", ts + i))
+        publisher.send("order", order(f"rk-{tag}-soldout", "other-x", sales["charlie"], f"{sales['charlie']}-p0", ts))
+    member = f"member-{tag}"
+
+    def ranking() -> list[str]:
+        try:
+            return [item["sale_id"] for item in pipeline.get(f"/members/{member}/sales?k=10")["items"]]
+        except OSError:  # 503 while the worker joins its group or loads the catalogue
+            return []
+
+    wait_until(lambda: set(ranking()) == set(sales.values()), 30, "every open sale to be ranked")
+    cold = ranking()
+    assert closed not in cold
+    assert cold.index(sales["charlie"]) > 0, "charlie is not trending, so a cold member should not see it first"
+
+    with Publisher(pipeline.settings) as publisher:
+        publisher.send("order", order(f"rk-{tag}-mine", member, sales["charlie"], f"{sales['charlie']}-p2",
+                                      int(time.time() * 1000)))
+    wait_until(lambda: ranking()[0] == sales["charlie"], 10, "the ordered brand's sale to rise to the top",
+               every=0.05)
+    first = pipeline.get(f"/members/{member}/sales?k=10")["items"][0]
+    assert first["reason"] in {"brand you ordered", "sale you visited", "brand you like"}  # about them, not trends
+    assert closed not in ranking()
+
+    products = pipeline.get(f"/members/{member}/products?sale_id={sales['charlie']}&k=20")["items"]
+    skus = [item["sku"] for item in products]
+    assert f"{sales['charlie']}-p0" not in skus, "a sold-out product must never be offered"
+    assert set(skus) == {f"{sales['charlie']}-p1", f"{sales['charlie']}-p2"}
+
+
+def test_bad_parameters_and_unknown_sales_get_clear_errors(pipeline: Pipeline) -> None:
+    import urllib.error
+
+    for path, status, words in [("/members/m/sales?k=0", 400, "between"),
+                                ("/members/m/products?k=5", 400, "sale_id is required"),
+                                ("/members/m/products?sale_id=nope", 404, "no sale"),
+                                ("/sales/nope", 404, "no sale")]:
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            pipeline.get(path)
+        assert caught.value.code == status
+        assert words in caught.value.read().decode()
