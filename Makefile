@@ -9,7 +9,7 @@ DEMO_ARGS ?=
 BENCH_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint bench kafka-up kafka-down clean
+.PHONY: install demo test lint bench kafka-up kafka-down clean browser
 
 install: $(STAMP)
 
@@ -26,7 +26,13 @@ demo: install
 lint: install
 	$(BIN)/ruff check .
 
-test: install lint
+# The dashboard tests drive Debian's headless Chromium; install it when missing (CI runs as root).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "the dashboard tests need Chromium: sudo apt-get install -y chromium" >&2; exit 1; fi; }
+
+test: install lint browser
 	$(BIN)/salepulse schemas check
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 

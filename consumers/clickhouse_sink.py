@@ -90,8 +90,10 @@ class ClickHouseSink:
         client_factory: Callable[[str], Any] = connect,
         group_id: str = "salepulse-sink",
         metrics: Registry | None = None,
+        on_written: Callable[[Batch], None] | None = None,
     ) -> None:
         self.settings = settings
+        self.on_written = on_written  # called after each accepted batch; the benchmarks time visibility with it
         self.client_factory = client_factory
         self.codec = Codec(settings.schema_registry_url)
         self.topics = [settings.topics.facts, settings.topics.snapshots, settings.topics.alerts]
@@ -182,6 +184,8 @@ class ClickHouseSink:
             self.rows_written.inc(len(rows), table=table)
         self.batch_seconds.set(time.perf_counter() - started)
         self.batch_rows.set(batch.size)
+        if self.on_written is not None:
+            self.on_written(batch)
         commit = [TopicPartition(topic, partition, offset) for (topic, partition), offset in batch.offsets.items()]
         self.consumer.commit(offsets=commit, asynchronous=False)
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import time
 import weakref
-from collections import Counter
+from collections import Counter, OrderedDict
 from typing import Any
 
 import faust
@@ -96,8 +96,8 @@ app = faust.App(
     producer_acks=-1,
     producer_linger_ms=5,
     broker_commit_interval=1.0,
-    broker_max_poll_records=2000,
-    stream_buffer_maxsize=8192,
+    broker_max_poll_records=10_000,
+    stream_buffer_maxsize=32_768,
     consumer_auto_offset_reset="earliest",
 )
 
@@ -121,6 +121,51 @@ preferences = PreferenceModel()
 
 # Decoded SaleState of the sales this worker owns; the table holds the durable copy.
 _sale_cache: dict[str, SaleState] = {}
+MEMBER_FLUSH_SECONDS = 2.0
+MEMBER_CACHE_SIZE = 50_000
+
+
+class MemberCache:
+    """Recently active members, decoded, with the changes not yet written to the ``member-prefs`` table.
+
+    Writing a member's state on every event doubled the messages the worker produced (one changelog record per
+    event) and dominated its time; members are written at most once per ``MEMBER_FLUSH_SECONDS`` instead. A crash
+    loses at most that much preference signal (never an order count: those live in ``sale-state``).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.states: OrderedDict[str, Any] = OrderedDict()
+        self.dirty: dict[str, faust.EventT] = {}
+
+    def get(self, member_id: str) -> Any:
+        state = self.states.get(member_id)
+        if state is not None:
+            self.states.move_to_end(member_id)
+            return state
+        return preferences.load_state(member_prefs.get(member_id), member_id)
+
+    def put(self, member_id: str, state: Any, event: faust.EventT) -> None:
+        self.states[member_id] = state
+        self.states.move_to_end(member_id)
+        self.dirty[member_id] = event
+        while len(self.states) > self.size:
+            evicted, old = self.states.popitem(last=False)
+            if evicted in self.dirty:
+                write_table(member_prefs, evicted, old.to_bytes(), self.dirty.pop(evicted))
+
+    def flush(self) -> int:
+        dirty, self.dirty = self.dirty, {}
+        for member_id, event in dirty.items():
+            write_table(member_prefs, member_id, self.states[member_id].to_bytes(), event)
+        return len(dirty)
+
+    def clear(self) -> None:
+        self.flush()
+        self.states.clear()
+
+
+members = MemberCache(MEMBER_CACHE_SIZE)
 # (sale_id, sku) changed since the last snapshot tick.
 _dirty: set[tuple[str, str]] = set()
 
@@ -132,8 +177,9 @@ async def start_catalog() -> None:
 
 @app.on_partitions_revoked.connect
 async def _forget_cached_sales(*_args: Any, **_kwargs: Any) -> None:
-    """Partitions may move: re-read sale state from the table rather than trust a cached copy."""
+    """Partitions may move: re-read state from the tables rather than trust a cached copy."""
     _sale_cache.clear()
+    members.clear()
 
 
 def write_table(table: faust.Table, key: str, value: bytes, event: faust.EventT) -> None:
@@ -205,7 +251,6 @@ async def velocity_extract(stream: faust.StreamT) -> None:
     async for events in stream.take_events(2000, within=0.05):
         facts: list[tuple[Fact, str, int]] = []
         kinds: Counter[str] = Counter()
-        members: dict[str, tuple[Any, faust.EventT]] = {}
         for event in events:
             message = event.message
             try:
@@ -222,14 +267,10 @@ async def velocity_extract(stream: faust.StreamT) -> None:
             source = f"{message.topic}:{message.partition}"
             facts.extend((fact, source, message.offset) for fact in extract_facts(name, record))
             member_id = record["member_id"]
-            state = members[member_id][0] if member_id in members else None
-            if state is None:
-                state = preferences.load_state(member_prefs.get(member_id), member_id)
+            state = members.get(member_id)
             for update in preference_events(name, record):
                 state = preferences.update(state, update)
-            members[member_id] = (state, event)
-        for member_id, (state, event) in members.items():
-            write_table(member_prefs, member_id, state.to_bytes(), event)
+            members.put(member_id, state, event)
         for kind, count in kinds.items():
             events_processed.inc(count, kind=kind)
         for sale_id, items in facts_by_sale(facts).items():
@@ -289,6 +330,17 @@ async def sale_state(stream: faust.StreamT) -> None:
 
 
 _ticks = 0
+
+
+@app.timer(interval=MEMBER_FLUSH_SECONDS)
+async def flush_members() -> None:
+    members.flush()
+
+
+@app.task
+async def widen_producer_buffer() -> None:
+    """Faust flushes its producer buffer every 100 messages, one await each; batches here send thousands."""
+    app.producer.buffer.max_messages = 10_000
 
 
 @app.timer(interval=1.0)

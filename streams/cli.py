@@ -124,6 +124,19 @@ def cmd_priors(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.alerts_follow import follow
+    from streams.topics import ensure_topics
+
+    ensure_topics(settings)
+    # A webhook is a delivery channel: its first run must not skip alerts raised before it started.
+    from_beginning = args.from_beginning or args.webhook is not None
+    report = follow(settings, output="json" if args.json else "text", webhook=args.webhook,
+                    group_id=args.group, from_beginning=from_beginning)
+    print(json.dumps(report.__dict__, default=str), file=sys.stderr)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from streams.demo import run_demo
 
@@ -132,6 +145,10 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     path = args.path
+    if path is None and args.dataset != "simulated":
+        from consumers.replay import get_dataset
+
+        path = settings.data_dir / get_dataset(args.dataset).relative_path
     if args.what == "forecast":
         from consumers.evaluate_forecast import print_table, run
 
@@ -194,6 +211,17 @@ def build_parser() -> argparse.ArgumentParser:
     priors_load = priors_sub.add_parser("load", help="load a CSV: sale_id, sku, expected_units[, low, high, author]")
     priors_load.add_argument("file", type=Path)
     priors.set_defaults(func=cmd_priors)
+
+    alerts = sub.add_parser("alerts", help="replenishment alerts for logistics")
+    alerts_sub = alerts.add_subparsers(dest="action", required=True)
+    alerts_follow = alerts_sub.add_parser("follow", help="print alerts as they come, or POST them to a webhook")
+    alerts_follow.add_argument("--json", action="store_true", help="one JSON object per line")
+    alerts_follow.add_argument("--webhook", metavar="URL", default=None,
+                               help="POST each alert here (retried until accepted; starts from the oldest alert)")
+    alerts_follow.add_argument("--group", metavar="NAME", default=None,
+                               help="consumer group (default salepulse-alerts-<sink>)")
+    alerts_follow.add_argument("--from-beginning", action="store_true", help="a new group starts at the oldest alert")
+    alerts_follow.set_defaults(func=cmd_alerts)
 
     demo = sub.add_parser("demo", help="broker + worker + sink + simulator, then a JSON summary")
     demo.add_argument("--duration", type=float, default=60.0, help="seconds of production")

@@ -31,6 +31,7 @@ from streams.app import (
     facts_counted,
     facts_sent,
     member_prefs,
+    members,
     metrics,
     preferences,
     settings,
@@ -127,8 +128,12 @@ def _dumps(data: Any) -> Any:
 @app.page("/health")
 class Health(View):
     async def get(self, request: Request) -> Response:
-        return self.json({"status": "ok", "catalog_ready": catalog_follower.ready.is_set(),
-                          "time": datetime.now(UTC).isoformat()})
+        try:
+            _require_ready()
+            ready, detail = True, "ready"
+        except HTTPProblem as problem:
+            ready, detail = False, problem.message
+        return self.json({"status": "ok", "ready": ready, "detail": detail, "time": datetime.now(UTC).isoformat()})
 
 
 @app.page("/stats")
@@ -218,7 +223,7 @@ class MemberSales(View):
         """The open sales ranked for this member (live popularity for a member never seen)."""
         k = _query_int(request, "k", 10, 1, 500)
         now = _now_ms()
-        state = preferences.load_state(member_prefs.get(member_id), member_id)
+        state = members.get(member_id)
         ranked = preferences.rank_sales(state, sale_candidates(now), k=k, now_ms=now)
         items = [{"sale_id": r["id"], "brand": catalog.sales[r["id"]].brand, "score": r["score"],
                   "reason": r["reason"]} for r in _ranked(ranked)]
@@ -240,7 +245,7 @@ class MemberProducts(View):
         now = _now_ms()
         if not catalog.is_open(sale_id, now):
             raise HTTPProblem(404, f"sale {sale_id!r} is not open now")
-        state = preferences.load_state(member_prefs.get(member_id), member_id)
+        state = members.get(member_id)
         ranked = preferences.rank_products(state, product_candidates(sale_id, now), k=k, now_ms=now)
         items = [{"sku": r["id"], "score": r["score"], "reason": r["reason"]} for r in _ranked(ranked)]
         return self.json({"member_id": member_id, "sale_id": sale_id, "known_member": not state.is_cold,

@@ -2,7 +2,8 @@
  *
  * No library: sparklines and forecast band bars are hand-written SVG. Nothing is loaded from the internet.
  * Stable hooks for tests: #totals-units, #totals-open-alerts, #sales > [data-sale-id] (with .units),
- * #alerts > [data-alert-id], #updated-at (last successful refresh, HH:MM:SS), #stale (badge when a poll fails).
+ * #alerts > [data-alert-id], #updated-at (last successful refresh, HH:MM:SS), #stale (badge when a poll fails),
+ * <body data-refreshes> (successful polls since load).
  */
 (function () {
   "use strict";
@@ -301,8 +302,10 @@
   }
 
   // ---------------------------------------------------------------- freshness
+  var refreshes = 0;          // successful polls since the page loaded (exposed as <body data-refreshes>)
   function markFresh() {
     lastOk = new Date();
+    document.body.setAttribute("data-refreshes", String(++refreshes));
     setText("updated-at", hms(lastOk));
     document.getElementById("stale").hidden = true;
     document.body.classList.remove("loading", "is-stale");

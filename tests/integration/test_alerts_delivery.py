@@ -25,10 +25,10 @@ import pytest
 from confluent_kafka import Producer
 
 from consumers.alerts_follow import FollowReport, follow
+from consumers.harness import REPO_ROOT, wait_until
 from schemas.codec import Codec
 from streams.config import Settings
 from streams.topics import ensure_topics
-from tests.integration.pipeline import REPO_ROOT, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer
 
+from consumers.harness import Pipeline, wait_until
 from consumers.publish import Publisher
 from schemas.codec import Codec
-from tests.integration.pipeline import Pipeline, wait_until
 
 pytestmark = pytest.mark.integration
 HOUR = 3_600_000

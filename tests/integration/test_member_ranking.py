@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from consumers.harness import Pipeline, wait_until
 from consumers.publish import Publisher
-from tests.integration.pipeline import Pipeline, wait_until
 
 pytestmark = pytest.mark.integration
 HOUR = 3_600_000

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from consumers.harness import Pipeline, wait_until
 from consumers.replay import get_dataset, run_replay
-from tests.integration.pipeline import Pipeline, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ Run it by hand::
     python tests/web/fake_dashboard_server.py --port 8765      # then open http://127.0.0.1:8765/dashboard
 
 or from a test with :func:`serve` (free port, background thread, ``with`` closes it).
-``fail_api`` makes ``/api/dashboard`` answer 503 (to see the page's "stale since" badge).
+``fail_api`` / ``fail_after`` make ``/api/dashboard`` answer 503 (to see the page's "stale since" badge).
 """
 
 from __future__ import annotations
@@ -110,9 +110,16 @@ def _ms(dt: datetime) -> int:
 class FakeDashboard:
     """The state behind the fake ``/api/dashboard``: call number ``n`` fully determines the payload."""
 
-    calls: int = 0
-    fail_api: bool = False
+    calls: int = 0  #: payloads served
+    attempts: int = 0  #: requests to /api/dashboard, failed ones included
+    fail_api: bool = False  #: answer 503 from now on
+    fail_after: int | None = None  #: answer 503 once this many payloads were served
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def should_fail(self) -> bool:
+        with self.lock:
+            self.attempts += 1
+            return self.fail_api or (self.fail_after is not None and self.calls >= self.fail_after)
 
     def next_payload(self) -> dict[str, Any]:
         with self.lock:
@@ -142,7 +149,12 @@ def _alert(sale: FakeSale, row: dict[str, Any], n: int, now: datetime) -> dict[s
     stock, p50, p90 = row["stock"], row["p50"], row["p90"]
     if stock is None or p90 is None or p90 <= stock:
         return None
-    severity = "critical" if p50 > stock * 1.25 else "high" if p50 > stock else "medium" if p90 > stock * 1.08 else "low"
+    if p50 > stock * 1.25:
+        severity = "critical"
+    elif p50 > stock:
+        severity = "high"
+    else:
+        severity = "medium" if p90 > stock * 1.08 else "low"
     recommended = math.ceil(p90 - stock)
     shortfall = round(max(p50, stock) - stock if p50 > stock else p90 - stock)
     when = row["projected_stockout_at"]
@@ -242,7 +254,7 @@ def _handler(state: FakeDashboard, web_dir: Path) -> type[BaseHTTPRequestHandler
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             path = urlsplit(self.path).path
             if path == "/api/dashboard":
-                if state.fail_api:
+                if state.should_fail():
                     self._send(503, b'{"error": "fake outage"}', "application/json")
                     return
                 body = json.dumps(state.next_payload()).encode()
@@ -287,10 +299,8 @@ def main() -> None:
     args = parser.parse_args()
     with serve(args.host, args.port) as (url, _state):
         print(f"fake dashboard at {url}/dashboard (Ctrl-C to stop)", flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""A real pipeline for one test: its own topics, consumer groups and HTTP port on the session's broker.
+"""A private pipeline on a real broker, for the integration tests and the benchmarks.
 
-The worker runs as a child process (so a test can SIGKILL it); the sink runs in a thread of the test process,
-which then owns the chdb engine and can read ClickHouse once the sink is stopped.
+Each :class:`Pipeline` has its own topics (a prefix), consumer groups and HTTP port, so runs never see each other's
+data. The worker runs as a child process (so a test can SIGKILL it); the sink runs in a thread of the calling
+process, which then owns the chdb engine and can read ClickHouse once the sink is stopped.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from streams.config import Settings
 from streams.lag import group_lag
 from streams.topics import ensure_topics
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str, every: float = 0.5) -> None:
@@ -74,8 +75,7 @@ class Pipeline:
         if self.worker.poll() is not None:
             raise AssertionError(f"worker exited with {self.worker.returncode}:\n{self.worker_log.read_text()[-3000:]}")
         try:
-            self.stats()
-            return True
+            return bool(self.get("/health")["ready"])
         except OSError:
             return False
 
@@ -103,9 +103,11 @@ class Pipeline:
                 self.worker.wait()
 
     # --- sink ---------------------------------------------------------------------------------------------
-    def start_sink(self, client_factory: Callable[[str], Any] = connect) -> ClickHouseSink:
+    def start_sink(self, client_factory: Callable[[str], Any] = connect,
+                   on_written: Callable[[Any], None] | None = None) -> ClickHouseSink:
         self._sink_stop = threading.Event()
-        self.sink = ClickHouseSink(self.settings, client_factory=client_factory, group_id=self.sink_group)
+        self.sink = ClickHouseSink(self.settings, client_factory=client_factory, group_id=self.sink_group,
+                                   on_written=on_written)
         self._sink_thread = threading.Thread(target=self.sink.run, args=(self._sink_stop,), daemon=True)
         self._sink_thread.start()
         return self.sink

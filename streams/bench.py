@@ -1,0 +1,611 @@
+"""``salepulse bench`` (``make bench``): throughput and latency of every hot path, written to BENCHMARKS.md.
+
+Every ratio is taken against a baseline measured in the same run, on the same data, because these machines are
+noisy. Every figure comes from this run; nothing is copied from elsewhere. Sections:
+
+1. pure logic: codec, fact extraction, forecast update, preference update (µs per call);
+2. velocity pipeline: a plain confluent-kafka consume+decode of a pre-filled topic (baseline) vs the Faust worker
+   on the same topic (sustained events/s, ratio);
+3. live latencies under a background load at a fixed offered rate: event → row visible in ClickHouse, order →
+   forecast at ``GET /sales/{id}``, order → alert on the topic, event → member ranking, ranking requests;
+4. the collector: ``POST /events`` in batches of 100;
+5. the sink: rows/s into chdb through the sink's write path vs a bare ``client.insert`` of the same rows.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from tqdm import tqdm
+
+from consumers.harness import Pipeline, wait_until
+from consumers.publish import Pacer, Publisher
+from schemas.codec import Codec
+from streams.config import Settings
+from streams.logs import get_logger
+
+log = get_logger(__name__)
+HOUR = 3_600_000
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"n": 0}
+    array = np.asarray(values)
+    return {"n": len(values), "p50": round(float(np.percentile(array, 50)), 3),
+            "p99": round(float(np.percentile(array, 99)), 3), "max": round(float(array.max()), 3)}
+
+
+def per_call_us(fn: Callable[[], Any], calls: int) -> float:
+    started = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return round((time.perf_counter() - started) / calls * 1e6, 3)
+
+
+# --- 1. pure logic -------------------------------------------------------------------------------------------
+def bench_pure(quick: bool) -> dict[str, Any]:
+    from consumers.evaluate_recommend import bench as preference_bench
+    from streams.forecast import DemandModel, ExpertPrior
+    from streams.velocity import extract_facts
+
+    codec = Codec()
+    order = {"event_id": "o1", "order_id": "o1", "member_id": "m1", "ts": 1_764_403_200_000,
+             "lines": [{"sale_id": "s1", "sku": "k1", "quantity": 2, "unit_price": 19.9}]}
+    data = codec.encode("OrderEvent", order)
+    decoded = codec.decode(data)[1]
+    calls = 20_000 if quick else 100_000
+    model = DemandModel()
+    forecaster = model.start("s1", "k1", category="shoes", expert=ExpertPrior(300.0, 200.0, 450.0), price=50.0)
+    fractions = iter(np.linspace(0.01, 0.99, calls + 10))
+
+    def update_and_forecast() -> None:
+        t = next(fractions)
+        forecaster.update(1, t)
+        forecaster.forecast(t)
+
+    result = {
+        "codec_encode_order_us": per_call_us(lambda: codec.encode("OrderEvent", order), calls),
+        "codec_decode_order_us": per_call_us(lambda: codec.decode(data), calls),
+        "extract_facts_order_us": per_call_us(lambda: extract_facts("OrderEvent", decoded), calls),
+        "forecast_update_us": per_call_us(lambda: forecaster.update(1, 0.5), calls),
+        "forecast_update_and_quantiles_us": per_call_us(update_and_forecast, calls),
+    }
+    prefs = preference_bench(n_members=20_000 if quick else 100_000, calls=500 if quick else 2000, progress=False)
+    result["preferences"] = prefs
+    return result
+
+
+# --- 2. velocity pipeline ------------------------------------------------------------------------------------
+def prefill(pipeline: Pipeline, n_events: int, seed: int) -> dict[str, Any]:
+    """Produce the catalogue and ``n_events`` simulated events as fast as possible."""
+    from consumers.simulate import world_for_rate
+
+    world = world_for_rate(seed, 5000.0)
+    with Publisher(pipeline.settings) as publisher:
+        for sale in world.sales:
+            publisher.send("sale", sale)
+        for prior in world.priors:
+            publisher.send("prior", prior)
+        for stock in world.stock:
+            publisher.send("stock", stock)
+        for count, (kind, record) in enumerate(tqdm(world.events(), total=n_events, desc="prefill", unit="ev")):
+            if count >= n_events:
+                break
+            publisher.send(kind, record)
+    return {"events": n_events, "units": publisher.units}
+
+
+def baseline_consume_decode(settings: Settings, n_events: int) -> float:
+    """Events/s of a plain confluent-kafka consumer that decodes every message (no processing)."""
+    from confluent_kafka import Consumer
+
+    codec = Codec()
+    consumer = Consumer(settings.kafka_config(**{"group.id": f"bench-baseline-{uuid.uuid4().hex}",
+                                                 "auto.offset.reset": "earliest", "enable.auto.commit": False}))
+    consumer.subscribe(list(settings.topics.events))
+    seen, started = 0, None
+    deadline = time.monotonic() + 300
+    while seen < n_events and time.monotonic() < deadline:
+        for message in consumer.consume(num_messages=5000, timeout=1.0):
+            if message.error():
+                continue
+            if started is None:
+                started = time.perf_counter()
+            codec.decode(message.value())
+            seen += 1
+    elapsed = time.perf_counter() - (started or time.perf_counter())
+    consumer.close()
+    return seen / elapsed if elapsed else 0.0
+
+
+def worker_rate(pipeline: Pipeline, n_events: int) -> dict[str, Any]:
+    """Sustained events/s of the worker on the pre-filled topics, from its first processed event to the last."""
+    pipeline.start_worker()
+    samples: list[tuple[float, int]] = []
+    deadline = time.monotonic() + 600
+    with tqdm(total=n_events, desc="worker", unit="ev") as bar:
+        while time.monotonic() < deadline:
+            processed = pipeline.stats()["events_processed"]
+            samples.append((time.perf_counter(), processed))
+            bar.update(processed - bar.n)
+            if processed >= n_events:
+                break
+            time.sleep(0.25)
+    first = next(((t, n) for t, n in samples if n > 0), samples[0])
+    last = samples[-1]
+    rate = (last[1] - first[1]) / (last[0] - first[0]) if last[0] > first[0] else 0.0
+    return {"events_processed": last[1], "events_per_s": round(rate, 1)}
+
+
+def bench_pipeline(bootstrap: str, dsn: str, state_dir: Path, n_events: int) -> dict[str, Any]:
+    pipeline = Pipeline(bootstrap, dsn, state_dir / "pipeline", partitions=4)
+    try:
+        filled = prefill(pipeline, n_events, seed=11)
+        baseline = baseline_consume_decode(pipeline.settings, n_events)
+        worker = worker_rate(pipeline, n_events)
+        return {**filled, "baseline_consume_decode_per_s": round(baseline, 1), "worker": worker,
+                "ratio_to_baseline": round(worker["events_per_s"] / baseline, 3) if baseline else None}
+    finally:
+        pipeline.close()
+
+
+# --- 3. live latencies -----------------------------------------------------------------------------------------
+class Background:
+    """Simulated traffic at a fixed offered rate in a thread, until stopped."""
+
+    def __init__(self, settings: Settings, rate: float) -> None:
+        from consumers.simulate import world_for_rate
+
+        self.settings, self.rate = settings, rate
+        self.world = world_for_rate(23, rate)
+        self.stop = threading.Event()
+        self.sent = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def catalogue(self, publisher: Publisher) -> None:
+        for kind, records in (("sale", self.world.sales), ("prior", self.world.priors), ("stock", self.world.stock)):
+            for record in records:
+                publisher.send(kind, record)
+
+    def _run(self) -> None:
+        pacer = Pacer(rate=self.rate)
+        with Publisher(self.settings) as publisher:
+            for kind, record in self.world.events():
+                if self.stop.is_set():
+                    break
+                pacer.wait()
+                publisher.send(kind, record)
+                self.sent += 1
+
+    def __enter__(self) -> Background:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(30)
+
+
+def probe_catalogue(now: int, tag: str) -> tuple[list[dict], list[dict], list[dict]]:
+    """Sales for the probes: 200 ranking sales, one sale of 5,000 products, and small sales for alert probes."""
+    sales, priors, stock = [], [], []
+    for i in range(200):
+        sales.append({"event_id": f"{tag}-r{i}-v1", "sale_id": f"{tag}-r{i}", "brand": f"{tag}-brand{i}",
+                      "starts_at": now - HOUR, "ends_at": now + 6 * HOUR, "updated_at": now,
+                      "products": [{"sku": f"{tag}-r{i}-p{j}", "name": "", "category": f"cat{j % 7}",
+                                    "price": 10.0 + j, "stock": 1000} for j in range(5)]})
+    sales.append({"event_id": f"{tag}-big-v1", "sale_id": f"{tag}-big", "brand": f"{tag}-bigbrand",
+                  "starts_at": now - HOUR, "ends_at": now + 6 * HOUR, "updated_at": now,
+                  "products": [{"sku": f"{tag}-big-p{j}", "name": "", "category": f"cat{j % 40}",
+                                "price": 5.0 + j % 300, "stock": 1000} for j in range(5000)]})
+    for i in range(30):
+        sale_id = f"{tag}-a{i}"
+        sales.append({"event_id": f"{sale_id}-v1", "sale_id": sale_id, "brand": f"{tag}-abrand",
+                      "starts_at": now - HOUR, "ends_at": now + 3 * HOUR, "updated_at": now,
+                      "products": [{"sku": f"{sale_id}-p", "name": "", "category": "probe", "price": 10.0,
+                                    "stock": 10}]})
+        priors.append({"event_id": f"{sale_id}-f", "sale_id": sale_id, "sku": f"{sale_id}-p", "expected_units": 8.0,
+                       "low": 5.0, "high": 12.0, "author": "bench", "submitted_at": now - HOUR})
+        stock.append({"event_id": f"{sale_id}-s", "sku": f"{sale_id}-p", "on_hand": 10, "inbound": 0,
+                      "inbound_eta": None, "lead_time_hours": 0.5, "updated_at": now})
+    return sales, priors, stock
+
+
+def bench_latency(bootstrap: str, dsn: str, state_dir: Path, rate: float, seconds: float) -> dict[str, Any]:
+    pipeline = Pipeline(bootstrap, dsn, state_dir / "latency", partitions=4)
+    tag = f"probe{uuid.uuid4().hex[:4]}"
+    visible: dict[str, float] = {}
+    sent_at: dict[str, float] = {}
+
+    def on_written(batch: Any) -> None:
+        now = time.perf_counter()
+        for row in batch.rows.get("velocity_facts", []):
+            if row[0].startswith(f"{tag}-v") and row[0] not in visible:
+                visible[row[0]] = now
+
+    try:
+        now = int(time.time() * 1000)
+        sales, priors, stock = probe_catalogue(now, tag)
+        background = Background(pipeline.settings, rate)
+        with Publisher(pipeline.settings) as publisher:
+            background.catalogue(publisher)
+            for kind, records in (("sale", sales), ("prior", priors), ("stock", stock)):
+                for record in records:
+                    publisher.send(kind, record)
+        pipeline.start_worker()
+        pipeline.start_sink(on_written=on_written)
+        wait_until(lambda: _has_sale(pipeline, f"{tag}-big"), 60, "the probe catalogue to load")
+        results: dict[str, Any] = {"offered_events_per_s": rate}
+        client = httpx.Client(base_url=f"http://127.0.0.1:{pipeline.settings.http_port}", timeout=10)
+        probe_publisher = Publisher(pipeline.settings, **{"linger.ms": 0})
+        with background:
+            time.sleep(3)  # let the load settle
+            results["event_to_clickhouse_ms"] = probe_visibility(probe_publisher, tag, sent_at, visible, seconds / 3)
+            results["order_to_sales_view_ms"] = probe_sales_view(probe_publisher, client, tag, 40)
+            results["order_to_alert_ms"] = probe_alerts(pipeline, probe_publisher, tag, 30)
+            results["event_to_ranking_ms"] = probe_ranking_reflects(probe_publisher, client, tag, 30)
+            results["ranking_under_load"] = ranking_load(client, tag, rps=200, seconds=seconds / 3)
+            lag = pipeline.lag()
+            results["background_events_sent"] = background.sent
+        results["lag_at_end"] = {"worker": lag[0], "sink": lag[1]}
+        results["collector"] = collector_load(client, tag, seconds=min(10.0, seconds / 3))
+        client.close()
+        return results
+    finally:
+        pipeline.close()
+
+
+def _has_sale(pipeline: Pipeline, sale_id: str) -> bool:
+    try:
+        pipeline.get(f"/sales/{sale_id}")
+        return True
+    except OSError:
+        return False
+
+
+def probe_visibility(publisher: Publisher, tag: str, sent_at: dict[str, float], visible: dict[str, float],
+                     seconds: float) -> dict[str, float]:
+    """Browse probes at 20/s inside the load; latency = accepted by ClickHouse − produced."""
+    deadline = time.monotonic() + seconds
+    i = 0
+    while time.monotonic() < deadline:
+        event_id = f"{tag}-v{i}"
+        publisher.send("browse", {"event_id": event_id, "member_id": f"{tag}-m{i % 50}", "sale_id": f"{tag}-r0",
+                                  "sku": f"{tag}-r0-p0", "ts": int(time.time() * 1000)})
+        publisher.producer.flush(1)
+        sent_at[event_id] = time.perf_counter()
+        i += 1
+        time.sleep(0.05)
+    deadline = time.monotonic() + 60
+    while len(visible) < len(sent_at) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return {**percentiles([(visible[k] - sent_at[k]) * 1000 for k in sent_at if k in visible]),
+            "missed": len(sent_at) - len(visible)}
+
+
+MAX_MISSES_IN_A_ROW = 3
+
+
+def _poll(check: Callable[[], bool], timeout: float = 5.0, every: float = 0.005) -> float | None:
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        if check():
+            return (time.perf_counter() - started) * 1000
+        time.sleep(every)
+    return None
+
+
+def probe_sales_view(publisher: Publisher, client: httpx.Client, tag: str, probes: int) -> dict[str, float]:
+    """An order, then poll ``GET /sales/{id}`` until its units show it."""
+    sale_id, latencies, misses = f"{tag}-r1", [], 0
+    for i in range(probes):
+        if misses >= MAX_MISSES_IN_A_ROW:
+            break
+        order_id = f"{tag}-so{i}"
+        publisher.send("order", {"event_id": order_id, "order_id": order_id, "member_id": f"{tag}-buyer",
+                                 "ts": int(time.time() * 1000),
+                                 "lines": [{"sale_id": sale_id, "sku": f"{sale_id}-p0", "quantity": 1,
+                                            "unit_price": 10.0}]})
+        publisher.producer.flush(1)
+        latency = _poll(lambda expected=i + 1: client.get(f"/sales/{sale_id}").json()["units"] >= expected)
+        misses = 0 if latency is not None else misses + 1
+        if latency is not None:
+            latencies.append(latency)
+        time.sleep(0.1)
+    return {**percentiles(latencies), "missed": probes - len(latencies)}
+
+
+def probe_alerts(pipeline: Pipeline, publisher: Publisher, tag: str, probes: int) -> dict[str, float]:
+    """An order that takes a product past its stock (prior 8, stock 10, 9 units early) → time to the alert."""
+    from confluent_kafka import Consumer
+
+    codec = Codec()
+    consumer = Consumer(pipeline.settings.kafka_config(**{"group.id": f"bench-alerts-{uuid.uuid4().hex}",
+                                                          "auto.offset.reset": "earliest"}))
+    consumer.subscribe([pipeline.settings.topics.alerts])
+    latencies: list[float] = []
+    misses = 0
+    for i in range(probes):
+        if misses >= MAX_MISSES_IN_A_ROW:
+            break
+        sale_id = f"{tag}-a{i}"
+        order_id = f"{tag}-ao{i}"
+        publisher.send("order", {"event_id": order_id, "order_id": order_id, "member_id": f"{tag}-hoarder",
+                                 "ts": int(time.time() * 1000),
+                                 "lines": [{"sale_id": sale_id, "sku": f"{sale_id}-p", "quantity": 9,
+                                            "unit_price": 10.0}]})
+        publisher.producer.flush(1)
+        started, seen = time.perf_counter(), False
+        while not seen and time.perf_counter() - started < 6:
+            message = consumer.poll(0.01)
+            if message is None or message.error():
+                continue
+            alert = codec.decode(message.value())[1]
+            if alert["sale_id"] == sale_id and alert["status"] == "open":
+                latencies.append((time.perf_counter() - started) * 1000)
+                seen = True
+        misses = 0 if seen else misses + 1
+    consumer.close()
+    return {**percentiles(latencies), "missed": probes - len(latencies)}
+
+
+def probe_ranking_reflects(publisher: Publisher, client: httpx.Client, tag: str, probes: int) -> dict[str, float]:
+    """A new member orders from a sale; time until that sale tops their ``GET /members/{id}/sales``."""
+    latencies: list[float] = []
+    misses = 0
+    for i in range(probes):
+        if misses >= MAX_MISSES_IN_A_ROW:
+            break
+        member, sale_id = f"{tag}-fan{i}", f"{tag}-r{10 + i}"
+        order_id = f"{tag}-fo{i}"
+        publisher.send("order", {"event_id": order_id, "order_id": order_id, "member_id": member,
+                                 "ts": int(time.time() * 1000),
+                                 "lines": [{"sale_id": sale_id, "sku": f"{sale_id}-p1", "quantity": 1,
+                                            "unit_price": 11.0}]})
+        publisher.producer.flush(1)
+
+        def tops(member: str = member, sale_id: str = sale_id) -> bool:
+            response = client.get(f"/members/{member}/sales", params={"k": 5})
+            items = response.json()["items"] if response.status_code == 200 else []
+            return bool(items) and items[0]["sale_id"] == sale_id
+
+        latency = _poll(tops)
+        misses = 0 if latency is not None else misses + 1
+        if latency is not None:
+            latencies.append(latency)
+    return {**percentiles(latencies), "missed": probes - len(latencies)}
+
+
+def ranking_load(client: httpx.Client, tag: str, rps: float, seconds: float) -> dict[str, Any]:
+    """Requests at ``rps`` alternating sales (200+ open) and products (5,000-product sale); server latency."""
+    sales_ms, products_ms = [], []
+    pacer = Pacer(rate=rps)
+    deadline = time.monotonic() + seconds
+    i = 0
+    while time.monotonic() < deadline:
+        pacer.wait()
+        member = f"{tag}-fan{i % 30}"
+        started = time.perf_counter()
+        if i % 2:
+            client.get(f"/members/{member}/products", params={"sale_id": f"{tag}-big", "k": 20})
+            products_ms.append((time.perf_counter() - started) * 1000)
+        else:
+            client.get(f"/members/{member}/sales", params={"k": 10})
+            sales_ms.append((time.perf_counter() - started) * 1000)
+        i += 1
+    achieved = i / seconds
+    return {"requested_rps": rps, "achieved_rps": round(achieved, 1), "sales_ms": percentiles(sales_ms),
+            "products_5000_ms": percentiles(products_ms)}
+
+
+def collector_load(client: httpx.Client, tag: str, seconds: float, batch: int = 100) -> dict[str, Any]:
+    """``POST /events`` with batches of 100 browse events, back to back, from one client."""
+    latencies, accepted, i = [], 0, 0
+    deadline = time.monotonic() + seconds
+    started = time.perf_counter()
+    while time.monotonic() < deadline:
+        events = [{"type": "browse", "event_id": f"{tag}-post{i}-{j}", "member_id": f"{tag}-poster{j % 20}",
+                   "sale_id": f"{tag}-r2", "sku": f"{tag}-r2-p0"} for j in range(batch)]
+        t0 = time.perf_counter()
+        response = client.post("/events", content=json.dumps(events))
+        latencies.append((time.perf_counter() - t0) * 1000)
+        accepted += response.json().get("accepted", 0) if response.status_code == 202 else 0
+        i += 1
+    elapsed = time.perf_counter() - started
+    return {"batch": batch, "requests": i, "accepted_events_per_s": round(accepted / elapsed, 1),
+            "request_ms": percentiles(latencies)}
+
+
+# --- 5. sink ---------------------------------------------------------------------------------------------------
+def bench_sink(dsn: str, rows: int) -> dict[str, Any]:
+    """Rows/s into ClickHouse: the sink's decode→rows→insert path vs a bare client.insert of the same rows."""
+    from consumers.clickhouse import connect, migrate
+    from consumers.clickhouse_sink import FACT_COLUMNS, Batch, rows_for
+
+    client = connect(dsn)
+    migrate(client)
+    codec = Codec()
+    now = datetime.now(UTC)
+    messages = []
+    per_message = 200
+    for m in range(rows // per_message):
+        facts = [{"event_id": f"sinkbench-{uuid.uuid4().hex[:6]}-{m}-{j}", "sale_id": f"sinkbench-s{m % 50}",
+                  "sku": f"k{j % 60}", "kind": "order" if j % 20 == 0 else "view", "units": 1, "revenue": 0.0,
+                  "ts": now, "source": "bench:0", "offset": m * per_message + j} for j in range(per_message)]
+        messages.append(codec.encode("VelocityFacts", {"event_id": f"b{m}", "facts": facts}))
+    decoded_rows = [row for data in messages for _, row in rows_for(*codec.decode(data))]
+
+    started = time.perf_counter()
+    for start in range(0, len(decoded_rows), 5000):
+        client.insert("velocity_facts", decoded_rows[start:start + 5000], column_names=FACT_COLUMNS)
+    bare = len(decoded_rows) / (time.perf_counter() - started)
+
+    started = time.perf_counter()
+    batch = Batch()
+    for data in messages:
+        for table, row in rows_for(*codec.decode(data)):
+            batch.add(table, row)
+            if batch.size >= 5000:
+                client.insert(table, batch.rows[table], column_names=FACT_COLUMNS)
+                batch = Batch()
+    if batch.size:
+        client.insert("velocity_facts", batch.rows["velocity_facts"], column_names=FACT_COLUMNS)
+    sink_path = len(decoded_rows) / (time.perf_counter() - started)
+    return {"rows": len(decoded_rows), "batch_rows": 5000, "bare_insert_rows_per_s": round(bare, 1),
+            "sink_path_rows_per_s": round(sink_path, 1), "ratio_to_bare": round(sink_path / bare, 3)}
+
+
+# --- report ----------------------------------------------------------------------------------------------------
+def machine() -> str:
+    import os
+
+    cpu = "unknown cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    python = platform.python_version()
+    return f"{platform.system()} {platform.release()}, {os.cpu_count()} cores ({cpu}), Python {python}"
+
+
+def run_bench(settings: Settings, output: Path, quick: bool = False) -> int:
+    import tempfile
+
+    from streams.demo import ensure_broker
+
+    bootstrap = ensure_broker(settings)
+    state_dir = Path(tempfile.mkdtemp(prefix="salepulse-bench-"))
+    dsn = settings.clickhouse_url or f"chdb://{state_dir / 'chdb'}"
+    n_events = 30_000 if quick else 200_000
+    seconds = 15.0 if quick else 45.0
+    started = time.time()
+    results: dict[str, Any] = {"machine": machine(), "command": "make bench" + (" BENCH_ARGS=--quick" if quick else ""),
+                               "date": datetime.now(UTC).isoformat(timespec="seconds")}
+    results["pure"] = bench_pure(quick)
+    results["pipeline"] = bench_pipeline(bootstrap, dsn, state_dir, n_events)
+    results["latency"] = bench_latency(bootstrap, dsn, state_dir, rate=5000.0, seconds=seconds)
+    # The same probes at a load one worker sustains, to separate queueing behind a backlog from the path itself.
+    results["latency_light"] = bench_latency(bootstrap, dsn, state_dir, rate=1000.0, seconds=seconds)
+    results["sink"] = bench_sink(dsn, 50_000 if quick else 400_000)
+    results["seconds"] = round(time.time() - started, 1)
+    output.write_text(render_markdown(results))
+    output.with_suffix(".json").write_text(json.dumps(results, indent=2))
+    print(f"wrote {output} ({results['seconds']}s)")
+    return 0
+
+
+def _fmt(stats: dict[str, Any]) -> str:
+    if not stats or not stats.get("n"):
+        return "no samples"
+    missed = f", missed {stats['missed']}" if stats.get("missed") else ""
+    return f"p50 {stats['p50']:.1f} ms, p99 {stats['p99']:.1f} ms (n={stats['n']}{missed})"
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def latency_table(lat: dict[str, Any]) -> list[str]:
+    rank = lat["ranking_under_load"]
+    return [
+        f"## Latencies at {lat['offered_events_per_s']:,.0f} events/s offered",
+        "",
+        "| path | latency |",
+        "|---|---|",
+        f"| event → visible in ClickHouse | {_fmt(lat['event_to_clickhouse_ms'])} |",
+        f"| order → GET /sales/{{id}} | {_fmt(lat['order_to_sales_view_ms'])} |",
+        f"| order crossing threshold → alert on the topic | {_fmt(lat['order_to_alert_ms'])} |",
+        f"| order → member ranking reflects it | {_fmt(lat['event_to_ranking_ms'])} |",
+        f"| GET /members/{{id}}/sales (200+ open sales) | {_fmt(rank['sales_ms'])} at {rank['achieved_rps']} req/s |",
+        f"| GET /members/{{id}}/products (5,000 products) | {_fmt(rank['products_5000_ms'])} |",
+        f"| POST /events, 100 per request | {_fmt(lat['collector']['request_ms'])}, "
+        f"{lat['collector']['accepted_events_per_s']:,.0f} events/s |",
+        f"| consumer lag at the end | worker {lat['lag_at_end']['worker']:,}, sink {lat['lag_at_end']['sink']:,} |",
+        "",
+    ]
+
+
+def render_markdown(r: dict[str, Any]) -> str:
+    pure, pipe, lat, sink = r["pure"], r["pipeline"], r["latency"], r["sink"]
+    prefs = pure["preferences"]
+    worker = pipe["worker"]["events_per_s"]
+    vis = lat["event_to_clickhouse_ms"]
+    rank = lat["ranking_under_load"]
+    coll = lat["collector"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured {r['date']} with `{r['command']}` on {r['machine']}; whole run {r['seconds']} s. "
+        "Local single-node Kafka (KRaft) and embedded chdb on the same 2 cores as the worker, the load generator "
+        "and the probes, so every latency below includes that contention. Raw figures: `BENCHMARKS.json`.",
+        "",
+        "## Targets",
+        "",
+        "Latency targets are read at the offered 5,000 events/s the issues name.",
+        "",
+        "| target | measured | |",
+        "|---|---|---|",
+        f"| velocity pipeline >= 20,000 events/s per worker | {worker:,.0f} events/s | {_verdict(worker >= 20_000)} |",
+        f"| ratio to raw consume+decode (goal >= 0.5) | {pipe['ratio_to_baseline']} "
+        f"(baseline {pipe['baseline_consume_decode_per_s']:,.0f}/s) | "
+        f"{_verdict((pipe['ratio_to_baseline'] or 0) >= 0.5)} |",
+        f"| event → visible in ClickHouse p99 <= 2 s at 5,000/s | {_fmt(vis)} | "
+        f"{_verdict(vis.get('p99', 1e9) <= 2000)} |",
+        f"| forecast update per order <= 50 µs (pure) | {pure['forecast_update_and_quantiles_us']} µs with quantiles, "
+        f"{pure['forecast_update_us']} µs update only | {_verdict(pure['forecast_update_and_quantiles_us'] <= 50)} |",
+        f"| order → forecast at GET /sales/{{id}} p99 <= 1 s | {_fmt(lat['order_to_sales_view_ms'])} | "
+        f"{_verdict(lat['order_to_sales_view_ms'].get('p99', 1e9) <= 1000)} |",
+        f"| order crossing threshold → alert p99 <= 2 s | {_fmt(lat['order_to_alert_ms'])} | "
+        f"{_verdict(lat['order_to_alert_ms'].get('p99', 1e9) <= 2000)} |",
+        f"| ranking 200 sales p99 <= 10 ms (HTTP, under load) | {_fmt(rank['sales_ms'])} at "
+        f"{rank['achieved_rps']} req/s | {_verdict(rank['sales_ms'].get('p99', 1e9) <= 10)} |",
+        f"| ranking 5,000 products p99 <= 20 ms (HTTP, under load) | {_fmt(rank['products_5000_ms'])} | "
+        f"{_verdict(rank['products_5000_ms'].get('p99', 1e9) <= 20)} |",
+        f"| event → ranking reflects it p99 <= 1 s | {_fmt(lat['event_to_ranking_ms'])} | "
+        f"{_verdict(lat['event_to_ranking_ms'].get('p99', 1e9) <= 1000)} |",
+        f"| POST /events >= 5,000 events/s in batches of 100 | {coll['accepted_events_per_s']:,.0f} events/s | "
+        f"{_verdict(coll['accepted_events_per_s'] >= 5000)} |",
+        f"| POST /events p99 <= 50 ms per request | {_fmt(coll['request_ms'])} | "
+        f"{_verdict(coll['request_ms'].get('p99', 1e9) <= 50)} |",
+        f"| sink >= 200,000 rows/s into chdb | {sink['sink_path_rows_per_s']:,.0f} rows/s (ratio to bare insert "
+        f"{sink['ratio_to_bare']}, bare {sink['bare_insert_rows_per_s']:,.0f}) | "
+        f"{_verdict(sink['sink_path_rows_per_s'] >= 200_000)} |",
+        "",
+        *latency_table(r["latency_light"]),
+        "## Pure logic (in process)",
+        "",
+        "| operation | µs per call |",
+        "|---|---|",
+        *[f"| {name} | {value} |" for name, value in pure.items() if name != "preferences"],
+        "",
+        f"Preference model: {json.dumps(prefs)}",
+        "",
+        "## Live run details",
+        "",
+        f"- Offered background load: {lat['offered_events_per_s']:,.0f} events/s of simulated traffic "
+        f"({lat['background_events_sent']:,} sent); consumer lag at the end: worker {lat['lag_at_end']['worker']:,}, "
+        f"sink {lat['lag_at_end']['sink']:,} messages.",
+        f"- Pipeline run: {pipe['events']:,} pre-filled events ({pipe['units']:,} units), "
+        f"{pipe['worker']['events_processed']:,} processed.",
+        f"- Ranking load: requested {rank['requested_rps']} req/s, achieved {rank['achieved_rps']} req/s "
+        "(one synchronous client; latency is the full HTTP round trip).",
+        f"- Collector: {coll['requests']} requests of {coll['batch']} events.",
+        f"- Sink: {sink['rows']:,} rows in batches of {sink['batch_rows']:,}.",
+        "",
+    ]
+    return "\n".join(lines)
+

@@ -1,0 +1,52 @@
+"""The dashboard against the REAL worker in headless Chromium: it loads, updates while events flow, and its
+numbers match ClickHouse once the stream has drained."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from consumers.harness import Pipeline, wait_until
+from consumers.simulate import SimulatedWorld, run_simulation
+from tests.integration.test_dashboard_page import check_dashboard_page
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def pipeline(kafka_bootstrap: str, clickhouse_dsn: str, tmp_path: Path) -> Iterator[Pipeline]:
+    p = Pipeline(kafka_bootstrap, clickhouse_dsn, tmp_path / "state")
+    p.start_worker()
+    p.start_sink()
+    yield p
+    p.close()
+
+
+def test_dashboard_follows_the_stream_and_matches_clickhouse(pipeline: Pipeline, tmp_path: Path) -> None:
+    # Sales opened an hour of simulated time ago, so orders flow from the first events on.
+    world = SimulatedWorld(5, n_members=3000, n_sales=6, open_at_start=6, stagger_minutes=0.0,
+                           start=datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=50),
+                           id_prefix="dash")
+    stop = threading.Event()
+    report: dict = {}
+    producer = threading.Thread(target=lambda: report.update(r=run_simulation(
+        pipeline.settings, rate=1500, stop=stop, world=world, progress=False, max_events=40_000)))
+    producer.start()
+    try:
+        wait_until(lambda: pipeline.get("/api/dashboard")["totals"]["units"] > 0, 60, "units on the dashboard")
+        check_dashboard_page(f"http://127.0.0.1:{pipeline.settings.http_port}", tmp_path / "chromium")
+    finally:
+        stop.set()
+        producer.join(60)
+    pipeline.wait_drained()
+    shown = {sale["sale_id"]: sale["units"] for sale in pipeline.get("/api/dashboard")["sales"]}
+    pipeline.stop_sink()
+    in_clickhouse = dict(pipeline.clickhouse().query(
+        "SELECT sale_id, sum(units) FROM velocity_minute WHERE sale_id IN {ids:Array(String)} GROUP BY sale_id",
+        parameters={"ids": list(shown)}).result_rows)
+    assert shown and sum(shown.values()) > 0
+    assert {sale: units for sale, units in shown.items() if units} == {s: int(u) for s, u in in_clickhouse.items()}
