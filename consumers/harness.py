@@ -40,7 +40,8 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str, every: 
 
 
 class Pipeline:
-    def __init__(self, bootstrap: str, clickhouse_dsn: str, state_dir: Path, partitions: int = 3) -> None:
+    def __init__(self, bootstrap: str, clickhouse_dsn: str, state_dir: Path, partitions: int = 3,
+                 extra_env: dict[str, str] | None = None) -> None:
         tag = uuid.uuid4().hex[:8]
         self.env = {
             **os.environ,
@@ -51,6 +52,7 @@ class Pipeline:
             "SALEPULSE_HTTP_PORT": str(free_port()),
             "SALEPULSE_STATE_DIR": str(state_dir),
             "SALEPULSE_PARTITIONS": str(partitions),
+            **(extra_env or {}),
         }
         self.settings = Settings.from_env(self.env)
         self.sink_group = f"salepulse-sink-{tag}"

@@ -96,8 +96,10 @@ app = faust.App(
     producer_acks=-1,
     producer_linger_ms=5,
     broker_commit_interval=1.0,
-    broker_max_poll_records=10_000,
-    stream_buffer_maxsize=32_768,
+    broker_session_timeout=10.0,  # a crashed worker's partitions move in seconds, not the default minute
+    broker_heartbeat_interval=2.0,
+    broker_max_poll_records=2000,
+    stream_buffer_maxsize=8192,
     consumer_auto_offset_reset="earliest",
 )
 
@@ -161,7 +163,10 @@ class MemberCache:
         return len(dirty)
 
     def clear(self) -> None:
-        self.flush()
+        try:
+            self.flush()
+        except Exception as exc:  # partitions already gone: those members are re-read from the changelog
+            log.warning("member flush on rebalance failed", error=str(exc), members=len(self.dirty))
         self.states.clear()
 
 

@@ -76,7 +76,7 @@ class Settings:
     app_id: str = "salepulse"
     api_token: str | None = None
     max_body_bytes: int = 1_048_576
-    sink_batch_rows: int = 5000
+    sink_batch_rows: int = 20_000
     sink_flush_seconds: float = 1.0
     alert_probability: float = 0.8
     log_level: str = "INFO"

@@ -279,6 +279,8 @@ def negbin_sf(r: float, p: float, x: float) -> float:
         pk *= (k + r) / (k + 1.0) * (1.0 - p)
         k += 1
         cdf += pk
+        if k > mean and pk < 1e-16:
+            return 0.0  # past the mode with no mass left: x is far in the tail (e.g. stock of a million)
     nxt = pk * (k + r) / (k + 1.0) * (1.0 - p)  # mass of k+1 spread on (k, k+1]
     cdf += nxt * (x - k)
     return min(1.0, max(0.0, 1.0 - cdf))

@@ -49,6 +49,9 @@ class LiveBoard:
         self.open_alerts: dict[tuple[str, str], dict[str, Any]] = {}
         self.finished: set[str] = set()
         self.velocity_history: dict[str, deque[tuple[int, float]]] = {}
+        self.active: dict[str, set[str]] = {}
+        """sale_id -> skus with counted facts: what the clock-driven work iterates, not the whole catalogue."""
+        self._forecast_cache: dict[tuple[str, str], tuple[tuple[Any, ...], dict[str, Any]]] = {}
         self.stream_ms = 0
 
     # --- feeding -----------------------------------------------------------------------------------------
@@ -56,6 +59,7 @@ class LiveBoard:
         """A fact was counted into ``totals`` (the agent's table state for that sku)."""
         key = (fact.sale_id, fact.sku)
         self.totals[key] = totals
+        self.active.setdefault(fact.sale_id, set()).add(fact.sku)
         self.stream_ms = max(self.stream_ms, fact.ts_ms)
         if fact.kind != "order":
             return
@@ -72,6 +76,7 @@ class LiveBoard:
     def restore(self, sale_id: str, sku: str, totals: SkuTotals) -> None:
         """Adopt totals recovered from the changelog after a restart; the forecaster is rebuilt from them."""
         self.totals[(sale_id, sku)] = totals
+        self.active.setdefault(sale_id, set()).add(sku)
         self.stream_ms = max(self.stream_ms, totals.last_ms)
 
     def _tracked(self, key: tuple[str, str], sale: Sale | None) -> Tracked | None:
@@ -98,11 +103,25 @@ class LiveBoard:
 
     # --- answers -----------------------------------------------------------------------------------------
     def forecast(self, sale_id: str, sku: str) -> dict[str, Any]:
-        """Forecast fields of one (sale, sku) at stream time; empty when its sale is unknown."""
+        """Forecast fields of one (sale, sku) at stream time; empty when its sale is unknown.
+
+        Cached until units, the catalogue or the stream minute change: views and carts alone do not move the
+        forecast, and recomputing quantiles and the stockout projection per view would stall the event loop.
+        """
         sale = self.catalog.sales.get(sale_id)
         tracked = self._tracked((sale_id, sku), sale)
         if tracked is None or sale is None:
             return {}
+        key = (id(tracked), tracked.forecaster.units, tracked.forecaster.stockout_fraction,
+               self.catalog.version, self.stream_ms // 60_000)
+        cached = self._forecast_cache.get((sale_id, sku))
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        fields = self._compute_forecast(tracked, sale, sku)
+        self._forecast_cache[(sale_id, sku)] = (key, fields)
+        return fields
+
+    def _compute_forecast(self, tracked: Tracked, sale: Sale, sku: str) -> dict[str, Any]:
         now = min(max(self.stream_ms, sale.starts_ms), sale.ends_ms)
         fc = tracked.forecaster.forecast(sale.elapsed_fraction(now))
         available = self.available(sale, sku)
@@ -202,14 +221,23 @@ class LiveBoard:
                     self.model.finish(tracked.forecaster, price=product.price if product else None)
                 self.open_alerts.pop((sale.sale_id, sku), None)
                 self.alerts.forget(sale.sale_id, sku)
+                self._forecast_cache.pop((sale.sale_id, sku), None)
+            self.active.pop(sale.sale_id, None)
             self.finished.add(sale.sale_id)
         return [s.sale_id for s in ended]
 
+    def open_active(self) -> list[tuple[str, str]]:
+        """(sale, sku) pairs with counted facts whose sale is open at stream time."""
+        return [(sale_id, sku) for sale_id, skus in self.active.items() if self.catalog.is_open(sale_id, self.stream_ms)
+                for sku in skus]
+
     def sample_velocity(self, points: int = 120) -> None:
-        """Append each open sale's current velocity to its sparkline (called once a second)."""
-        for sale in self.catalog.open_sales(self.stream_ms):
-            velocity = sum(self.totals[(sale.sale_id, sku)].velocity_at(self.stream_ms) for sku in sale.skus
-                           if (sale.sale_id, sku) in self.totals)
+        """Append each active open sale's current velocity to its sparkline (called once a second)."""
+        for sale_id, skus in self.active.items():
+            sale = self.catalog.sales.get(sale_id)
+            if sale is None or not sale.is_open(self.stream_ms):
+                continue
+            velocity = sum(self.totals[(sale_id, sku)].velocity_at(self.stream_ms) for sku in skus)
             history = self.velocity_history.setdefault(sale.sale_id, deque(maxlen=points))
             if not history or history[-1][0] < self.stream_ms:
                 history.append((self.stream_ms, round(velocity, 3)))

@@ -1,0 +1,56 @@
+"""Velocity arithmetic: facts from events, per-sale totals, EWMA, redelivery by source offset."""
+
+from __future__ import annotations
+
+import math
+
+from streams.velocity import HOUR_MS, VELOCITY_HALF_LIFE_MS, Fact, SaleState, SkuTotals, extract_facts, facts_by_sale
+
+
+def test_order_lines_of_the_same_sku_merge_and_lines_of_other_sales_split() -> None:
+    order = {"event_id": "o1", "ts": 1000, "lines": [
+        {"sale_id": "s1", "sku": "a", "quantity": 2, "unit_price": 10.0},
+        {"sale_id": "s1", "sku": "a", "quantity": 1, "unit_price": 12.0},
+        {"sale_id": "s2", "sku": "b", "quantity": 1, "unit_price": 5.0}]}
+    facts = extract_facts("OrderEvent", order)
+    assert facts == [Fact("o1", "s1", "a", "order", 3, 32.0, 1000), Fact("o1", "s2", "b", "order", 1, 5.0, 1000)]
+    grouped = facts_by_sale([(f, "t:0", 7) for f in facts])
+    assert list(grouped) == ["s1", "s2"]
+
+
+def test_cart_remove_is_its_own_kind_and_browse_counts_one_view() -> None:
+    cart = {"event_id": "c", "sale_id": "s", "sku": "a", "action": "remove", "quantity": 2, "ts": 5}
+    assert extract_facts("CartEvent", cart)[0].kind == "uncart"
+    assert extract_facts("BrowseEvent", {"event_id": "b", "sale_id": "s", "sku": "a", "ts": 5})[0].units == 1
+
+
+def test_ewma_velocity_halves_after_one_half_life_and_sums_orders() -> None:
+    totals = SkuTotals()
+    totals.add(Fact("o1", "s", "a", "order", 6, 60.0, 0))
+    first = totals.velocity_at(0)
+    assert math.isclose(first, 6 * HOUR_MS / (VELOCITY_HALF_LIFE_MS / math.log(2)))
+    assert math.isclose(totals.velocity_at(VELOCITY_HALF_LIFE_MS), first / 2)
+    totals.add(Fact("o2", "s", "a", "order", 6, 60.0, VELOCITY_HALF_LIFE_MS))
+    assert math.isclose(totals.velocity_at(VELOCITY_HALF_LIFE_MS), first * 1.5)
+    assert (totals.orders, totals.units, totals.revenue) == (2, 12, 120.0)
+
+
+def test_late_events_do_not_inflate_velocity() -> None:
+    totals = SkuTotals()
+    totals.add(Fact("o1", "s", "a", "order", 1, 1.0, 10 * HOUR_MS))
+    before = totals.velocity_at(10 * HOUR_MS)
+    totals.add(Fact("o0", "s", "a", "order", 1, 1.0, 0))  # arrives late, stamped 10 h earlier
+    assert totals.velocity_at(10 * HOUR_MS) <= before * 2 + 1e-9
+
+
+def test_redelivered_facts_are_skipped_by_source_offset_and_state_round_trips() -> None:
+    state = SaleState("s")
+    fact = Fact("o1", "s", "a", "order", 2, 20.0, 0)
+    assert state.apply(fact, "events.order:1", 10)
+    state.close_offsets({"events.order:1": 10})
+    assert not state.apply(fact, "events.order:1", 10)
+    assert not state.apply(fact, "events.order:1", 9)
+    assert state.apply(fact, "events.order:2", 3)  # another partition has its own offsets
+    restored = SaleState.from_json(state.to_json())
+    assert restored == state
+    assert restored.skus["a"].units == 4
