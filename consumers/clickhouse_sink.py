@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
@@ -122,6 +123,26 @@ class ClickHouseSink:
             self._client = self.client_factory(self.settings.clickhouse_dsn)
             migrate(self._client)
         return self._client
+
+    def serve_metrics(self, host: str, port: int) -> ThreadingHTTPServer:
+        """``GET /metrics`` of this sink (batch size and latency, rows, failures), in a daemon thread."""
+        registry = self.metrics
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+                body = registry.render().encode()
+                self.send_response(200 if self.path == "/metrics" else 404)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+        server = ThreadingHTTPServer((host, port), Handler)
+        threading.Thread(target=server.serve_forever, name="sink-metrics", daemon=True).start()
+        return server
 
     def run(self, stop: threading.Event) -> None:
         self.consumer.subscribe(self.topics)

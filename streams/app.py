@@ -23,6 +23,7 @@ delivery is at-least-once, made exact by idempotence, and Faust flushes the prod
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import weakref
@@ -57,6 +58,8 @@ facts_counted = metrics.counter(
 )
 alerts_sent = metrics.counter("salepulse_alerts_total", "Replenishment alerts sent, by status.", ["status"])
 snapshots_sent = metrics.counter("salepulse_snapshots_total", "Velocity snapshots sent.")
+consumer_lag = metrics.gauge("salepulse_consumer_lag_messages", "Messages not yet committed, by consumer group.",
+                             ["group"])
 
 RECORD_KIND = {"BrowseEvent": "browse", "CartEvent": "cart", "OrderEvent": "order"}
 
@@ -342,6 +345,20 @@ async def flush_members() -> None:
     members.flush()
 
 
+@app.timer(interval=10.0)
+async def measure_lag() -> None:
+    """Lag of this worker's group and of the sink's, for /metrics (admin calls run off the event loop)."""
+    from streams.lag import group_lag
+
+    topics = settings.topics
+    for group, names in ((settings.app_id, [*topics.events, topics.facts]),
+                         ("salepulse-sink", [topics.facts, topics.snapshots, topics.alerts])):
+        try:
+            consumer_lag.set(await asyncio.to_thread(group_lag, settings, group, names), group=group)
+        except Exception as exc:  # the broker may be busy; the next tick tries again
+            log.warning("lag measurement failed", group=group, error=str(exc))
+
+
 @app.task
 async def widen_producer_buffer() -> None:
     """Faust flushes its producer buffer every 100 messages, one await each; batches here send thousands."""
@@ -358,17 +375,20 @@ async def publish_live_state() -> None:
     _ticks += 1
     dirty = set(_dirty)
     _dirty.clear()
-    for sale_id, sku in dirty:
+    for count, (sale_id, sku) in enumerate(dirty, start=1):
         snapshot = board.snapshot(sale_id, sku)
         await snapshots_topic.send(key=f"{sale_id}:{sku}".encode(), value=codec.encode("VelocitySnapshot", snapshot))
         snapshots_sent.inc()
-    to_check = dirty
+        if count % 200 == 0:
+            await asyncio.sleep(0)  # keep the HTTP API and the agents responsive during a big tick
     board.sample_velocity()
+    to_check = dirty
     if _ticks % 5 == 0:
-        to_check = dirty | {(sale.sale_id, sku) for sale in catalog.open_sales(board.stream_ms)
-                            for sku in sale.skus if (sale.sale_id, sku) in board.totals}
+        to_check = dirty | set(board.open_active())
         board.finish_ended_sales()
-    for sale_id, sku in to_check:
+    for count, (sale_id, sku) in enumerate(to_check, start=1):
+        if count % 200 == 0:
+            await asyncio.sleep(0)
         alert = board.check_alert(sale_id, sku)
         if alert is not None:
             await alerts_topic.send(key=f"{sale_id}:{sku}".encode(), value=codec.encode("ReplenishmentAlert", alert))

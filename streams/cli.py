@@ -76,7 +76,9 @@ def cmd_sink(args: argparse.Namespace, settings: Settings) -> int:
     from streams.topics import ensure_topics
 
     ensure_topics(settings)
-    _run_until_signal(ClickHouseSink(settings).run)
+    sink = ClickHouseSink(settings)
+    sink.serve_metrics(settings.http_host, settings.sink_metrics_port)
+    _run_until_signal(sink.run)
     return 0
 
 

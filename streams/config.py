@@ -78,6 +78,7 @@ class Settings:
     max_body_bytes: int = 1_048_576
     sink_batch_rows: int = 20_000
     sink_flush_seconds: float = 1.0
+    sink_metrics_port: int = 6067
     alert_probability: float = 0.8
     log_level: str = "INFO"
     log_format: str = "console"
@@ -128,6 +129,7 @@ class Settings:
             max_body_bytes=int(get("SALEPULSE_MAX_BODY_BYTES", defaults.max_body_bytes)),
             sink_batch_rows=int(get("SALEPULSE_SINK_BATCH_ROWS", defaults.sink_batch_rows)),
             sink_flush_seconds=float(get("SALEPULSE_SINK_FLUSH_SECONDS", defaults.sink_flush_seconds)),
+            sink_metrics_port=int(get("SALEPULSE_SINK_METRICS_PORT", defaults.sink_metrics_port)),
             alert_probability=float(get("SALEPULSE_ALERT_PROBABILITY", defaults.alert_probability)),
             log_level=get("SALEPULSE_LOG_LEVEL", defaults.log_level).upper(),
             log_format=get("SALEPULSE_LOG_FORMAT", defaults.log_format),

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -115,6 +115,9 @@ class SkuTotals:
         return self.rate_uph * math.exp(-max(0, now_ms - self.rate_ms) / _TAU_MS)
 
 
+TOTALS_FIELDS = tuple(f.name for f in fields(SkuTotals))
+
+
 @dataclass
 class SaleState:
     """Everything counted for one sale, serialisable to JSON for a Faust table's changelog."""
@@ -143,9 +146,11 @@ class SaleState:
         self.version += 1
 
     def to_json(self) -> dict[str, Any]:
+        # Positional lists, not dataclasses.asdict: this runs for every sale touched by every batch, and a weekly
+        # sale can carry thousands of skus.
         return {
             "sale_id": self.sale_id,
-            "skus": {sku: asdict(totals) for sku, totals in self.skus.items()},
+            "skus": {sku: [getattr(totals, name) for name in TOTALS_FIELDS] for sku, totals in self.skus.items()},
             "applied": self.applied,
             "version": self.version,
         }
@@ -154,7 +159,7 @@ class SaleState:
     def from_json(cls, data: Mapping[str, Any]) -> SaleState:
         return cls(
             sale_id=data["sale_id"],
-            skus={sku: SkuTotals(**totals) for sku, totals in data["skus"].items()},
+            skus={sku: SkuTotals(*values) for sku, values in data["skus"].items()},
             applied=dict(data["applied"]),
             version=data["version"],
         )

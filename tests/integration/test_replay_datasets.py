@@ -29,7 +29,7 @@ def test_replayed_slice_lands_in_clickhouse_exactly(pipeline: Pipeline, dataset:
     report = run_replay(pipeline.settings, dataset, limit=1500, progress=False)
     assert report.events == 1500
     pipeline.start_sink()
-    wait_until(lambda: pipeline.stats()["events_processed"] - before >= report.events, 90, f"{dataset} processed")
+    wait_until(lambda: pipeline.stats()["events_processed"] - before >= report.events, 180, f"{dataset} processed")
     pipeline.wait_drained()
     pipeline.stop_sink()
     totals = pipeline.totals(SALE_PREFIX[dataset])
