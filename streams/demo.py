@@ -157,6 +157,7 @@ def run_demo(settings: Settings, *, duration: float, rate: float, seed: int | No
             "units_produced": report.units_produced,
             "units_in_clickhouse": totals["units"],
             "deadletters": stats["deadletters"],
+            "alerts": stats["alerts"],
             "bad_produced": report.bad_produced,
             "drained": drained,
             "interrupted": interrupted,

@@ -9,6 +9,7 @@ Writes: ``POST /events`` (the site and app collector), ``POST /forecasts`` (buye
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
 import mimetypes
@@ -17,10 +18,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from faust.web import Request, Response, View
 
 from schemas.json_input import InputError, parse_event, parse_forecast
 from streams.app import (
+    alerts_sent,
     app,
     board,
     catalog,
@@ -148,6 +151,8 @@ class Stats(View):
             "facts_sent": int(facts_sent.total()),
             "facts_counted": int(facts_counted.get(outcome="counted")),
             "facts_duplicate": int(facts_counted.get(outcome="duplicate")),
+            "alerts": {k[0]: int(v) for k, v in alerts_sent.values.items()},
+            "open_sales": len(catalog.open_sales(board.stream_ms)) if board.stream_ms else 0,
             "stream_time": ms_to_dt(board.stream_ms).isoformat() if board.stream_ms else None,
         })
 
@@ -185,30 +190,59 @@ def _now_ms() -> int:
     return board.stream_ms or int(time.time() * 1000)
 
 
+_candidate_cache: dict[tuple[str, ...], tuple[Any, Any]] = {}
+
+
+def _static_candidates(key: tuple[str, ...], version: Any, build: Any) -> Any:
+    """Catalogue-derived candidate arrays (ids, hashed brands and categories), rebuilt only when they change.
+
+    Building them costs milliseconds for a 5,000-product sale; only popularity and stock change between two
+    requests, and those are swapped in per request.
+    """
+    cached = _candidate_cache.get(key)
+    if cached is None or cached[0] != version:
+        cached = _candidate_cache[key] = (version, build())
+    return cached[1]
+
+
+def _sale_velocity(sale_id: str, now_ms: int) -> float:
+    return sum(board.totals[(sale_id, sku)].velocity_at(now_ms) for sku in board.active.get(sale_id, ()))
+
+
 def sale_candidates(now_ms: int) -> SaleCandidates:
-    rows = []
-    for sale in catalog.open_sales(now_ms):
-        velocity = sum(board.totals[(sale.sale_id, sku)].velocity_at(now_ms) for sku in sale.skus
-                       if (sale.sale_id, sku) in board.totals)
-        categories = sorted({catalog.products[(sale.sale_id, sku)].category for sku in sale.skus
-                             if (sale.sale_id, sku) in catalog.products})
-        rows.append({"sale_id": sale.sale_id, "brand": sale.brand, "categories": categories,
-                     "popularity": velocity, "starts_at": sale.starts_ms, "ends_at": sale.ends_ms})
-    return SaleCandidates.from_records(rows)
+    open_sales = catalog.open_sales(now_ms)
+    open_ids = tuple(sale.sale_id for sale in open_sales)
+
+    def build() -> SaleCandidates:
+        return SaleCandidates.from_records([
+            {"sale_id": sale.sale_id, "brand": sale.brand, "popularity": 0.0, "starts_at": sale.starts_ms,
+             "ends_at": sale.ends_ms,
+             "categories": sorted({catalog.products[(sale.sale_id, sku)].category for sku in sale.skus})}
+            for sale in open_sales])
+
+    base = _static_candidates(("sales",), (catalog.version, open_ids), build)
+    popularity = np.array([_sale_velocity(sale_id, now_ms) for sale_id in open_ids], dtype=np.float64)
+    return dataclasses.replace(base, popularity=popularity)
 
 
 def product_candidates(sale_id: str, now_ms: int) -> ProductCandidates:
     sale = catalog.sales[sale_id]
-    rows = []
+
+    def build() -> ProductCandidates:
+        products = [catalog.products[(sale_id, sku)] for sku in sale.skus]
+        return ProductCandidates.build([p.sku for p in products], [sale.brand] * len(products),
+                                       [p.category for p in products], [p.price for p in products],
+                                       [0.0] * len(products), stock=[1] * len(products),
+                                       sale_id=[sale_id] * len(products))
+
+    base = _static_candidates(("products", sale_id), catalog.version, build)
+    popularity, stock = [], []
     for sku in sale.skus:
-        product = catalog.products[(sale_id, sku)]
         totals = board.totals.get((sale_id, sku))
-        sold = totals.units if totals else 0
         on_hand = catalog.on_hand(sale_id, sku)
-        rows.append({"sku": sku, "brand": sale.brand, "category": product.category, "price": product.price,
-                     "popularity": totals.velocity_at(now_ms) if totals else 0.0,
-                     "stock": (on_hand - sold) if on_hand is not None else 1, "sale_id": sale_id})
-    return ProductCandidates.from_records(rows)
+        popularity.append(totals.velocity_at(now_ms) if totals else 0.0)
+        stock.append((on_hand - (totals.units if totals else 0)) if on_hand is not None else 1)
+    return dataclasses.replace(base, popularity=np.asarray(popularity, dtype=np.float64), stock=np.asarray(stock))
 
 
 def _ranked(items: list[Any]) -> list[dict[str, Any]]:

@@ -4,7 +4,6 @@ numbers match ClickHouse once the stream has drained."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,16 +16,9 @@ from tests.integration.test_dashboard_page import check_dashboard_page
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def pipeline(kafka_bootstrap: str, clickhouse_dsn: str, tmp_path: Path) -> Iterator[Pipeline]:
-    p = Pipeline(kafka_bootstrap, clickhouse_dsn, tmp_path / "state")
-    p.start_worker()
-    p.start_sink()
-    yield p
-    p.close()
-
-
 def test_dashboard_follows_the_stream_and_matches_clickhouse(pipeline: Pipeline, tmp_path: Path) -> None:
+    pipeline.start_worker()
+    pipeline.start_sink()
     # Sales opened an hour of simulated time ago, so orders flow from the first events on.
     world = SimulatedWorld(5, n_members=3000, n_sales=6, open_at_start=6, stagger_minutes=0.0,
                            start=datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=50),

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer
@@ -16,14 +14,6 @@ from schemas.codec import Codec
 
 pytestmark = pytest.mark.integration
 HOUR = 3_600_000
-
-
-@pytest.fixture
-def pipeline(kafka_bootstrap: str, clickhouse_dsn: str, tmp_path: Path) -> Iterator[Pipeline]:
-    p = Pipeline(kafka_bootstrap, clickhouse_dsn, tmp_path / "state")
-    p.start_worker()
-    yield p
-    p.close()
 
 
 class AlertReader:
@@ -42,6 +32,7 @@ class AlertReader:
 
 
 def test_demand_outrunning_stock_raises_one_alert_then_a_resolve(pipeline: Pipeline) -> None:
+    pipeline.start_worker()
     sale_id, sku = f"fa-{uuid.uuid4().hex[:6]}", "boots-1"
     start = int(time.time() * 1000) - HOUR // 2
     with Publisher(pipeline.settings) as publisher:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -16,14 +14,6 @@ from consumers.publish import Publisher
 pytestmark = pytest.mark.integration
 HOUR = 3_600_000
 BRANDS = ["alpha", "bravo", "charlie", "delta", "echo"]
-
-
-@pytest.fixture
-def pipeline(kafka_bootstrap: str, clickhouse_dsn: str, tmp_path: Path) -> Iterator[Pipeline]:
-    p = Pipeline(kafka_bootstrap, clickhouse_dsn, tmp_path / "state")
-    p.start_worker()
-    yield p
-    p.close()
 
 
 def sale_record(sale_id: str, brand: str, start: int, end: int, stocks: list[int]) -> dict:
@@ -39,6 +29,7 @@ def order(event_id: str, member: str, sale_id: str, sku: str, ts: int, quantity:
 
 
 def test_an_order_lifts_its_brand_and_closed_or_sold_out_items_never_show(pipeline: Pipeline) -> None:
+    pipeline.start_worker()
     tag = uuid.uuid4().hex[:6]
     now = int(time.time() * 1000)
     sales = {brand: f"rk-{tag}-{brand}" for brand in BRANDS}
@@ -82,6 +73,7 @@ def test_an_order_lifts_its_brand_and_closed_or_sold_out_items_never_show(pipeli
 
 
 def test_bad_parameters_and_unknown_sales_get_clear_errors(pipeline: Pipeline) -> None:
+    pipeline.start_worker()
     import urllib.error
 
     for path, status, words in [("/members/m/sales?k=0", 400, "between"),

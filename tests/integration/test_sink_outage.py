@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,13 +31,6 @@ class FlakyClickHouse:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.client, name)
-
-
-@pytest.fixture
-def pipeline(kafka_bootstrap: str, clickhouse_dsn: str, tmp_path: Path) -> Iterator[Pipeline]:
-    p = Pipeline(kafka_bootstrap, clickhouse_dsn, tmp_path / "state")
-    yield p
-    p.close()
 
 
 def test_an_outage_mid_stream_loses_and_doubles_nothing(pipeline: Pipeline) -> None:

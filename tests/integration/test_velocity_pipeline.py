@@ -5,8 +5,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer
@@ -16,13 +14,6 @@ from consumers.publish import Publisher
 from schemas.codec import Codec
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def pipeline(kafka_bootstrap: str, clickhouse_dsn: str, tmp_path: Path) -> Iterator[Pipeline]:
-    p = Pipeline(kafka_bootstrap, clickhouse_dsn, tmp_path / "state")
-    yield p
-    p.close()
 
 
 def make_events(prefix: str, n_orders: int, start_ms: int) -> list[tuple[str, dict]]:
