@@ -37,8 +37,10 @@ from streams.app import (
     members,
     metrics,
     preferences,
+    processed_offsets,
     settings,
 )
+from streams.dashboard import dashboard_payload
 from streams.live import ms_to_dt
 from streams.preferences import ProductCandidates, SaleCandidates
 
@@ -65,7 +67,7 @@ def _authorize(request: Request) -> None:
         raise HTTPProblem(401, "this endpoint needs 'Authorization: Bearer <SALEPULSE_API_TOKEN>'")
 
 
-async def _json_body(view: View, request: Request) -> Any:
+async def _json_body(request: Request) -> Any:
     length = request.content_length
     if length is not None and length > settings.max_body_bytes:
         raise HTTPProblem(413, f"body of {length} bytes is over the {settings.max_body_bytes}-byte limit; "
@@ -152,8 +154,9 @@ class Stats(View):
             "facts_counted": int(facts_counted.get(outcome="counted")),
             "facts_duplicate": int(facts_counted.get(outcome="duplicate")),
             "alerts": {k[0]: int(v) for k, v in alerts_sent.values.items()},
+            "processed_offsets": processed_offsets,
             "open_sales": len(catalog.open_sales(board.stream_ms)) if board.stream_ms else 0,
-            "stream_time": ms_to_dt(board.stream_ms).isoformat() if board.stream_ms else None,
+            "stream_time": _stream_time(),
         })
 
 
@@ -292,7 +295,7 @@ class Collector(View):
     async def post(self, request: Request) -> Response:
         """One JSON event or a list of them: valid ones are produced, each invalid one is named with why."""
         _authorize(request)
-        body = await _json_body(self, request)
+        body = await _json_body(request)
         events = body if isinstance(body, list) else [body]
         if len(events) > MAX_BATCH:
             raise HTTPProblem(413, f"{len(events)} events in one request; send at most {MAX_BATCH}")
@@ -320,7 +323,7 @@ class Forecasts(View):
     async def post(self, request: Request) -> Response:
         """A buyer's forecast (or a list): all valid or none applied, like the CSV loader."""
         _authorize(request)
-        body = await _json_body(self, request)
+        body = await _json_body(request)
         rows = body if isinstance(body, list) else [body]
         records, refused = [], []
         for index, row in enumerate(rows):
@@ -341,8 +344,6 @@ class Forecasts(View):
 class DashboardData(View):
     async def get(self, request: Request) -> Response:
         """Everything the dashboard page shows, in one poll."""
-        from streams.dashboard import dashboard_payload
-
         return self.json(_dumps(dashboard_payload(board, int(events_processed.total()))))
 
 

@@ -15,7 +15,17 @@ def test_order_lines_of_the_same_sku_merge_and_lines_of_other_sales_split() -> N
     facts = extract_facts("OrderEvent", order)
     assert facts == [Fact("o1", "s1", "a", "order", 3, 32.0, 1000), Fact("o1", "s2", "b", "order", 1, 5.0, 1000)]
     grouped = facts_by_sale([(f, "t:0", 7) for f in facts])
-    assert list(grouped) == ["s1", "s2"]
+    assert [sale for sale, _ in grouped] == ["s1", "s2"]
+
+
+def test_facts_messages_are_chunked_but_never_split_an_event() -> None:
+    facts = [(Fact(f"o{i}", "s", f"k{j}", "order", 1, 1.0, 0), "t:0", i) for i in range(10) for j in range(400)]
+    chunks = facts_by_sale(facts, max_facts=1000)
+    assert sum(len(chunk) for _, chunk in chunks) == 4000
+    for _, chunk in chunks:
+        assert len(chunk) <= 1200  # at most one event past the limit
+    boundaries = [(chunk[0][2], chunk[-1][2]) for _, chunk in chunks]
+    assert all(b[1] < nxt[0] for b, nxt in zip(boundaries, boundaries[1:], strict=False))
 
 
 def test_cart_remove_is_its_own_kind_and_browse_counts_one_view() -> None:
