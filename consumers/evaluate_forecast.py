@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from streams.forecast import DemandModel, ExpertPrior, elapsed_fraction
+from streams.forecast import DemandModel, ExpertPrior, Forecast, elapsed_fraction
 
 CHECKPOINTS: tuple[float, ...] = (0.1, 0.25, 0.5)
 WARMUP_SALES = 8
@@ -140,6 +140,11 @@ class _Scores:
         for k, v in values.items():
             col[k].append(v)
 
+    def add_forecast(self, cp: float, f: Forecast) -> None:
+        """One series' forecast at checkpoint ``cp``, with the two baselines it is scored against."""
+        self.add(cp, prior=f.prior_mean, velocity=f.units_so_far / cp, p10=f.p10, p50=f.p50, p90=f.p90,
+                 mean=f.mean)
+
     def result(self) -> dict[str, Any]:
         truth = np.asarray(self.truth, dtype=float)
         tot = float(truth.sum())
@@ -237,15 +242,7 @@ def _run_online_retail(
             if scored:
                 for fc in fcs.values():
                     f = fc.forecast(cp)
-                    scores.add(
-                        cp,
-                        prior=f.prior_mean,
-                        velocity=f.units_so_far / cp,
-                        p10=f.p10,
-                        p50=f.p50,
-                        p90=f.p90,
-                        mean=f.mean,
-                    )
+                    scores.add_forecast(cp, f)
         for frac, code, q in lines[pos:]:
             fc = fcs.get(code)
             if fc is not None:
@@ -315,15 +312,7 @@ def _run_simulated(seed: int, score_from: date | None, progress: bool) -> dict[s
                 continue
             for p in sale_by_id[sid]["products"]:
                 f = fcs[(sid, p["sku"])].forecast(cp)
-                scores.add(
-                    cp,
-                    prior=f.prior_mean,
-                    velocity=f.units_so_far / cp,
-                    p10=f.p10,
-                    p50=f.p50,
-                    p90=f.p90,
-                    mean=f.mean,
-                )
+                scores.add_forecast(cp, f)
         while ends and (until is None or ends[0][0] <= until):
             _, sid = ends.pop(0)
             if sid not in started:
