@@ -46,7 +46,9 @@ from streams.preferences import ProductCandidates, SaleCandidates
 
 WEB_DIR = Path(__file__).parent / "web"
 MAX_BATCH = 10_000
-KIND_TOPICS = {"browse": settings.topics.browse, "cart": settings.topics.cart, "order": settings.topics.order}
+EVENT_TOPICS = {kind: app.topic(name, value_type=bytes, key_type=bytes) for kind, name in
+                (("browse", settings.topics.browse), ("cart", settings.topics.cart), ("order", settings.topics.order))}
+PRIORS_TOPIC = app.topic(settings.topics.priors, value_type=bytes, key_type=bytes)
 RECORDS = {"browse": "BrowseEvent", "cart": "CartEvent", "order": "OrderEvent"}
 http_requests = metrics.counter("salepulse_http_requests_total", "HTTP requests, by route and status.",
                                 ["route", "status"])
@@ -79,6 +81,23 @@ async def _json_body(request: Request) -> Any:
         return json.loads(body)
     except ValueError as exc:
         raise HTTPProblem(400, f"body is not JSON: {exc}") from None
+
+
+def _parse_each(body: Any, parse: Any, id_field: str | None = None) -> tuple[list[Any], list[dict[str, Any]]]:
+    """Parse one JSON object or a list of them: the parsed ones, and each refused one with its index and problems."""
+    rows = body if isinstance(body, list) else [body]
+    if len(rows) > MAX_BATCH:
+        raise HTTPProblem(413, f"{len(rows)} items in one request; send at most {MAX_BATCH}")
+    parsed, refused = [], []
+    for index, row in enumerate(rows):
+        try:
+            parsed.append(parse(row))
+        except InputError as error:
+            item: dict[str, Any] = {"index": index}
+            if id_field:
+                item[id_field] = row.get(id_field) if isinstance(row, dict) else None
+            refused.append({**item, "problems": error.problems})
+    return parsed, refused
 
 
 def _query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -295,21 +314,10 @@ class Collector(View):
     async def post(self, request: Request) -> Response:
         """One JSON event or a list of them: valid ones are produced, each invalid one is named with why."""
         _authorize(request)
-        body = await _json_body(request)
-        events = body if isinstance(body, list) else [body]
-        if len(events) > MAX_BATCH:
-            raise HTTPProblem(413, f"{len(events)} events in one request; send at most {MAX_BATCH}")
-        accepted, refused = 0, []
-        for index, event in enumerate(events):
-            try:
-                kind, record = parse_event(event)
-            except InputError as error:
-                refused.append({"index": index, "event_id": event.get("event_id") if isinstance(event, dict)
-                                else None, "problems": error.problems})
-                continue
-            await app.topic(KIND_TOPICS[kind]).send(key=record["member_id"].encode(),
-                                                    value=codec.encode(RECORDS[kind], record))
-            accepted += 1
+        events, refused = _parse_each(await _json_body(request), parse_event, id_field="event_id")
+        for kind, record in events:
+            await EVENT_TOPICS[kind].send(key=record["member_id"].encode(), value=codec.encode(RECORDS[kind], record))
+        accepted = len(events)
         collector_events.inc(accepted, outcome="accepted")
         collector_events.inc(len(refused), outcome="refused")
         if refused and not accepted:
@@ -323,20 +331,13 @@ class Forecasts(View):
     async def post(self, request: Request) -> Response:
         """A buyer's forecast (or a list): all valid or none applied, like the CSV loader."""
         _authorize(request)
-        body = await _json_body(request)
-        rows = body if isinstance(body, list) else [body]
-        records, refused = [], []
-        for index, row in enumerate(rows):
-            try:
-                records.append(parse_forecast(row))
-            except InputError as error:
-                refused.append({"index": index, "problems": error.problems})
+        records, refused = _parse_each(await _json_body(request), parse_forecast)
         if refused:
-            raise HTTPProblem(400, f"{len(refused)} of {len(rows)} forecasts are invalid; none was applied",
-                              refused)
+            raise HTTPProblem(400, f"{len(refused)} of {len(records) + len(refused)} forecasts are invalid; "
+                                   "none was applied", refused)
         for record in records:
-            await app.topic(settings.topics.priors).send(key=f"{record['sale_id']}:{record['sku']}".encode(),
-                                                         value=codec.encode("ExpertForecast", record))
+            await PRIORS_TOPIC.send(key=f"{record['sale_id']}:{record['sku']}".encode(),
+                                    value=codec.encode("ExpertForecast", record))
         return self.json({"accepted": len(records)}, status=202)
 
 
