@@ -306,6 +306,16 @@ def _poll(check: Callable[[], bool], timeout: float = 5.0, every: float = 0.005)
     return None
 
 
+def send_probe_order(publisher: Publisher, order_id: str, member_id: str, sale_id: str, sku: str, quantity: int,
+                     unit_price: float) -> None:
+    """One single-line order stamped now, flushed at once: the probe's clock starts when it is on the broker."""
+    publisher.send("order", {"event_id": order_id, "order_id": order_id, "member_id": member_id,
+                             "ts": int(time.time() * 1000),
+                             "lines": [{"sale_id": sale_id, "sku": sku, "quantity": quantity,
+                                        "unit_price": unit_price}]})
+    publisher.producer.flush(1)
+
+
 def probe_sales_view(publisher: Publisher, client: httpx.Client, tag: str, probes: int) -> dict[str, float]:
     """An order, then poll ``GET /sales/{id}`` until its units show it."""
     sale_id, latencies, misses = f"{tag}-r1", [], 0
@@ -313,11 +323,7 @@ def probe_sales_view(publisher: Publisher, client: httpx.Client, tag: str, probe
         if misses >= MAX_MISSES_IN_A_ROW:
             break
         order_id = f"{tag}-so{i}"
-        publisher.send("order", {"event_id": order_id, "order_id": order_id, "member_id": f"{tag}-buyer",
-                                 "ts": int(time.time() * 1000),
-                                 "lines": [{"sale_id": sale_id, "sku": f"{sale_id}-p0", "quantity": 1,
-                                            "unit_price": 10.0}]})
-        publisher.producer.flush(1)
+        send_probe_order(publisher, order_id, f"{tag}-buyer", sale_id, f"{sale_id}-p0", 1, 10.0)
         latency = _poll(lambda expected=i + 1: client.get(f"/sales/{sale_id}").json()["units"] >= expected)
         misses = 0 if latency is not None else misses + 1
         if latency is not None:
@@ -341,11 +347,7 @@ def probe_alerts(pipeline: Pipeline, publisher: Publisher, tag: str, probes: int
             break
         sale_id = f"{tag}-a{i}"
         order_id = f"{tag}-ao{i}"
-        publisher.send("order", {"event_id": order_id, "order_id": order_id, "member_id": f"{tag}-hoarder",
-                                 "ts": int(time.time() * 1000),
-                                 "lines": [{"sale_id": sale_id, "sku": f"{sale_id}-p", "quantity": 9,
-                                            "unit_price": 10.0}]})
-        publisher.producer.flush(1)
+        send_probe_order(publisher, order_id, f"{tag}-hoarder", sale_id, f"{sale_id}-p", 9, 10.0)
         started, seen = time.perf_counter(), False
         while not seen and time.perf_counter() - started < 6:
             message = consumer.poll(0.01)
@@ -369,11 +371,7 @@ def probe_ranking_reflects(publisher: Publisher, client: httpx.Client, tag: str,
             break
         member, sale_id = f"{tag}-fan{i}", f"{tag}-r{10 + i}"
         order_id = f"{tag}-fo{i}"
-        publisher.send("order", {"event_id": order_id, "order_id": order_id, "member_id": member,
-                                 "ts": int(time.time() * 1000),
-                                 "lines": [{"sale_id": sale_id, "sku": f"{sale_id}-p1", "quantity": 1,
-                                            "unit_price": 11.0}]})
-        publisher.producer.flush(1)
+        send_probe_order(publisher, order_id, member, sale_id, f"{sale_id}-p1", 1, 11.0)
 
         def tops(member: str = member, sale_id: str = sale_id) -> bool:
             response = client.get(f"/members/{member}/sales", params={"k": 5})
