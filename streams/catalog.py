@@ -100,8 +100,13 @@ class Catalog:
         sale = self.sales.get(sale_id)
         return sale is not None and sale.is_open(now_ms)
 
+    def all_sales(self) -> list[Sale]:
+        """A snapshot of every sale. The follower thread adds sales while the event loop reads them; copying the
+        values in one C-level call (under the GIL) avoids "dictionary changed size during iteration"."""
+        return list(self.sales.values())
+
     def open_sales(self, now_ms: int) -> list[Sale]:
-        return [sale for sale in self.sales.values() if sale.is_open(now_ms)]
+        return [sale for sale in self.all_sales() if sale.is_open(now_ms)]
 
     def on_hand(self, sale_id: str, sku: str) -> int | None:
         """Units in stock for the sku: the warehouse reading if any, else the sale's allocation."""

@@ -211,7 +211,7 @@ class LiveBoard:
 
     def finish_ended_sales(self) -> list[str]:
         """Teach the model from sales that ended (stream time), once each; returns their ids."""
-        ended = [s for s in self.catalog.sales.values() if s.ends_ms <= self.stream_ms and s.sale_id not in
+        ended = [s for s in self.catalog.all_sales() if s.ends_ms <= self.stream_ms and s.sale_id not in
                  self.finished]
         for sale in ended:
             for sku in sale.skus:
