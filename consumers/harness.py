@@ -20,9 +20,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import Consumer
+
 from consumers.clickhouse import connect, migrate
 from consumers.clickhouse_sink import ClickHouseSink
 from deploy.kafka.local_broker import free_port
+from schemas.codec import Codec
 from streams.config import Settings
 from streams.lag import end_offsets, group_lag
 from streams.topics import ensure_topics
@@ -127,7 +130,7 @@ class Pipeline:
         from its commits, which can trail processing (README, known issues); the sink's from its group."""
         topics = self.settings.topics
         handled = self.stats()["processed_offsets"]
-        ends = end_offsets(self.settings, [*topics.events, topics.facts])
+        ends = end_offsets(self.settings, [*topics.events, topics.facts, topics.signals])
         worker = sum(max(0, end - handled.get(f"{topic}:{partition}", -1) - 1)
                      for (topic, partition), end in ends.items())
         sink = group_lag(self.settings, self.sink_group, [topics.facts, topics.snapshots])
@@ -156,6 +159,35 @@ class Pipeline:
             "WHERE startsWith(sale_id, {p:String})", parameters={"p": sale_prefix},
         ).result_rows[0]
         return dict(zip(["views", "carts", "orders", "units"], (int(v or 0) for v in row), strict=True))
+
+    def event_ids_in_clickhouse(self, sale_prefix: str) -> set[str]:
+        """Distinct event ids of the facts ClickHouse holds for sales starting with ``sale_prefix``."""
+        rows = self.clickhouse().query(
+            "SELECT DISTINCT event_id FROM velocity_facts FINAL WHERE startsWith(sale_id, {p:String})",
+            parameters={"p": sale_prefix},
+        ).result_rows
+        return {row[0] for row in rows}
+
+    def event_ids_in_facts_topic(self, sale_prefix: str, timeout: float = 20.0) -> set[str]:
+        """Distinct event ids the worker forwarded on the facts topic for sales starting with ``sale_prefix``."""
+        topic = self.settings.topics.facts
+        ends = end_offsets(self.settings, [topic])
+        consumer = Consumer(self.settings.kafka_config(**{"group.id": f"diag-{uuid.uuid4().hex}",
+                                                          "auto.offset.reset": "earliest",
+                                                          "enable.auto.commit": False}))
+        consumer.subscribe([topic])
+        codec, found, seen = Codec(), set(), {tp: -1 for tp in ends}
+        deadline = time.monotonic() + timeout
+        while any(seen[tp] < end - 1 for tp, end in ends.items()) and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None or message.error():
+                continue
+            seen[(message.topic(), message.partition())] = message.offset()
+            for fact in codec.decode(message.value())[1]["facts"]:
+                if fact["sale_id"].startswith(sale_prefix):
+                    found.add(fact["event_id"])
+        consumer.close()
+        return found
 
     def close(self) -> None:
         self.stop_sink()

@@ -49,6 +49,7 @@ class Publisher:
         config = settings.kafka_config(
             **{
                 "enable.idempotence": True,
+                "partitioner": "murmur2_random",  # key → partition as in Java, aiokafka and Faust's table routing
                 "linger.ms": 20,
                 "batch.size": 1_000_000,
                 "compression.type": "lz4",

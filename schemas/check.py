@@ -31,6 +31,9 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "VelocityFacts": {"event_id": "events.order:0:17:s-nike-1", "facts": [
         {"event_id": "o-1", "sale_id": "s-nike-1", "sku": "nike-air-1", "kind": "order", "units": 2,
          "revenue": 119.8, "ts": T0 + 2000, "source": "events.order:0", "offset": 17}]},
+    "MemberSignals": {"event_id": "events.order:0:17:p2", "signals": [
+        {"member_id": "m-42", "sale_id": "s-nike-1", "sku": "nike-air-1", "kind": "order", "quantity": 2,
+         "action": None, "unit_price": 59.9, "ts": T0 + 2000}]},
     "VelocitySnapshot": {"event_id": "s-nike-1:nike-air-1:3", "sale_id": "s-nike-1", "sku": "nike-air-1",
                          "as_of": T0 + 2000, "version": 3, "views": 10, "carts": 2, "orders": 1, "units": 2,
                          "revenue": 119.8, "velocity_uph": 5.5, "expert_prior": 250.0, "prior_source": "expert",

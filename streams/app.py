@@ -2,15 +2,16 @@
 
 Topology::
 
-    events.browse ─┐                       ┌─> member-prefs table (changelog) ── GET /members/{id}/…
-    events.cart  ──┼─ velocity_extract ────┼─> velocity.facts (key sale_id) ── sale_state ─┬─> velocity.snapshots
-    events.order ─┘   (key member_id)      └─> events.deadletter (bytes + reason)         │   (sale-state table)
-                                                                                          └─> replenishment.alerts
+    events.browse ─┐  EventIngest             ┌─> member.signals ── member_preferences ─> member-prefs table
+    events.cart  ──┼─ (confluent-kafka thread,┼─> events.deadletter (bytes + reason)       └─ GET /members/{id}/…
+    events.order ─┘   key member_id)          └─> velocity.facts (key sale_id) ── sale_state ─┬─> velocity.snapshots
+                                                                            (sale-state table) └─> replenishment.alerts
     catalog.sales, forecast.priors, stock.levels ── CatalogFollower (every worker reads all of it)
 
-- ``velocity_extract`` runs partitioned by member (the producers' key). It decodes, validates, dead-letters bad
-  input, updates the member's preferences, and turns each event into facts, sent on as one message per sale and
-  batch. Re-keying by sale here is the repartition step: the next stage owns each sale on exactly one partition.
+- :class:`streams.ingest.EventIngest` reads the raw events (a confluent-kafka consumer in a thread of this worker,
+  see that module for why it is not a Faust agent). It decodes, validates, dead-letters bad input, and sends on
+  facts per sale and signals per member partition; it commits its input only once those are acknowledged.
+- ``member_preferences`` folds each member's signals into the ``member-prefs`` table (changelog-backed).
 - ``sale_state`` owns the per-sale totals and velocity in a changelog-backed table and counts each source offset
   once (see :class:`streams.velocity.SaleState`), so a crash between the table write and the offset commit is
   harmless. It feeds the :class:`streams.live.LiveBoard`, which forecasts demand and raises alerts.
@@ -18,7 +19,7 @@ Topology::
 
 Serialization is explicit: every topic carries raw bytes and :mod:`schemas.codec` does the Avro work, so the same
 bytes are readable by any Avro client. Exactly-once mode is deliberately off (faust-streaming issues #323, #517):
-delivery is at-least-once, made exact by idempotence, and Faust flushes the producer before it commits offsets.
+delivery is at-least-once, made exact by idempotence downstream of every stage.
 """
 
 from __future__ import annotations
@@ -26,23 +27,24 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 import time
 import weakref
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from typing import Any
 
 import faust
 from faust.streams import _current_event
 
 from schemas.codec import Codec, DecodeError
-from schemas.validation import problems
 from streams.catalog import CatalogFollower
 from streams.config import Settings
+from streams.ingest import EventIngest, IngestBatch
 from streams.live import LiveBoard
 from streams.logs import get_logger
 from streams.metrics import Registry
 from streams.preferences import PreferenceModel
-from streams.velocity import Fact, SaleState, extract_facts, facts_by_sale, to_ms
+from streams.velocity import Fact, SaleState, to_ms
 
 log = get_logger(__name__)
 settings = Settings.from_env()
@@ -61,9 +63,6 @@ alerts_sent = metrics.counter("salepulse_alerts_total", "Replenishment alerts se
 snapshots_sent = metrics.counter("salepulse_snapshots_total", "Velocity snapshots sent.")
 consumer_lag = metrics.gauge("salepulse_consumer_lag_messages", "Messages not yet committed, by consumer group.",
                              ["group"])
-
-RECORD_KIND = {"BrowseEvent": "browse", "CartEvent": "cart", "OrderEvent": "order"}
-
 
 def _credentials(security: dict[str, str]) -> Any:
     """Map the librdkafka-style security settings onto Faust's credentials object."""
@@ -109,9 +108,9 @@ app = faust.App(
 
 events_topic = app.topic(*settings.topics.events, value_type=bytes, key_type=bytes)
 facts_topic = app.topic(settings.topics.facts, value_type=bytes, key_type=bytes, partitions=settings.partitions)
+signals_topic = app.topic(settings.topics.signals, value_type=bytes, key_type=bytes, partitions=settings.partitions)
 snapshots_topic = app.topic(settings.topics.snapshots, value_type=bytes, key_type=bytes)
 alerts_topic = app.topic(settings.topics.alerts, value_type=bytes, key_type=bytes)
-deadletter_topic = app.topic(settings.topics.deadletter, value_type=bytes, key_type=bytes)
 
 sale_states = app.Table("sale-state", key_type=str, value_type=bytes, partitions=settings.partitions)
 """sale_id -> SaleState as JSON bytes."""
@@ -224,105 +223,74 @@ def die_without_commit(agent: str, exc: BaseException) -> None:
     os._exit(70)
 
 
-async def send_deadletter(message: Any, reason: str) -> None:
-    record = {
-        "event_id": f"{message.topic}:{message.partition}:{message.offset}",
-        "source_topic": message.topic,
-        "partition": message.partition,
-        "offset": message.offset,
-        "key": message.key if isinstance(message.key, bytes) else None,
-        "value": message.value if isinstance(message.value, bytes) else bytes(message.value or b""),
-        "reason": reason,
-        "failed_at": _now_ms(),
+def _ingested(batch: IngestBatch) -> None:
+    """Called by the ingest thread after each batch: counters for /stats and /metrics."""
+    for (topic, partition), offset in batch.last_offsets.items():
+        processed_offsets[f"{topic}:{partition}"] = offset
+    for kind, count in batch.kinds.items():
+        events_processed.inc(count, kind=kind)
+    for stage, count in batch.failures.items():
+        events_failed.inc(count, stage=stage)
+    deadletters_sent.inc(len(batch.deadletters))
+    facts_sent.inc(batch.facts_count)
+
+
+ingest = EventIngest(settings, codec, group_id=f"{settings.app_id}-ingest", on_batch=_ingested)
+_ingest_stop = threading.Event()
+
+
+def _run_ingest() -> None:
+    try:
+        ingest.run(_ingest_stop)
+    except Exception as exc:
+        die_without_commit("ingest", exc)
+
+
+@app.task
+async def start_ingest() -> None:
+    threading.Thread(target=_run_ingest, name="ingest", daemon=True).start()
+
+
+@app.on_before_shutdown.connect
+async def _stop_ingest(*_args: Any, **_kwargs: Any) -> None:
+    """Let the ingest commit what it delivered before the process goes."""
+    _ingest_stop.set()
+
+
+def preference_update(signal: dict[str, Any]) -> dict[str, Any]:
+    """A MemberSignal as the preference model reads it, with the brand, category and list price of the catalogue."""
+    product = catalog.products.get((signal["sale_id"], signal["sku"]))
+    sale = catalog.sales.get(signal["sale_id"])
+    return {
+        "member_id": signal["member_id"], "sale_id": signal["sale_id"], "sku": signal["sku"],
+        "brand": sale.brand if sale else None, "category": product.category if product else None,
+        "price": signal["unit_price"] or (product.price if product else None), "kind": signal["kind"],
+        "quantity": signal["quantity"], "action": signal["action"], "ts": to_ms(signal["ts"]),
     }
-    await deadletter_topic.send(key=message.key, value=codec.encode("DeadLetter", record))
-    deadletters_sent.inc()
-    log.warning("dead-lettered", topic=message.topic, partition=message.partition, offset=message.offset,
-                reason=reason)
 
 
-def decode_event(data: bytes) -> tuple[str, dict[str, Any]]:
-    """Decode and validate one event; raises DecodeError or ValueError with the reason."""
-    name, record = codec.decode(data)
-    if name not in RECORD_KIND:
-        raise ValueError(f"{name} is not an event (expected BrowseEvent, CartEvent or OrderEvent)")
-    found = problems(name, record)
-    if found:
-        raise ValueError(f"{name} {record.get('event_id', '?')} fails validation: {'; '.join(found)}")
-    return name, record
-
-
-MAX_PREFERENCE_LINES = 50
-"""Lines of one order the preference model learns from: a 500-line wholesale invoice says little more about taste
-than its first 50, and co-visitation costs grow with the square of the lines."""
-
-
-def preference_events(name: str, record: dict[str, Any]) -> list[dict[str, Any]]:
-    """The event dicts the preference model learns from, enriched with brand, category and price."""
-    kind = RECORD_KIND[name]
-    lines = record["lines"][:MAX_PREFERENCE_LINES] if kind == "order" else [record]
-    out = []
-    for line in lines:
-        product = catalog.products.get((line["sale_id"], line["sku"]))
-        sale = catalog.sales.get(line["sale_id"])
-        out.append({
-            "member_id": record["member_id"], "sale_id": line["sale_id"], "sku": line["sku"],
-            "brand": sale.brand if sale else None, "category": product.category if product else None,
-            "price": line.get("unit_price") or (product.price if product else None), "kind": kind,
-            "quantity": line.get("quantity", 1), "action": record.get("action"), "ts": to_ms(record["ts"]),
-        })
-    return out
-
-
-@app.agent(events_topic)
-async def velocity_extract(stream: faust.StreamT) -> None:
-    """Decode, validate, dead-letter, learn preferences, and forward facts re-keyed by sale."""
-    async for events in stream.take_events(2000, within=0.05):
+@app.agent(signals_topic)
+async def member_preferences(stream: faust.StreamT) -> None:
+    """Fold member signals into the member-prefs table (through the cache, written at most every 2 s per member)."""
+    async for events in stream.take_events(50, within=0.05):
         try:
-            await extract_batch(events)
+            learn_batch(events)
         except Exception as exc:
-            die_without_commit("velocity_extract", exc)
+            die_without_commit("member_preferences", exc)
 
 
-async def extract_batch(events: list[faust.EventT]) -> None:
-    """One batch of raw events: dead letters, preference updates, and the facts sent on per sale."""
-    facts: list[tuple[Fact, str, int]] = []
-    kinds: Counter[str] = Counter()
+def learn_batch(events: list[faust.EventT]) -> None:
     for event in events:
         message = event.message
-        source = f"{message.topic}:{message.partition}"
-        processed_offsets[source] = max(processed_offsets.get(source, -1), message.offset)
+        processed_offsets[f"{message.topic}:{message.partition}"] = message.offset
         try:
-            name, record = decode_event(message.value)
-        except DecodeError as exc:
-            events_failed.inc(stage="decode")
-            await send_deadletter(message, f"decode: {exc}")
+            _, batch = codec.decode(event.value)
+        except DecodeError as exc:  # only the ingest writes this topic: a bug to see, not a reason to stop
+            log.error("unreadable member signals skipped", reason=str(exc))
             continue
-        except ValueError as exc:
-            events_failed.inc(stage="validate")
-            await send_deadletter(message, f"validate: {exc}")
-            continue
-        kinds[RECORD_KIND[name]] += 1
-        facts.extend((fact, source, message.offset) for fact in extract_facts(name, record))
-        member_id = record["member_id"]
-        state = members.get(member_id)
-        for update in preference_events(name, record):
-            state = preferences.update(state, update)
-        members.put(member_id, state, event)
-    for kind, count in kinds.items():
-        events_processed.inc(count, kind=kind)
-    for sale_id, items in facts_by_sale(facts):
-        first_source, first_offset = items[0][1], items[0][2]
-        batch = {
-            "event_id": f"{first_source}:{first_offset}:{sale_id}",
-            "facts": [
-                {"event_id": f.event_id, "sale_id": f.sale_id, "sku": f.sku, "kind": f.kind, "units": f.units,
-                 "revenue": f.revenue, "ts": f.ts_ms, "source": source, "offset": offset}
-                for f, source, offset in items
-            ],
-        }
-        await facts_topic.send(key=sale_id.encode(), value=codec.encode("VelocityFacts", batch))
-        facts_sent.inc(len(items))
+        for signal in batch["signals"]:
+            member_id = signal["member_id"]
+            members.put(member_id, preferences.update(members.get(member_id), preference_update(signal)), event)
 
 
 def _load_sale(sale_id: str) -> SaleState:
@@ -355,7 +323,7 @@ def count_batch(events: list[faust.EventT]) -> None:
         try:
             _, batch = codec.decode(event.value)
         except DecodeError as exc:
-            # Only velocity_extract writes this topic: a bad record is a bug to see, and must not crash the
+            # Only the ingest writes this topic: a bad record is a bug to see, and must not crash the
             # agent, because Faust commits the offsets of a crashed agent's batch.
             log.error("unreadable facts record skipped", reason=str(exc))
             continue
@@ -391,7 +359,8 @@ async def measure_lag() -> None:
     from streams.lag import group_lag
 
     topics = settings.topics
-    for group, names in ((settings.app_id, [*topics.events, topics.facts]),
+    for group, names in ((f"{settings.app_id}-ingest", list(topics.events)),
+                         (settings.app_id, [topics.facts, topics.signals]),
                          ("salepulse-sink", [topics.facts, topics.snapshots, topics.alerts])):
         try:
             consumer_lag.set(await asyncio.to_thread(group_lag, settings, group, names), group=group)

@@ -30,6 +30,7 @@ class Topics:
     priors: str = "forecast.priors"
     stock: str = "stock.levels"
     facts: str = "velocity.facts"
+    signals: str = "member.signals"
     snapshots: str = "velocity.snapshots"
     alerts: str = "replenishment.alerts"
     deadletter: str = "events.deadletter"

@@ -115,6 +115,14 @@ def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(pipeline: Pip
     pipeline.wait_drained(180)
     pipeline.stop_sink()
     totals = pipeline.totals(prefix)
+    expected = {record["event_id"] for _kind, record in events}
+    in_clickhouse = pipeline.event_ids_in_clickhouse(prefix)
+    if in_clickhouse != expected:
+        in_topic = pipeline.event_ids_in_facts_topic(prefix)
+        missing = sorted(expected - in_clickhouse)
+        raise AssertionError(f"{len(missing)} events missing from ClickHouse: {missing[:10]}; of those, "
+                             f"{len(set(missing) & in_topic)} are on the facts topic; worker log: "
+                             f"{pipeline.worker_log}")
     assert totals["units"] == produced["units"]
     assert totals["orders"] == 4000 and totals["views"] == 4000 and totals["carts"] == 4000
 
