@@ -30,7 +30,7 @@ import os
 import threading
 import time
 import weakref
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from typing import Any
 
 import faust
@@ -56,6 +56,9 @@ events_failed = metrics.counter(
 )
 deadletters_sent = metrics.counter("salepulse_deadletters_total", "Records sent to the dead-letter topic.")
 facts_sent = metrics.counter("salepulse_facts_total", "Facts sent to velocity.facts.")
+signals_sent = metrics.counter("salepulse_member_signals_sent_total", "Member signals sent to member.signals.")
+signals_learned = metrics.counter("salepulse_member_signals_learned_total",
+                                  "Member signals folded into member preferences.")
 facts_counted = metrics.counter(
     "salepulse_facts_counted_total", "Facts counted into sale state; redelivered ones are not.", ["outcome"]
 )
@@ -233,6 +236,7 @@ def _ingested(batch: IngestBatch) -> None:
         events_failed.inc(count, stage=stage)
     deadletters_sent.inc(len(batch.deadletters))
     facts_sent.inc(batch.facts_count)
+    signals_sent.inc(batch.signals_count)
 
 
 ingest = EventIngest(settings, codec, group_id=f"{settings.app_id}-ingest", on_batch=_ingested)
@@ -271,26 +275,32 @@ def preference_update(signal: dict[str, Any]) -> dict[str, Any]:
 
 @app.agent(signals_topic)
 async def member_preferences(stream: faust.StreamT) -> None:
-    """Fold member signals into the member-prefs table (through the cache, written at most every 2 s per member)."""
-    async for events in stream.take_events(50, within=0.05):
+    """Fold member signals into the member-prefs table (through the cache, written at most every 2 s per member).
+
+    One message carries a whole ingest batch's signals for a partition (hundreds), so messages are taken a few at
+    a time and the loop is given back every message: ranking requests and the other agents must not wait.
+    """
+    async for events in stream.take_events(4, within=0.02):
         try:
-            learn_batch(events)
+            for event in events:
+                learn(event)
+                await asyncio.sleep(0)
         except Exception as exc:
             die_without_commit("member_preferences", exc)
 
 
-def learn_batch(events: list[faust.EventT]) -> None:
-    for event in events:
-        message = event.message
-        processed_offsets[f"{message.topic}:{message.partition}"] = message.offset
-        try:
-            _, batch = codec.decode(event.value)
-        except DecodeError as exc:  # only the ingest writes this topic: a bug to see, not a reason to stop
-            log.error("unreadable member signals skipped", reason=str(exc))
-            continue
-        for signal in batch["signals"]:
-            member_id = signal["member_id"]
-            members.put(member_id, preferences.update(members.get(member_id), preference_update(signal)), event)
+def learn(event: faust.EventT) -> None:
+    message = event.message
+    processed_offsets[f"{message.topic}:{message.partition}"] = message.offset
+    try:
+        _, batch = codec.decode(event.value, timestamps="ms")
+    except DecodeError as exc:  # only the ingest writes this topic: a bug to see, not a reason to stop
+        log.error("unreadable member signals skipped", reason=str(exc))
+        return
+    for signal in batch["signals"]:
+        member_id = signal["member_id"]
+        members.put(member_id, preferences.update(members.get(member_id), preference_update(signal)), event)
+    signals_learned.inc(len(batch["signals"]))
 
 
 def _load_sale(sale_id: str) -> SaleState:
@@ -307,7 +317,7 @@ def _load_sale(sale_id: str) -> SaleState:
 @app.agent(facts_topic)
 async def sale_state(stream: faust.StreamT) -> None:
     """Count facts into the per-sale state; redelivered facts (same source offset) are skipped."""
-    async for events in stream.take_events(500, within=0.05):
+    async for events in stream.take_events(100, within=0.02):
         try:
             count_batch(events)
         except Exception as exc:
@@ -317,11 +327,12 @@ async def sale_state(stream: faust.StreamT) -> None:
 def count_batch(events: list[faust.EventT]) -> None:
     """One batch of facts messages into the sale states, then one table write per sale touched."""
     touched: dict[str, faust.EventT] = {}
+    outcomes: Counter[bool] = Counter()
     for event in events:
         source = f"{event.message.topic}:{event.message.partition}"
         processed_offsets[source] = max(processed_offsets.get(source, -1), event.message.offset)
         try:
-            _, batch = codec.decode(event.value)
+            _, batch = codec.decode(event.value, timestamps="ms")
         except DecodeError as exc:
             # Only the ingest writes this topic: a bad record is a bug to see, and must not crash the
             # agent, because Faust commits the offsets of a crashed agent's batch.
@@ -335,12 +346,14 @@ def count_batch(events: list[faust.EventT]) -> None:
             fact = Fact(item["event_id"], sale_id, item["sku"], item["kind"], item["units"], item["revenue"],
                         to_ms(item["ts"]))
             counted = state.apply(fact, item["source"], item["offset"])
-            facts_counted.inc(outcome="counted" if counted else "duplicate")
+            outcomes[counted] += 1
             if counted:
                 board.observe(state.skus[fact.sku], fact)
                 _dirty.add((sale_id, fact.sku))
             highest[item["source"]] = max(highest.get(item["source"], -1), item["offset"])
         state.close_offsets(highest)
+    facts_counted.inc(outcomes[True], outcome="counted")
+    facts_counted.inc(outcomes[False], outcome="duplicate")
     for sale_id, event in touched.items():
         write_table(sale_states, sale_id, json.dumps(_sale_cache[sale_id].to_json()).encode(), event)
 

@@ -130,22 +130,35 @@ def baseline_consume_decode(settings: Settings, n_events: int) -> float:
 
 
 def worker_rate(pipeline: Pipeline, n_events: int) -> dict[str, Any]:
-    """Sustained events/s of the worker on the pre-filled topics, from its first processed event to the last."""
+    """Sustained events/s of one worker on the pre-filled topics, per stage, from its first processed event.
+
+    ``ingest``: events decoded, validated and forwarded. ``velocity``: those events' facts counted into the
+    per-(sale, sku) state (the velocity pipeline end to end). ``preferences``: their member signals learned.
+    """
     pipeline.start_worker()
-    samples: list[tuple[float, int]] = []
-    deadline = time.monotonic() + 600
+    first: float | None = None
+    done: dict[str, float] = {}
+    stats: dict[str, Any] = {}
+    deadline = time.monotonic() + 900
     with tqdm(total=n_events, desc="worker", unit="ev") as bar:
-        while time.monotonic() < deadline:
-            processed = pipeline.stats()["events_processed"]
-            samples.append((time.perf_counter(), processed))
+        while len(done) < 3 and time.monotonic() < deadline:
+            stats = pipeline.stats()
+            now = time.perf_counter()
+            processed = stats["events_processed"]
+            if processed and first is None:
+                first = now
             bar.update(processed - bar.n)
             if processed >= n_events:
-                break
-            time.sleep(0.25)
-    first = next(((t, n) for t, n in samples if n > 0), samples[0])
-    last = samples[-1]
-    rate = (last[1] - first[1]) / (last[0] - first[0]) if last[0] > first[0] else 0.0
-    return {"events_processed": last[1], "events_per_s": round(rate, 1)}
+                done.setdefault("ingest", now)
+                if stats["facts_counted"] + stats["facts_duplicate"] >= stats["facts_sent"]:
+                    done.setdefault("velocity", now)
+                if stats["signals_learned"] >= stats["signals_sent"]:
+                    done.setdefault("preferences", now)
+            time.sleep(0.1)
+    if first is None or len(done) < 3:
+        raise AssertionError(f"the worker did not finish {n_events} events within the bench's wait: {stats}")
+    rates = {f"{stage}_per_s": round(n_events / (at - first), 1) for stage, at in done.items()}
+    return {"events_processed": stats["events_processed"], "events_per_s": rates["velocity_per_s"], **rates}
 
 
 def bench_pipeline(bootstrap: str, dsn: str, state_dir: Path, n_events: int) -> dict[str, Any]:
@@ -561,7 +574,8 @@ def render_markdown(r: dict[str, Any]) -> str:
         "",
         "| target | measured | |",
         "|---|---|---|",
-        f"| velocity pipeline >= 20,000 events/s per worker | {worker:,.0f} events/s | {_verdict(worker >= 20_000)} |",
+        f"| velocity pipeline >= 20,000 events/s per worker (events → counted in sale state) | {worker:,.0f} "
+        f"events/s | {_verdict(worker >= 20_000)} |",
         f"| ratio to raw consume+decode (goal >= 0.5) | {pipe['ratio_to_baseline']} "
         f"(baseline {pipe['baseline_consume_decode_per_s']:,.0f}/s) | "
         f"{_verdict((pipe['ratio_to_baseline'] or 0) >= 0.5)} |",
@@ -602,7 +616,10 @@ def render_markdown(r: dict[str, Any]) -> str:
         f"({lat['background_events_sent']:,} sent); consumer lag at the end: worker {lat['lag_at_end']['worker']:,}, "
         f"sink {lat['lag_at_end']['sink']:,} messages.",
         f"- Pipeline run: {pipe['events']:,} pre-filled events ({pipe['units']:,} units), "
-        f"{pipe['worker']['events_processed']:,} processed.",
+        f"{pipe['worker']['events_processed']:,} processed. Per stage, from the worker's first event until the "
+        f"stage had handled all of them: ingest {pipe['worker']['ingest_per_s']:,.0f}/s, velocity (facts counted "
+        f"into sale state, the figure above) {pipe['worker']['velocity_per_s']:,.0f}/s, member preferences "
+        f"{pipe['worker']['preferences_per_s']:,.0f}/s.",
         f"- Ranking load: requested {rank['requested_rps']} req/s, achieved {rank['achieved_rps']} req/s "
         "(one synchronous client; latency is the full HTTP round trip).",
         f"- Collector: {coll['requests']} requests of {coll['batch']} events.",

@@ -37,7 +37,7 @@ from schemas.codec import Codec, DecodeError
 from schemas.validation import problems
 from streams.config import Settings
 from streams.logs import get_logger
-from streams.velocity import extract_facts, facts_by_sale
+from streams.velocity import extract_facts, facts_by_sale, to_ms
 
 log = get_logger(__name__)
 
@@ -75,7 +75,7 @@ def member_partition(member_id: str, partitions: int) -> int:
 
 def decode_event(codec: Codec, data: bytes | None) -> tuple[str, dict[str, Any]]:
     """Decode and validate one event; raises DecodeError or ValueError with the reason."""
-    name, record = codec.decode(data or b"")
+    name, record = codec.decode(data or b"", timestamps="ms")
     if name not in RECORD_KIND:
         raise ValueError(f"{name} is not an event (expected BrowseEvent, CartEvent or OrderEvent)")
     found = problems(name, record)
@@ -86,14 +86,14 @@ def decode_event(codec: Codec, data: bytes | None) -> tuple[str, dict[str, Any]]
 
 def signals_of(kind: str, record: dict[str, Any]) -> list[dict[str, Any]]:
     """The MemberSignal records of one validated event (one per order line, up to ``MAX_SIGNAL_LINES``)."""
+    ts = to_ms(record["ts"])
     if kind == "order":
         return [{"member_id": record["member_id"], "sale_id": line["sale_id"], "sku": line["sku"], "kind": kind,
-                 "quantity": line["quantity"], "action": None, "unit_price": line.get("unit_price"),
-                 "ts": record["ts"]}
+                 "quantity": line["quantity"], "action": None, "unit_price": line.get("unit_price"), "ts": ts}
                 for line in record["lines"][:MAX_SIGNAL_LINES]]
     return [{"member_id": record["member_id"], "sale_id": record["sale_id"], "sku": record["sku"], "kind": kind,
              "quantity": record.get("quantity", 1), "action": record.get("action"),
-             "unit_price": record.get("unit_price"), "ts": record["ts"]}]
+             "unit_price": record.get("unit_price"), "ts": ts}]
 
 
 @dataclass
@@ -109,6 +109,7 @@ class IngestBatch:
     kinds: Counter[str] = field(default_factory=Counter)
     failures: Counter[str] = field(default_factory=Counter)
     facts_count: int = 0
+    signals_count: int = 0
     last_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     reasons: list[tuple[str, int, int, str]] = field(default_factory=list)
     """(topic, partition, offset, reason) of each dead letter, for the log."""
@@ -174,6 +175,7 @@ class BatchSplitter:
             }
             out.facts.append((sale_id, self.codec.encode("VelocityFacts", record)))
         for target, items in signals.items():
+            out.signals_count += len(items)
             source, offset = first_source[target]
             record = {"event_id": f"{source}:{offset}:p{target}", "signals": items}
             out.signals.append((target, self.codec.encode("MemberSignals", record)))

@@ -39,6 +39,8 @@ from streams.app import (
     preferences,
     processed_offsets,
     settings,
+    signals_learned,
+    signals_sent,
 )
 from streams.dashboard import dashboard_payload
 from streams.live import ms_to_dt
@@ -172,6 +174,8 @@ class Stats(View):
             "facts_sent": int(facts_sent.total()),
             "facts_counted": int(facts_counted.get(outcome="counted")),
             "facts_duplicate": int(facts_counted.get(outcome="duplicate")),
+            "signals_sent": int(signals_sent.total()),
+            "signals_learned": int(signals_learned.total()),
             "alerts": {k[0]: int(v) for k, v in alerts_sent.values.items()},
             "processed_offsets": processed_offsets,
             "open_sales": len(catalog.open_sales(board.stream_ms)) if board.stream_ms else 0,

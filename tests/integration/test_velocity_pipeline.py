@@ -96,10 +96,6 @@ def test_replaying_the_same_events_does_not_double_count(pipeline: Pipeline) -> 
     assert pipeline.totals(prefix)["orders"] == 200
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "intermittent: in some runs one event (a view, or one order) is missing from ClickHouse after SIGKILL and "
-    "restart; suspected Faust offset bookkeeping (commits that stall or jump, faust-streaming #606). Kept running "
-    "so every run reports it; see README, known issues."))
 def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(pipeline: Pipeline) -> None:
     prefix = f"kill-{uuid.uuid4().hex[:6]}-"
     events = make_events(prefix, 4000, start_ms=1_764_403_200_000)
