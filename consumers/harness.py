@@ -61,6 +61,9 @@ class Pipeline:
         self.sink_group = f"salepulse-sink-{tag}"
         self.worker: subprocess.Popen[bytes] | None = None
         self.worker_log = state_dir / f"worker-{tag}.log"
+        self.preferences_worker: subprocess.Popen[bytes] | None = None
+        self.preferences_port = free_port()
+        self.preferences_log = state_dir / f"preferences-{tag}.log"
         self._sink_stop = threading.Event()
         self._sink_thread: threading.Thread | None = None
         self.sink: ClickHouseSink | None = None
@@ -68,29 +71,45 @@ class Pipeline:
         ensure_topics(self.settings)
 
     # --- worker -------------------------------------------------------------------------------------------
-    def start_worker(self, timeout: float = 90.0) -> None:
-        self.worker = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"], env=self.env, cwd=REPO_ROOT,
-            stdout=self.worker_log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        wait_until(self._worker_answers, timeout, "the worker's HTTP port")
+    def start_worker(self, timeout: float = 90.0, role: str = "all") -> None:
+        """The worker that ingests (``role`` all or velocity), on ``settings.http_port``."""
+        self.worker = self._spawn(role, self.settings.http_port, self.worker_log)
+        wait_until(lambda: self._answers(self.worker, self.settings.http_port, self.worker_log), timeout,
+                   "the worker's HTTP port")
 
-    def _worker_answers(self) -> bool:
-        assert self.worker is not None
-        if self.worker.poll() is not None:
-            raise AssertionError(f"worker exited with {self.worker.returncode}:\n{self.worker_log.read_text()[-3000:]}")
+    def start_preferences_worker(self, timeout: float = 90.0) -> None:
+        """A second worker with SALEPULSE_WORKER_ROLE=preferences, on its own port; member requests go to it."""
+        self.preferences_worker = self._spawn("preferences", self.preferences_port, self.preferences_log)
+        wait_until(lambda: self._answers(self.preferences_worker, self.preferences_port, self.preferences_log),
+                   timeout, "the preferences worker's HTTP port")
+
+    def _spawn(self, role: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+        env = {**self.env, "SALEPULSE_WORKER_ROLE": role, "SALEPULSE_HTTP_PORT": str(port)}
+        return subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker"], env=env, cwd=REPO_ROOT,
+            stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def _answers(self, worker: subprocess.Popen[bytes] | None, port: int, log: Path) -> bool:
+        assert worker is not None
+        if worker.poll() is not None:
+            raise AssertionError(f"worker exited with {worker.returncode}:\n{log.read_text()[-3000:]}")
         try:
-            return bool(self.get("/health")["ready"])
+            return bool(self.get("/health", port)["ready"])
         except OSError:
             return False
 
-    def get(self, path: str) -> Any:
-        url = f"http://127.0.0.1:{self.settings.http_port}{path}"
+    def get(self, path: str, port: int | None = None) -> Any:
+        url = f"http://127.0.0.1:{port or self.settings.http_port}{path}"
         with urllib.request.urlopen(url, timeout=5) as response:
             return json.loads(response.read())
 
     def stats(self) -> dict[str, Any]:
         return self.get("/stats")
+
+    def get_member(self, path: str) -> Any:
+        """A ``/members/...`` request, to the preferences worker when one runs."""
+        return self.get(path, self.preferences_port if self.preferences_worker else None)
 
     def kill_worker(self) -> None:
         """SIGKILL: no shutdown hook, no final commit, no flush."""
@@ -99,13 +118,14 @@ class Pipeline:
         self.worker.wait(10)
 
     def stop_worker(self) -> None:
-        if self.worker and self.worker.poll() is None:
-            self.worker.terminate()
-            try:
-                self.worker.wait(30)
-            except subprocess.TimeoutExpired:
-                self.worker.kill()
-                self.worker.wait()
+        for worker in (self.worker, self.preferences_worker):
+            if worker and worker.poll() is None:
+                worker.terminate()
+                try:
+                    worker.wait(30)
+                except subprocess.TimeoutExpired:
+                    worker.kill()
+                    worker.wait()
 
     # --- sink ---------------------------------------------------------------------------------------------
     def start_sink(self, client_factory: Callable[[str], Any] = connect,
@@ -129,7 +149,9 @@ class Pipeline:
         """(worker, sink) messages not yet handled. The worker's is read from the offsets it reports handled, not
         from its commits, which can trail processing (README, known issues); the sink's from its group."""
         topics = self.settings.topics
-        handled = self.stats()["processed_offsets"]
+        handled = dict(self.stats()["processed_offsets"])
+        if self.preferences_worker:
+            handled.update(self.get("/stats", self.preferences_port)["processed_offsets"])
         ends = end_offsets(self.settings, [*topics.events, topics.facts, topics.signals])
         worker = sum(max(0, end - handled.get(f"{topic}:{partition}", -1) - 1)
                      for (topic, partition), end in ends.items())

@@ -17,6 +17,11 @@ Topology::
   harmless. It feeds the :class:`streams.live.LiveBoard`, which forecasts demand and raises alerts.
 - ``publish_live_state`` (a timer) sends snapshots of what changed, and re-runs the alert rule as time passes.
 
+Roles (``SALEPULSE_WORKER_ROLE``): ``all`` runs everything above in one process (the demo, the tests). ``velocity``
+runs the ingest, ``sale_state`` and the timers; ``preferences`` runs ``member_preferences`` and follows
+``velocity.snapshots`` for live popularity (``follow_velocity``). The two workloads then scale separately, each
+role with its own consumer group and its own tables; the registration block at the end of this file is the map.
+
 Serialization is explicit: every topic carries raw bytes and :mod:`schemas.codec` does the Avro work, so the same
 bytes are readable by any Avro client. Exactly-once mode is deliberately off (faust-streaming issues #323, #517):
 delivery is at-least-once, made exact by idempotence downstream of every stage.
@@ -44,7 +49,7 @@ from streams.live import LiveBoard
 from streams.logs import get_logger
 from streams.metrics import Registry
 from streams.preferences import PreferenceModel
-from streams.velocity import Fact, SaleState, to_ms
+from streams.velocity import Fact, SaleState, SkuTotals, to_ms
 
 log = get_logger(__name__)
 settings = Settings.from_env()
@@ -89,7 +94,7 @@ def _credentials(security: dict[str, str]) -> Any:
 
 
 app = faust.App(
-    settings.app_id,
+    settings.worker_group,
     broker=f"kafka://{settings.bootstrap}",
     broker_credentials=_credentials(dict(settings.kafka_security)),
     store="memory://",  # tables are rebuilt from their changelog topics on start
@@ -109,15 +114,17 @@ app = faust.App(
     consumer_auto_offset_reset="earliest",
 )
 
-events_topic = app.topic(*settings.topics.events, value_type=bytes, key_type=bytes)
 facts_topic = app.topic(settings.topics.facts, value_type=bytes, key_type=bytes, partitions=settings.partitions)
 signals_topic = app.topic(settings.topics.signals, value_type=bytes, key_type=bytes, partitions=settings.partitions)
 snapshots_topic = app.topic(settings.topics.snapshots, value_type=bytes, key_type=bytes)
 alerts_topic = app.topic(settings.topics.alerts, value_type=bytes, key_type=bytes)
 
-sale_states = app.Table("sale-state", key_type=str, value_type=bytes, partitions=settings.partitions)
+# Each role owns only its own tables, so a velocity worker never restores member state and vice versa.
+sale_states = (app.Table("sale-state", key_type=str, value_type=bytes, partitions=settings.partitions)
+               if settings.counts_velocity else None)
 """sale_id -> SaleState as JSON bytes."""
-member_prefs = app.Table("member-prefs", key_type=str, value_type=bytes, partitions=settings.partitions)
+member_prefs = (app.Table("member-prefs", key_type=str, value_type=bytes, partitions=settings.partitions)
+                if settings.learns_preferences else None)
 """member_id -> MemberState bytes (bounded, decayed)."""
 
 catalog_follower = CatalogFollower(
@@ -239,18 +246,16 @@ def _ingested(batch: IngestBatch) -> None:
     signals_sent.inc(batch.signals_count)
 
 
-ingest = EventIngest(settings, codec, group_id=f"{settings.app_id}-ingest", on_batch=_ingested)
 _ingest_stop = threading.Event()
 
 
 def _run_ingest() -> None:
     try:
-        ingest.run(_ingest_stop)
+        EventIngest(settings, codec, group_id=f"{settings.app_id}-ingest", on_batch=_ingested).run(_ingest_stop)
     except Exception as exc:
         die_without_commit("ingest", exc)
 
 
-@app.task
 async def start_ingest() -> None:
     threading.Thread(target=_run_ingest, name="ingest", daemon=True).start()
 
@@ -273,7 +278,6 @@ def preference_update(signal: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@app.agent(signals_topic)
 async def member_preferences(stream: faust.StreamT) -> None:
     """Fold member signals into the member-prefs table (through the cache, written at most every 2 s per member).
 
@@ -314,7 +318,6 @@ def _load_sale(sale_id: str) -> SaleState:
     return state
 
 
-@app.agent(facts_topic)
 async def sale_state(stream: faust.StreamT) -> None:
     """Count facts into the per-sale state; redelivered facts (same source offset) are skipped."""
     async for events in stream.take_events(100, within=0.02):
@@ -361,20 +364,21 @@ def count_batch(events: list[faust.EventT]) -> None:
 _ticks = 0
 
 
-@app.timer(interval=MEMBER_FLUSH_SECONDS)
 async def flush_members() -> None:
     members.flush()
 
 
-@app.timer(interval=10.0)
 async def measure_lag() -> None:
-    """Lag of this worker's group and of the sink's, for /metrics (admin calls run off the event loop)."""
+    """Lag of this worker's groups and of the sink's, for /metrics (admin calls run off the event loop)."""
     from streams.lag import group_lag
 
     topics = settings.topics
-    for group, names in ((f"{settings.app_id}-ingest", list(topics.events)),
-                         (settings.app_id, [topics.facts, topics.signals]),
-                         ("salepulse-sink", [topics.facts, topics.snapshots, topics.alerts])):
+    own = [topics.facts] if settings.counts_velocity else [topics.snapshots]
+    groups = [(settings.worker_group, own + ([topics.signals] if settings.learns_preferences else []))]
+    if settings.counts_velocity:
+        groups += [(f"{settings.app_id}-ingest", list(topics.events)),
+                   ("salepulse-sink", [topics.facts, topics.snapshots, topics.alerts])]
+    for group, names in groups:
         try:
             consumer_lag.set(await asyncio.to_thread(group_lag, settings, group, names), group=group)
         except Exception as exc:  # the broker may be busy; the next tick tries again
@@ -387,7 +391,6 @@ async def widen_producer_buffer() -> None:
     app.producer.buffer.max_messages = 10_000
 
 
-@app.timer(interval=1.0)
 async def publish_live_state() -> None:
     """Snapshots of what changed in the last second; the alert rule for those, and for every open sale each 5 s.
 
@@ -418,5 +421,27 @@ async def publish_live_state() -> None:
             log.info("replenishment alert", alert_id=alert["alert_id"], status=alert["status"],
                      severity=alert["severity"], reason=alert["reason"])
 
+
+async def follow_velocity(stream: faust.StreamT) -> None:
+    """A preferences-only worker learns live popularity (cold start, "trending") from the velocity snapshots."""
+    async for value in stream:
+        _, snapshot = codec.decode(value, timestamps="ms")
+        totals = SkuTotals(views=snapshot["views"], carts=snapshot["carts"], orders=snapshot["orders"],
+                           units=snapshot["units"], revenue=snapshot["revenue"], rate_uph=snapshot["velocity_uph"],
+                           rate_ms=snapshot["as_of"], last_ms=snapshot["as_of"])
+        board.restore(snapshot["sale_id"], snapshot["sku"], totals)
+
+
+# --- what this worker runs, by role (SALEPULSE_WORKER_ROLE) -----------------------------------------------------
+if settings.counts_velocity:
+    app.task(start_ingest)
+    app.agent(facts_topic, name="sale_state")(sale_state)
+    app.timer(interval=1.0)(publish_live_state)
+if settings.learns_preferences:
+    app.agent(signals_topic, name="member_preferences")(member_preferences)
+    app.timer(interval=MEMBER_FLUSH_SECONDS)(flush_members)
+if not settings.counts_velocity:
+    app.agent(snapshots_topic, name="follow_velocity")(follow_velocity)
+app.timer(interval=10.0)(measure_lag)
 
 from streams import views  # noqa: E402,F401  - registers the HTTP views on ``app``

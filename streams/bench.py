@@ -4,8 +4,8 @@ Every ratio is taken against a baseline measured in the same run, on the same da
 noisy. Every figure comes from this run; nothing is copied from elsewhere. Sections:
 
 1. pure logic: codec, fact extraction, forecast update, preference update (µs per call);
-2. velocity pipeline: a plain confluent-kafka consume+decode of a pre-filled topic (baseline) vs the Faust worker
-   on the same topic (sustained events/s, ratio);
+2. velocity pipeline: a plain confluent-kafka consume+decode of a pre-filled topic (baseline) vs a velocity worker
+   on the same events (sustained events/s, ratio), and a worker with every role on them;
 3. live latencies under a background load at a fixed offered rate: event → row visible in ClickHouse, order →
    forecast at ``GET /sales/{id}``, order → alert on the topic, event → member ranking, ranking requests;
 4. the collector: ``POST /events`` in batches of 100;
@@ -129,19 +129,21 @@ def baseline_consume_decode(settings: Settings, n_events: int) -> float:
     return seen / elapsed if elapsed else 0.0
 
 
-def worker_rate(pipeline: Pipeline, n_events: int) -> dict[str, Any]:
+def worker_rate(pipeline: Pipeline, n_events: int, role: str = "all") -> dict[str, Any]:
     """Sustained events/s of one worker on the pre-filled topics, per stage, from its first processed event.
 
     ``ingest``: events decoded, validated and forwarded. ``velocity``: those events' facts counted into the
-    per-(sale, sku) state (the velocity pipeline end to end). ``preferences``: their member signals learned.
+    per-(sale, sku) state (the velocity pipeline end to end). ``preferences``: their member signals learned (only
+    when the worker's role learns them).
     """
-    pipeline.start_worker()
+    pipeline.start_worker(role=role)
+    stages = 3 if role == "all" else 2
     first: float | None = None
     done: dict[str, float] = {}
     stats: dict[str, Any] = {}
     deadline = time.monotonic() + 900
     with tqdm(total=n_events, desc="worker", unit="ev") as bar:
-        while len(done) < 3 and time.monotonic() < deadline:
+        while len(done) < stages and time.monotonic() < deadline:
             stats = pipeline.stats()
             now = time.perf_counter()
             processed = stats["events_processed"]
@@ -152,25 +154,32 @@ def worker_rate(pipeline: Pipeline, n_events: int) -> dict[str, Any]:
                 done.setdefault("ingest", now)
                 if stats["facts_counted"] + stats["facts_duplicate"] >= stats["facts_sent"]:
                     done.setdefault("velocity", now)
-                if stats["signals_learned"] >= stats["signals_sent"]:
+                if stages == 3 and stats["signals_learned"] >= stats["signals_sent"]:
                     done.setdefault("preferences", now)
             time.sleep(0.1)
-    if first is None or len(done) < 3:
+    if first is None or len(done) < stages:
         raise AssertionError(f"the worker did not finish {n_events} events within the bench's wait: {stats}")
     rates = {f"{stage}_per_s": round(n_events / (at - first), 1) for stage, at in done.items()}
-    return {"events_processed": stats["events_processed"], "events_per_s": rates["velocity_per_s"], **rates}
+    return {"role": role, "events_processed": stats["events_processed"], "events_per_s": rates["velocity_per_s"],
+            **rates}
 
 
 def bench_pipeline(bootstrap: str, dsn: str, state_dir: Path, n_events: int) -> dict[str, Any]:
-    pipeline = Pipeline(bootstrap, dsn, state_dir / "pipeline", partitions=4)
-    try:
-        filled = prefill(pipeline, n_events, seed=11)
-        baseline = baseline_consume_decode(pipeline.settings, n_events)
-        worker = worker_rate(pipeline, n_events)
-        return {**filled, "baseline_consume_decode_per_s": round(baseline, 1), "worker": worker,
-                "ratio_to_baseline": round(worker["events_per_s"] / baseline, 3) if baseline else None}
-    finally:
-        pipeline.close()
+    """The raw consume+decode baseline, then two workers on the same pre-filled events (each on its own topics):
+    a velocity worker (the velocity pipeline of the target) and an all-in-one worker that also learns preferences."""
+    result: dict[str, Any] = {}
+    for role in ("velocity", "all"):
+        pipeline = Pipeline(bootstrap, dsn, state_dir / f"pipeline-{role}", partitions=4)
+        try:
+            result.update(prefill(pipeline, n_events, seed=11))
+            if role == "velocity":
+                result["baseline_consume_decode_per_s"] = round(baseline_consume_decode(pipeline.settings, n_events), 1)
+            result["worker" if role == "velocity" else "worker_all_roles"] = worker_rate(pipeline, n_events, role)
+        finally:
+            pipeline.close()
+    baseline = result["baseline_consume_decode_per_s"]
+    result["ratio_to_baseline"] = round(result["worker"]["events_per_s"] / baseline, 3) if baseline else None
+    return result
 
 
 # --- 3. live latencies -----------------------------------------------------------------------------------------
@@ -558,6 +567,7 @@ def render_markdown(r: dict[str, Any]) -> str:
     pure, pipe, lat, sink = r["pure"], r["pipeline"], r["latency"], r["sink"]
     prefs = pure["preferences"]
     worker = pipe["worker"]["events_per_s"]
+    everything = pipe["worker_all_roles"]
     vis = lat["event_to_clickhouse_ms"]
     rank = lat["ranking_under_load"]
     coll = lat["collector"]
@@ -574,8 +584,9 @@ def render_markdown(r: dict[str, Any]) -> str:
         "",
         "| target | measured | |",
         "|---|---|---|",
-        f"| velocity pipeline >= 20,000 events/s per worker (events → counted in sale state) | {worker:,.0f} "
-        f"events/s | {_verdict(worker >= 20_000)} |",
+        f"| velocity pipeline >= 20,000 events/s per worker (events → counted in sale state; velocity worker) | "
+        f"{worker:,.0f} events/s (one worker with every role: {everything['events_per_s']:,.0f}) | "
+        f"{_verdict(worker >= 20_000)} |",
         f"| ratio to raw consume+decode (goal >= 0.5) | {pipe['ratio_to_baseline']} "
         f"(baseline {pipe['baseline_consume_decode_per_s']:,.0f}/s) | "
         f"{_verdict((pipe['ratio_to_baseline'] or 0) >= 0.5)} |",
@@ -617,9 +628,11 @@ def render_markdown(r: dict[str, Any]) -> str:
         f"sink {lat['lag_at_end']['sink']:,} messages.",
         f"- Pipeline run: {pipe['events']:,} pre-filled events ({pipe['units']:,} units), "
         f"{pipe['worker']['events_processed']:,} processed. Per stage, from the worker's first event until the "
-        f"stage had handled all of them: ingest {pipe['worker']['ingest_per_s']:,.0f}/s, velocity (facts counted "
-        f"into sale state, the figure above) {pipe['worker']['velocity_per_s']:,.0f}/s, member preferences "
-        f"{pipe['worker']['preferences_per_s']:,.0f}/s.",
+        f"stage had handled all of them. Velocity worker (`SALEPULSE_WORKER_ROLE=velocity`, the figure above): "
+        f"ingest {pipe['worker']['ingest_per_s']:,.0f}/s, facts counted into sale state "
+        f"{pipe['worker']['velocity_per_s']:,.0f}/s. One worker doing everything (`all`, as in `make demo`): "
+        f"ingest {everything['ingest_per_s']:,.0f}/s, sale state {everything['velocity_per_s']:,.0f}/s, "
+        f"member preferences {everything['preferences_per_s']:,.0f}/s.",
         f"- Ranking load: requested {rank['requested_rps']} req/s, achieved {rank['achieved_rps']} req/s "
         "(one synchronous client; latency is the full HTTP round trip).",
         f"- Collector: {coll['requests']} requests of {coll['batch']} events.",

@@ -57,6 +57,15 @@ KAFKA_SECURITY_VARIABLES = {
 }
 
 
+WORKER_ROLES = ("all", "velocity", "preferences")
+
+
+def _one_of(variable: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ValueError(f"{variable}={value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable, with embedded defaults that make ``make demo`` work on a bare machine."""
@@ -75,6 +84,9 @@ class Settings:
     partitions: int = 4
     topics: Topics = field(default_factory=Topics)
     app_id: str = "salepulse"
+    worker_role: str = "all"
+    """SALEPULSE_WORKER_ROLE: ``all`` (one process does everything), or ``velocity`` / ``preferences`` to run the
+    two workloads as separate, separately scaled workers."""
     api_token: str | None = None
     max_body_bytes: int = 1_048_576
     sink_batch_rows: int = 20_000
@@ -91,6 +103,21 @@ class Settings:
     @property
     def uses_local_kafka(self) -> bool:
         return self.kafka_bootstrap_servers is None
+
+    @property
+    def counts_velocity(self) -> bool:
+        """This worker ingests events and keeps sale state, forecasts and alerts."""
+        return self.worker_role in ("all", "velocity")
+
+    @property
+    def learns_preferences(self) -> bool:
+        """This worker keeps member preferences and answers the member rankings."""
+        return self.worker_role in ("all", "preferences")
+
+    @property
+    def worker_group(self) -> str:
+        """The Faust app id (consumer group) of this worker's role."""
+        return f"{self.app_id}-preferences" if self.worker_role == "preferences" else self.app_id
 
     @property
     def chdb_path(self) -> Path:
@@ -126,6 +153,8 @@ class Settings:
             partitions=int(get("SALEPULSE_PARTITIONS", defaults.partitions)),
             topics=topics,
             app_id=get("SALEPULSE_APP_ID", defaults.app_id),
+            worker_role=_one_of("SALEPULSE_WORKER_ROLE", get("SALEPULSE_WORKER_ROLE", defaults.worker_role),
+                                WORKER_ROLES),
             api_token=get("SALEPULSE_API_TOKEN") or None,
             max_body_bytes=int(get("SALEPULSE_MAX_BODY_BYTES", defaults.max_body_bytes)),
             sink_batch_rows=int(get("SALEPULSE_SINK_BATCH_ROWS", defaults.sink_batch_rows)),

@@ -123,12 +123,19 @@ def _require_ready() -> None:
         raise HTTPProblem(503, "the worker is still loading the catalogue; retry in a moment")
 
 
-def handled(route: str, needs_state: bool = True) -> Any:
-    """Turn :class:`HTTPProblem` into a JSON error response and count every answer by status."""
+def handled(route: str, needs_state: bool = True, served: bool = True) -> Any:
+    """Turn :class:`HTTPProblem` into a JSON error response and count every answer by status.
+
+    ``served`` is False for a route this worker's role does not answer (a 404 that names the role that does).
+    """
 
     def wrap(fun: Any) -> Any:
         async def inner(view: View, request: Request, *args: Any, **kwargs: Any) -> Response:
             try:
+                if not served:
+                    raise HTTPProblem(404, f"{route} is not served by a SALEPULSE_WORKER_ROLE="
+                                           f"{settings.worker_role} worker; ask one whose role is all or "
+                                           f"{'preferences' if route.startswith('/members') else 'velocity'}")
                 if needs_state:
                     _require_ready()
                 response = await fun(view, request, *args, **kwargs)
@@ -191,7 +198,7 @@ class Metrics(View):
 
 @app.page("/sales")
 class Sales(View):
-    @handled("/sales")
+    @handled("/sales", served=settings.counts_velocity)
     async def get(self, request: Request) -> Response:
         """Open sales at stream time, with units, velocity, forecast band and open alerts."""
         return self.json({"stream_time": _stream_time(), "sales": _dumps(board.sales_view())})
@@ -199,7 +206,7 @@ class Sales(View):
 
 @app.page("/sales/{sale_id}")
 class SaleDetail(View):
-    @handled("/sales/{sale_id}")
+    @handled("/sales/{sale_id}", served=settings.counts_velocity)
     async def get(self, request: Request, sale_id: str) -> Response:
         view = board.sale_view(sale_id)
         if view is None:
@@ -275,10 +282,15 @@ def _ranked(items: list[Any]) -> list[dict[str, Any]]:
     return [{"id": item.id, "score": round(float(item.score), 6), "reason": item.reason} for item in items]
 
 
+def routed_by_member(fun: Any) -> Any:
+    """Answer on the worker that owns the member's partition of ``member-prefs`` (where there is such a table)."""
+    return app.table_route(table=member_prefs, match_info="member_id")(fun) if member_prefs is not None else fun
+
+
 @app.page("/members/{member_id}/sales")
 class MemberSales(View):
-    @handled("/members/{member_id}/sales")
-    @app.table_route(table=member_prefs, match_info="member_id")
+    @handled("/members/{member_id}/sales", served=settings.learns_preferences)
+    @routed_by_member
     async def get(self, request: Request, member_id: str) -> Response:
         """The open sales ranked for this member (live popularity for a member never seen)."""
         k = _query_int(request, "k", 10, 1, 500)
@@ -292,8 +304,8 @@ class MemberSales(View):
 
 @app.page("/members/{member_id}/products")
 class MemberProducts(View):
-    @handled("/members/{member_id}/products")
-    @app.table_route(table=member_prefs, match_info="member_id")
+    @handled("/members/{member_id}/products", served=settings.learns_preferences)
+    @routed_by_member
     async def get(self, request: Request, member_id: str) -> Response:
         """The in-stock products of one sale, ranked for this member."""
         sale_id = request.query.get("sale_id")

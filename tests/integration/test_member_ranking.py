@@ -28,8 +28,13 @@ def order(event_id: str, member: str, sale_id: str, sku: str, ts: int, quantity:
             "lines": [{"sale_id": sale_id, "sku": sku, "quantity": quantity, "unit_price": 30.0}]}
 
 
-def test_an_order_lifts_its_brand_and_closed_or_sold_out_items_never_show(pipeline: Pipeline) -> None:
-    pipeline.start_worker()
+@pytest.mark.parametrize("layout", ["one worker", "velocity and preferences workers"])
+def test_an_order_lifts_its_brand_and_closed_or_sold_out_items_never_show(pipeline: Pipeline, layout: str) -> None:
+    if layout == "one worker":
+        pipeline.start_worker()
+    else:  # SALEPULSE_WORKER_ROLE: each workload in its own process; popularity reaches preferences by snapshots
+        pipeline.start_worker(role="velocity")
+        pipeline.start_preferences_worker()
     tag = uuid.uuid4().hex[:6]
     now = int(time.time() * 1000)
     sales = {brand: f"rk-{tag}-{brand}" for brand in BRANDS}
@@ -48,7 +53,7 @@ def test_an_order_lifts_its_brand_and_closed_or_sold_out_items_never_show(pipeli
 
     def ranking() -> list[str]:
         try:
-            return [item["sale_id"] for item in pipeline.get(f"/members/{member}/sales?k=10")["items"]]
+            return [item["sale_id"] for item in pipeline.get_member(f"/members/{member}/sales?k=10")["items"]]
         except OSError:  # 503 while the worker joins its group or loads the catalogue
             return []
 
@@ -62,11 +67,11 @@ def test_an_order_lifts_its_brand_and_closed_or_sold_out_items_never_show(pipeli
                                       int(time.time() * 1000)))
     wait_until(lambda: ranking()[0] == sales["charlie"], 10, "the ordered brand's sale to rise to the top",
                every=0.05)
-    first = pipeline.get(f"/members/{member}/sales?k=10")["items"][0]
+    first = pipeline.get_member(f"/members/{member}/sales?k=10")["items"][0]
     assert first["reason"] in {"brand you ordered", "sale you visited", "brand you like"}  # about them, not trends
     assert closed not in ranking()
 
-    products = pipeline.get(f"/members/{member}/products?sale_id={sales['charlie']}&k=20")["items"]
+    products = pipeline.get_member(f"/members/{member}/products?sale_id={sales['charlie']}&k=20")["items"]
     skus = [item["sku"] for item in products]
     assert f"{sales['charlie']}-p0" not in skus, "a sold-out product must never be offered"
     assert set(skus) == {f"{sales['charlie']}-p1", f"{sales['charlie']}-p2"}
@@ -83,4 +88,17 @@ def test_bad_parameters_and_unknown_sales_get_clear_errors(pipeline: Pipeline) -
         with pytest.raises(urllib.error.HTTPError) as caught:
             pipeline.get(path)
         assert caught.value.code == status
+        assert words in caught.value.read().decode()
+
+
+def test_each_role_names_the_role_that_serves_what_it_does_not(pipeline: Pipeline) -> None:
+    import urllib.error
+
+    pipeline.start_worker(role="velocity")
+    pipeline.start_preferences_worker()
+    for path, port, words in [("/members/m/sales", None, "role is all or preferences"),
+                              ("/sales", pipeline.preferences_port, "role is all or velocity")]:
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            pipeline.get(path, port)
+        assert caught.value.code == 404
         assert words in caught.value.read().decode()
