@@ -98,7 +98,14 @@ def test_replaying_the_same_events_does_not_double_count(pipeline: Pipeline) -> 
 
 def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(pipeline: Pipeline) -> None:
     prefix = f"kill-{uuid.uuid4().hex[:6]}-"
-    events = make_events(prefix, 4000, start_ms=1_764_403_200_000)
+    start_ms = 1_764_403_200_000
+    events = make_events(prefix, 4000, start_ms=start_ms)
+    with Publisher(pipeline.settings) as publisher:  # so the worker's live totals can be read back too
+        for sale in (f"{prefix}s0", f"{prefix}s1"):
+            publisher.send("sale", {"event_id": f"{sale}-v1", "sale_id": sale, "brand": "b", "updated_at": start_ms,
+                                    "starts_at": start_ms - 3_600_000, "ends_at": start_ms + 36_000_000,
+                                    "products": [{"sku": f"k{i}", "name": f"k{i}", "category": "c", "price": 20.0,
+                                                  "stock": 100_000} for i in range(5)]})
     pipeline.start_worker()
     pipeline.start_sink()
     produced: dict[str, int] = {}
@@ -121,6 +128,9 @@ def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(pipeline: Pip
                              f"{pipeline.worker_log}")
     assert totals["units"] == produced["units"]
     assert totals["orders"] == 4000 and totals["views"] == 4000 and totals["carts"] == 4000
+    live = [pipeline.get(f"/sales/{prefix}s{i}") for i in range(2)]  # the restarted worker's changelog-backed state
+    assert sum(sale["units"] for sale in live) == produced["units"]
+    assert sum(product["views"] for sale in live for product in sale["products"]) == 4000
 
 
 def publish_slowly(pipeline: Pipeline, events: list[tuple[str, dict]], per_second: float = 2000.0) -> int:
