@@ -44,25 +44,53 @@ ALERT_COLUMNS = [
 
 @dataclass
 class Batch:
-    """Rows per table plus the next offset to commit per partition, for exactly what the rows came from."""
+    """Columns per table plus the next offset to commit per partition, for exactly what the rows came from.
 
-    rows: dict[str, list[list[Any]]] = field(default_factory=dict)
+    Rows are kept column-wise because that is how they are inserted; the facts, nearly all of the volume, go
+    straight from the decoded record into the columns without a row in between.
+    """
+
+    columns: dict[str, list[list[Any]]] = field(default_factory=dict)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     size: int = 0
 
+    def _columns(self, table: str) -> list[list[Any]]:
+        columns = self.columns.get(table)
+        if columns is None:
+            columns = self.columns[table] = [[] for _ in COLUMNS[table]]
+        return columns
+
     def add(self, table: str, row: list[Any]) -> None:
-        self.rows.setdefault(table, []).append(row)
+        for column, value in zip(self._columns(table), row, strict=True):
+            column.append(value)
         self.size += 1
+
+    def add_record(self, record_name: str, record: dict[str, Any]) -> None:
+        """Everything one decoded record becomes."""
+        if record_name == "VelocityFacts":  # already column-wise: no row is built
+            event_ids, sale_ids, skus, kinds, units, revenues, ts = self._columns("velocity_facts")
+            event_ids.extend(record["event_ids"])
+            sale_ids.extend([record["sale_id"]] * len(record["event_ids"]))
+            skus.extend(record["skus"])
+            kinds.extend(record["kinds"])
+            units.extend(record["units"])
+            revenues.extend(record["revenues"])
+            ts.extend(record["ts"])
+            self.size += len(record["event_ids"])
+            return
+        for table, row in rows_for(record_name, record):
+            self.add(table, row)
+
 
 
 def rows_for(record_name: str, record: dict[str, Any]) -> list[tuple[str, list[Any]]]:
     """The (table, row) pairs one decoded record becomes."""
     if record_name == "VelocityFacts":
-        return [
-            ("velocity_facts", [f["event_id"], f["sale_id"], f["sku"], f["kind"], f["units"], f["revenue"], f["ts"]])
-            for f in record["facts"]
-        ]
+        return [("velocity_facts", [event_id, record["sale_id"], sku, kind, units, revenue, ts])
+                for event_id, sku, kind, units, revenue, ts in zip(
+                    record["event_ids"], record["skus"], record["kinds"], record["units"], record["revenues"],
+                    record["ts"], strict=True)]
     if record_name == "VelocitySnapshot":
         return [
             ("forecasts", [record[c] for c in FORECAST_COLUMNS]),
@@ -171,14 +199,17 @@ class ClickHouseSink:
             return
         batch.offsets[(message.topic(), message.partition())] = message.offset() + 1
         try:
-            name, record = self.codec.decode(message.value())
+            self.absorb_value(batch, message.value())
         except DecodeError as exc:
             # Only salepulse's own agents write these topics; an unreadable record is a bug to see, not to stop on.
             self.undecodable.inc()
             log.error("undecodable record skipped", topic=message.topic(), offset=message.offset(), reason=str(exc))
-            return
-        for table, row in rows_for(name, record):
-            batch.add(table, row)
+
+    def absorb_value(self, batch: Batch, value: bytes) -> None:
+        """Decode one Kafka value into ``batch``; raises DecodeError."""
+        # Timestamps stay epoch-ms ints: clickhouse-connect writes them to DateTime64(3) as they are, where
+        # datetimes cost a conversion each way.
+        batch.add_record(*self.codec.decode(value, timestamps="ms"))
 
     def _write_until_accepted(self, batch: Batch, stop: threading.Event, give_up_when_stopped: bool = True) -> None:
         delay = 0.25
@@ -208,11 +239,10 @@ class ClickHouseSink:
     def insert_rows(self, batch: Batch) -> None:
         """The ClickHouse half of :meth:`write`: every table's rows, one insert each."""
         started = time.perf_counter()
-        for table, rows in batch.rows.items():
+        for table, columns in batch.columns.items():
             # Column-oriented inserts skip a per-row pass inside the client: ~1.3x faster on chdb.
-            self.client.insert(table, list(zip(*rows, strict=True)), column_names=COLUMNS[table],
-                               column_oriented=True)
-            self.rows_written.inc(len(rows), table=table)
+            self.client.insert(table, columns, column_names=COLUMNS[table], column_oriented=True)
+            self.rows_written.inc(len(columns[0]), table=table)
         self.batch_seconds.set(time.perf_counter() - started)
         self.batch_rows.set(batch.size)
 

@@ -205,9 +205,9 @@ class Pipeline:
             if message is None or message.error():
                 continue
             seen[(message.topic(), message.partition())] = message.offset()
-            for fact in codec.decode(message.value())[1]["facts"]:
-                if fact["sale_id"].startswith(sale_prefix):
-                    found.add(fact["event_id"])
+            facts = codec.decode(message.value())[1]
+            if facts["sale_id"].startswith(sale_prefix):
+                found.update(facts["event_ids"])
         consumer.close()
         return found
 

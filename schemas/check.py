@@ -28,9 +28,9 @@ SAMPLES: dict[str, dict[str, Any]] = {
                        "low": 150.0, "high": 400.0, "author": "buyer-anna", "submitted_at": T0 - 86_400_000},
     "StockLevel": {"event_id": "st-1", "sku": "nike-air-1", "on_hand": 300, "inbound": 100,
                    "inbound_eta": T0 + 86_400_000, "lead_time_hours": 24.0, "updated_at": T0},
-    "VelocityFacts": {"event_id": "events.order:0:17:s-nike-1", "facts": [
-        {"event_id": "o-1", "sale_id": "s-nike-1", "sku": "nike-air-1", "kind": "order", "units": 2,
-         "revenue": 119.8, "ts": T0 + 2000, "source": "events.order:0", "offset": 17}]},
+    "VelocityFacts": {"event_id": "events.order:0:17:s-nike-1", "sale_id": "s-nike-1", "event_ids": ["o-1"],
+                      "skus": ["nike-air-1"], "kinds": ["order"], "units": [2], "revenues": [119.8],
+                      "ts": [T0 + 2000], "sources": ["events.order:0"], "offsets": [17]},
     "MemberSignals": {"event_id": "events.order:0:17:p2", "signals": [
         {"member_id": "m-42", "sale_id": "s-nike-1", "sku": "nike-air-1", "kind": "order", "quantity": 2,
          "action": None, "unit_price": 59.9, "ts": T0 + 2000}]},

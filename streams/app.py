@@ -44,12 +44,12 @@ from faust.streams import _current_event
 from schemas.codec import Codec, DecodeError
 from streams.catalog import CatalogFollower
 from streams.config import Settings
-from streams.ingest import EventIngest, IngestBatch
+from streams.ingest import EventIngest, IngestBatch, facts_of
 from streams.live import LiveBoard
 from streams.logs import get_logger
 from streams.metrics import Registry
 from streams.preferences import PreferenceModel
-from streams.velocity import Fact, SaleState, SkuTotals, to_ms
+from streams.velocity import SaleState, SkuTotals, to_ms
 
 log = get_logger(__name__)
 settings = Settings.from_env()
@@ -341,19 +341,17 @@ def count_batch(events: list[faust.EventT]) -> None:
             # agent, because Faust commits the offsets of a crashed agent's batch.
             log.error("unreadable facts record skipped", reason=str(exc))
             continue
-        sale_id = batch["facts"][0]["sale_id"]  # one message carries one sale's facts
+        sale_id = batch["sale_id"]  # one message carries one sale's facts
         state = _load_sale(sale_id)
         touched[sale_id] = event
         highest: dict[str, int] = {}
-        for item in batch["facts"]:
-            fact = Fact(item["event_id"], sale_id, item["sku"], item["kind"], item["units"], item["revenue"],
-                        to_ms(item["ts"]))
-            counted = state.apply(fact, item["source"], item["offset"])
+        for fact, source, offset in facts_of(batch):
+            counted = state.apply(fact, source, offset)
             outcomes[counted] += 1
             if counted:
                 board.observe(state.skus[fact.sku], fact)
                 _dirty.add((sale_id, fact.sku))
-            highest[item["source"]] = max(highest.get(item["source"], -1), item["offset"])
+            highest[source] = max(highest.get(source, -1), offset)
         state.close_offsets(highest)
     facts_counted.inc(outcomes[True], outcome="counted")
     facts_counted.inc(outcomes[False], outcome="duplicate")

@@ -252,9 +252,10 @@ def bench_latency(bootstrap: str, dsn: str, state_dir: Path, rate: float, second
 
     def on_written(batch: Any) -> None:
         now = time.perf_counter()
-        for row in batch.rows.get("velocity_facts", []):
-            if row[0].startswith(f"{tag}-v") and row[0] not in visible:
-                visible[row[0]] = now
+        event_ids = batch.columns.get("velocity_facts", [[]])[0]
+        for event_id in event_ids:
+            if event_id.startswith(f"{tag}-v") and event_id not in visible:
+                visible[event_id] = now
 
     try:
         now = int(time.time() * 1000)
@@ -452,19 +453,22 @@ def bench_sink(dsn: str, rows: int) -> dict[str, Any]:
     """Rows/s into ClickHouse: the sink's decode→rows→insert path vs a bare client.insert of the same rows."""
     from consumers.clickhouse import connect, migrate
     from consumers.clickhouse_sink import FACT_COLUMNS, Batch, ClickHouseSink, rows_for
+    from streams.ingest import facts_record
+    from streams.velocity import Fact
 
     client = connect(dsn)
     migrate(client)
     codec = Codec()
-    now = datetime.now(UTC)
+    now = int(time.time() * 1000)
     messages = []
     per_message = 200
     for m in range(rows // per_message):
-        facts = [{"event_id": f"sinkbench-{uuid.uuid4().hex[:6]}-{m}-{j}", "sale_id": f"sinkbench-s{m % 50}",
-                  "sku": f"k{j % 60}", "kind": "order" if j % 20 == 0 else "view", "units": 1, "revenue": 0.0,
-                  "ts": now, "source": "bench:0", "offset": m * per_message + j} for j in range(per_message)]
-        messages.append(codec.encode("VelocityFacts", {"event_id": f"b{m}", "facts": facts}))
-    decoded_rows = [row for data in messages for _, row in rows_for(*codec.decode(data))]
+        facts = [(Fact(f"sinkbench-{uuid.uuid4().hex[:6]}-{m}-{j}", f"sinkbench-s{m % 50}", f"k{j % 60}",
+                       "order" if j % 20 == 0 else "view", 1, 0.0, now), "bench:0", m * per_message + j)
+                 for j in range(per_message)]
+        messages.append(codec.encode("VelocityFacts", facts_record(f"sinkbench-s{m % 50}", facts)))
+    sink = ClickHouseSink(Settings(), client_factory=lambda _dsn: client)
+    decoded_rows = [row for data in messages for _, row in rows_for(*codec.decode(data, timestamps="ms"))]
 
     batch_rows = Settings().sink_batch_rows
     started = time.perf_counter()
@@ -472,14 +476,12 @@ def bench_sink(dsn: str, rows: int) -> dict[str, Any]:
         client.insert("velocity_facts", decoded_rows[start:start + batch_rows], column_names=FACT_COLUMNS)
     bare = len(decoded_rows) / (time.perf_counter() - started)
 
-    # The sink's own path: decode each Kafka value, build rows, write batches through ClickHouseSink.write's
-    # insert (offsets are not committed here: there is no consumer, only the ClickHouse side is measured).
-    sink = ClickHouseSink(Settings(), client_factory=lambda _dsn: client)
+    # The sink's own path: decode each Kafka value into a batch's columns, write batches through
+    # ClickHouseSink.write's insert (no consumer and no commit here: only the ClickHouse side is measured).
     started = time.perf_counter()
     batch = Batch()
     for data in messages:
-        for table, row in rows_for(*codec.decode(data)):
-            batch.add(table, row)
+        sink.absorb_value(batch, data)
         if batch.size >= batch_rows:
             sink.insert_rows(batch)
             batch = Batch()

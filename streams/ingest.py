@@ -37,7 +37,7 @@ from schemas.codec import Codec, DecodeError
 from schemas.validation import problems
 from streams.config import Settings
 from streams.logs import get_logger
-from streams.velocity import extract_facts, facts_by_sale, to_ms
+from streams.velocity import Fact, extract_facts, facts_by_sale, to_ms
 
 log = get_logger(__name__)
 
@@ -166,14 +166,7 @@ class BatchSplitter:
             first_source.setdefault(target, (source, offset))
         out.facts_count = len(facts)
         for sale_id, items in facts_by_sale(facts):
-            first = f"{items[0][1]}:{items[0][2]}"
-            record = {
-                "event_id": f"{first}:{sale_id}",
-                "facts": [{"event_id": f.event_id, "sale_id": f.sale_id, "sku": f.sku, "kind": f.kind,
-                           "units": f.units, "revenue": f.revenue, "ts": f.ts_ms, "source": source,
-                           "offset": offset} for f, source, offset in items],
-            }
-            out.facts.append((sale_id, self.codec.encode("VelocityFacts", record)))
+            out.facts.append((sale_id, self.codec.encode("VelocityFacts", facts_record(sale_id, items))))
         for target, items in signals.items():
             out.signals_count += len(items)
             source, offset = first_source[target]
@@ -197,6 +190,37 @@ class BatchSplitter:
         out.failures[stage] += 1
         out.deadletters.append((key, self.codec.encode("DeadLetter", record)))
         out.reasons.append((topic, partition, offset, reason))
+
+
+def facts_record(sale_id: str, items: Sequence[tuple[Fact, str, int]]) -> dict[str, Any]:
+    """The VelocityFacts record (column-wise) of one sale's ``(fact, source, offset)`` triples.
+
+    >>> from streams.velocity import Fact
+    >>> facts_record("s1", [(Fact("o1", "s1", "k1", "order", 2, 20.0, 3_600_000), "events.order:0", 41)])["units"]
+    [2]
+    """
+    facts = [fact for fact, _, _ in items]
+    return {
+        "event_id": f"{items[0][1]}:{items[0][2]}:{sale_id}",
+        "sale_id": sale_id,
+        "event_ids": [f.event_id for f in facts],
+        "skus": [f.sku for f in facts],
+        "kinds": [f.kind for f in facts],
+        "units": [f.units for f in facts],
+        "revenues": [f.revenue for f in facts],
+        "ts": [f.ts_ms for f in facts],
+        "sources": [source for _, source, _ in items],
+        "offsets": [offset for _, _, offset in items],
+    }
+
+
+def facts_of(record: dict[str, Any]) -> list[tuple[Fact, str, int]]:
+    """Inverse of :func:`facts_record`."""
+    sale_id = record["sale_id"]
+    return [(Fact(event_id, sale_id, sku, kind, units, revenue, ts), source, offset)
+            for event_id, sku, kind, units, revenue, ts, source, offset in zip(
+                record["event_ids"], record["skus"], record["kinds"], record["units"], record["revenues"],
+                record["ts"], record["sources"], record["offsets"], strict=True)]
 
 
 class IngestError(RuntimeError):
