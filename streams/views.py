@@ -9,6 +9,7 @@ Writes: ``POST /events`` (the site and app collector), ``POST /forecasts`` (buye
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hmac
 import json
@@ -331,8 +332,11 @@ class Collector(View):
         """One JSON event or a list of them: valid ones are produced, each invalid one is named with why."""
         _authorize(request)
         events, refused = _parse_each(await _json_body(request), parse_event, id_field="event_id")
-        for kind, record in events:
+        # 202 means stored: every accepted event is acknowledged by the broker before the answer goes out.
+        await asyncio.gather(*[
             await EVENT_TOPICS[kind].send(key=record["member_id"].encode(), value=codec.encode(RECORDS[kind], record))
+            for kind, record in events
+        ])
         accepted = len(events)
         collector_events.inc(accepted, outcome="accepted")
         collector_events.inc(len(refused), outcome="refused")
@@ -351,9 +355,11 @@ class Forecasts(View):
         if refused:
             raise HTTPProblem(400, f"{len(refused)} of {len(records) + len(refused)} forecasts are invalid; "
                                    "none was applied", refused)
-        for record in records:
+        await asyncio.gather(*[
             await PRIORS_TOPIC.send(key=f"{record['sale_id']}:{record['sku']}".encode(),
                                     value=codec.encode("ExpertForecast", record))
+            for record in records
+        ])
         return self.json({"accepted": len(records)}, status=202)
 
 
