@@ -136,7 +136,7 @@ preferences = PreferenceModel()
 
 # Decoded SaleState of the sales this worker owns; the table holds the durable copy.
 _sale_cache: dict[str, SaleState] = {}
-MEMBER_FLUSH_SECONDS = 2.0
+MEMBER_FLUSH_SECONDS = 15.0
 MEMBER_CACHE_SIZE = 50_000
 
 
@@ -144,8 +144,9 @@ class MemberCache:
     """Recently active members, decoded, with the changes not yet written to the ``member-prefs`` table.
 
     Writing a member's state on every event doubled the messages the worker produced (one changelog record per
-    event) and dominated its time; members are written at most once per ``MEMBER_FLUSH_SECONDS`` instead. A crash
-    loses at most that much preference signal (never an order count: those live in ``sale-state``).
+    event) and dominated its time; members are written at most once per ``MEMBER_FLUSH_SECONDS`` instead (a
+    member's session is bursty, so most of its events within those seconds share one write). A crash loses at most
+    that much preference signal (never an order count: those live in ``sale-state``).
     """
 
     def __init__(self, size: int) -> None:
@@ -174,6 +175,21 @@ class MemberCache:
         for member_id, event in dirty.items():
             write_table(member_prefs, member_id, self.states[member_id].to_bytes(), event)
         return len(dirty)
+
+    async def flush_yielding(self, every: int = 50) -> int:
+        """:meth:`flush`, giving the event loop back every ``every`` members: at 5,000 events/s thousands of members
+        are dirty, and writing them in one go stalled the agents and the HTTP API for most of a second."""
+        written = 0
+        for member_id in list(self.dirty):
+            # Popped one at a time: while this yields, agents may evict (and write) a member or dirty it again.
+            event = self.dirty.pop(member_id, None)
+            if event is None:
+                continue
+            write_table(member_prefs, member_id, self.states[member_id].to_bytes(), event)
+            written += 1
+            if written % every == 0:
+                await asyncio.sleep(0)
+        return written
 
     def clear(self) -> None:
         try:
@@ -281,30 +297,34 @@ def preference_update(signal: dict[str, Any]) -> dict[str, Any]:
 async def member_preferences(stream: faust.StreamT) -> None:
     """Fold member signals into the member-prefs table (through the cache, written at most every 2 s per member).
 
-    One message carries a whole ingest batch's signals for a partition (hundreds), so messages are taken a few at
-    a time and the loop is given back every message: ranking requests and the other agents must not wait.
+    One message carries a whole ingest batch's signals for a partition (hundreds, ~30 µs each), so the loop is given
+    back every ``LEARN_SLICE`` signals: ranking requests and the other agents must not wait behind a message.
     """
     async for events in stream.take_events(4, within=0.02):
         try:
             for event in events:
-                learn(event)
-                await asyncio.sleep(0)
+                await learn(event)
         except Exception as exc:
             die_without_commit("member_preferences", exc)
 
 
-def learn(event: faust.EventT) -> None:
+LEARN_SLICE = 64
+
+
+async def learn(event: faust.EventT) -> None:
     message = event.message
-    processed_offsets[f"{message.topic}:{message.partition}"] = message.offset
     try:
         _, batch = codec.decode(event.value, timestamps="ms")
     except DecodeError as exc:  # only the ingest writes this topic: a bug to see, not a reason to stop
         log.error("unreadable member signals skipped", reason=str(exc))
-        return
-    for signal in batch["signals"]:
+        batch = {"signals": []}
+    for count, signal in enumerate(batch["signals"], start=1):
         member_id = signal["member_id"]
         members.put(member_id, preferences.update(members.get(member_id), preference_update(signal)), event)
+        if count % LEARN_SLICE == 0:
+            await asyncio.sleep(0)
     signals_learned.inc(len(batch["signals"]))
+    processed_offsets[f"{message.topic}:{message.partition}"] = message.offset
 
 
 def _load_sale(sale_id: str) -> SaleState:
@@ -363,7 +383,7 @@ _ticks = 0
 
 
 async def flush_members() -> None:
-    members.flush()
+    await members.flush_yielding()
 
 
 async def measure_lag() -> None:
