@@ -34,6 +34,7 @@ import json
 import os
 import threading
 import time
+import traceback
 import weakref
 from collections import Counter, OrderedDict
 from typing import Any
@@ -245,7 +246,8 @@ def die_without_commit(agent: str, exc: BaseException) -> None:
     infrastructure error does, and then the only at-least-once answer is to exit and let the supervisor restart
     the worker from its last commit (the stages downstream drop what they have already counted).
     """
-    log.critical("agent failed; exiting without committing", agent=agent, error=repr(exc))
+    log.critical("agent failed; exiting without committing", agent=agent, error=repr(exc),
+                 traceback="".join(traceback.format_exception(exc)))
     os._exit(70)
 
 

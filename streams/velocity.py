@@ -159,7 +159,9 @@ class SaleState:
     def from_json(cls, data: Mapping[str, Any]) -> SaleState:
         return cls(
             sale_id=data["sale_id"],
-            skus={sku: SkuTotals(*values) for sku, values in data["skus"].items()},
+            # Positional lists since the first release's dicts became too slow; both are read.
+            skus={sku: SkuTotals(**values) if isinstance(values, dict) else SkuTotals(*values)
+                  for sku, values in data["skus"].items()},
             applied=dict(data["applied"]),
             version=data["version"],
         )

@@ -64,3 +64,14 @@ def test_redelivered_facts_are_skipped_by_source_offset_and_state_round_trips() 
     restored = SaleState.from_json(state.to_json())
     assert restored == state
     assert restored.skus["a"].units == 4
+
+
+def test_sale_state_reads_the_first_release_dict_format_too() -> None:
+    from streams.velocity import SaleState
+
+    legacy = {"sale_id": "s1", "applied": {"events.order:0": 7}, "version": 3,
+              "skus": {"k1": {"views": 2, "carts": 1, "uncarts": 0, "orders": 1, "units": 2, "revenue": 20.0,
+                              "rate_uph": 1.5, "rate_ms": 1000, "last_ms": 1000}}}
+    state = SaleState.from_json(legacy)
+    assert state.skus["k1"].units == 2 and state.skus["k1"].last_ms == 1000
+    assert SaleState.from_json(state.to_json()) == state
