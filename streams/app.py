@@ -274,14 +274,19 @@ def _run_ingest() -> None:
         die_without_commit("ingest", exc)
 
 
+_ingest_thread = threading.Thread(target=_run_ingest, name="ingest", daemon=True)
+
+
 async def start_ingest() -> None:
-    threading.Thread(target=_run_ingest, name="ingest", daemon=True).start()
+    _ingest_thread.start()
 
 
 @app.on_before_shutdown.connect
 async def _stop_ingest(*_args: Any, **_kwargs: Any) -> None:
     """Let the ingest commit what it delivered before the process goes."""
     _ingest_stop.set()
+    if _ingest_thread.is_alive():
+        await asyncio.to_thread(_ingest_thread.join, 30)
 
 
 def preference_update(signal: dict[str, Any]) -> dict[str, Any]:
