@@ -69,11 +69,13 @@ class Publisher:
         if kind == "order":
             self.units += sum(line["quantity"] for line in record["lines"])
 
-    def send_raw(self, topic: str, value: bytes, key: str | bytes | None = None) -> None:
-        """Produce already-encoded bytes (also used to inject malformed input in tests and demos)."""
+    def send_raw(self, topic: str, value: bytes, key: str | bytes | None = None, partition: int = -1) -> None:
+        """Produce already-encoded bytes (also used to inject malformed input in tests and demos); ``partition``
+        -1 lets the key choose."""
         while True:
             try:
-                self.producer.produce(topic, value=value, key=key, on_delivery=self._on_delivery)
+                self.producer.produce(topic, value=value, key=key, partition=partition,
+                                      on_delivery=self._on_delivery)
                 break
             except BufferError:
                 self.producer.poll(0.05)  # local queue full: let librdkafka drain, then retry

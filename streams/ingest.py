@@ -31,8 +31,9 @@ from functools import lru_cache
 from typing import Any, Protocol
 
 from aiokafka.partitioner import murmur2
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from consumers.publish import Publisher
 from schemas.codec import Codec, DecodeError
 from schemas.validation import problems
 from streams.config import Settings
@@ -251,16 +252,10 @@ class EventIngest:
             "heartbeat.interval.ms": 2_000,
             "queued.max.messages.kbytes": 65_536,
         }))
-        self.producer = Producer(settings.kafka_config(**{
-            "enable.idempotence": True,  # ordered and without duplicates per partition: sale_state relies on it
-            "linger.ms": 5,
-            "batch.size": 1_000_000,
-            "compression.type": "lz4",
-            "partitioner": "murmur2_random",  # the same key → partition as Faust's router and tables
-            "queue.buffering.max.messages": 1_000_000,
-        }))
+        # Idempotent (ordered, no duplicates per partition: sale_state relies on it) and murmur2-partitioned like
+        # Faust's router and tables; see Publisher.
+        self.publisher = Publisher(settings, codec, **{"linger.ms": 5, "queue.buffering.max.messages": 1_000_000})
         self._uncommitted: dict[tuple[str, int], int] = {}  # next offset to commit, per input partition
-        self._refused: list[str] = []
 
     def run(self, stop: threading.Event) -> None:
         self.consumer.subscribe(list(self.topics.events), on_revoke=self._on_revoke, on_lost=self._on_lost)
@@ -275,7 +270,6 @@ class EventIngest:
                     for tp, offset in batch.last_offsets.items():
                         self._uncommitted[tp] = offset + 1
                     self.on_batch(batch)
-                self.producer.poll(0)
                 if self._uncommitted and time.monotonic() - last_commit >= self.commit_every:
                     self._commit_delivered()
                     last_commit = time.monotonic()
@@ -294,34 +288,22 @@ class EventIngest:
         return False
 
     def _produce(self, batch: IngestBatch) -> None:
-        topics = self.topics
+        topics, send = self.topics, self.publisher.send_raw
         for sale_id, value in batch.facts:
-            self._send(topics.facts, value, key=sale_id.encode())
+            send(topics.facts, value, key=sale_id.encode())
         for partition, value in batch.signals:
-            self._send(topics.signals, value, partition=partition)
+            send(topics.signals, value, partition=partition)
         for key, value in batch.deadletters:
-            self._send(topics.deadletter, value, key=key)
+            send(topics.deadletter, value, key=key)
         for topic, partition, offset, reason in batch.reasons:
             log.warning("dead-lettered", topic=topic, partition=partition, offset=offset, reason=reason)
 
-    def _send(self, topic: str, value: bytes, key: bytes | None = None, partition: int = -1) -> None:
-        while True:
-            try:
-                self.producer.produce(topic, value=value, key=key, partition=partition, on_delivery=self._delivered)
-                return
-            except BufferError:
-                self.producer.poll(0.05)  # local queue full: let librdkafka drain it, then retry
-
-    def _delivered(self, error: Any, _message: Any) -> None:
-        if error is not None:
-            self._refused.append(str(error))
-
     def _commit_delivered(self, only: set[tuple[str, int]] | None = None) -> None:
         """Wait until every output produced so far is acknowledged, then commit the inputs they came from."""
-        undelivered = self.producer.flush(30)
-        if undelivered or self._refused:
-            first = self._refused[0] if self._refused else f"{undelivered} still queued after 30 s"
-            raise IngestError(f"outputs not acknowledged by the broker ({first}); not committing")
+        try:
+            self.publisher.flush(30)
+        except KafkaException as exc:
+            raise IngestError(f"outputs not acknowledged by the broker ({exc}); not committing") from exc
         offsets = {tp: o for tp, o in self._uncommitted.items() if only is None or tp in only}
         if not offsets:
             return
