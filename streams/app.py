@@ -37,6 +37,7 @@ import time
 import traceback
 import weakref
 from collections import Counter, OrderedDict
+from collections.abc import Iterator
 from typing import Any
 
 import faust
@@ -171,23 +172,24 @@ class MemberCache:
             if evicted in self.dirty:
                 write_table(member_prefs, evicted, old.to_bytes(), self.dirty.pop(evicted))
 
+    def _write_dirty(self) -> Iterator[str]:
+        """Write each dirty member to the table, yielding its id after each write."""
+        for member_id in list(self.dirty):
+            # Popped one at a time: between two writes of flush_yielding, agents may evict (and write) a member or
+            # dirty it again.
+            event = self.dirty.pop(member_id, None)
+            if event is not None:
+                write_table(member_prefs, member_id, self.states[member_id].to_bytes(), event)
+                yield member_id
+
     def flush(self) -> int:
-        dirty, self.dirty = self.dirty, {}
-        for member_id, event in dirty.items():
-            write_table(member_prefs, member_id, self.states[member_id].to_bytes(), event)
-        return len(dirty)
+        return sum(1 for _ in self._write_dirty())
 
     async def flush_yielding(self, every: int = 50) -> int:
         """:meth:`flush`, giving the event loop back every ``every`` members: at 5,000 events/s thousands of members
         are dirty, and writing them in one go stalled the agents and the HTTP API for most of a second."""
         written = 0
-        for member_id in list(self.dirty):
-            # Popped one at a time: while this yields, agents may evict (and write) a member or dirty it again.
-            event = self.dirty.pop(member_id, None)
-            if event is None:
-                continue
-            write_table(member_prefs, member_id, self.states[member_id].to_bytes(), event)
-            written += 1
+        for written, _ in enumerate(self._write_dirty(), start=1):
             if written % every == 0:
                 await asyncio.sleep(0)
         return written
