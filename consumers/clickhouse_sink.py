@@ -85,12 +85,7 @@ class Batch:
 
 
 def rows_for(record_name: str, record: dict[str, Any]) -> list[tuple[str, list[Any]]]:
-    """The (table, row) pairs one decoded record becomes."""
-    if record_name == "VelocityFacts":
-        return [("velocity_facts", [event_id, record["sale_id"], sku, kind, units, revenue, ts])
-                for event_id, sku, kind, units, revenue, ts in zip(
-                    record["event_ids"], record["skus"], record["kinds"], record["units"], record["revenues"],
-                    record["ts"], strict=True)]
+    """The (table, row) pairs a snapshot or an alert becomes (facts go column-wise: :meth:`Batch.add_record`)."""
     if record_name == "VelocitySnapshot":
         return [
             ("forecasts", [record[c] for c in FORECAST_COLUMNS]),

@@ -462,7 +462,7 @@ def collector_load(client: httpx.Client, tag: str, seconds: float, batch: int = 
 def bench_sink(dsn: str, rows: int) -> dict[str, Any]:
     """Rows/s into ClickHouse: the sink's decode→rows→insert path vs a bare client.insert of the same rows."""
     from consumers.clickhouse import connect, migrate
-    from consumers.clickhouse_sink import FACT_COLUMNS, Batch, ClickHouseSink, rows_for
+    from consumers.clickhouse_sink import FACT_COLUMNS, Batch, ClickHouseSink
     from streams.ingest import facts_record
     from streams.velocity import Fact
 
@@ -478,7 +478,10 @@ def bench_sink(dsn: str, rows: int) -> dict[str, Any]:
                  for j in range(per_message)]
         messages.append(codec.encode("VelocityFacts", facts_record(f"sinkbench-s{m % 50}", facts)))
     sink = ClickHouseSink(Settings(), client_factory=lambda _dsn: client)
-    decoded_rows = [row for data in messages for _, row in rows_for(*codec.decode(data, timestamps="ms"))]
+    decoded = Batch()
+    for data in messages:
+        sink.absorb_value(decoded, data)
+    decoded_rows = list(zip(*decoded.columns["velocity_facts"], strict=True))
 
     batch_rows = Settings().sink_batch_rows
     started = time.perf_counter()
