@@ -46,10 +46,10 @@ from urllib.parse import urlsplit
 import httpx
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from schemas.codec import Codec, DecodeError
-from streams.config import Settings
-from streams.logs import get_logger
-from streams.metrics import Registry
+from salepulse.schemas.codec import Codec, DecodeError
+from salepulse.streams.config import Settings
+from salepulse.streams.logs import get_logger
+from salepulse.streams.metrics import Registry
 
 log = get_logger(__name__)
 

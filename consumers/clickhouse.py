@@ -13,7 +13,7 @@ from typing import Any
 
 import clickhouse_connect
 
-from streams.logs import get_logger
+from salepulse.streams.logs import get_logger
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "deploy" / "clickhouse"
 STATEMENT_SEPARATOR = re.compile(r"^-- statement\s*$", re.MULTILINE)

@@ -22,11 +22,11 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from consumers.clickhouse import connect, migrate
-from schemas.codec import Codec, DecodeError
-from streams.config import Settings
-from streams.logs import get_logger
-from streams.metrics import Registry
+from salepulse.consumers.clickhouse import connect, migrate
+from salepulse.schemas.codec import Codec, DecodeError
+from salepulse.streams.config import Settings
+from salepulse.streams.logs import get_logger
+from salepulse.streams.metrics import Registry
 
 log = get_logger(__name__)
 

@@ -1,4 +1,4 @@
-"""Offline evaluation of the live demand forecast (streams.forecast), replayed in time order, no look-ahead.
+"""Offline evaluation of the live demand forecast (salepulse.streams.forecast), replayed in time order, no look-ahead.
 
 Datasets
 --------
@@ -18,7 +18,7 @@ Datasets
   (units so far / elapsed fraction).  ``blended`` = the posterior predictive MEDIAN (p50) - it has a lower
   WAPE than the posterior mean (both are reported in the JSON extras).
 
-``simulated``: ``consumers.simulate.SimulatedWorld(seed)`` (expert forecasts with 80 % ranges, categories).
+``simulated``: ``salepulse.consumers.simulate.SimulatedWorld(seed)`` (expert forecasts with 80 % ranges, categories).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from streams.forecast import DemandModel, ExpertPrior, Forecast, elapsed_fraction
+from salepulse.streams.forecast import DemandModel, ExpertPrior, Forecast, elapsed_fraction
 
 CHECKPOINTS: tuple[float, ...] = (0.1, 0.25, 0.5)
 WARMUP_SALES = 8
@@ -266,7 +266,7 @@ def _run_online_retail(
 
 def _run_simulated(seed: int, score_from: date | None, progress: bool) -> dict[str, Any]:
     try:
-        from consumers.simulate import SimulatedWorld  # type: ignore[import-not-found]
+        from salepulse.consumers.simulate import SimulatedWorld  # type: ignore[import-not-found]
     except ImportError as exc:  # pragma: no cover - depends on another engineer's file
         raise NotImplementedError(
             "dataset 'simulated' needs consumers/simulate.py with SimulatedWorld(seed) (.sales, .priors, "

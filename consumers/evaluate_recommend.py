@@ -1,7 +1,7 @@
-"""Prequential (test-then-learn) evaluation of the personalised ranking of :mod:`streams.preferences`.
+"""Prequential (test-then-learn) evaluation of the personalised ranking of :mod:`salepulse.streams.preferences`.
 
 Events are replayed in time order. Before a cart add or a purchase is learnt, the candidates are ranked with
-the SAME :class:`streams.preferences.PreferenceModel` the live agent uses and the chosen item is looked up in
+the SAME :class:`salepulse.streams.preferences.PreferenceModel` the live agent uses and the chosen item is looked up in
 the ranking; then the model learns the event (blend weights, member state, co-visitation).
 
 Tasks
@@ -11,7 +11,7 @@ Tasks
 Baselines on the same candidates: ``popular`` (all-time event counts so far) and ``trending`` (counts in the
 last hour); ties broken by the most recent event.
 
-Run: ``python -m consumers.evaluate_recommend --dataset rees46`` (``--bench`` for latency/size figures).
+Run: ``python -m salepulse.consumers.evaluate_recommend --dataset rees46`` (``--bench`` for latency/size figures).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from streams.preferences import (
+from salepulse.streams.preferences import (
     MemberState,
     PopularityTracker,
     PreferenceConfig,
@@ -246,7 +246,7 @@ class _Scores:
 
 
 def _rank_of(scores: np.ndarray, pos: int) -> int:
-    """1-based rank of ``pos``, ties as in :func:`streams.preferences._topk` (lower position first)."""
+    """1-based rank of ``pos``, ties as in :func:`salepulse.streams.preferences._topk` (lower position first)."""
     sp = scores[pos]
     return int((scores > sp).sum() + (scores[:pos] == sp).sum()) + 1
 

@@ -22,13 +22,13 @@ from typing import Any
 
 from confluent_kafka import Consumer
 
-from consumers.clickhouse import connect, migrate
-from consumers.clickhouse_sink import ClickHouseSink
-from deploy.kafka.local_broker import free_port
-from schemas.codec import Codec
-from streams.config import Settings
-from streams.lag import end_offsets, group_lag
-from streams.topics import ensure_topics
+from salepulse.consumers.clickhouse import connect, migrate
+from salepulse.consumers.clickhouse_sink import ClickHouseSink
+from salepulse.deploy.kafka.local_broker import free_port
+from salepulse.schemas.codec import Codec
+from salepulse.streams.config import Settings
+from salepulse.streams.lag import end_offsets, group_lag
+from salepulse.streams.topics import ensure_topics
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,7 +86,7 @@ class Pipeline:
     def _spawn(self, role: str, port: int, log: Path) -> subprocess.Popen[bytes]:
         env = {**self.env, "SALEPULSE_WORKER_ROLE": role, "SALEPULSE_HTTP_PORT": str(port)}
         return subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"], env=env, cwd=REPO_ROOT,
+            [sys.executable, "-m", "salepulse.streams.cli", "worker"], env=env, cwd=REPO_ROOT,
             stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
         )
 

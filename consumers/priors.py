@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from schemas.json_input import InputError, parse_forecast
+from salepulse.schemas.json_input import InputError, parse_forecast
 
 REQUIRED = ("sale_id", "sku", "expected_units")
 OPTIONAL = ("low", "high", "author")
@@ -84,7 +84,7 @@ def read_priors_csv(handle: TextIO, submitted_at_ms: int | None = None) -> list[
 
 def load_priors(settings: Any, path: Path) -> int:
     """Validate the whole file, then produce every forecast; returns how many were loaded."""
-    from consumers.publish import Publisher
+    from salepulse.consumers.publish import Publisher
 
     with path.open(newline="", encoding="utf-8-sig") as handle:
         records = read_priors_csv(handle)

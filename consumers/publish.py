@@ -15,8 +15,8 @@ from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 
-from schemas.codec import Codec
-from streams.config import Settings, Topics
+from salepulse.schemas.codec import Codec
+from salepulse.streams.config import Settings, Topics
 
 
 @dataclass(frozen=True)

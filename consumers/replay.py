@@ -42,11 +42,11 @@ from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-from schemas.validation import problems
-from streams.config import Settings
+from salepulse.schemas.validation import problems
+from salepulse.streams.config import Settings
 
 if TYPE_CHECKING:
-    from consumers.publish import Publisher
+    from salepulse.consumers.publish import Publisher
 
 Record = dict[str, Any]
 Event = tuple[str, Record]
@@ -66,7 +66,7 @@ MALFORMED = "malformed_row"  # wrong column count, unparsable number or time
 MISSING_ID = "missing_id"  # an id the contract requires (member, sku, invoice) is empty
 UNKNOWN_TYPE = "unknown_event_type"  # event_type / behavior_type outside the documented set
 NEGATIVE_PRICE = "negative_price"
-INVALID_RECORD = "invalid_record"  # safety net: a mapped record that schemas.validation rejects
+INVALID_RECORD = "invalid_record"  # safety net: a mapped record that salepulse.schemas.validation rejects
 DUPLICATE_PURCHASE = "duplicate_purchase_row"  # rees46: exact repeat of a purchase row inside one order
 FAV_SKIPPED = "fav_skipped"  # taobao with fav="skip"
 CANCELLATION = "cancellation"  # retail: InvoiceNo C...
@@ -107,7 +107,7 @@ class ReplayPlan:
 
         ``skipped`` (if given) is incremented as rows are passed over, so a replay cut short by ``limit``
         reports the skips of the part it actually read. Each record is checked with
-        :func:`schemas.validation.problems`; one that fails is counted as ``invalid_record`` instead of being
+        :func:`salepulse.schemas.validation.problems`; one that fails is counted as ``invalid_record`` instead of being
         yielded (never seen on the shipped files).
         """
         counter: Counter[str] = Counter() if skipped is None else skipped
@@ -828,12 +828,12 @@ def run_replay(
 
     ``speed`` scales the original gaps between events (60 = an hour of data per minute); ``None`` sends as
     fast as possible (``--speed max``). ``limit`` keeps the first N events (test slices); the catalogue is
-    always whole. ``publisher`` lets tests inject a fake; by default a :class:`~consumers.publish.Publisher`
+    always whole. ``publisher`` lets tests inject a fake; by default a :class:`~salepulse.consumers.publish.Publisher`
     on ``settings``.
     """
     from tqdm import tqdm
 
-    from consumers.publish import Pacer, Publisher
+    from salepulse.consumers.publish import Pacer, Publisher
 
     if speed is not None and speed <= 0:
         raise ValueError(f"speed must be > 0 (or None for as fast as possible), got {speed}")
@@ -890,8 +890,8 @@ def parse_speed(text: str) -> float | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m consumers.replay rees46 --speed max --limit 1000``."""
-    parser = argparse.ArgumentParser(prog="python -m consumers.replay", description=main.__doc__)
+    """``python -m salepulse.consumers.replay rees46 --speed max --limit 1000``."""
+    parser = argparse.ArgumentParser(prog="python -m salepulse.consumers.replay", description=main.__doc__)
     parser.add_argument("dataset", choices=sorted(DATASETS))
     parser.add_argument(
         "--path", type=Path, default=None, help="file to read (default: under SALEPULSE_DATA_DIR)"

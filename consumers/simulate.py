@@ -43,10 +43,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from streams.config import Settings
+from salepulse.streams.config import Settings
 
 if TYPE_CHECKING:
-    from consumers.publish import Publisher
+    from salepulse.consumers.publish import Publisher
 
 Record = dict[str, Any]
 Event = tuple[str, Record]
@@ -715,7 +715,7 @@ def run_simulation(
     """
     from tqdm import tqdm
 
-    from consumers.publish import Pacer, Publisher
+    from salepulse.consumers.publish import Pacer, Publisher
 
     began = time.monotonic()
     world = world or world_for_rate(seed, rate)  # when a world is given, ``seed`` is the world's

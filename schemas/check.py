@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.codec import Codec
-from schemas.validation import problems
+from salepulse.schemas.codec import Codec
+from salepulse.schemas.validation import problems
 
 T0 = 1_764_403_200_000  # 2025-11-29T08:00:00Z
 

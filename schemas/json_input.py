@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.validation import problems
+from salepulse.schemas.validation import problems
 
 KINDS = {"browse": "BrowseEvent", "cart": "CartEvent", "order": "OrderEvent"}
 

@@ -46,7 +46,7 @@ Status = Literal["open", "escalated", "resolved"]
 
 
 class ForecastLike(Protocol):
-    """What the rule needs from a forecaster (``streams.forecast.DemandForecaster`` fits)."""
+    """What the rule needs from a forecaster (``salepulse.streams.forecast.DemandForecaster`` fits)."""
 
     units: float
 
@@ -154,7 +154,7 @@ def assess(
     """Apply the replenishment rule to a forecaster now.
 
     >>> from datetime import datetime
-    >>> from streams.forecast import DemandForecaster, GammaPrior
+    >>> from salepulse.streams.forecast import DemandForecaster, GammaPrior
     >>> fc = DemandForecaster(GammaPrior(alpha=50.0, beta=0.25), curve=lambda t: t)   # prior mean 200
     >>> fc.update(60, 0.25)
     >>> s, e = datetime(2024, 5, 1), datetime(2024, 5, 5)

@@ -8,13 +8,13 @@ Topology::
                                                                             (sale-state table) └─> replenishment.alerts
     catalog.sales, forecast.priors, stock.levels ── CatalogFollower (every worker reads all of it)
 
-- :class:`streams.ingest.EventIngest` reads the raw events (a confluent-kafka consumer in a thread of this worker,
-  see that module for why it is not a Faust agent). It decodes, validates, dead-letters bad input, and sends on
+- :class:`salepulse.streams.ingest.EventIngest` reads the raw events (a confluent-kafka consumer in a thread of this
+  worker, see that module for why it is not a Faust agent). It decodes, validates, dead-letters bad input, and sends on
   facts per sale and signals per member partition; it commits its input only once those are acknowledged.
 - ``member_preferences`` folds each member's signals into the ``member-prefs`` table (changelog-backed).
 - ``sale_state`` owns the per-sale totals and velocity in a changelog-backed table and counts each source offset
-  once (see :class:`streams.velocity.SaleState`), so a crash between the table write and the offset commit is
-  harmless. It feeds the :class:`streams.live.LiveBoard`, which forecasts demand and raises alerts.
+  once (see :class:`salepulse.streams.velocity.SaleState`), so a crash between the table write and the offset commit is
+  harmless. It feeds the :class:`salepulse.streams.live.LiveBoard`, which forecasts demand and raises alerts.
 - ``publish_live_state`` (a timer) sends snapshots of what changed, and re-runs the alert rule as time passes.
 
 Roles (``SALEPULSE_WORKER_ROLE``): ``all`` runs everything above in one process (the demo, the tests). ``velocity``
@@ -22,9 +22,9 @@ runs the ingest, ``sale_state`` and the timers; ``preferences`` runs ``member_pr
 ``velocity.snapshots`` for live popularity (``follow_velocity``). The two workloads then scale separately, each
 role with its own consumer group and its own tables; the registration block at the end of this file is the map.
 
-Serialization is explicit: every topic carries raw bytes and :mod:`schemas.codec` does the Avro work, so the same
-bytes are readable by any Avro client. Exactly-once mode is deliberately off (faust-streaming issues #323, #517):
-delivery is at-least-once, made exact by idempotence downstream of every stage.
+Serialization is explicit: every topic carries raw bytes and :mod:`salepulse.schemas.codec` does the Avro work, so
+the same bytes are readable by any Avro client. Exactly-once mode is deliberately off (faust-streaming issues #323,
+#517): delivery is at-least-once, made exact by idempotence downstream of every stage.
 """
 
 from __future__ import annotations
@@ -43,15 +43,15 @@ from typing import Any
 import faust
 from faust.streams import _current_event
 
-from schemas.codec import Codec, DecodeError
-from streams.catalog import CatalogFollower
-from streams.config import Settings
-from streams.ingest import EventIngest, IngestBatch, facts_of
-from streams.live import LiveBoard
-from streams.logs import get_logger
-from streams.metrics import Registry
-from streams.preferences import PreferenceModel
-from streams.velocity import SaleState, SkuTotals, to_ms
+from salepulse.schemas.codec import Codec, DecodeError
+from salepulse.streams.catalog import CatalogFollower
+from salepulse.streams.config import Settings
+from salepulse.streams.ingest import EventIngest, IngestBatch, facts_of
+from salepulse.streams.live import LiveBoard
+from salepulse.streams.logs import get_logger
+from salepulse.streams.metrics import Registry
+from salepulse.streams.preferences import PreferenceModel
+from salepulse.streams.velocity import SaleState, SkuTotals, to_ms
 
 log = get_logger(__name__)
 settings = Settings.from_env()
@@ -397,7 +397,7 @@ async def flush_members() -> None:
 
 async def measure_lag() -> None:
     """Lag of this worker's groups and of the sink's, for /metrics (admin calls run off the event loop)."""
-    from streams.lag import group_lag
+    from salepulse.streams.lag import group_lag
 
     topics = settings.topics
     own = [topics.facts] if settings.counts_velocity else [topics.snapshots]
@@ -471,4 +471,4 @@ if not settings.counts_velocity:
     app.agent(snapshots_topic, name="follow_velocity")(follow_velocity)
 app.timer(interval=10.0)(measure_lag)
 
-from streams import views  # noqa: E402,F401  - registers the HTTP views on ``app``
+from salepulse.streams import views  # noqa: E402,F401  - registers the HTTP views on ``app``

@@ -28,11 +28,11 @@ import httpx
 import numpy as np
 from tqdm import tqdm
 
-from consumers.harness import Pipeline, wait_until
-from consumers.publish import Pacer, Publisher
-from schemas.codec import Codec
-from streams.config import Settings
-from streams.logs import get_logger
+from salepulse.consumers.harness import Pipeline, wait_until
+from salepulse.consumers.publish import Pacer, Publisher
+from salepulse.schemas.codec import Codec
+from salepulse.streams.config import Settings
+from salepulse.streams.logs import get_logger
 
 log = get_logger(__name__)
 HOUR = 3_600_000
@@ -55,9 +55,9 @@ def per_call_us(fn: Callable[[], Any], calls: int) -> float:
 
 # --- 1. pure logic -------------------------------------------------------------------------------------------
 def bench_pure(quick: bool) -> dict[str, Any]:
-    from consumers.evaluate_recommend import bench as preference_bench
-    from streams.forecast import DemandModel, ExpertPrior
-    from streams.velocity import extract_facts
+    from salepulse.consumers.evaluate_recommend import bench as preference_bench
+    from salepulse.streams.forecast import DemandModel, ExpertPrior
+    from salepulse.streams.velocity import extract_facts
 
     codec = Codec()
     order = {"event_id": "o1", "order_id": "o1", "member_id": "m1", "ts": 1_764_403_200_000,
@@ -89,7 +89,7 @@ def bench_pure(quick: bool) -> dict[str, Any]:
 # --- 2. velocity pipeline ------------------------------------------------------------------------------------
 def prefill(pipeline: Pipeline, n_events: int, seed: int) -> dict[str, Any]:
     """Produce the catalogue and ``n_events`` simulated events as fast as possible."""
-    from consumers.simulate import world_for_rate
+    from salepulse.consumers.simulate import world_for_rate
 
     world = world_for_rate(seed, 5000.0)
     with Publisher(pipeline.settings) as publisher:
@@ -187,7 +187,7 @@ class Background:
     """Simulated traffic at a fixed offered rate in a thread, until stopped."""
 
     def __init__(self, settings: Settings, rate: float) -> None:
-        from consumers.simulate import world_for_rate
+        from salepulse.consumers.simulate import world_for_rate
 
         self.settings, self.rate = settings, rate
         self.world = world_for_rate(23, rate)
@@ -461,10 +461,10 @@ def collector_load(client: httpx.Client, tag: str, seconds: float, batch: int = 
 # --- 5. sink ---------------------------------------------------------------------------------------------------
 def bench_sink(dsn: str, rows: int) -> dict[str, Any]:
     """Rows/s into ClickHouse: the sink's decode→rows→insert path vs a bare client.insert of the same rows."""
-    from consumers.clickhouse import connect, migrate
-    from consumers.clickhouse_sink import FACT_COLUMNS, Batch, ClickHouseSink
-    from streams.ingest import facts_record
-    from streams.velocity import Fact
+    from salepulse.consumers.clickhouse import connect, migrate
+    from salepulse.consumers.clickhouse_sink import FACT_COLUMNS, Batch, ClickHouseSink
+    from salepulse.streams.ingest import facts_record
+    from salepulse.streams.velocity import Fact
 
     client = connect(dsn)
     migrate(client)
@@ -524,7 +524,7 @@ def machine() -> str:
 def run_bench(settings: Settings, output: Path, quick: bool = False) -> int:
     import tempfile
 
-    from streams.demo import ensure_broker
+    from salepulse.streams.demo import ensure_broker
 
     bootstrap = ensure_broker(settings)
     state_dir = Path(tempfile.mkdtemp(prefix="salepulse-bench-"))

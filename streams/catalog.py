@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.velocity import to_ms
+from salepulse.streams.velocity import to_ms
 
 
 @dataclass(frozen=True)

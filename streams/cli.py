@@ -15,8 +15,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from streams.config import Settings
-from streams.logs import configure
+from salepulse.streams.config import Settings
+from salepulse.streams.logs import configure
 
 
 def _print_json(data: Any) -> None:
@@ -24,7 +24,7 @@ def _print_json(data: Any) -> None:
 
 
 def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
-    from deploy.kafka.local_broker import LocalBroker, LocalBrokerError
+    from salepulse.deploy.kafka.local_broker import LocalBroker, LocalBrokerError
 
     broker = LocalBroker(home=settings.state_dir / "kafka", port=settings.local_kafka_port,
                          controller_port=settings.local_kafka_port + 1)
@@ -43,7 +43,7 @@ def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:
-    from schemas.check import check_all
+    from salepulse.schemas.check import check_all
 
     report = check_all(settings.schema_registry_url)
     for line in report.lines:
@@ -52,10 +52,10 @@ def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.topics import ensure_topics
+    from salepulse.streams.topics import ensure_topics
 
     ensure_topics(settings)
-    from streams.app import app
+    from salepulse.streams.app import app
 
     sys.argv = ["salepulse", "worker", "--loglevel", args.loglevel, "--web-port", str(settings.http_port),
                 "--web-host", settings.http_host]
@@ -72,8 +72,8 @@ def _run_until_signal(run: Any) -> None:
 
 
 def cmd_sink(args: argparse.Namespace, settings: Settings) -> int:
-    from consumers.clickhouse_sink import ClickHouseSink
-    from streams.topics import ensure_topics
+    from salepulse.consumers.clickhouse_sink import ClickHouseSink
+    from salepulse.streams.topics import ensure_topics
 
     ensure_topics(settings)
     sink = ClickHouseSink(settings)
@@ -83,7 +83,7 @@ def cmd_sink(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
-    from consumers.clickhouse import connect, migrate
+    from salepulse.consumers.clickhouse import connect, migrate
 
     applied = migrate(connect(settings.clickhouse_dsn))
     print(f"applied: {', '.join(applied)}" if applied else "schema up to date")
@@ -91,8 +91,8 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
-    from consumers.simulate import run_simulation
-    from streams.topics import ensure_topics
+    from salepulse.consumers.simulate import run_simulation
+    from salepulse.streams.topics import ensure_topics
 
     ensure_topics(settings)
     report = run_simulation(settings, seed=args.seed, rate=args.rate, duration=args.duration,
@@ -102,8 +102,8 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
-    from consumers.replay import run_replay
-    from streams.topics import ensure_topics
+    from salepulse.consumers.replay import run_replay
+    from salepulse.streams.topics import ensure_topics
 
     ensure_topics(settings)
     speed = None if args.speed == "max" else float(args.speed)
@@ -113,8 +113,8 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_priors(args: argparse.Namespace, settings: Settings) -> int:
-    from consumers.priors import PriorsFileError, load_priors
-    from streams.topics import ensure_topics
+    from salepulse.consumers.priors import PriorsFileError, load_priors
+    from salepulse.streams.topics import ensure_topics
 
     try:
         ensure_topics(settings)
@@ -127,8 +127,8 @@ def cmd_priors(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
-    from consumers.alerts_follow import follow
-    from streams.topics import ensure_topics
+    from salepulse.consumers.alerts_follow import follow
+    from salepulse.streams.topics import ensure_topics
 
     ensure_topics(settings)
     # A webhook is a delivery channel: its first run must not skip alerts raised before it started.
@@ -140,7 +140,7 @@ def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.demo import run_demo
+    from salepulse.streams.demo import run_demo
 
     return run_demo(settings, duration=args.duration, rate=args.rate, seed=args.seed, bad_rate=args.bad_rate)
 
@@ -148,16 +148,16 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     path = args.path
     if path is None and args.dataset != "simulated":
-        from consumers.replay import get_dataset
+        from salepulse.consumers.replay import get_dataset
 
         path = settings.data_dir / get_dataset(args.dataset).relative_path
     if args.what == "forecast":
-        from consumers.evaluate_forecast import print_table, run
+        from salepulse.consumers.evaluate_forecast import print_table, run
 
         score_from = date.fromisoformat(args.score_from) if args.score_from else None
         result = run(args.dataset, path, args.json, score_from=score_from)
     else:
-        from consumers.evaluate_recommend import print_table, run  # type: ignore[assignment]
+        from salepulse.consumers.evaluate_recommend import print_table, run  # type: ignore[assignment]
 
         result = run(args.dataset, path, args.json)
     print_table(result)
@@ -165,7 +165,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.bench import run_bench
+    from salepulse.streams.bench import run_bench
 
     return run_bench(settings, output=args.output, quick=args.quick)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from streams.live import LiveBoard, ms_to_dt
+from salepulse.streams.live import LiveBoard, ms_to_dt
 
 SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 

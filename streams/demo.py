@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streams.config import Settings
-from streams.lag import group_lag
-from streams.logs import get_logger
+from salepulse.streams.config import Settings
+from salepulse.streams.lag import group_lag
+from salepulse.streams.logs import get_logger
 
 log = get_logger(__name__)
 DRAIN_TIMEOUT_SECONDS = 180.0
@@ -36,7 +36,7 @@ class Children:
     def start(self, name: str, *args: str) -> None:
         logfile = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
         self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", *args], stdout=logfile, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "salepulse.streams.cli", *args], stdout=logfile, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
@@ -82,7 +82,7 @@ def wait_for_worker(settings: Settings, children: Children, timeout: float = 120
 
 def ensure_broker(settings: Settings) -> str:
     """Use the configured broker, or one already answering, or start the local one."""
-    from deploy.kafka.local_broker import LocalBroker, broker_answers
+    from salepulse.deploy.kafka.local_broker import LocalBroker, broker_answers
 
     if not settings.uses_local_kafka or broker_answers(settings.bootstrap, timeout=2.0):
         print(f"kafka      {settings.bootstrap} (already running)", flush=True)
@@ -124,7 +124,7 @@ def drain(settings: Settings, children: Children, messages_produced: int) -> boo
 
 
 def units_in_clickhouse(settings: Settings, sale_ids: list[str]) -> int:
-    from consumers.clickhouse import connect
+    from salepulse.consumers.clickhouse import connect
 
     row = connect(settings.clickhouse_dsn).query(
         "SELECT sum(units) FROM velocity_minute WHERE sale_id IN {sales:Array(String)}",
@@ -134,8 +134,8 @@ def units_in_clickhouse(settings: Settings, sale_ids: list[str]) -> int:
 
 
 def run_demo(settings: Settings, *, duration: float, rate: float, seed: int | None, bad_rate: float) -> int:
-    from consumers.simulate import run_simulation
-    from streams.topics import ensure_topics
+    from salepulse.consumers.simulate import run_simulation
+    from salepulse.streams.topics import ensure_topics
 
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     seed = seed if seed is not None else int(time.time()) % 1_000_000

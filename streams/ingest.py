@@ -33,12 +33,12 @@ from typing import Any, Protocol
 from aiokafka.partitioner import murmur2
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from consumers.publish import Publisher
-from schemas.codec import Codec, DecodeError
-from schemas.validation import problems
-from streams.config import Settings
-from streams.logs import get_logger
-from streams.velocity import Fact, extract_facts, facts_by_sale, to_ms
+from salepulse.consumers.publish import Publisher
+from salepulse.schemas.codec import Codec, DecodeError
+from salepulse.schemas.validation import problems
+from salepulse.streams.config import Settings
+from salepulse.streams.logs import get_logger
+from salepulse.streams.velocity import Fact, extract_facts, facts_by_sale, to_ms
 
 log = get_logger(__name__)
 
@@ -119,7 +119,7 @@ class IngestBatch:
 class BatchSplitter:
     """Split raw event messages into facts per sale, member signals per partition and dead letters.
 
-    >>> from schemas.codec import Codec
+    >>> from salepulse.schemas.codec import Codec
     >>> codec = Codec()
     >>> class Raw:
     ...     def __init__(self, offset, value): self._offset, self._value = offset, value
@@ -196,7 +196,7 @@ class BatchSplitter:
 def facts_record(sale_id: str, items: Sequence[tuple[Fact, str, int]]) -> dict[str, Any]:
     """The VelocityFacts record (column-wise) of one sale's ``(fact, source, offset)`` triples.
 
-    >>> from streams.velocity import Fact
+    >>> from salepulse.streams.velocity import Fact
     >>> facts_record("s1", [(Fact("o1", "s1", "k1", "order", 2, 20.0, 3_600_000), "events.order:0", 41)])["units"]
     [2]
     """

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from streams.config import Settings
+from salepulse.streams.config import Settings
 
 
 def end_offsets(settings: Settings, topics: Iterable[str], timeout: float = 10.0) -> dict[tuple[str, int], int]:

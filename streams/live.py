@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from streams.alerts import Alert, AlertPolicy, AlertStateMachine, assess
-from streams.catalog import Catalog, Sale
-from streams.forecast import DemandForecaster, DemandModel, ExpertPrior
-from streams.velocity import Fact, SkuTotals
+from salepulse.streams.alerts import Alert, AlertPolicy, AlertStateMachine, assess
+from salepulse.streams.catalog import Catalog, Sale
+from salepulse.streams.forecast import DemandForecaster, DemandModel, ExpertPrior
+from salepulse.streams.velocity import Fact, SkuTotals
 
 
 def ms_to_dt(ms: int) -> datetime:

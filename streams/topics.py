@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streams.config import Settings
-from streams.logs import get_logger
+from salepulse.streams.config import Settings
+from salepulse.streams.logs import get_logger
 
 log = get_logger(__name__)
 

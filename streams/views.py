@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 from faust.web import Request, Response, View
 
-from schemas.json_input import InputError, parse_event, parse_forecast
-from streams.app import (
+from salepulse.schemas.json_input import InputError, parse_event, parse_forecast
+from salepulse.streams.app import (
     alerts_sent,
     app,
     board,
@@ -43,9 +43,9 @@ from streams.app import (
     signals_learned,
     signals_sent,
 )
-from streams.dashboard import dashboard_payload
-from streams.live import ms_to_dt
-from streams.preferences import ProductCandidates, SaleCandidates
+from salepulse.streams.dashboard import dashboard_payload
+from salepulse.streams.live import ms_to_dt
+from salepulse.streams.preferences import ProductCandidates, SaleCandidates
 
 WEB_DIR = Path(__file__).parent / "web"
 MAX_BATCH = 10_000

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.kafka.local_broker import LocalBroker, broker_answers, free_ports
+from salepulse.deploy.kafka.local_broker import LocalBroker, broker_answers, free_ports
 
 log = logging.getLogger(__name__)
 

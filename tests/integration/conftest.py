@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from consumers.harness import Pipeline
+from salepulse.consumers.harness import Pipeline
 
 
 @pytest.fixture

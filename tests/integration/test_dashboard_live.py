@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from consumers.harness import Pipeline, wait_until
-from consumers.simulate import SimulatedWorld, run_simulation
+from salepulse.consumers.harness import Pipeline, wait_until
+from salepulse.consumers.simulate import SimulatedWorld, run_simulation
 from tests.integration.test_dashboard_page import check_dashboard_page
 
 pytestmark = pytest.mark.integration

@@ -8,9 +8,9 @@ import uuid
 import pytest
 from confluent_kafka import Consumer
 
-from consumers.harness import Pipeline, wait_until
-from consumers.publish import Publisher
-from schemas.codec import Codec
+from salepulse.consumers.harness import Pipeline, wait_until
+from salepulse.consumers.publish import Publisher
+from salepulse.schemas.codec import Codec
 
 pytestmark = pytest.mark.integration
 HOUR = 3_600_000

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from consumers.harness import Pipeline, wait_until
+from salepulse.consumers.harness import Pipeline, wait_until
 
 pytestmark = pytest.mark.integration
 TOKEN = "s3cret-token"

@@ -15,7 +15,7 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from deploy.kafka.local_broker import LocalBroker, broker_answers, free_ports
+from salepulse.deploy.kafka.local_broker import LocalBroker, broker_answers, free_ports
 from tests.conftest import SHARED_KAFKA_LIB
 
 pytestmark = pytest.mark.integration

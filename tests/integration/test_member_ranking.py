@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from consumers.harness import Pipeline, wait_until
-from consumers.publish import Publisher
+from salepulse.consumers.harness import Pipeline, wait_until
+from salepulse.consumers.publish import Publisher
 
 pytestmark = pytest.mark.integration
 HOUR = 3_600_000

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from consumers.harness import Pipeline, wait_until
-from consumers.replay import get_dataset, run_replay
+from salepulse.consumers.harness import Pipeline, wait_until
+from salepulse.consumers.replay import get_dataset, run_replay
 
 pytestmark = pytest.mark.integration
 

@@ -9,9 +9,9 @@ import uuid
 import pytest
 from confluent_kafka import Consumer
 
-from consumers.harness import Pipeline, wait_until
-from consumers.publish import Publisher
-from schemas.codec import Codec
+from salepulse.consumers.harness import Pipeline, wait_until
+from salepulse.consumers.publish import Publisher
+from salepulse.schemas.codec import Codec
 
 pytestmark = pytest.mark.integration
 
@@ -135,7 +135,7 @@ def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(pipeline: Pip
 
 def publish_slowly(pipeline: Pipeline, events: list[tuple[str, dict]], per_second: float = 2000.0) -> int:
     """Produce at a steady rate so that the kill lands while events are still flowing."""
-    from consumers.publish import Pacer
+    from salepulse.consumers.publish import Pacer
 
     pacer = Pacer(rate=per_second)
     with Publisher(pipeline.settings) as publisher:

@@ -6,8 +6,8 @@ import struct
 
 import pytest
 
-from schemas.check import SAMPLES, check_all
-from schemas.codec import SINGLE_OBJECT_MAGIC, Codec, DecodeError
+from salepulse.schemas.check import SAMPLES, check_all
+from salepulse.schemas.codec import SINGLE_OBJECT_MAGIC, Codec, DecodeError
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLES))

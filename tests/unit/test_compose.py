@@ -1,7 +1,7 @@
 """docker-compose.yml, the Dockerfile and the Grafana provisioning agree with each other and with the code.
 
-Nothing here needs Docker: the files are parsed and cross-checked against ``streams.config`` (the
-environment variables ``Settings.from_env`` reads), ``streams.cli.build_parser()`` (the subcommands) and
+Nothing here needs Docker: the files are parsed and cross-checked against ``salepulse.streams.config`` (the
+environment variables ``Settings.from_env`` reads), ``salepulse.streams.cli.build_parser()`` (the subcommands) and
 the ClickHouse DDL in ``deploy/clickhouse`` (the tables and views a dashboard may query).
 """
 
@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from streams import config
-from streams.cli import build_parser
+from salepulse.streams import config
+from salepulse.streams.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"

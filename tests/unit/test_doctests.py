@@ -7,8 +7,11 @@ import importlib
 
 import pytest
 
-MODULES = ["schemas.codec", "schemas.validation", "schemas.json_input", "streams.config", "streams.velocity",
-           "streams.metrics", "streams.catalog", "consumers.priors", "consumers.publish"]
+MODULES = [
+    "salepulse.schemas.codec", "salepulse.schemas.validation", "salepulse.schemas.json_input",
+    "salepulse.streams.config", "salepulse.streams.velocity", "salepulse.streams.metrics", "salepulse.streams.catalog",
+    "salepulse.consumers.priors", "salepulse.consumers.publish",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

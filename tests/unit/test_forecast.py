@@ -1,4 +1,4 @@
-"""Unit tests of streams.forecast (pure forecast logic) and the evaluation protocol helpers."""
+"""Unit tests of salepulse.streams.forecast (pure forecast logic) and the evaluation protocol helpers."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-import streams.forecast as forecast_mod
-from consumers.evaluate_forecast import is_product, run
-from streams.forecast import (
+import salepulse.streams.forecast as forecast_mod
+from salepulse.consumers.evaluate_forecast import is_product, run
+from salepulse.streams.forecast import (
     CurveBook,
     DemandForecaster,
     DemandModel,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.kafka.local_broker import LocalBroker, LocalBrokerError, free_ports
+from salepulse.deploy.kafka.local_broker import LocalBroker, LocalBrokerError, free_ports
 
 
 def _which_without(*missing: str) -> Callable[..., str | None]:

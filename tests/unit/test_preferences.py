@@ -1,4 +1,4 @@
-"""Unit tests of streams.preferences (pure logic) plus a doctest run of the module."""
+"""Unit tests of salepulse.streams.preferences (pure logic) plus a doctest run of the module."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import random
 import numpy as np
 import pytest
 
-import streams.preferences as prefs
-from streams.preferences import (
+import salepulse.streams.preferences as prefs
+from salepulse.streams.preferences import (
     PRODUCT_FEATURES,
     SALE_FEATURES,
     DecayedCounter,

@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from consumers.priors import PriorsFileError, read_priors_csv
+from salepulse.consumers.priors import PriorsFileError, read_priors_csv
 
 
 def load(text: str) -> list[dict]:

@@ -1,4 +1,4 @@
-"""The dataset -> contract mapping of ``consumers.replay``, checked without Kafka.
+"""The dataset -> contract mapping of ``salepulse.consumers.replay``, checked without Kafka.
 
 Why both kinds of input: hand-written CSV snippets pin each rule (grouping, merging, skipping) on rows whose
 answer is known by construction; the heads of the REAL shared files prove the rules hold on the data as
@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from consumers.replay import (
+from salepulse.consumers.replay import (
     CANCELLATION,
     DATASETS,
     DUPLICATE_PURCHASE,
@@ -39,9 +39,9 @@ from consumers.replay import (
     read_taobao,
     run_replay,
 )
-from schemas.codec import Codec
-from schemas.validation import problems
-from streams.config import Settings
+from salepulse.schemas.codec import Codec
+from salepulse.schemas.validation import problems
+from salepulse.streams.config import Settings
 
 RECORD_OF_KIND = {
     "browse": "BrowseEvent",

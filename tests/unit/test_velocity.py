@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import math
 
-from streams.velocity import HOUR_MS, VELOCITY_HALF_LIFE_MS, Fact, SaleState, SkuTotals, extract_facts, facts_by_sale
+from salepulse.streams.velocity import (
+    HOUR_MS,
+    VELOCITY_HALF_LIFE_MS,
+    Fact,
+    SaleState,
+    SkuTotals,
+    extract_facts,
+    facts_by_sale,
+)
 
 
 def test_order_lines_of_the_same_sku_merge_and_lines_of_other_sales_split() -> None:
@@ -67,7 +75,7 @@ def test_redelivered_facts_are_skipped_by_source_offset_and_state_round_trips() 
 
 
 def test_sale_state_reads_the_first_release_dict_format_too() -> None:
-    from streams.velocity import SaleState
+    from salepulse.streams.velocity import SaleState
 
     legacy = {"sale_id": "s1", "applied": {"events.order:0": 7}, "version": 3,
               "skus": {"k1": {"views": 2, "carts": 1, "uncarts": 0, "orders": 1, "units": 2, "revenue": 20.0,
