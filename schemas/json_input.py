@@ -22,8 +22,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from salepulse.schemas.validation import problems
+from salepulse.streams.topology import EVENT_RECORDS
 
-KINDS = {"browse": "BrowseEvent", "cart": "CartEvent", "order": "OrderEvent"}
+KINDS = EVENT_RECORDS
 
 
 class InputError(ValueError):

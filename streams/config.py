@@ -16,33 +16,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from salepulse.streams.topology import WORKER_ROLES, Groups, Topics, counts_velocity, learns_preferences
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-@dataclass(frozen=True)
-class Topics:
-    """Kafka topic names: ``SALEPULSE_TOPIC_PREFIX`` prefixes them all, ``SALEPULSE_TOPIC_<FIELD>`` renames one."""
-
-    browse: str = "events.browse"
-    cart: str = "events.cart"
-    order: str = "events.order"
-    sales: str = "catalog.sales"
-    priors: str = "forecast.priors"
-    stock: str = "stock.levels"
-    facts: str = "velocity.facts"
-    signals: str = "member.signals"
-    snapshots: str = "velocity.snapshots"
-    alerts: str = "replenishment.alerts"
-    deadletter: str = "events.deadletter"
-
-    @property
-    def events(self) -> tuple[str, str, str]:
-        return (self.browse, self.cart, self.order)
-
-    @property
-    def compacted(self) -> tuple[str, ...]:
-        """Topics that hold the latest value per key (catalogue, priors, stock)."""
-        return (self.sales, self.priors, self.stock)
 
 
 # Passed through to every Kafka client as librdkafka / aiokafka settings; secrets come only from here.
@@ -56,8 +32,6 @@ KAFKA_SECURITY_VARIABLES = {
     "KAFKA_SSL_KEY_LOCATION": "ssl.key.location",
 }
 
-
-WORKER_ROLES = ("all", "velocity", "preferences")
 
 
 def _one_of(variable: str, value: str, allowed: tuple[str, ...]) -> str:
@@ -107,17 +81,22 @@ class Settings:
     @property
     def counts_velocity(self) -> bool:
         """This worker ingests events and keeps sale state, forecasts and alerts."""
-        return self.worker_role in ("all", "velocity")
+        return counts_velocity(self.worker_role)
 
     @property
     def learns_preferences(self) -> bool:
         """This worker keeps member preferences and answers the member rankings."""
-        return self.worker_role in ("all", "preferences")
+        return learns_preferences(self.worker_role)
 
     @property
     def worker_group(self) -> str:
         """The Faust app id (consumer group) of this worker's role."""
-        return f"{self.app_id}-preferences" if self.worker_role == "preferences" else self.app_id
+        return self.groups.worker(self.worker_role)
+
+    @property
+    def groups(self) -> Groups:
+        """Consumer groups of every salepulse process (:mod:`salepulse.streams.topology`)."""
+        return Groups(self.app_id)
 
     @property
     def chdb_path(self) -> Path:

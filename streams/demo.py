@@ -110,7 +110,7 @@ def drain(settings: Settings, children: Children, messages_produced: int) -> boo
         children.check_alive()
         stats = _worker_stats(settings)
         handled = stats["events_processed"] + stats["deadletters"]
-        sink_lag = group_lag(settings, "salepulse-sink", [topics.facts, topics.snapshots])
+        sink_lag = group_lag(settings, settings.groups.sink, [topics.facts, topics.snapshots])
         if handled >= messages_produced and stats["facts_counted"] + stats["facts_duplicate"] >= stats["facts_sent"] \
                 and sink_lag == 0:
             if caught_up_once:  # twice in a row: the snapshot timer and the sink's last flush have run

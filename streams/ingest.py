@@ -38,11 +38,11 @@ from salepulse.schemas.codec import Codec, DecodeError
 from salepulse.schemas.validation import problems
 from salepulse.streams.config import Settings
 from salepulse.streams.logs import get_logger
+from salepulse.streams.topology import RECORD_KINDS
 from salepulse.streams.velocity import Fact, extract_facts, facts_by_sale, to_ms
 
 log = get_logger(__name__)
 
-RECORD_KIND = {"BrowseEvent": "browse", "CartEvent": "cart", "OrderEvent": "order"}
 
 MAX_SIGNAL_LINES = 50
 """Lines of one order the preference model learns from: a 500-line wholesale invoice says little more about taste
@@ -77,7 +77,7 @@ def member_partition(member_id: str, partitions: int) -> int:
 def decode_event(codec: Codec, data: bytes | None) -> tuple[str, dict[str, Any]]:
     """Decode and validate one event; raises DecodeError or ValueError with the reason."""
     name, record = codec.decode(data or b"", timestamps="ms")
-    if name not in RECORD_KIND:
+    if name not in RECORD_KINDS:
         raise ValueError(f"{name} is not an event (expected BrowseEvent, CartEvent or OrderEvent)")
     found = problems(name, record)
     if found:
@@ -158,7 +158,7 @@ class BatchSplitter:
             except ValueError as exc:
                 self._dead_letter(out, message, "validate", f"validate: {exc}")
                 continue
-            kind = RECORD_KIND[name]
+            kind = RECORD_KINDS[name]
             out.kinds[kind] += 1
             source = f"{topic}:{partition}"
             facts.extend((fact, source, offset) for fact in extract_facts(name, record))
