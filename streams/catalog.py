@@ -1,9 +1,8 @@
 """The catalogue every worker needs whole: sales with their products, expert forecasts and stock levels.
 
 They are small (a few hundred sales a day) and read by every agent and view, whatever partition of events a worker
-owns, so each worker keeps all of it, fed from the three compacted topics by :class:`CatalogFollower` (a
-confluent-kafka consumer assigned to every partition, reading from the beginning, with no consumer group).
-:class:`Catalog` itself is pure state.
+owns, so each worker keeps all of it, fed from the three compacted topics by
+:class:`salepulse.streams.followers.CatalogFollower`. :class:`Catalog` itself is pure state.
 
 >>> catalog = Catalog()
 >>> catalog.apply("Sale", {"sale_id": "s1", "brand": "nike", "starts_at": 0, "ends_at": 3_600_000,
@@ -19,9 +18,7 @@ False
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,76 +116,3 @@ class Catalog:
         sale_id = sale_id or self.product_sale.get(sku, "")
         on_hand = self.on_hand(sale_id, sku)
         return on_hand is None or on_hand - sold > 0
-
-
-class CatalogFollower:
-    """Keeps a :class:`Catalog` current from the compacted topics, in a daemon thread.
-
-    ``ready`` is set once everything that existed at start-up has been read, so views never answer from a
-    half-loaded catalogue.
-    """
-
-    def __init__(self, kafka_config: Mapping[str, Any], topics: list[str], decode: Callable[[bytes], Any],
-                 catalog: Catalog | None = None) -> None:
-        self.kafka_config = dict(kafka_config)
-        self.topics = topics
-        self.decode = decode
-        self.catalog = catalog or Catalog()
-        self.ready = threading.Event()
-        self.errors = 0
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="catalog-follower", daemon=True)
-
-    def start(self) -> CatalogFollower:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
-        consumer = Consumer({**self.kafka_config, "group.id": "salepulse-catalog-unused",
-                             "enable.auto.commit": False, "enable.partition.eof": True})
-        metadata = consumer.list_topics(timeout=30)
-        partitions = [TopicPartition(topic, p, OFFSET_BEGINNING) for topic in self.topics
-                      for p in metadata.topics[topic].partitions]
-        ends = {}
-        for tp in partitions:
-            low, high = consumer.get_watermark_offsets(tp, timeout=10)
-            ends[(tp.topic, tp.partition)] = high
-        pending = {key for key, high in ends.items() if high > 0}
-        consumer.assign(partitions)
-        if not pending:
-            self.ready.set()
-        try:
-            while not self._stop.is_set():
-                for message in consumer.consume(num_messages=1000, timeout=0.2):
-                    key = (message.topic(), message.partition())
-                    if message.error():
-                        pending.discard(key)  # end of partition
-                        continue
-                    if message.offset() + 1 >= ends.get(key, 0):
-                        pending.discard(key)
-                    if message.value() is None:
-                        continue
-                    try:
-                        name, record = self.decode(message.value())
-                    except ValueError:
-                        self.errors += 1
-                        continue
-                    with self._lock:
-                        self.catalog.apply(name, record)
-                if not pending and not self.ready.is_set():
-                    self.ready.set()
-        finally:
-            consumer.close()
-
-    def wait_ready(self, timeout: float = 30.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not self.ready.is_set():
-            self.ready.wait(0.1)
-        return self.ready.is_set()

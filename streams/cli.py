@@ -55,8 +55,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from salepulse.streams.topics import ensure_topics
 
     ensure_topics(settings)
-    from salepulse.streams.app import app
+    from salepulse.streams.worker import build_worker
 
+    app = build_worker(settings).app
     sys.argv = ["salepulse", "worker", "--loglevel", args.loglevel, "--web-port", str(settings.http_port),
                 "--web-host", settings.http_host]
     app.main()

@@ -62,6 +62,8 @@ class Settings:
     """SALEPULSE_WORKER_ROLE: ``all`` (one process does everything), or ``velocity`` / ``preferences`` to run the
     two workloads as separate, separately scaled workers."""
     api_token: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    """SALEPULSE_CORS_ORIGINS: comma-separated origins a browser may call the HTTP API from (none by default)."""
     max_body_bytes: int = 1_048_576
     sink_batch_rows: int = 20_000
     sink_flush_seconds: float = 1.0
@@ -135,6 +137,7 @@ class Settings:
             worker_role=_one_of("SALEPULSE_WORKER_ROLE", get("SALEPULSE_WORKER_ROLE", defaults.worker_role),
                                 WORKER_ROLES),
             api_token=get("SALEPULSE_API_TOKEN") or None,
+            cors_origins=tuple(o.strip() for o in get("SALEPULSE_CORS_ORIGINS", "").split(",") if o.strip()),
             max_body_bytes=int(get("SALEPULSE_MAX_BODY_BYTES", defaults.max_body_bytes)),
             sink_batch_rows=int(get("SALEPULSE_SINK_BATCH_ROWS", defaults.sink_batch_rows)),
             sink_flush_seconds=float(get("SALEPULSE_SINK_FLUSH_SECONDS", defaults.sink_flush_seconds)),
