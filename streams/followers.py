@@ -8,7 +8,6 @@ partitions of events it owns.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -80,9 +79,3 @@ class CatalogFollower:
                     self.ready.set()
         finally:
             consumer.close()
-
-    def wait_ready(self, timeout: float = 30.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not self.ready.is_set():
-            self.ready.wait(0.1)
-        return self.ready.is_set()
