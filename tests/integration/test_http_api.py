@@ -4,12 +4,14 @@ from vendored files, every error is JSON (405 included), and CORS answers the or
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from salepulse.consumers.harness import Pipeline
+from tests.integration.test_dashboard_page import dump_dom
 
 pytestmark = pytest.mark.integration
 ORIGIN = "https://shop.example.com"
@@ -115,3 +117,11 @@ def test_cors_preflight_and_actual_request(client: httpx.Client) -> None:
     assert "Access-Control-Allow-Origin" not in client.get("/health", headers={"Origin": "https://evil.example.com"}
                                                            ).headers
 
+
+
+def test_docs_render_in_a_real_browser(pipeline: Pipeline, tmp_path: Path) -> None:
+    """Headless Chromium loads /docs with no network beyond the worker and renders every path of the API."""
+    dom = dump_dom(f"http://127.0.0.1:{pipeline.settings.http_port}/docs", tmp_path, budget_ms=8000)
+    assert "swagger-ui" in dom and "opblock" in dom, "Swagger UI did not render"
+    for path in ("/events", "/forecasts", "/members/{member_id}/products", "/sales/{sale_id}", "/openapi.json"):
+        assert path in dom, f"/docs does not show {path}"
