@@ -14,6 +14,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from salepulse.streams.catalog import Catalog
+from salepulse.streams.topology import CATALOG_FOLLOWER_GROUP
 
 
 class CatalogFollower:
@@ -44,7 +45,7 @@ class CatalogFollower:
         self._thread.join(10)
 
     def _run(self) -> None:
-        consumer = Consumer({**self.kafka_config, "group.id": "salepulse-catalog-unused",
+        consumer = Consumer({**self.kafka_config, "group.id": CATALOG_FOLLOWER_GROUP,
                              "enable.auto.commit": False, "enable.partition.eof": True})
         metadata = consumer.list_topics(timeout=30)
         partitions = [TopicPartition(topic, p, OFFSET_BEGINNING) for topic in self.topics

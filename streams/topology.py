@@ -157,12 +157,24 @@ TABLES: Mapping[str, str] = {
 }
 
 
+#: The catalogue follower assigns partitions itself and commits nothing; librdkafka still wants a group id.
+CATALOG_FOLLOWER_GROUP = "salepulse-catalog-unused"
+#: The consumer that reads committed offsets for lag (it never joins: it only asks the group coordinator).
+LAG_PROBE_GROUP = "salepulse-lag-probe"
+
+
 @dataclass(frozen=True)
 class Groups:
-    """Consumer groups, derived from ``SALEPULSE_APP_ID`` (the sink's is fixed: one sink per cluster)."""
+    """Consumer groups, derived from ``SALEPULSE_APP_ID`` (the sink's and the alert followers' are fixed: one sink
+    per cluster, one committed position per alert destination)."""
 
     app_id: str
     sink: str = "salepulse-sink"
+
+    @staticmethod
+    def alerts_follower(destination: str) -> str:
+        """``salepulse alerts follow``: ``salepulse-alerts-<destination>`` (text, json, webhook-<host>)."""
+        return f"salepulse-alerts-{destination}"
 
     def worker(self, role: str) -> str:
         """The Faust app id (consumer group) of a worker of ``role``."""
