@@ -3,6 +3,7 @@ agree with it."""
 
 from __future__ import annotations
 
+import ast
 import re
 from dataclasses import fields
 from pathlib import Path
@@ -82,3 +83,29 @@ def test_compose_uses_the_topology_defaults() -> None:
             assert role in topology.WORKER_ROLES, f"{name}: role {role!r}"
         renamed = [key for key in env if key.startswith("SALEPULSE_TOPIC_")]
         assert not renamed, f"{name} renames topics {renamed}: compose runs the topology's names"
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    ids = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                ids.add(id(first.value))
+    return ids
+
+
+def test_no_module_but_topology_names_a_topic() -> None:
+    names = set(Topics().all())
+    # Sample records (schemas check) carry a topic name as data, not as a destination.
+    exempt = {REPO / "streams" / "topology.py", REPO / "schemas" / "check.py"}
+    found = []
+    for folder in ("streams", "consumers", "schemas", "deploy"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            if path in exempt:
+                continue
+            tree = ast.parse(path.read_text())
+            docs = _docstrings(tree)
+            found += [f"{path.relative_to(REPO)}:{node.lineno} {node.value!r}" for node in ast.walk(tree)
+                      if isinstance(node, ast.Constant) and node.value in names and id(node) not in docs]
+    assert not found, f"topic names outside topology.py: {found}"
