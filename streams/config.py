@@ -93,6 +93,12 @@ class Settings:
     sink_flush_seconds: float = 1.0
     sink_metrics_port: int = 6067
     alert_probability: float = 0.8
+    # Poison-proofing (README, "Bad input"): output size, the stream clock's bound and the in-memory state caps.
+    max_message_bytes: int = 1_000_000
+    clock_skew_seconds: float = 300.0
+    max_live_sales: int = 5_000
+    max_unknown_sales: int = 200
+    sale_dedup_ids: int = 5_000
     log_level: str = "INFO"
     log_format: str = "console"
 
@@ -161,6 +167,11 @@ class Settings:
             sink_flush_seconds=float(get("SALEPULSE_SINK_FLUSH_SECONDS", defaults.sink_flush_seconds)),
             sink_metrics_port=int(get("SALEPULSE_SINK_METRICS_PORT", defaults.sink_metrics_port)),
             alert_probability=float(get("SALEPULSE_ALERT_PROBABILITY", defaults.alert_probability)),
+            max_message_bytes=int(get("SALEPULSE_MAX_MESSAGE_BYTES", defaults.max_message_bytes)),
+            clock_skew_seconds=float(get("SALEPULSE_CLOCK_SKEW_SECONDS", defaults.clock_skew_seconds)),
+            max_live_sales=int(get("SALEPULSE_MAX_LIVE_SALES", defaults.max_live_sales)),
+            max_unknown_sales=int(get("SALEPULSE_MAX_UNKNOWN_SALES", defaults.max_unknown_sales)),
+            sale_dedup_ids=int(get("SALEPULSE_SALE_DEDUP_IDS", defaults.sale_dedup_ids)),
             log_level=get("SALEPULSE_LOG_LEVEL", defaults.log_level).upper(),
             log_format=get("SALEPULSE_LOG_FORMAT", defaults.log_format),
         )

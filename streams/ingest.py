@@ -28,6 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import groupby
 from typing import Any, Protocol
 
 from aiokafka.partitioner import murmur2
@@ -38,6 +39,17 @@ from salepulse.schemas.codec import Codec, DecodeError
 from salepulse.schemas.validation import problems
 from salepulse.streams.config import Settings
 from salepulse.streams.logs import get_logger
+from salepulse.streams.poison import (
+    DEFAULT_MESSAGE_BYTES,
+    FACT_OVERHEAD_BYTES,
+    bounded_reason,
+    digest,
+    event_problem,
+    excerpt,
+    fact_bytes,
+    message_budget,
+    text_bytes,
+)
 from salepulse.streams.velocity import Fact, extract_facts, facts_by_sale, to_ms
 
 log = get_logger(__name__)
@@ -137,16 +149,18 @@ class BatchSplitter:
     {('events.browse', 0): 8}
     """
 
-    def __init__(self, codec: Codec, partitions: int, now_ms: Callable[[], int] | None = None) -> None:
+    def __init__(self, codec: Codec, partitions: int, now_ms: Callable[[], int] | None = None,
+                 max_message_bytes: int = DEFAULT_MESSAGE_BYTES) -> None:
         self.codec = codec
         self.partitions = partitions
         self.now_ms = now_ms or (lambda: int(time.time() * 1000))
+        self.budget = message_budget(max_message_bytes)
 
     def split(self, messages: Sequence[Message]) -> IngestBatch:
         out = IngestBatch()
         facts: list[tuple[Any, str, int]] = []
-        signals: dict[int, list[dict[str, Any]]] = {}
-        first_source: dict[int, tuple[str, int]] = {}
+        signals: dict[int, list[tuple[dict[str, Any], int, str]]] = {}
+        by_source: dict[tuple[str, int], Message] = {}
         for message in messages:
             topic, partition, offset = message.topic(), message.partition(), message.offset()
             out.last_offsets[(topic, partition)] = offset
@@ -158,39 +172,99 @@ class BatchSplitter:
             except ValueError as exc:
                 self._dead_letter(out, message, "validate", f"validate: {exc}")
                 continue
-            kind = RECORD_KIND[name]
-            out.kinds[kind] += 1
+            except Exception as exc:  # noqa: BLE001 - whatever a hostile record does to the decoder, it stops here
+                self._dead_letter(out, message, "decode", f"decode: {type(exc).__name__}: {exc}")
+                continue
             source = f"{topic}:{partition}"
-            facts.extend((fact, source, offset) for fact in extract_facts(name, record))
-            target = member_partition(record["member_id"], self.partitions)
-            signals.setdefault(target, []).extend(signals_of(kind, record))
-            first_source.setdefault(target, (source, offset))
+            try:
+                # What validation let through but the pipeline cannot carry (see salepulse.streams.poison).
+                problem = event_problem(name, record)
+                if problem:
+                    self._dead_letter(out, message, "limits", f"limits: {problem}")
+                    continue
+                kind = RECORD_KIND[name]
+                event_facts = extract_facts(name, record)
+                event_signals = signals_of(kind, record)
+                target = member_partition(record["member_id"], self.partitions)
+                fact_size = sum(fact_bytes(f.event_id, f.sku, f.kind, source) for f in event_facts)
+                signal_sizes = [signal_bytes(s) for s in event_signals]
+                if max(fact_size, sum(signal_sizes)) > self.budget:
+                    self._dead_letter(out, message, "oversized",
+                                      f"oversized: its outputs (~{max(fact_size, sum(signal_sizes))} bytes) would "
+                                      f"not fit one Kafka message (budget {self.budget})")
+                    continue
+            except Exception as exc:  # noqa: BLE001 - a record that breaks processing is dead-lettered, not fatal
+                self._dead_letter(out, message, "process", f"process: {type(exc).__name__}: {exc}")
+                continue
+            out.kinds[kind] += 1
+            by_source[(source, offset)] = message
+            facts.extend((fact, source, offset) for fact in event_facts)
+            signals.setdefault(target, []).extend((signal, size, f"{source}:{offset}")
+                                                  for signal, size in zip(event_signals, signal_sizes, strict=True))
         out.facts_count = len(facts)
-        for sale_id, items in facts_by_sale(facts):
-            out.facts.append((sale_id, self.codec.encode("VelocityFacts", facts_record(sale_id, items))))
-        for target, items in signals.items():
-            out.signals_count += len(items)
-            source, offset = first_source[target]
-            record = {"event_id": f"{source}:{offset}:p{target}", "signals": items}
-            out.signals.append((target, self.codec.encode("MemberSignals", record)))
+        for sale_id, items in facts_by_sale(facts, max_bytes=self.budget):
+            out.facts.extend(self._encode_facts(out, sale_id, items, by_source))
+        for target, sized in signals.items():
+            out.signals_count += len(sized)
+            chunk: list[dict[str, Any]] = []
+            size, first = 0, sized[0][2]
+            for signal, signal_size, origin in sized:
+                if chunk and size + signal_size > self.budget:
+                    out.signals.append((target, self._signals_message(target, chunk, first)))
+                    chunk, size, first = [], 0, origin
+                chunk.append(signal)
+                size += signal_size
+            out.signals.append((target, self._signals_message(target, chunk, first)))
         return out
+
+    def _encode_facts(self, out: IngestBatch, sale_id: str, items: list[tuple[Any, str, int]],
+                      by_source: dict[tuple[str, int], Message]) -> list[tuple[str, bytes]]:
+        """The facts message of one chunk; if it does not encode, each event on its own, dead-lettering those that
+        fail (a value the guard did not foresee must cost one event, not the worker)."""
+        try:
+            return [(sale_id, self.codec.encode("VelocityFacts", facts_record(sale_id, items)))]
+        except Exception:  # noqa: BLE001 - narrowed down below, event by event
+            pass
+        encoded: list[tuple[str, bytes]] = []
+        for (source, offset), event in groupby(items, key=lambda item: (item[1], item[2])):
+            event_items = list(event)
+            try:
+                encoded.append((sale_id, self.codec.encode("VelocityFacts", facts_record(sale_id, event_items))))
+            except Exception as exc:  # noqa: BLE001
+                out.facts_count -= len(event_items)
+                self._dead_letter(out, by_source[(source, offset)], "process", f"process: facts: {exc}")
+        return encoded
+
+    def _signals_message(self, target: int, chunk: list[dict[str, Any]], first: str) -> bytes:
+        """One MemberSignals message, named after its first event and its partition."""
+        return self.codec.encode("MemberSignals", {"event_id": f"{first}:p{target}", "signals": chunk})
 
     def _dead_letter(self, out: IngestBatch, message: Message, stage: str, reason: str) -> None:
         topic, partition, offset = message.topic(), message.partition(), message.offset()
-        key = message.key()
+        key, value = message.key(), message.value()
+        reason = bounded_reason(reason)
         record = {
             "event_id": f"{topic}:{partition}:{offset}",
             "source_topic": topic,
             "partition": partition,
             "offset": offset,
-            "key": key,
-            "value": message.value() or b"",
+            "key": None if key is None else excerpt(key),
+            "value": excerpt(value),
             "reason": reason,
             "failed_at": self.now_ms(),
+            "stage": stage,
+            "value_sha256": digest(value),
+            "value_size": len(value or b""),
         }
         out.failures[stage] += 1
-        out.deadletters.append((key, self.codec.encode("DeadLetter", record)))
+        out.deadletters.append((None if key is None else excerpt(key), self.codec.encode("DeadLetter", record)))
         out.reasons.append((topic, partition, offset, reason))
+
+
+def signal_bytes(signal: dict[str, Any]) -> int:
+    """An upper estimate of one member signal's share of an encoded MemberSignals message."""
+    return (text_bytes(signal["member_id"]) + text_bytes(signal["sale_id"]) + text_bytes(signal["sku"])
+            + FACT_OVERHEAD_BYTES)
 
 
 def facts_record(sale_id: str, items: Sequence[tuple[Fact, str, int]]) -> dict[str, Any]:
@@ -240,7 +314,7 @@ class EventIngest:
                  on_batch: Callable[[IngestBatch], None], batch_size: int = 2000, commit_every: float = 1.0) -> None:
         self.settings = settings
         self.topics = settings.topics
-        self.splitter = BatchSplitter(codec, settings.partitions)
+        self.splitter = BatchSplitter(codec, settings.partitions, max_message_bytes=settings.max_message_bytes)
         self.on_batch = on_batch
         self.batch_size = batch_size
         self.commit_every = commit_every

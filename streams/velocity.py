@@ -32,6 +32,8 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from salepulse.streams.poison import fact_bytes, message_budget
+
 HOUR_MS = 3_600_000
 MINUTE_MS = 60_000
 VELOCITY_HALF_LIFE_MS = 15 * MINUTE_MS
@@ -167,34 +169,40 @@ class SaleState:
         )
 
 
-MAX_FACTS_PER_MESSAGE = 3000
-"""Keeps a facts message far below Kafka's 1 MB default (~70 bytes a fact): a batch of wholesale invoices with
-hundreds of lines each once made a single message of a weekly sale over 1 MB."""
-
-
 def facts_by_sale(
-    facts: Iterable[tuple[Fact, str, int]], max_facts: int = MAX_FACTS_PER_MESSAGE
+    facts: Iterable[tuple[Fact, str, int]], max_bytes: int | None = None
 ) -> list[tuple[str, list[tuple[Fact, str, int]]]]:
-    """Group ``(fact, source, offset)`` by sale, in order, as ``(sale_id, chunk)`` messages.
+    """Group ``(fact, source, offset)`` by sale, in order, as ``(sale_id, chunk)`` messages of at most ``max_bytes``
+    (by estimate, :func:`salepulse.streams.poison.fact_bytes`; default half of Kafka's 1 MB message limit).
 
+    Chunked by bytes, not by count: 3,000 facts with 500,000-character ids once made one message of hundreds of MB.
     A chunk never splits the facts of one event: ``sale_state`` closes each message's source offsets when it has
-    applied it, so a second message carrying the rest of an event would be skipped as a redelivery.
+    applied it, so a second message carrying the rest of an event would be skipped as a redelivery. The ingest
+    dead-letters an event whose facts alone exceed the budget, so no chunk does.
 
     >>> f = [(Fact(f"o{i}", "s1", f"k{j}", "order", 1, 1.0, 0), "t:0", i) for i in range(3) for j in range(2)]
-    >>> [(sale, [offset for _, _, offset in chunk]) for sale, chunk in facts_by_sale(f, max_facts=3)]
+    >>> [(sale, [offset for _, _, offset in chunk]) for sale, chunk in facts_by_sale(f, max_bytes=400)]
     [('s1', [0, 0, 1, 1]), ('s1', [2, 2])]
     """
+    budget = message_budget() if max_bytes is None else max_bytes
     grouped: dict[str, list[tuple[Fact, str, int]]] = {}
     for item in facts:
         grouped.setdefault(item[0].sale_id, []).append(item)
     messages: list[tuple[str, list[tuple[Fact, str, int]]]] = []
     for sale_id, items in grouped.items():
+        events: list[list[tuple[Fact, str, int]]] = []
+        for item in items:  # one event's facts are adjacent: extract_facts emits them together
+            if not events or (item[1], item[2]) != (events[-1][-1][1], events[-1][-1][2]):
+                events.append([])
+            events[-1].append(item)
         chunk: list[tuple[Fact, str, int]] = []
-        for item in items:
-            starts_new_event = not chunk or (item[1], item[2]) != (chunk[-1][1], chunk[-1][2])
-            if starts_new_event and len(chunk) >= max_facts:
+        size = 0
+        for event in events:
+            event_bytes = sum(fact_bytes(f.event_id, f.sku, f.kind, source) for f, source, _ in event)
+            if chunk and size + event_bytes > budget:
                 messages.append((sale_id, chunk))
-                chunk = []
-            chunk.append(item)
+                chunk, size = [], 0
+            chunk.extend(event)
+            size += event_bytes
         messages.append((sale_id, chunk))
     return messages

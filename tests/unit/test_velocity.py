@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from salepulse.streams.poison import DEFAULT_MESSAGE_BYTES, fact_bytes
 from salepulse.streams.velocity import (
     HOUR_MS,
     VELOCITY_HALF_LIFE_MS,
@@ -26,14 +27,27 @@ def test_order_lines_of_the_same_sku_merge_and_lines_of_other_sales_split() -> N
     assert [sale for sale, _ in grouped] == ["s1", "s2"]
 
 
-def test_facts_messages_are_chunked_but_never_split_an_event() -> None:
+def test_facts_messages_are_chunked_by_bytes_but_never_split_an_event() -> None:
     facts = [(Fact(f"o{i}", "s", f"k{j}", "order", 1, 1.0, 0), "t:0", i) for i in range(10) for j in range(400)]
-    chunks = facts_by_sale(facts, max_facts=1000)
+    per_event = sum(fact_bytes(f.event_id, f.sku, f.kind, src) for f, src, off in facts if off == 0)
+    chunks = facts_by_sale(facts, max_bytes=int(per_event * 2.5))
     assert sum(len(chunk) for _, chunk in chunks) == 4000
-    for _, chunk in chunks:
-        assert len(chunk) <= 1200  # at most one event past the limit
+    assert len(chunks) == 5  # two whole events per chunk: a third would pass the budget
     boundaries = [(chunk[0][2], chunk[-1][2]) for _, chunk in chunks]
     assert all(b[1] < nxt[0] for b, nxt in zip(boundaries, boundaries[1:], strict=False))
+
+
+def test_a_chunk_at_the_default_budget_encodes_under_kafkas_message_limit() -> None:
+    from salepulse.schemas.codec import Codec
+    from salepulse.streams.ingest import facts_record
+
+    long_id = "x" * 20_000
+    facts = [(Fact(f"{long_id}{i}", "s", long_id, "order", 1, 1.0, 0), "events.order:0", i) for i in range(200)]
+    chunks = facts_by_sale(facts)
+    assert len(chunks) > 1
+    codec = Codec()
+    sizes = [len(codec.encode("VelocityFacts", facts_record(sale, chunk))) for sale, chunk in chunks]
+    assert max(sizes) < DEFAULT_MESSAGE_BYTES
 
 
 def test_cart_remove_is_its_own_kind_and_browse_counts_one_view() -> None:
