@@ -147,3 +147,47 @@ def message_budget(max_message_bytes: int = DEFAULT_MESSAGE_BYTES) -> int:
     500000
     """
     return int(max_message_bytes * BUDGET_FRACTION)
+
+
+MAX_STOCK = 2**31 - 1
+MAX_LEAD_HOURS = 24.0 * 366
+"""A restock lead time over a year is a unit error (minutes for hours), and overflows timedelta arithmetic later."""
+
+
+def catalog_problem(name: str, record: Mapping[str, Any]) -> str | None:
+    """The first value of a compacted record (sale, expert forecast, stock) that live state cannot use, or None.
+
+    The compacted topics keep the latest record per key for ever, so a poisoned forecast written before the
+    validation boundary existed is read again at every start: it is skipped (with this reason logged), never
+    applied.
+
+    >>> catalog_problem("ExpertForecast", {"expected_units": float("nan")})
+    'expected_units: not a finite number (nan)'
+    >>> catalog_problem("ExpertForecast", {"expected_units": 1e308})
+    'expected_units: 1e+308 is outside 0 .. 2.14748e+09'
+    >>> catalog_problem("StockLevel", {"on_hand": 5, "inbound": 0, "lead_time_hours": 24.0}) is None
+    True
+    """
+    if name == "ExpertForecast":
+        if record.get("expected_units") is None:
+            return "expected_units: missing"
+        for field in ("expected_units", "low", "high"):
+            found = _finite(field, record.get(field), 0, MAX_STOCK)
+            if found:
+                return found
+        return None
+    if name == "StockLevel":
+        return (_finite("on_hand", record.get("on_hand"), -MAX_STOCK, MAX_STOCK)
+                or _finite("inbound", record.get("inbound"), 0, MAX_STOCK)
+                or _finite("lead_time_hours", record.get("lead_time_hours"), 0, MAX_LEAD_HOURS)
+                or _ts(record.get("inbound_eta")))
+    if name == "Sale":
+        found = _ts(record.get("starts_at")) or _ts(record.get("ends_at"))
+        if found:
+            return found
+        for i, product in enumerate(record.get("products") or []):
+            found = (_finite(f"products[{i}].price", product.get("price"), 0, MAX_MONEY)
+                     or _finite(f"products[{i}].stock", product.get("stock"), 0, MAX_STOCK))
+            if found:
+                return found
+    return None
