@@ -42,10 +42,8 @@ from salepulse.streams.logs import get_logger
 from salepulse.streams.poison import (
     DEFAULT_MESSAGE_BYTES,
     FACT_OVERHEAD_BYTES,
-    bounded_reason,
-    digest,
+    dead_letter,
     event_problem,
-    excerpt,
     fact_bytes,
     message_budget,
     text_bytes,
@@ -241,24 +239,11 @@ class BatchSplitter:
 
     def _dead_letter(self, out: IngestBatch, message: Message, stage: str, reason: str) -> None:
         topic, partition, offset = message.topic(), message.partition(), message.offset()
-        key, value = message.key(), message.value()
-        reason = bounded_reason(reason)
-        record = {
-            "event_id": f"{topic}:{partition}:{offset}",
-            "source_topic": topic,
-            "partition": partition,
-            "offset": offset,
-            "key": None if key is None else excerpt(key),
-            "value": excerpt(value),
-            "reason": reason,
-            "failed_at": self.now_ms(),
-            "stage": stage,
-            "value_sha256": digest(value),
-            "value_size": len(value or b""),
-        }
+        record = dead_letter(topic, partition, offset, message.key(), message.value(), stage, reason,
+                             self.now_ms())
         out.failures[stage] += 1
-        out.deadletters.append((None if key is None else excerpt(key), self.codec.encode("DeadLetter", record)))
-        out.reasons.append((topic, partition, offset, reason))
+        out.deadletters.append((record["key"], self.codec.encode("DeadLetter", record)))
+        out.reasons.append((topic, partition, offset, record["reason"]))
 
 
 def signal_bytes(signal: dict[str, Any]) -> int:

@@ -21,7 +21,6 @@ from salepulse.streams.clock import StreamClock
 from salepulse.streams.forecast import DemandForecaster, DemandModel, ExpertPrior
 from salepulse.streams.velocity import Fact, SkuTotals
 
-
 MAX_DATETIME_MS = 253_402_300_799_999
 """9999-12-31T23:59:59.999Z, the last instant a Python datetime holds."""
 
@@ -66,6 +65,7 @@ class LiveBoard:
         """sale_id -> skus with counted facts: what the clock-driven work iterates, not the whole catalogue."""
         self._forecast_cache: dict[tuple[str, str], tuple[tuple[Any, ...], dict[str, Any]]] = {}
         self.clock = clock or StreamClock()
+        self.finish_failures = 0
 
     @property
     def stream_ms(self) -> int:
@@ -233,14 +233,19 @@ class LiveBoard:
                  self.finished]
         for sale in ended:
             for sku in sale.skus:
-                tracked = self.tracked.get((sale.sale_id, sku))
+                # Per-sale caches go with the sale (bounded state); the totals stay for /sales/{id}.
+                tracked = self.tracked.pop((sale.sale_id, sku), None)
                 if tracked is not None:
                     product = self.catalog.products.get((sale.sale_id, sku))
-                    self.model.finish(tracked.forecaster, price=product.price if product else None)
+                    try:
+                        self.model.finish(tracked.forecaster, price=product.price if product else None)
+                    except (ArithmeticError, ValueError):  # one odd sku must not keep its sale from finishing
+                        self.finish_failures += 1
                 self.open_alerts.pop((sale.sale_id, sku), None)
                 self.alerts.forget(sale.sale_id, sku)
                 self._forecast_cache.pop((sale.sale_id, sku), None)
             self.active.pop(sale.sale_id, None)
+            self.velocity_history.pop(sale.sale_id, None)
             self.finished.add(sale.sale_id)
         return [s.sale_id for s in ended]
 

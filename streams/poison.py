@@ -191,3 +191,26 @@ def catalog_problem(name: str, record: Mapping[str, Any]) -> str | None:
             if found:
                 return found
     return None
+
+
+def dead_letter(topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, stage: str,
+                reason: str, failed_at_ms: int) -> dict[str, Any]:
+    """The DeadLetter record of one refused input: bounded excerpt, SHA-256 and size of the original, stage, reason.
+
+    >>> letter = dead_letter("events.order", 0, 7, b"m1", b"x" * 2_000_000, "decode", "decode: junk", 0)
+    >>> len(letter["value"]), letter["value_size"], letter["stage"], letter["event_id"]
+    (1024, 2000000, 'decode', 'events.order:0:7')
+    """
+    return {
+        "event_id": f"{topic}:{partition}:{offset}",
+        "source_topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "key": None if key is None else excerpt(key),
+        "value": excerpt(value),
+        "reason": bounded_reason(reason),
+        "failed_at": failed_at_ms,
+        "stage": stage,
+        "value_sha256": digest(value),
+        "value_size": len(value or b""),
+    }

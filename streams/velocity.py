@@ -26,6 +26,7 @@ False
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
@@ -118,6 +119,21 @@ class SkuTotals:
 
 
 TOTALS_FIELDS = tuple(f.name for f in fields(SkuTotals))
+DEDUP_IDS = 5_000
+"""Default of ``SALEPULSE_SALE_DEDUP_IDS``: order and cart identities remembered per sale (about 100 KB of state)."""
+
+
+def fact_identity(fact: Fact) -> str:
+    """What makes two facts the same: kind, event id and sku, never the arrival time (hashed: ids can be long).
+
+    >>> fact_identity(Fact("o1", "s1", "k1", "order", 1, 1.0, 0)) == fact_identity(Fact("o1", "s1", "k1", "order",
+    ...                                                                                  1, 1.0, 99))
+    True
+    >>> len(fact_identity(Fact("o1" * 1000, "s1", "k1", "order", 1, 1.0, 0)))
+    16
+    """
+    return hashlib.blake2b(f"{fact.kind}\x1f{fact.event_id}\x1f{fact.sku}".encode("utf-8", "surrogatepass"),
+                           digest_size=8).hexdigest()
 
 
 @dataclass
@@ -129,15 +145,30 @@ class SaleState:
     applied: dict[str, int] = field(default_factory=dict)
     """Last counted offset per source ``topic:partition``."""
     version: int = 0
+    recent_ids: dict[str, None] = field(default_factory=dict)
+    """Identities of the latest orders and carts counted, oldest first (an insertion-ordered set)."""
 
-    def apply(self, fact: Fact, source: str, offset: int) -> bool:
-        """Count ``fact`` unless an event at this source offset or later was already counted; True if counted.
+    def apply(self, fact: Fact, source: str, offset: int, max_ids: int = DEDUP_IDS) -> bool:
+        """Count ``fact`` unless it was already counted; True if counted.
 
-        Facts of one source partition reach this state in offset order (one key, one partition, one producer), so
-        the high-water offset is an exact, constant-size replacement for a set of seen event ids.
+        Two checks. **Redelivery**: an event at this source offset or earlier was already counted. Facts of one
+        source partition reach this state in offset order (one key, one partition, one producer), so the
+        high-water offset is exact and constant-size. **Retry**: the same order or cart (kind, event id, sku) was
+        sent again, so it has a new offset; the ids of the last ``max_ids`` orders and carts of this sale are kept
+        (hashed, 16 hex characters each) to catch that. A retry comes seconds or minutes after the original, so
+        the most recent few thousand per sale cover it while keeping the state, and its changelog record, small;
+        the ids go with the sale's state when the sale is evicted. Views are not remembered: they are hundreds
+        of times more numerous and a doubled view moves no forecast. ClickHouse dedups every kind exactly.
         """
         if offset <= self.applied.get(source, -1):
             return False
+        if fact.kind != "view":
+            identity = fact_identity(fact)
+            if identity in self.recent_ids:
+                return False
+            self.recent_ids[identity] = None
+            while len(self.recent_ids) > max_ids:
+                del self.recent_ids[next(iter(self.recent_ids))]
         self.skus.setdefault(fact.sku, SkuTotals()).add(fact)
         return True
 
@@ -155,6 +186,7 @@ class SaleState:
             "skus": {sku: [getattr(totals, name) for name in TOTALS_FIELDS] for sku, totals in self.skus.items()},
             "applied": self.applied,
             "version": self.version,
+            "ids": list(self.recent_ids),
         }
 
     @classmethod
@@ -166,6 +198,7 @@ class SaleState:
                   for sku, values in data["skus"].items()},
             applied=dict(data["applied"]),
             version=data["version"],
+            recent_ids=dict.fromkeys(data.get("ids", ())),
         )
 
 

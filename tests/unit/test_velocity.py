@@ -82,7 +82,7 @@ def test_redelivered_facts_are_skipped_by_source_offset_and_state_round_trips() 
     state.close_offsets({"events.order:1": 10})
     assert not state.apply(fact, "events.order:1", 10)
     assert not state.apply(fact, "events.order:1", 9)
-    assert state.apply(fact, "events.order:2", 3)  # another partition has its own offsets
+    assert state.apply(fact._replace(event_id="o2"), "events.order:2", 3)  # another partition has its own offsets
     restored = SaleState.from_json(state.to_json())
     assert restored == state
     assert restored.skus["a"].units == 4
@@ -97,3 +97,21 @@ def test_sale_state_reads_the_first_release_dict_format_too() -> None:
     state = SaleState.from_json(legacy)
     assert state.skus["k1"].units == 2 and state.skus["k1"].last_ms == 1000
     assert SaleState.from_json(state.to_json()) == state
+
+
+def test_a_retried_order_or_cart_with_a_new_offset_counts_once_and_the_id_memory_is_bounded() -> None:
+    state = SaleState("s")
+    order = Fact("o1", "s", "a", "order", 2, 20.0, 0)
+    assert state.apply(order, "events.order:0", 1)
+    assert not state.apply(order._replace(ts_ms=99), "events.order:0", 2)  # retried without ts: a new ts, same id
+    assert state.apply(order._replace(kind="cart"), "events.cart:0", 3)  # another kind is another fact
+    assert state.apply(order._replace(sku="b"), "events.order:0", 4)  # another line of the same order
+    view = Fact("o1", "s", "a", "view", 1, 0.0, 0)
+    assert state.apply(view, "events.browse:0", 5) and state.apply(view, "events.browse:0", 6)
+    assert state.skus["a"].units == 2 and state.skus["a"].views == 2
+    for i in range(50):
+        state.apply(Fact(f"x{i}", "s", "a", "order", 1, 1.0, 0), "events.order:0", 10 + i, max_ids=20)
+    assert len(state.recent_ids) == 20
+    again = SaleState.from_json(state.to_json())
+    assert again.recent_ids == state.recent_ids
+    assert not again.apply(Fact("x49", "s", "a", "order", 1, 1.0, 0), "events.order:1", 0)
