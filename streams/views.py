@@ -25,6 +25,7 @@ from faust.web import Request, Response, View
 from salepulse.schemas.json_input import InputError, parse_event, parse_forecast
 from salepulse.streams.app import (
     alerts_sent,
+    _sale_cache,
     app,
     board,
     catalog,
@@ -188,6 +189,11 @@ class Stats(View):
             "processed_offsets": processed_offsets,
             "open_sales": len(catalog.open_sales(board.stream_ms)) if board.stream_ms else 0,
             "stream_time": _stream_time(),
+            # Poison-proofing (streams/clock.py, streams/bounded.py): event times too far ahead to be "now",
+            # catalogue records skipped, sales kept in memory.
+            "clock_ignored": board.clock.ignored,
+            "catalog_rejected": catalog.rejected,
+            "sales_cached": len(_sale_cache),
         })
 
 
