@@ -24,8 +24,8 @@ from faust.web import Request, Response, View
 
 from salepulse.schemas.json_input import InputError, parse_event, parse_forecast
 from salepulse.streams.app import (
-    alerts_sent,
     _sale_cache,
+    alerts_sent,
     app,
     board,
     catalog,
