@@ -147,7 +147,6 @@ _sale_cache = SaleCache(settings.max_live_sales, settings.max_unknown_sales)
 # the sale is evicted (bounded by SALEPULSE_MAX_UNKNOWN_SALES, see salepulse.streams.bounded).
 _unknown_events: dict[str, faust.EventT] = {}
 MEMBER_FLUSH_SECONDS = 15.0
-MEMBER_CACHE_SIZE = 50_000
 
 
 class MemberCache:
@@ -210,7 +209,7 @@ class MemberCache:
         self.states.clear()
 
 
-members = MemberCache(MEMBER_CACHE_SIZE)
+members = MemberCache(settings.max_members)  # SALEPULSE_MAX_MEMBERS
 # Highest offset handled per "topic:partition", whatever the commits say: how tests and the demo know the worker has
 # caught up (Faust's commits can trail; see the README's known issues).
 processed_offsets: dict[str, int] = {}

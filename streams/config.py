@@ -99,6 +99,7 @@ class Settings:
     max_live_sales: int = 5_000
     max_unknown_sales: int = 200
     sale_dedup_ids: int = 5_000
+    max_members: int = 50_000
     log_level: str = "INFO"
     log_format: str = "console"
 
@@ -172,6 +173,7 @@ class Settings:
             max_live_sales=int(get("SALEPULSE_MAX_LIVE_SALES", defaults.max_live_sales)),
             max_unknown_sales=int(get("SALEPULSE_MAX_UNKNOWN_SALES", defaults.max_unknown_sales)),
             sale_dedup_ids=int(get("SALEPULSE_SALE_DEDUP_IDS", defaults.sale_dedup_ids)),
+            max_members=int(get("SALEPULSE_MAX_MEMBERS", defaults.max_members)),
             log_level=get("SALEPULSE_LOG_LEVEL", defaults.log_level).upper(),
             log_format=get("SALEPULSE_LOG_FORMAT", defaults.log_format),
         )
