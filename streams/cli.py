@@ -170,6 +170,16 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     return run_bench(settings, output=args.output, quick=args.quick)
 
 
+def cmd_deadletters(args: argparse.Namespace, settings: Settings) -> int:
+    from salepulse.consumers import deadletters
+
+    if args.action == "tail":
+        return deadletters.print_letters(settings, args.n, args.json)
+    for row in deadletters.quarantine(settings, args.n):
+        _print_json(row)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="salepulse", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -224,6 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
                                help="consumer group (default salepulse-alerts-<sink>)")
     alerts_follow.add_argument("--from-beginning", action="store_true", help="a new group starts at the oldest alert")
     alerts_follow.set_defaults(func=cmd_alerts)
+
+    dead = sub.add_parser("deadletters", help="inputs the pipeline refused (dead letters) and rows ClickHouse refused")
+    dead.add_argument("action", choices=["tail", "quarantine"],
+                      help="tail: the last dead letters (Kafka); quarantine: the last quarantined rows (ClickHouse)")
+    dead.add_argument("-n", type=int, default=20, help="how many (per partition for tail)")
+    dead.add_argument("--json", action="store_true", help="tail: one JSON object per line")
+    dead.set_defaults(func=cmd_deadletters)
 
     demo = sub.add_parser("demo", help="broker + worker + sink + simulator, then a JSON summary")
     demo.add_argument("--duration", type=float, default=60.0, help="seconds of production")

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
+from salepulse.consumers import deadletters
 from salepulse.consumers.harness import Pipeline, wait_until
 from salepulse.schemas.codec import Codec
 from tests.integration.test_velocity_pipeline import read_deadletters
@@ -221,6 +222,8 @@ def test_the_issue_rows_produced_raw_to_kafka(pipeline: Pipeline) -> None:
     by_sha = {letter["value_sha256"]: letter for letter in letters}
     for _topic, value in bad:
         assert hashlib.sha256(value).hexdigest() in by_sha
+    tailed = list(deadletters.tail(pipeline.settings, 50))  # what `salepulse deadletters tail` prints
+    assert len(tailed) == len(bad) and all(deadletters.describe(letter) for letter in tailed)
     # The validation boundary may refuse some first ("validate"); what matters is that each is refused once.
     assert set(Counter(letter["stage"] for letter in letters)) <= {"limits", "oversized", "decode", "validate"}
 
@@ -231,6 +234,7 @@ def test_the_issue_rows_produced_raw_to_kafka(pipeline: Pipeline) -> None:
         "SELECT target, reason, excerpt FROM quarantine FINAL WHERE excerpt LIKE {p:String}",
         parameters={"p": f"%{sink_sale}%"}).result_rows
     assert len(quarantined) == 1 and "3000000000" in quarantined[0][2]
+    assert any(sink_sale in row["excerpt"] for row in deadletters.quarantine(pipeline.settings))
     assert clickhouse_totals(pipeline, sink_sale) == {"orders": 1, "units": 2}  # the good row of that record
 
     # Row 2 after a restart: the poisoned priors are read again at start and must not crash a timer.
