@@ -44,7 +44,6 @@ from salepulse.streams.poison import (
     FACT_OVERHEAD_BYTES,
     dead_letter,
     event_problem,
-    fact_bytes,
     message_budget,
     text_bytes,
 )
@@ -157,7 +156,8 @@ class BatchSplitter:
     def split(self, messages: Sequence[Message]) -> IngestBatch:
         out = IngestBatch()
         facts: list[tuple[Any, str, int]] = []
-        signals: dict[int, list[tuple[dict[str, Any], int, str]]] = {}
+        signals: dict[int, list[tuple[list[dict[str, Any]], int, str]]] = {}  # per event: signals, bytes, origin
+        sizes: dict[tuple[str, int], int] = {}
         by_source: dict[tuple[str, int], Message] = {}
         for message in messages:
             topic, partition, offset = message.topic(), message.partition(), message.offset()
@@ -184,11 +184,10 @@ class BatchSplitter:
                 event_facts = extract_facts(name, record)
                 event_signals = signals_of(kind, record)
                 target = member_partition(record["member_id"], self.partitions)
-                fact_size = sum(fact_bytes(f.event_id, f.sku, f.kind, source) for f in event_facts)
-                signal_sizes = [signal_bytes(s) for s in event_signals]
-                if max(fact_size, sum(signal_sizes)) > self.budget:
+                fact_size, signal_size = output_bytes(record, event_facts, event_signals, source)
+                if max(fact_size, signal_size) > self.budget:
                     self._dead_letter(out, message, "oversized",
-                                      f"oversized: its outputs (~{max(fact_size, sum(signal_sizes))} bytes) would "
+                                      f"oversized: its outputs (~{max(fact_size, signal_size)} bytes) would "
                                       f"not fit one Kafka message (budget {self.budget})")
                     continue
             except Exception as exc:  # noqa: BLE001 - a record that breaks processing is dead-lettered, not fatal
@@ -196,21 +195,21 @@ class BatchSplitter:
                 continue
             out.kinds[kind] += 1
             by_source[(source, offset)] = message
+            sizes[(source, offset)] = fact_size
             facts.extend((fact, source, offset) for fact in event_facts)
-            signals.setdefault(target, []).extend((signal, size, f"{source}:{offset}")
-                                                  for signal, size in zip(event_signals, signal_sizes, strict=True))
+            signals.setdefault(target, []).append((event_signals, signal_size, source))
+            out.signals_count += len(event_signals)
         out.facts_count = len(facts)
-        for sale_id, items in facts_by_sale(facts, max_bytes=self.budget):
+        for sale_id, items in facts_by_sale(facts, max_bytes=self.budget, event_bytes=sizes):
             out.facts.extend(self._encode_facts(out, sale_id, items, by_source))
-        for target, sized in signals.items():
-            out.signals_count += len(sized)
+        for target, per_event in signals.items():
             chunk: list[dict[str, Any]] = []
-            size, first = 0, sized[0][2]
-            for signal, signal_size, origin in sized:
+            size, first = 0, per_event[0][2]
+            for event_signals, signal_size, source in per_event:
                 if chunk and size + signal_size > self.budget:
                     out.signals.append((target, self._signals_message(target, chunk, first)))
-                    chunk, size, first = [], 0, origin
-                chunk.append(signal)
+                    chunk, size, first = [], 0, source
+                chunk.extend(event_signals)
                 size += signal_size
             out.signals.append((target, self._signals_message(target, chunk, first)))
         return out
@@ -246,10 +245,28 @@ class BatchSplitter:
         out.reasons.append((topic, partition, offset, record["reason"]))
 
 
-def signal_bytes(signal: dict[str, Any]) -> int:
-    """An upper estimate of one member signal's share of an encoded MemberSignals message."""
-    return (text_bytes(signal["member_id"]) + text_bytes(signal["sale_id"]) + text_bytes(signal["sku"])
-            + FACT_OVERHEAD_BYTES)
+def output_bytes(record: dict[str, Any], facts: list[Fact], signals: list[dict[str, Any]],
+                 source: str) -> tuple[int, int]:
+    """Upper estimates of the bytes one event adds to its facts messages and to its signals message.
+
+    Per fact: its event id, sku, kind and source plus a fixed overhead; per signal: member, sale and sku plus the
+    same overhead. Browses and carts (one fact, one signal) take the short path: this runs for every event.
+
+    >>> from salepulse.streams.velocity import Fact
+    >>> f = Fact("b1", "s1", "k1", "view", 1, 0.0, 0)
+    >>> output_bytes({"event_id": "b1", "member_id": "m1"}, [f], [{"sale_id": "s1", "sku": "k1"}], "events.browse:0")
+    (88, 70)
+    """
+    eid, member = record["event_id"], record["member_id"]
+    fixed = (len(eid) if eid.isascii() else text_bytes(eid)) + len(source) + 5 + FACT_OVERHEAD_BYTES
+    per_signal = (len(member) if member.isascii() else text_bytes(member)) + FACT_OVERHEAD_BYTES
+    if len(facts) == 1 and len(signals) == 1:
+        sku, sale = facts[0].sku, signals[0]["sale_id"]
+        sku_b = len(sku) if sku.isascii() else text_bytes(sku)
+        return fixed + sku_b, per_signal + sku_b + (len(sale) if sale.isascii() else text_bytes(sale))
+    fact_size = sum(fixed + text_bytes(f.sku) for f in facts)
+    signal_size = sum(per_signal + text_bytes(s["sale_id"]) + text_bytes(s["sku"]) for s in signals)
+    return fact_size, signal_size
 
 
 def facts_record(sale_id: str, items: Sequence[tuple[Fact, str, int]]) -> dict[str, Any]:
