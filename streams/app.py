@@ -371,14 +371,29 @@ def _load_sale(sale_id: str) -> SaleState:
         if known:
             _restore_board(state)
     elif known and _sale_cache.mark_known(sale_id):  # counted before the catalogue had read the sale
-        _unknown_events.pop(sale_id, None)
-        _restore_board(state)
+        _promote(state)
     return state
 
 
 def _restore_board(state: SaleState) -> None:
     for sku, totals in state.skus.items():
         board.restore(state.sale_id, sku, totals)
+
+
+def _promote(state: SaleState) -> None:
+    """A sale counted while the catalogue did not know it is known now: its totals join the live board."""
+    _unknown_events.pop(state.sale_id, None)
+    _restore_board(state)
+    _dirty.update((state.sale_id, sku) for sku in state.skus)  # their snapshots were never sent
+
+
+def promote_catalogued_sales() -> None:
+    """Called each tick: the catalogue follower and the ingest race, so a sale's first facts can arrive before the
+    sale itself; without this its totals would reach the board only with its next fact."""
+    for sale_id in [s for s in _sale_cache.unknown if s in catalog.sales]:
+        state = _sale_cache.get(sale_id)
+        if state is not None and _sale_cache.mark_known(sale_id):
+            _promote(state)
 
 
 async def sale_state(stream: faust.StreamT) -> None:
@@ -493,6 +508,7 @@ async def publish_live_state() -> None:
     """
     global _ticks
     _ticks += 1
+    promote_catalogued_sales()
     dirty = set(_dirty)
     _dirty.clear()
     # Data errors (a value no guard foresaw) skip that (sale, sku) for this tick; a send the broker refuses is
