@@ -123,6 +123,13 @@ def live_totals(pipeline: Pipeline, sale: str) -> Counter[str]:
     return +found
 
 
+def _live_or_none(pipeline: Pipeline, sale: str) -> Counter[str] | None:
+    try:
+        return live_totals(pipeline, sale)
+    except OSError:  # 404 until the catalogue has the sale
+        return None
+
+
 def wait_handled(pipeline: Pipeline, events: int, deadletters: int, timeout: float = 90.0) -> dict[str, Any]:
     def done() -> bool:
         stats = pipeline.stats()
@@ -169,6 +176,10 @@ def test_the_issue_rows_produced_raw_to_kafka(pipeline: Pipeline) -> None:
     good.browse(topics.browse, f"{prefix}retry", sale, "k3", T0 + 100_000)
     # Row 5 (first half): a browse dated 2100 is counted but must not move the stream clock.
     good.browse(topics.browse, f"{prefix}future", sale, "k3", 4_102_444_800_000)
+    # A sale whose orders arrive before the catalogue has it: counted, and on the live board once it is known.
+    late_sale = f"{prefix}late"
+    for i in range(5):
+        good.order(topics.order, f"{prefix}late{i}", late_sale, "k0", 2, T0 + i)
     # Row 4 (second half): 101 browses over 101 months reach ClickHouse without "Too many partitions".
     for m in range(101):
         good.browse(topics.browse, f"{prefix}m{m}", months_sale, "k", T0 - m * 31 * 24 * HOUR)
@@ -215,6 +226,10 @@ def test_the_issue_rows_produced_raw_to_kafka(pipeline: Pipeline) -> None:
     assert T0 <= clock <= T0 + 24 * HOUR, f"the stream clock moved to {stats['stream_time']}"
     assert stats["clock_ignored"] >= 1  # the browse dated 2100 was seen, and not used as "now"
     assert live_totals(pipeline, sale) == good.totals[sale]
+    raw.send(topics.sales, CODEC.encode("Sale", sale_record(late_sale, ["k0"])), late_sale.encode())
+    raw.flush()
+    wait_until(lambda: pipeline.stats()["catalog_rejected"] >= 3 and _live_or_none(pipeline, late_sale)
+               == good.totals[late_sale], 30, "the late-catalogued sale's totals on the live board")
 
     letters = read_deadletters(pipeline, len(bad))
     assert len(letters) == len(bad)
