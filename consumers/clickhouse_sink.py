@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -57,8 +58,9 @@ class Batch:
     """
 
     columns: dict[str, list[list[Any]]] = field(default_factory=dict)
-    origins: dict[str, list[tuple[str, int, int, int]]] = field(default_factory=dict)
-    """Per table and row: (topic, partition, offset, row within the message), for the quarantine."""
+    origins: dict[str, list[tuple[int, str, int, int]]] = field(default_factory=dict)
+    """Per table, one entry per message: (its first row in the table's columns, topic, partition, offset), for the
+    quarantine (:meth:`origin`); per message, not per row, because facts arrive by the thousand."""
     quarantined: list[list[Any]] = field(default_factory=list)
     """Quarantine rows: records that could not be read or turned into rows at all."""
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -71,11 +73,30 @@ class Batch:
             columns = self.columns[table] = [[] for _ in COLUMNS[table]]
         return columns
 
-    def add(self, table: str, row: list[Any], origin: tuple[str, int, int, int] = ("", -1, -1, 0)) -> None:
-        for column, value in zip(self._columns(table), row, strict=True):
+    def add(self, table: str, row: list[Any], origin: tuple[str, int, int] = ("", -1, -1)) -> None:
+        columns = self._columns(table)
+        self.origins.setdefault(table, []).append((len(columns[0]), *origin))
+        for column, value in zip(columns, row, strict=True):
             column.append(value)
-        self.origins.setdefault(table, []).append(origin)
         self.size += 1
+
+    def origin(self, table: str, row: int) -> tuple[str, int, int, int]:
+        """(topic, partition, offset, row within that message) of row ``row`` of ``table``.
+
+        >>> batch = Batch()
+        >>> batch.add_record("VelocityFacts", {"event_ids": ["a", "b"], "sale_id": "s", "skus": ["k", "k"],
+        ...     "kinds": ["view", "view"], "units": [1, 1], "revenues": [0.0, 0.0], "ts": [0, 0]}, ("f", 0, 7))
+        >>> batch.add_record("VelocityFacts", {"event_ids": ["c"], "sale_id": "s", "skus": ["k"],
+        ...     "kinds": ["view"], "units": [1], "revenues": [0.0], "ts": [0]}, ("f", 1, 3))
+        >>> batch.origin(FACTS_TABLE, 1), batch.origin(FACTS_TABLE, 2)
+        (('f', 0, 7, 1), ('f', 1, 3, 0))
+        """
+        entries = self.origins.get(table, [])
+        at = bisect_right(entries, row, key=lambda entry: entry[0]) - 1
+        if at < 0:
+            return ("", -1, -1, row)
+        first, topic, partition, offset = entries[at]
+        return (topic, partition, offset, row - first)
 
     def add_record(self, record_name: str, record: dict[str, Any], origin: tuple[str, int, int] = ("", -1, -1)) -> None:
         """Everything one decoded record becomes; raises ValueError for a facts record whose columns disagree."""
@@ -84,7 +105,7 @@ class Batch:
             if any(len(record[name]) != n for name in ("skus", "kinds", "units", "revenues", "ts")):
                 raise ValueError("VelocityFacts columns have different lengths")
             event_ids, sale_ids, skus, kinds, units, revenues, ts = self._columns(FACTS_TABLE)
-            self.origins.setdefault(FACTS_TABLE, []).extend((*origin, row) for row in range(n))
+            self.origins.setdefault(FACTS_TABLE, []).append((len(event_ids), *origin))
             event_ids.extend(record["event_ids"])
             sale_ids.extend([record["sale_id"]] * len(record["event_ids"]))
             skus.extend(record["skus"])
@@ -95,7 +116,7 @@ class Batch:
             self.size += len(record["event_ids"])
             return
         for table, row in rows_for(record_name, record):
-            self.add(table, row, (*origin, 0))
+            self.add(table, row, origin)
 
 
 
@@ -274,9 +295,8 @@ class ClickHouseSink:
                 self.client.insert(table, part, column_names=COLUMNS[table], column_oriented=True)
 
             refused = isolate(insert, 0, len(columns[0]))
-            origins = batch.origins.get(table, [])
             for row, reason in refused:
-                topic, partition, offset, index = origins[row] if row < len(origins) else ("", -1, -1, row)
+                topic, partition, offset, index = batch.origin(table, row)
                 values = {name: column[row] for name, column in zip(COLUMNS[table], columns, strict=True)}
                 quarantine.append([topic, partition, offset, table, index, reason, _excerpt(repr(values))])
                 self.quarantined.inc(table=table)
