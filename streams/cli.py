@@ -102,11 +102,11 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
-    from salepulse.consumers.replay import run_replay
+    from salepulse.consumers.replay import parse_speed, run_replay
     from salepulse.streams.topics import ensure_topics
 
     ensure_topics(settings)
-    speed = None if args.speed == "max" else float(args.speed)
+    speed = parse_speed(args.speed)
     report = run_replay(settings, args.dataset, args.path, speed=speed, limit=args.limit)
     _print_json(report.__dict__)
     return 0
