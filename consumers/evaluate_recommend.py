@@ -231,7 +231,9 @@ class Evaluation:
                novel: list[int], tasks: list[str]) -> None:
         t = ev.t
         idx = self.items.active(t, self.horizon)
-        pos_of = {int(i): p for p, i in enumerate(idx.tolist())}
+        where = np.full(len(self.items) + 1, -1, np.int64)  # item -> position among the candidates
+        where[idx] = np.arange(idx.size)
+        pos_of = {i: int(where[i]) for i in (*wanted, *(hist.items if hist is not None else ())) if where[i] >= 0}
         state = self.states.get(ev.member)
         cands = self._candidates(idx, t)
         model_scores, cols = self.model.ranker.score_products(state, cands, t)

@@ -114,6 +114,18 @@ class History:
         return out
 
 
+def _dense(scores: dict[int, float], cands: np.ndarray) -> np.ndarray:
+    """Scores of ``cands`` from an item -> score dict (0 when absent), without a per-candidate Python loop."""
+    if not scores or not cands.size:
+        return np.zeros(cands.size)
+    keys = np.fromiter(scores.keys(), dtype=np.int64, count=len(scores))
+    vals = np.fromiter(scores.values(), dtype=np.float64, count=len(scores))
+    size = int(max(keys.max(), cands.max())) + 1
+    dense = np.zeros(size)
+    dense[keys] = vals
+    return dense[cands]
+
+
 def repeat(hist: History | None, cands: np.ndarray) -> np.ndarray:
     """Most recently touched first: 1 + 1/(1 + recency rank) for the member's items, 0 otherwise.
 
@@ -122,19 +134,14 @@ def repeat(hist: History | None, cands: np.ndarray) -> np.ndarray:
     >>> repeat(h, np.array([1, 2, 3, 4])).tolist()
     [1.3333333333333333, 2.0, 1.5, 0.0]
     """
-    out = np.zeros(cands.size)
     if hist is None or not hist.items:
-        return out
-    where = {int(c): k for k, c in enumerate(cands.tolist())}
-    for rank, i in enumerate(reversed(hist.items)):
-        k = where.get(i)
-        if k is not None:
-            out[k] = 1.0 + 1.0 / (1 + rank)
-    return out
+        return np.zeros(cands.size)
+    return _dense({i: 1.0 + 1.0 / (1 + rank) for rank, i in enumerate(reversed(hist.items))}, cands)
 
 
 class ItemKNN:
-    """Item co-occurrence kNN (cosine), learnt from each member's last ``window`` distinct items.
+    """Item co-occurrence kNN (cosine), learnt from each member's last ``window`` distinct items; each item keeps
+    its ``neighbours`` strongest co-occurrences.
 
     >>> knn = ItemKNN(window=5)
     >>> for member, items in {"u1": [0, 1], "u2": [0, 1, 2], "u3": [0, 3]}.items():
@@ -146,9 +153,10 @@ class ItemKNN:
     [0.816, 0.707, 0.0]
     """
 
-    def __init__(self, window: int = 20, query: int = 10) -> None:
+    def __init__(self, window: int = 20, query: int = 10, neighbours: int = 100) -> None:
         self.window = window
         self.query = query
+        self.neighbours = neighbours
         self.co: dict[int, dict[int, float]] = {}
         self.n: dict[int, float] = {}
 
@@ -159,10 +167,14 @@ class ItemKNN:
             return  # a repeat adds no new pair
         for j in hist.recent(self.window):
             if j != i:
-                row = self.co.setdefault(i, {})
-                row[j] = row.get(j, 0.0) + 1.0
-                row = self.co.setdefault(j, {})
-                row[i] = row.get(i, 0.0) + 1.0
+                self._bump(i, j)
+                self._bump(j, i)
+
+    def _bump(self, a: int, b: int) -> None:
+        row = self.co.setdefault(a, {})
+        row[b] = row.get(b, 0.0) + 1.0
+        if len(row) > 2 * self.neighbours:  # keep the strongest neighbours (a kNN), pruned once per doubling
+            self.co[a] = dict(sorted(row.items(), key=lambda kv: -kv[1])[: self.neighbours])
 
     def scores(self, hist: History | None, cands: np.ndarray) -> np.ndarray:
         out = np.zeros(cands.size)
@@ -176,13 +188,7 @@ class ItemKNN:
             w = 1.0 / (1 + pos) / math.sqrt(self.n.get(j, 1.0))
             for c, v in row.items():
                 acc[c] = acc.get(c, 0.0) + w * v / math.sqrt(self.n.get(c, 1.0))
-        if acc:
-            where = {int(c): k for k, c in enumerate(cands.tolist())}
-            for c, v in acc.items():
-                k = where.get(c)
-                if k is not None:
-                    out[k] = v
-        return out
+        return _dense(acc, cands)
 
 
 class SessionKNNBaseline:
@@ -201,13 +207,7 @@ class SessionKNNBaseline:
         if hist is None or not hist.items:
             return out
         got = self.knn.scores([str(i) for i in hist.recent(self.query)])
-        if got:
-            where = {int(c): k for k, c in enumerate(cands.tolist())}
-            for c, v in got.items():
-                k = where.get(int(c))
-                if k is not None:
-                    out[k] = v
-        return out
+        return _dense({int(c): v for c, v in got.items()}, cands)
 
 
 def category_trend(hist: History | None, items: Items, cands: np.ndarray, n_categories: int = 5) -> np.ndarray:
