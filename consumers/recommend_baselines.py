@@ -239,11 +239,11 @@ def rank_of(scores: np.ndarray, tiebreak: np.ndarray, positions: Sequence[int]) 
     >>> rank_of(np.array([1.0, 3.0, 1.0, 1.0]), np.array([0.0, 0.0, 5.0, 0.0]), [0, 2, 3])
     [3, 2, 4]
     """
-    out = []
-    for p in positions:
-        s, tb = scores[p], tiebreak[p]
-        better = int((scores > s).sum())
-        same = scores == s
-        better += int((same & (tiebreak > tb)).sum()) + int((same[:p] & (tiebreak[:p] == tb)).sum())
-        out.append(better + 1)
-    return out
+    if not len(positions):
+        return []
+    pos = np.asarray(positions, dtype=np.int64)
+    s, tb = scores[pos][:, None], tiebreak[pos][:, None]
+    same = scores[None, :] == s
+    better = (scores[None, :] > s) | (same & (tiebreak[None, :] > tb))
+    better |= same & (tiebreak[None, :] == tb) & (np.arange(scores.size)[None, :] < pos[:, None])
+    return (better.sum(axis=1) + 1).tolist()

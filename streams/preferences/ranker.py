@@ -162,9 +162,20 @@ def f_pop(ctx: Context) -> np.ndarray:
     return got
 
 
+def f_category_recent(ctx: Context) -> np.ndarray:
+    """1 / (1 + position) of the candidate's category among the member's last categories (0 when absent)."""
+    if not ctx.warm or not ctx.state.recent_categories:
+        return _zeros(ctx)
+    got = ctx.cache.get("category_recent")
+    if got is None:
+        cats = {c: 1.0 / (1 + i) for i, c in enumerate(ctx.state.recent_categories)}
+        got = ctx.cache["category_recent"] = _dict_feature(cats, ctx.cands.category_h)
+    return got
+
+
 def f_category_trend(ctx: Context) -> np.ndarray:
-    """Trending within the member's categories: category affinity x live popularity."""
-    return f_category(ctx) * f_pop(ctx) if ctx.warm else _zeros(ctx)
+    """Trending within the member's recent categories: category recency x (1 + live popularity), in [0, 1]."""
+    return f_category_recent(ctx) * (1.0 + f_pop(ctx)) / 2.0 if ctx.warm else _zeros(ctx)
 
 
 def f_brand(ctx: Context) -> np.ndarray:
@@ -228,6 +239,7 @@ PRODUCT_FEATURE_SET: dict[str, Feature] = {
         Feature("covisit", "like items you viewed", f_covisit),
         Feature("session", "viewed by shoppers like you", f_session),
         Feature("category", "category you browse", f_category),
+        Feature("category_recent", "category you browse", f_category_recent),
         Feature("category_trend", "trending in your categories", f_category_trend),
         Feature("brand", "brand you like", f_brand),
         Feature("brand_ordered", "brand you ordered", f_brand_ordered),
@@ -247,7 +259,8 @@ SALE_FEATURE_SET: dict[str, Feature] = {
     )
 }
 AGAIN_PRIOR = {"recency": 4.0, "seen": 1.0, "cart": 2.5, "pop": 0.2}
-NEW_PRIOR = {"covisit": 2.0, "session": 2.0, "category": 0.5, "category_trend": 1.0, "brand": 0.5,
+NEW_PRIOR = {"covisit": 2.0, "session": 2.0, "category": 0.5, "category_recent": 0.5, "category_trend": 1.0,
+             "brand": 0.5,
              "brand_ordered": 0.3, "band": 0.2, "pop": 1.0}
 SALE_PRIOR = {"sale_seen": 2.0, "cart": 2.0, "brand": 2.0, "brand_ordered": 1.0, "category": 1.0, "pop": 1.0}
 PRODUCT_FEATURES: tuple[str, ...] = tuple(PRODUCT_FEATURE_SET)

@@ -251,6 +251,8 @@ class MemberState:
         self.cart: dict[str, list] = {}
         #: the distinct items touched last, most recent first, with the time of their last touch (seconds)
         self.recent: list[tuple[str, float]] = []
+        #: the distinct categories touched last, most recent first
+        self.recent_categories: list[str] = []
         #: when the member's current session started (a gap over ``config.session_gap`` starts a new one)
         self.session_start = 0.0
 
@@ -280,6 +282,10 @@ class MemberState:
         self.last_t = max(self.last_t, t)
         if action != "remove":
             self._touch(sku, t)
+            if category:
+                cats = [c for c in self.recent_categories if c != category]
+                cats.insert(0, category)
+                self.recent_categories = cats[: self.config.category_cap]
         self.items.add(sku, w, t)
         aff = max(w, REMOVE_WEIGHT / 2)  # a removal hurts the item more than the brand/category
         if brand:
@@ -356,6 +362,8 @@ class MemberState:
             # seconds before last_t, as integers: the list costs a few bytes per item
             d["r"] = [[s for s, _ in self.recent], [int(self.last_t - ts) for _, ts in self.recent]]
             d["ss"] = round(self.session_start, 1)
+        if self.recent_categories:
+            d["rc"] = self.recent_categories
         return d
 
     @classmethod
@@ -370,12 +378,13 @@ class MemberState:
                 old: DecayedCounter = getattr(s, name)
                 setattr(s, name, DecayedCounter.from_list(data, old.half_life, old.cap))
         s.cart = {k: list(v) for k, v in d.get("ca", {}).items()}
-        # "r" and "ss" are absent from records written before they existed: such a member loads with no recency
+        # "r", "ss" and "rc" are absent from records written before they existed: such a member loads with no recency
         # list (touched() then falls back to the item weights)
         recent = d.get("r")
         if recent:
             s.recent = [(sku, s.last_t - ago) for sku, ago in zip(recent[0], recent[1], strict=True)]
         s.session_start = float(d.get("ss", s.last_t))
+        s.recent_categories = list(d.get("rc", ()))
         return s
 
     def to_bytes(self) -> bytes:

@@ -303,6 +303,8 @@ def _slow_product_score(
         norm += v / vmax
         num += (v / vmax) * pm.ranker.covisit.conditional(item, sku)
     touched = st.touched()
+    cats = st.recent_categories
+    cat_recent = 1.0 / (1 + cats.index(cat)) if cat in cats else 0.0
     pop_f = np.log1p(pop) / np.log1p(max_pop) if max_pop > 0 else 0.0
     feats = {
         "recency": 1.0 / (1 + touched.index(sku)) if sku in touched else 0.0,
@@ -311,7 +313,8 @@ def _slow_product_score(
         "covisit": num / norm if norm else 0.0,
         "session": rel(pm.ranker.sessions.scores(st.session_items()), sku),
         "category": rel(st.categories.weights, cat),
-        "category_trend": rel(st.categories.weights, cat) * pop_f,
+        "category_recent": cat_recent,
+        "category_trend": cat_recent * (1 + pop_f) / 2,
         "brand": rel(st.brands.weights, brand),
         "brand_ordered": rel(st.ordered_brands.weights, brand),
         "band": rel(st.bands.weights, price_band(price)),
