@@ -258,7 +258,7 @@ SALE_FEATURE_SET: dict[str, Feature] = {
         Feature("pop", TRENDING, f_pop),
     )
 }
-AGAIN_PRIOR = {"recency": 4.0, "seen": 1.0, "cart": 2.5, "pop": 0.2}
+AGAIN_PRIOR = {"recency": 6.0, "seen": 1.0, "cart": 1.0, "pop": 0.2}
 NEW_PRIOR = {"covisit": 2.0, "session": 2.0, "category": 0.5, "category_recent": 0.5, "category_trend": 1.0,
              "brand": 0.5,
              "brand_ordered": 0.3, "band": 0.2, "pop": 1.0}
@@ -335,6 +335,10 @@ def _reasons(features: Mapping[str, Feature], x: np.ndarray, w: np.ndarray, name
         return []
     contrib = x[rows] * w
     best = contrib.argmax(axis=1)
+    if "cart" in names:  # being in the cart is the reason a member understands first, whatever its weight
+        in_cart = x[rows, names.index("cart")] > 0
+        best = np.where(in_cart, names.index("cart"), best)
+        contrib[in_cart, names.index("cart")] = 1.0
     return [features[names[b]].reason if contrib[i, b] > 0 else TRENDING for i, b in enumerate(best.tolist())]
 
 
