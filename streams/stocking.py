@@ -11,7 +11,7 @@ the parts add up to the whole).
 
 >>> newsvendor_service_level(9.0)
 0.9
->>> split_by_region(10, {"north": 0.55, "south": 0.3, "east": 0.15})
+>>> split_by_region(10, {"north": 0.57, "south": 0.3, "east": 0.13})
 {'north': 6, 'south': 3, 'east': 1}
 """
 
