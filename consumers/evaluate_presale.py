@@ -250,3 +250,21 @@ def merge_presale(result: dict[str, Any], block: dict[str, Any]) -> dict[str, An
     result["presale"] = {k: v for k, v in block.items() if k not in ("wape", "bias", "coverage_p10_p90", "plan",
                                                                        "buyers")}
     return result
+
+
+def print_presale(result: dict[str, Any]) -> None:
+    """The pre-sale lines of the ``evaluate forecast`` table."""
+    wape, bias = result.get("wape", {}), result.get("bias", {})
+    if "0" not in wape.get("blended", {}):
+        return
+    print(f"pre-sale (t=0): WAPE expert {wape['prior']['0']:.3f} -> corrected p50 {wape['blended']['0']:.3f} "
+          f"(x{wape['blended']['0'] / wape['prior']['0']:.2f}); bias {bias['prior']['0']:+.3f} -> "
+          f"{bias['blended']['0']:+.3f}; coverage p10-p90 {result['coverage_p10_p90']['0']:.3f}")
+    plan = result.get("plan")
+    if plan:
+        print(f"plan at service level {plan['service_level']:.2f}: achieved {plan['service_level_achieved']:.3f} "
+              f"of skus fully served, unit fill rate {plan['fill_rate_units']:.3f}, "
+              f"overstock {plan['overstock_units']:.0f} units ({plan['overstock_share']:.1%} of planned)")
+    for buyer, b in (result.get("buyers") or {}).items():
+        print(f"  {buyer}: true bias {b['true_bias']:+.3f}, learned {b['learned_bias']:+.3f} "
+              f"({b['finished_sales']} finished sales)")

@@ -26,6 +26,7 @@ Pure logic between the agents and the views (no Kafka, no Faust), the way :mod:`
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -156,3 +157,52 @@ def csv_lines(plan: Mapping[str, Any]) -> Iterable[list[Any]]:
         for region, quantity in parts.items():
             yield [p["sale_id"], p["sku"], region, quantity, round(p["p10"], 1), round(p["p50"], 1),
                    round(p["p90"], 1), p["expert"], round(p["correction"], 3), p["reason"]]
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{x * 100:+.0f}%"
+
+
+def scorecard_html(card: Mapping[str, Any]) -> str:
+    """The scorecard as a page a buyer reads: one row per category, then the last sales.
+
+    >>> page = scorecard_html({"buyer_id": "alice", "forecasts": 3, "sales": 1, "sold_out": 0, "bias": 0.18,
+    ...                        "range_coverage": 0.5, "learned_bias": 0.2, "categories": [], "recent_sales": []})
+    >>> "alice" in page and "+18%" in page
+    True
+    """
+    e = html.escape
+    def share(x: float | None) -> str:
+        return "–" if x is None else f"{x * 100:.0f}%"
+
+    rows = "".join(
+        f"<tr><td>{e(str(c['category']))}</td><td>{c['forecasts']}</td><td>{c['sales']}</td>"
+        f"<td>{_pct(c['bias'])}</td><td>{share(c['range_coverage'])}"
+        f"</td><td>×{c['correction']:.2f}</td><td>{e(c['reason'])}</td></tr>"
+        for c in card["categories"])
+    sales = "".join(
+        f"<tr><td>{e(s['sale_id'])}</td><td>{s['forecast']:.0f}</td><td>{s['actual']:.0f}</td>"
+        f"<td>{s['skus']}</td><td>{s['sold_out']}</td></tr>" for s in card["recent_sales"])
+    coverage = card.get("range_coverage")
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Buyer {e(card['buyer_id'])}</title>
+<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.3em .8em;text-align:left}}
+tr:nth-child(even){{background:#f3f3f3}}</style></head><body>
+<h1>Buyer {e(card['buyer_id'])}</h1>
+<p>{card['forecasts']} forecasts over {card['sales']} finished sales ({card['sold_out']} sold out).
+Forecast units vs units sold (sold-out products left out): <b>{_pct(card['bias'])}</b>.
+Truth inside your 80% range: <b>{share(coverage)}</b> (80% is well calibrated).
+What the desk reads into your numbers now: <b>{_pct(card.get('learned_bias'))}</b>.</p>
+<h2>By category</h2><table><tr><th>category</th><th>forecasts</th><th>sales</th><th>bias</th>
+<th>inside 80% range</th><th>correction</th><th>why</th></tr>{rows}</table>
+<h2>Last sales</h2><table><tr><th>sale</th><th>forecast</th><th>sold</th><th>products</th><th>sold out</th></tr>
+{sales}</table></body></html>"""
+
+
+def plan_from_rows(sale_id: str, rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """A plan (the shape of ``GET /sales/{id}/plan``) from rows of the ClickHouse ``plans`` table."""
+    products = [{**row, "warehouses": dict(zip(row["warehouse_regions"], row["warehouse_quantities"], strict=True))}
+                for row in rows]
+    for p in products:
+        p.pop("warehouse_regions", None)
+        p.pop("warehouse_quantities", None)
+    return {"sale_id": sale_id, "quantity": sum(p["quantity"] for p in products), "products": products}
