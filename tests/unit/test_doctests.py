@@ -11,6 +11,7 @@ MODULES = [
     "salepulse.schemas.codec", "salepulse.schemas.validation", "salepulse.schemas.json_input",
     "salepulse.streams.config", "salepulse.streams.velocity", "salepulse.streams.metrics", "salepulse.streams.catalog",
     "salepulse.consumers.priors", "salepulse.consumers.publish",
+    "salepulse.streams.presale", "salepulse.streams.stocking", "salepulse.streams.buyer_desk",
 ]
 
 
