@@ -185,11 +185,13 @@ class ResidualLaw:
         self.default_sd = default_sd
         self._data: dict[Any, deque[tuple[float, bool]]] = {}
         self._cache: dict[Any, np.ndarray | None] = {}
+        self._exp_mean: dict[Any, float] = {}
 
     def add(self, key: Any, residual: float, censored: bool) -> None:
         for k in (key, None):
             self._data.setdefault(k, deque(maxlen=self.maxlen)).append((residual, censored))
             self._cache.pop(k, None)
+            self._exp_mean.clear()  # a key's mean may come from the pooled law
 
     def _grid(self, key: Any) -> np.ndarray | None:
         if key in self._cache:
@@ -214,6 +216,13 @@ class ResidualLaw:
         i = int(x)
         j = min(i + 1, 98)
         return float(grid[i] + (grid[j] - grid[i]) * (x - i))
+
+    def exp_mean(self, key: Any) -> float:
+        """E[exp(residual)] over the law (the 1 % grid): the predictive mean is (center + 1) x this - 1."""
+        cached = self._exp_mean.get(key)
+        if cached is None:
+            cached = self._exp_mean[key] = float(np.mean(np.exp([self.quantile(key, q) for q in self.GRID])))
+        return cached
 
     def sd(self, key: Any) -> float:
         """Robust spread: (q90 - q10) / 2.563."""
@@ -452,6 +461,7 @@ class PresaleDesk:
         self.buyers: dict[str, _BuyerRecord] = {}
         self.seen: set[tuple[str, str]] = set()
         self.version = 0
+        self._corrections: dict[tuple[Any, ...], tuple[Correction, str]] = {}
 
     # --- learning ----------------------------------------------------------------------------------------
     def _impute(self, center: float, sold: float, key: Any) -> float:
@@ -506,11 +516,18 @@ class PresaleDesk:
                  sale_hours: float | None = None) -> PresaleForecast:
         """The corrected pre-sale forecast of one (sale, sku)."""
         if expert is not None and expert >= 0:
-            corr = self.corrections.correction(float(expert), buyer_id, category, price)
+            # the correction depends on the forecast only through its groups: one computation per group per plan
+            group = (size_bucket(expert), buyer_id, category, price_band(price), self.version)
+            cached = self._corrections.get(group)
+            if cached is None:
+                if len(self._corrections) > 50_000:
+                    self._corrections.clear()
+                corr = self.corrections.correction(float(expert), buyer_id, category, price)
+                cached = self._corrections[group] = (corr, self.reason(corr, buyer_id, category))
+            corr, reason = cached
             center = float(expert) * corr.factor
             rkey: Any = ("expert", size_bucket(center))
             source = "expert-corrected" if corr.forecasts else "expert"
-            reason = self.reason(corr, buyer_id, category)
             factor = corr.factor
         else:
             center = math.expm1(self.features.log_mean(category, price, brand, sale_hours))
@@ -524,9 +541,7 @@ class PresaleDesk:
                                qs[0], qs[1], qs[2], source, reason, buyer_id, category, rkey, self)
 
     def _mean(self, center: float, rkey: Any) -> float:
-        grid = [self.residuals.quantile(rkey, q) for q in (0.05, 0.15, 0.25, 0.35, 0.45, 0.55, 0.65, 0.75, 0.85,
-                                                            0.95)]
-        return max(0.0, sum((center + 1.0) * math.exp(r) - 1.0 for r in grid) / len(grid))
+        return max(0.0, (center + 1.0) * self.residuals.exp_mean(rkey) - 1.0)
 
     def reason(self, corr: Correction, buyer_id: str | None, category: str | None) -> str:
         """A sentence a buyer reads: whose record, on what, how far off, over how many sales."""
