@@ -186,12 +186,14 @@ def run_simulated(seed: int = 0, n_sales: int = 360, service_level: float = 0.9,
                     acc["forecast"] += float(ef["expected_units"])
                     acc["corrected"] += f.center
                     acc["expected"] += float(expected[(sale["sale_id"], p["sku"])])
+                    acc["sold"] += truth
                     acc["forecasts"] += 1
     finish_until(None)
     out = scores.result()
     out["buyers"] = {
         b: {"true_bias": acc["forecast"] / acc["expected"] - 1.0,
             "learned_bias": acc["forecast"] / acc["corrected"] - 1.0,
+            "realised_bias": acc["forecast"] / acc["sold"] - 1.0,
             "forecasts_scored": int(acc["forecasts"]), "finished_sales": finished_by_buyer[b]}
         for b, acc in sorted(per_buyer.items())
     }

@@ -141,3 +141,29 @@ def test_the_desk_learns_from_the_catalogue_and_replans() -> None:
     assert card["range_coverage"] == 1.0  # 80 is inside [80, 160]; the sold-out k0 (100 <= 160) proves nothing
     assert desk.corrected_prior("s1", "k0") is not None
     assert desk.plans_due(stream_ms=7_200_001, now_ms=3) == []  # open: the plan is frozen
+
+
+def test_plan_rows_from_clickhouse_and_csv() -> None:
+    from salepulse.streams.buyer_desk import csv_lines, plan_from_rows
+
+    rows = [{"sale_id": "s", "sku": "k1", "quantity": 10, "p10": 4.0, "p50": 7.0, "p90": 10.0, "expert": 9.0,
+             "correction": 0.8, "reason": "r", "warehouse_regions": ["north", "south"],
+             "warehouse_quantities": [6, 4]},
+            {"sale_id": "s", "sku": "k2", "quantity": 3, "p10": 1.0, "p50": 2.0, "p90": 3.0, "expert": None,
+             "correction": 1.0, "reason": "f", "warehouse_regions": [], "warehouse_quantities": []}]
+    plan = plan_from_rows("s", rows)
+    assert plan["quantity"] == 13 and plan["products"][0]["warehouses"] == {"north": 6, "south": 4}
+    lines = list(csv_lines(plan))
+    assert lines[0][:4] == ["sale_id", "sku", "warehouse", "quantity"]
+    assert [(r[1], r[2], r[3]) for r in lines[1:]] == [("k1", "north", 6), ("k1", "south", 4), ("k2", "", 3)]
+
+
+def test_settings_of_the_desk() -> None:
+    from salepulse.streams.config import Settings
+
+    s = Settings.from_env({"SALEPULSE_PLAN_COST_RATIO": "4", "SALEPULSE_PRESALE_PRIOR_STRENGTH": "7",
+                           "SALEPULSE_TOPIC_PREFIX": "x."})
+    assert (s.plan_cost_ratio, s.presale_prior_strength) == (4.0, 7.0)
+    assert s.topics.plans == "x.stock.plans" and s.topics.outcomes == "x.forecast.outcomes"
+    assert s.topics.outcomes in s.topics.followed and s.topics.plans not in s.topics.followed
+    assert {s.topics.plans, s.topics.outcomes} <= set(s.topics.compacted)
