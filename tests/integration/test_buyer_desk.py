@@ -7,7 +7,12 @@ scorecard says why.
 
 from __future__ import annotations
 
+import csv
+import io
+import subprocess
+import sys
 import time
+import urllib.request
 import uuid
 
 import pytest
@@ -109,3 +114,14 @@ def test_an_optimistic_buyer_is_corrected_planned_and_told_why(pipeline: Pipelin
     shoes = next(c for c in card["categories"] if c["category"] == "shoes.sneakers")
     assert shoes["learned_bias"] > 0.25 and "ran" in shoes["reason"] and "high" in shoes["reason"]
     assert len(card["recent_sales"]) == 6 and card["recent_sales"][0]["actual"] == SOLD * len(SKUS)
+
+    # the warehouse's view: salepulse plan --sale S --csv, and the buyer's page
+    out = subprocess.run([sys.executable, "-m", "salepulse.streams.cli", "plan", "--sale", upcoming[0], "--csv"],
+                         env=pipeline.env, capture_output=True, text=True, timeout=60, check=True).stdout
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert {r["sku"] for r in rows} == {f"{upcoming[0]}-{s}" for s in SKUS}
+    assert all(int(r["quantity"]) >= 1 and "alice's forecasts" in r["reason"] for r in rows)
+    url = f"http://127.0.0.1:{pipeline.settings.http_port}/dashboard/buyers/alice"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        page = response.read().decode()
+    assert "Buyer alice" in page and "+50%" in page and "shoes.sneakers" in page
