@@ -164,6 +164,39 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace, settings: Settings) -> int:
+    """The stocking plan of a sale: from a running worker's API, else from ClickHouse's ``plans`` table."""
+    import csv
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from salepulse.streams.buyer_desk import csv_lines, plan_from_rows
+
+    url = f"http://{settings.http_host}:{settings.http_port}/sales/{urllib.parse.quote(args.sale)}/plan"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            plan = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        print(json.loads(error.read()).get("error", str(error)), file=sys.stderr)
+        return 1
+    except OSError:  # no worker running: what the sink wrote
+        from salepulse.consumers.clickhouse import connect
+
+        result = connect(settings.clickhouse_dsn).query(
+            "SELECT * FROM plans FINAL WHERE sale_id = {sale:String} ORDER BY sku", parameters={"sale": args.sale})
+        plan = plan_from_rows(args.sale, [dict(zip(result.column_names, row, strict=True))
+                                          for row in result.result_rows])
+        if not plan["products"]:
+            print(f"no plan for sale {args.sale!r} (no worker at {url}, nothing in ClickHouse)", file=sys.stderr)
+            return 1
+    if args.csv:
+        csv.writer(sys.stdout).writerows(csv_lines(plan))
+    else:
+        _print_json(plan)
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     from salepulse.streams.bench import run_bench
 
@@ -259,6 +292,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--view-rate", type=float, default=None,
                           help="share of novel views scored for discover (recommend only; default per dataset)")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    plan = sub.add_parser("plan", help="the stocking plan of a sale: units per sku (and warehouse) before it opens")
+    plan.add_argument("--sale", required=True)
+    plan.add_argument("--csv", action="store_true", help="one row per sku and warehouse, for a spreadsheet")
+    plan.set_defaults(func=cmd_plan)
 
     bench = sub.add_parser("bench", help="run the benchmarks and write BENCHMARKS.md")
     bench.add_argument("--output", type=Path, default=Path("BENCHMARKS.md"))

@@ -14,6 +14,7 @@ MODULES = [
     "salepulse.consumers.data", "salepulse.consumers.data.common", "salepulse.consumers.data.csvio",
     "salepulse.consumers.data.rees46", "salepulse.consumers.data.taobao", "salepulse.consumers.data.online_retail",
     "salepulse.consumers.recommend_baselines", "salepulse.consumers.evaluate_recommend",
+    "salepulse.streams.presale", "salepulse.streams.stocking", "salepulse.streams.buyer_desk",
 ]
 
 
