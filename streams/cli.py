@@ -51,6 +51,15 @@ def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_data(args: argparse.Namespace, settings: Settings) -> int:
+    from salepulse.consumers.datasets import check_lines
+
+    lines, complete = check_lines(settings.data_dir)
+    for line in lines:
+        print(line)
+    return 0 if complete else 1
+
+
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from salepulse.streams.topics import ensure_topics
 
@@ -181,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     schemas = sub.add_parser("schemas", help="the Avro contracts")
     schemas.add_argument("action", choices=["check"])
     schemas.set_defaults(func=cmd_schemas)
+
+    data = sub.add_parser("data", help="the public datasets under SALEPULSE_DATA_DIR")
+    data.add_argument("action", choices=["check"])
+    data.set_defaults(func=cmd_data)
 
     worker = sub.add_parser("worker", help="run the Faust worker (agents + HTTP API)")
     worker.add_argument("--loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"])
