@@ -133,6 +133,10 @@ class Assessment:
     available: float
     p90: float
     reason: str
+    sold: float = 0.0
+    order_by: datetime | None = None
+    """Projected stockout minus the lead time: the latest moment a reorder still lands before stock runs out."""
+    lead_time_hours: float = 24.0
 
 
 def _severity(probability: float, urgent: bool, cuts: tuple[float, float, float]) -> Severity:
@@ -205,6 +209,9 @@ def assess(
         available=available,
         p90=float(fcst.p90),
         reason=reason,
+        sold=sold,
+        order_by=None if stockout_at is None else stockout_at - policy.lead_time,
+        lead_time_hours=policy.lead_time.total_seconds() / 3600.0,
     )
 
 
@@ -236,6 +243,9 @@ class Alert:
     available: float
     p90: float
     reason: str
+    units_sold: float = 0.0
+    order_by: datetime | None = None
+    lead_time_hours: float = 24.0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -314,6 +324,9 @@ class AlertStateMachine:
             available=a.available,
             p90=a.p90,
             reason=a.reason if status != "resolved" else f"resolved: {a.reason}",
+            units_sold=a.sold,
+            order_by=a.order_by,
+            lead_time_hours=a.lead_time_hours,
         )
 
     def forget(self, sale_id: str, sku: str) -> None:

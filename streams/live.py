@@ -9,6 +9,7 @@ simulation running 60 times faster than real time forecasts exactly as it would 
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -202,7 +203,9 @@ class LiveBoard:
         alert = self.alerts.update(sale_id, sku, self._assess(tracked, sale, sku, available))
         if alert is None:
             return None
-        record = alert_record(alert, self.stream_ms)
+        product = self.catalog.products.get((sale_id, sku))
+        record = alert_record(alert, self.stream_ms, product_name=product.name if product else None,
+                              sale_name=sale.brand)
         if alert.status == "resolved":
             self.open_alerts.pop((sale_id, sku), None)
         else:
@@ -304,8 +307,10 @@ class LiveBoard:
                 "products": [self.product_view(sale, sku) for sku in sale.skus]}
 
 
-def alert_record(alert: Alert, now_ms: int) -> dict[str, Any]:
-    """The ReplenishmentAlert Avro record of a state-machine alert."""
+def alert_record(alert: Alert, now_ms: int, *, product_name: str | None = None, sale_name: str | None = None,
+                 wall_ms: int | None = None) -> dict[str, Any]:
+    """The ReplenishmentAlert Avro record of a state-machine alert (``now_ms`` stream time, ``wall_ms`` the wall
+    clock, now by default)."""
     return {
         "event_id": alert.alert_id,
         "alert_id": alert.alert_id,
@@ -321,4 +326,10 @@ def alert_record(alert: Alert, now_ms: int) -> dict[str, Any]:
         "projected_stockout_at": dt_to_ms(alert.projected_stockout_at),
         "reason": alert.reason,
         "raised_at": now_ms,
+        "product_name": product_name or None,
+        "sale_name": sale_name or None,
+        "units_sold": int(alert.units_sold),
+        "order_by": dt_to_ms(alert.order_by),
+        "lead_time_hours": float(alert.lead_time_hours),
+        "wall_clock_at": wall_ms if wall_ms is not None else int(time.time() * 1000),
     }
