@@ -66,6 +66,13 @@ def _one_of(variable: str, value: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
+def _currency(value: str) -> str:
+    code = value.strip().upper()
+    if len(code) != 3 or not code.isalpha():
+        raise ValueError(f"SALEPULSE_CURRENCY={value!r} is not a three-letter ISO 4217 code such as EUR or USD")
+    return code
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable, with embedded defaults that make ``make demo`` work on a bare machine."""
@@ -95,6 +102,8 @@ class Settings:
     alert_probability: float = 0.8
     log_level: str = "INFO"
     log_format: str = "console"
+    currency: str = "EUR"
+    """SALEPULSE_CURRENCY: ISO 4217 code of the prices and revenue the dashboard shows."""
 
     @property
     def bootstrap(self) -> str:
@@ -163,4 +172,5 @@ class Settings:
             alert_probability=float(get("SALEPULSE_ALERT_PROBABILITY", defaults.alert_probability)),
             log_level=get("SALEPULSE_LOG_LEVEL", defaults.log_level).upper(),
             log_format=get("SALEPULSE_LOG_FORMAT", defaults.log_format),
+            currency=_currency(get("SALEPULSE_CURRENCY", defaults.currency)),
         )
