@@ -197,8 +197,12 @@
     var text = c, kind = "ok";
     if (c === "out of stock") { kind = "bad"; text = isNum(x.out_of_stock) ? x.out_of_stock + " out of stock" : "out of stock"; }
     else if (c === "at risk") kind = "bad";
-    else if (c === "short") { kind = "bad"; text = "short " + fmtInt(x.p50 - (x.units || 0) - x.stock); }
-    else if (c === "tight") { kind = "warn"; text = "p90 +" + fmtInt(x.p90 - (x.units || 0) - x.stock); }
+    else if (c === "short" || c === "tight") {
+      // A sale's verdict comes from its products: its own totals may still fit while one product does not.
+      var gap = (c === "short" ? x.p50 : x.p90) - (x.units || 0) - x.stock;
+      kind = c === "short" ? "bad" : "warn";
+      text = gap > 0 ? (c === "short" ? "short " : "p90 +") + fmtInt(gap) : c === "short" ? "a product short" : "tight";
+    }
     else if (c === "unknown") return "";
     return '<span class="chip ' + kind + '" data-coverage="' + esc(c) + '">' + esc(text) + "</span>";
   }
@@ -382,7 +386,12 @@
     var otherClock = st != null && data.stream_is_wall_clock === false;
     document.getElementById("stream-clock").hidden = !otherClock;
     setText("stream-time", st == null ? "—" : (new Date(st)).toISOString().slice(0, 10) + " " + hms(new Date(st)));
-    if (t.events_processed !== lastEvents) { lastEvents = t.events_processed; lastEventsChange = new Date(); }
+    if (t.events_processed !== lastEvents) {
+      lastEvents = t.events_processed;
+      lastEventsChange = new Date();
+      // Live, the stream's clock is the events' time: an old one means the data stopped before this page opened.
+      if (data.stream_is_wall_clock && st != null && st < lastEventsChange.getTime()) lastEventsChange = new Date(st);
+    }
     var byId = {};
     (data.sales || []).forEach(function (s) { byId[s.sale_id] = s; });
     renderSales(data.sales, nowMs);
