@@ -204,8 +204,9 @@ def run_demo(settings: Settings, *, duration: float, rate: float, seed: int | No
     dashboard = f"http://{settings.http_host}:{settings.http_port}/dashboard"
     try:
         print(f"dashboard  {dashboard}  (live once the worker answers)", flush=True)
-        print(f"run        {run_id}: topics {settings.topics.order.removesuffix('events.order')}*, "
-              f"app id {settings.app_id}", flush=True)
+        prefix = env["SALEPULSE_TOPIC_PREFIX"]
+        print(f"run        {run_id}: topics {prefix}*, app id {settings.app_id}", flush=True)
+        print(f"alerts     SALEPULSE_TOPIC_PREFIX={prefix} salepulse alerts follow --from-beginning", flush=True)
         ensure_broker(settings)
         ensure_topics(settings)
         children.start("worker", "worker")
