@@ -59,13 +59,13 @@ class LiveBoard:
     def observe(self, totals: SkuTotals, fact: Fact) -> None:
         """A fact was counted into ``totals`` (the agent's table state for that sku)."""
         key = (fact.sale_id, fact.sku)
+        sale = self.catalog.sales.get(fact.sale_id)
+        # A forecaster built now is seeded with the units counted so far; ``totals`` already holds this fact, so it
+        # is built from the totals before it, and the fact is added once, below (it used to be counted twice).
+        tracked = self._tracked(key, sale) if fact.kind == "order" else None
         self.totals[key] = totals
         self.active.setdefault(fact.sale_id, set()).add(fact.sku)
         self.stream_ms = max(self.stream_ms, fact.ts_ms)
-        if fact.kind != "order":
-            return
-        sale = self.catalog.sales.get(fact.sale_id)
-        tracked = self._tracked(key, sale)
         if tracked is None or sale is None:
             return
         at = sale.elapsed_fraction(fact.ts_ms)

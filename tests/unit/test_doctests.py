@@ -11,6 +11,8 @@ MODULES = [
     "salepulse.schemas.codec", "salepulse.schemas.validation", "salepulse.schemas.json_input",
     "salepulse.streams.config", "salepulse.streams.velocity", "salepulse.streams.metrics", "salepulse.streams.catalog",
     "salepulse.consumers.priors", "salepulse.consumers.publish",
+    "salepulse.consumers.datasets", "salepulse.streams.preflight", "salepulse.streams.dashboard",
+    "salepulse.streams.demo", "salepulse.streams.cli",
 ]
 
 
