@@ -32,8 +32,7 @@ def test_a_sold_out_product_makes_the_sale_out_of_stock_not_covered() -> None:
 
 
 def test_a_sale_with_nothing_sold_is_quiet() -> None:
-    board, state = board_with_sale(stock=100, prior=10.0)
-    sell(board, state, 0, START + HOUR, 0) if False else None  # noqa: B018 - nothing sold: the board only ticks
-    board.stream_ms = START + HOUR
+    board, _ = board_with_sale(stock=100, prior=10.0)
+    board.stream_ms = START + HOUR  # the sale is open, nobody bought
     sale = dashboard_payload(board, 0)["sales"][0]
-    assert sale["units"] == 0 and sale["quiet"] is True
+    assert sale["units"] == 0 and sale["quiet"] is True and sale["coverage"] == "covered"
