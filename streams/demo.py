@@ -139,10 +139,16 @@ def ensure_broker(settings: Settings) -> str:
     if broker_answers(settings.bootstrap, timeout=2.0):
         print(f"kafka      {settings.bootstrap} (already running)", flush=True)
         return settings.bootstrap
+    from salepulse.deploy.kafka.local_broker import LocalBrokerError
+    from salepulse.streams.preflight import CliError
+
     broker = LocalBroker(home=settings.state_dir / "kafka", port=settings.local_kafka_port,
                          controller_port=settings.local_kafka_port + 1)
     print(f"kafka      starting local broker in {broker.home} ...", flush=True)
-    bootstrap = broker.up()
+    try:
+        bootstrap = broker.up()
+    except LocalBrokerError as exc:  # no Java, no Maven, a port taken: its first line says which
+        raise CliError(str(exc).splitlines()[0]) from exc
     print(f"kafka      {bootstrap} (local, KRaft; stop with `salepulse kafka down`)", flush=True)
     return bootstrap
 

@@ -133,10 +133,11 @@ def test_sink_busy_metrics_port_names_its_variable(busy_port: int, nowhere: str,
     assert_one_line(err, "SALEPULSE_SINK_METRICS_PORT")
 
 
-def test_no_java_is_one_line(tmp_path: Path, state: dict[str, str]) -> None:
+@pytest.mark.parametrize("args", [("kafka", "up"), ("demo", "--duration", "1")])
+def test_no_java_is_one_line(args: tuple[str, ...], tmp_path: Path, state: dict[str, str]) -> None:
     env = {**state, "PATH": str(tmp_path), "JAVA_HOME": str(tmp_path / "no-jdk"),
-           "SALEPULSE_LOCAL_KAFKA_PORT": str(free_port())}
-    code, _, err, seconds = run_cli("kafka", "up", env=env)
+           "SALEPULSE_LOCAL_KAFKA_PORT": str(free_port()), "KAFKA_BOOTSTRAP_SERVERS": ""}
+    code, _, err, seconds = run_cli(*args, env=env)
     assert code == 2
     assert_one_line(err, "java", "KAFKA_BOOTSTRAP_SERVERS")
     assert seconds < LIMIT_SECONDS
