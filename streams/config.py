@@ -73,6 +73,13 @@ def _one_of(variable: str, value: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
+def _currency(value: str) -> str:
+    code = value.strip().upper()
+    if len(code) != 3 or not code.isalpha():
+        raise ValueError(f"SALEPULSE_CURRENCY={value!r} is not a three-letter ISO 4217 code such as EUR or USD")
+    return code
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable, with embedded defaults that make ``make demo`` work on a bare machine."""
@@ -115,6 +122,8 @@ class Settings:
     pooled one while their record is short."""
     log_level: str = "INFO"
     log_format: str = "console"
+    currency: str = "EUR"
+    """SALEPULSE_CURRENCY: ISO 4217 code of the prices and revenue the dashboard shows."""
 
     @property
     def bootstrap(self) -> str:
@@ -191,4 +200,5 @@ class Settings:
             presale_prior_strength=float(get("SALEPULSE_PRESALE_PRIOR_STRENGTH", defaults.presale_prior_strength)),
             log_level=get("SALEPULSE_LOG_LEVEL", defaults.log_level).upper(),
             log_format=get("SALEPULSE_LOG_FORMAT", defaults.log_format),
+            currency=_currency(get("SALEPULSE_CURRENCY", defaults.currency)),
         )

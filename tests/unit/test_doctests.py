@@ -15,6 +15,8 @@ MODULES = [
     "salepulse.consumers.data.rees46", "salepulse.consumers.data.taobao", "salepulse.consumers.data.online_retail",
     "salepulse.consumers.recommend_baselines", "salepulse.consumers.evaluate_recommend",
     "salepulse.streams.presale", "salepulse.streams.stocking", "salepulse.streams.buyer_desk",
+    "salepulse.consumers.datasets", "salepulse.streams.preflight", "salepulse.streams.dashboard",
+    "salepulse.streams.demo", "salepulse.streams.cli",
 ]
 
 
