@@ -187,7 +187,10 @@ def _order(record: Record, found: list[str]) -> None:
     check_string(record.get("order_id"), "order_id", found)
     if record.get("event_id") and record.get("order_id") and record["event_id"] != record["order_id"]:
         found.append("event_id: must equal order_id, so an order is counted once")
-    check_string(record.get("currency"), "currency", found, max_length=3, required=False)
+    currency = record.get("currency", "EUR")
+    if not (isinstance(currency, str) and len(currency) == 3 and currency.isascii() and currency.isupper()
+            and currency.isalpha()):
+        found.append(f"currency: expected an ISO 4217 code such as EUR, got {excerpt(currency)}")
     for i, line in enumerate(_items(record.get("lines"), "lines", found, 1, L.MAX_ORDER_LINES)):
         if not isinstance(line, Mapping):
             found.append(f"lines[{i}]: expected an object, got {type(line).__name__}")
