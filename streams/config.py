@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from salepulse.schemas import limits
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -98,8 +100,8 @@ class Settings:
     """SALEPULSE_READ_TOKEN: when set (or when SALEPULSE_API_TOKEN is), ``/members/…`` needs one of the two."""
     event_time_window: bool = True
     """SALEPULSE_EVENT_TIME_WINDOW (on/off): the collector refuses events outside the live window below."""
-    event_max_age_s: float = 7 * 24 * 3600.0
-    event_max_lead_s: float = 300.0
+    event_max_age_s: float = limits.DEFAULT_MAX_EVENT_AGE_MS / 1000
+    event_max_lead_s: float = limits.DEFAULT_MAX_EVENT_LEAD_MS / 1000
     max_body_bytes: int = 1_048_576
     sink_batch_rows: int = 20_000
     sink_flush_seconds: float = 1.0
