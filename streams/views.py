@@ -149,10 +149,11 @@ def _require_ready() -> None:
         raise HTTPProblem(503, "the worker is still loading the catalogue; retry in a moment")
 
 
-def handled(route: str, needs_state: bool = True, served: bool = True) -> Any:
+def handled(route: str, needs_state: bool = True, served: bool = True, reading: bool = False) -> Any:
     """Turn :class:`HTTPProblem` into a JSON error response and count every answer by status.
 
     ``served`` is False for a route this worker's role does not answer (a 404 that names the role that does).
+    ``reading`` routes (member data) check the read token first, before any routing to the member's worker.
     """
 
     def wrap(fun: Any) -> Any:
@@ -162,6 +163,8 @@ def handled(route: str, needs_state: bool = True, served: bool = True) -> Any:
                     raise HTTPProblem(404, f"{route} is not served by a SALEPULSE_WORKER_ROLE="
                                            f"{settings.worker_role} worker; ask one whose role is all or "
                                            f"{'preferences' if route.startswith('/members') else 'velocity'}")
+                if reading:
+                    _authorize(request, reading=True)
                 if needs_state:
                     _require_ready()
                 response = await fun(view, request, *args, **kwargs)
@@ -315,11 +318,10 @@ def routed_by_member(fun: Any) -> Any:
 
 @app.page("/members/{member_id}/sales")
 class MemberSales(View):
-    @handled("/members/{member_id}/sales", served=settings.learns_preferences)
+    @handled("/members/{member_id}/sales", served=settings.learns_preferences, reading=True)
     @routed_by_member
     async def get(self, request: Request, member_id: str) -> Response:
         """The open sales ranked for this member (live popularity for a member never seen)."""
-        _authorize(request, reading=True)
         k = _query_int(request, "k", 10, 1, 500)
         now = _now_ms()
         state = members.get(member_id)
@@ -332,11 +334,10 @@ class MemberSales(View):
 
 @app.page("/members/{member_id}/products")
 class MemberProducts(View):
-    @handled("/members/{member_id}/products", served=settings.learns_preferences)
+    @handled("/members/{member_id}/products", served=settings.learns_preferences, reading=True)
     @routed_by_member
     async def get(self, request: Request, member_id: str) -> Response:
         """The in-stock products of one sale, ranked for this member."""
-        _authorize(request, reading=True)
         sale_id = request.query.get("sale_id")
         if not sale_id:
             raise HTTPProblem(400, "sale_id is required, e.g. ?sale_id=s-12&k=20")
