@@ -88,6 +88,12 @@ def render_markdown(r: dict[str, Any]) -> str:
         f"{_verdict((pipe['ratio_to_baseline'] or 0) >= 0.5)} |",
         f"| event → visible in ClickHouse p99 <= 2 s at 5,000/s | {_fmt(vis)} | "
         f"{_verdict(vis.get('p99', 1e9) <= 2000)} |",
+        f"| pre-sale forecast + plan of 5,000 skus < 1 s (pure) | {pure['presale']['forecast_and_plan_ms']} ms | "
+        f"{_verdict(pure['presale']['forecast_and_plan_ms'] < 1000)} |",
+        f"| validation boundary <= 5% of the velocity worker's time | "
+        f"{pure['validation']['validation_us_per_event']} µs/event × {worker:,.0f} events/s = "
+        f"{pure['validation']['validation_us_per_event'] * worker / 1e4:.1f}% | "
+        f"{_verdict(pure['validation']['validation_us_per_event'] * worker / 1e4 <= 5)} |",
         f"| forecast update per order <= 50 µs (pure) | {pure['forecast_update_and_quantiles_us']} µs with quantiles, "
         f"{pure['forecast_update_us']} µs update only | {_verdict(pure['forecast_update_and_quantiles_us'] <= 50)} |",
         f"| order → forecast at GET /sales/{{id}} p99 <= 1 s | {_fmt(lat['order_to_sales_view_ms'])} | "
@@ -137,4 +143,3 @@ def render_markdown(r: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
-

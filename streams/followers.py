@@ -14,7 +14,11 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from salepulse.streams.catalog import Catalog
+from salepulse.streams.logs import get_logger
+from salepulse.streams.poison import bounded_reason
 from salepulse.streams.topology import CATALOG_FOLLOWER_GROUP
+
+log = get_logger(__name__)
 
 
 class CatalogFollower:
@@ -71,11 +75,15 @@ class CatalogFollower:
                         continue
                     try:
                         name, record = self.decode(message.value())
-                    except ValueError:
+                        with self._lock:
+                            problem = self.catalog.apply(name, record)
+                    except Exception as exc:  # noqa: BLE001 - one bad record must not stop the whole catalogue
+                        problem = f"{type(exc).__name__}: {exc}"
+                    if problem:
                         self.errors += 1
-                        continue
-                    with self._lock:
-                        self.catalog.apply(name, record)
+                        log.warning("catalogue record skipped", topic=message.topic(),
+                                    partition=message.partition(), offset=message.offset(),
+                                    reason=bounded_reason(problem))
                 if not pending and not self.ready.is_set():
                     self.ready.set()
         finally:

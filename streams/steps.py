@@ -23,7 +23,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from salepulse.streams.catalog import Catalog
 from salepulse.streams.config import Settings
 from salepulse.streams.topology import sink_topics
-from salepulse.streams.velocity import Fact, SaleState, SkuTotals, to_ms
+from salepulse.streams.velocity import DEDUP_IDS, Fact, SaleState, SkuTotals, to_ms
 
 
 @dataclass
@@ -34,13 +34,14 @@ class Counted:
     duplicates: int = 0
 
 
-def count(facts: Iterable[tuple[Fact, str, int]], state: SaleState) -> Counted:
-    """Count ``(fact, source, offset)`` items into ``state``; a fact whose source offset was counted before is a
-    duplicate (redelivery), and is skipped. Closes the highest offset seen per source afterwards."""
+def count(facts: Iterable[tuple[Fact, str, int]], state: SaleState, dedup_ids: int = DEDUP_IDS) -> Counted:
+    """Count ``(fact, source, offset)`` items into ``state``; a fact whose source offset was counted before
+    (redelivery), or a retried order or cart (same kind, event id and sku, among the last ``dedup_ids``), is a
+    duplicate, and is skipped. Closes the highest offset seen per source afterwards."""
     out = Counted()
     highest: dict[str, int] = {}
     for fact, source, offset in facts:
-        if state.apply(fact, source, offset):
+        if state.apply(fact, source, offset, dedup_ids):
             out.counted.append(fact)
         else:
             out.duplicates += 1

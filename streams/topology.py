@@ -40,6 +40,8 @@ class Topics:
     snapshots: str = "velocity.snapshots"
     alerts: str = "replenishment.alerts"
     deadletter: str = "events.deadletter"
+    outcomes: str = "forecast.outcomes"
+    plans: str = "stock.plans"
 
     @property
     def events(self) -> tuple[str, str, str]:
@@ -47,8 +49,13 @@ class Topics:
 
     @property
     def compacted(self) -> tuple[str, ...]:
-        """Topics that hold the latest value per key (catalogue, priors, stock)."""
+        """Topics that hold the latest value per key (catalogue, priors, stock, outcomes, plans)."""
         return tuple(getattr(self, name) for name in COMPACTED_FIELDS)
+
+    @property
+    def followed(self) -> tuple[str, ...]:
+        """Compacted topics every worker reads whole: the catalogue, and the outcomes the pre-sale desk learns."""
+        return tuple(getattr(self, name) for name in FOLLOWED_FIELDS)
 
     def all(self) -> tuple[str, ...]:
         """Every topic name, in declaration order (what ``ensure_topics`` creates)."""
@@ -90,9 +97,16 @@ TOPICS: tuple[TopicSpec, ...] = (
               ("sink", "follow_velocity agent")),
     TopicSpec("alerts", "sale_id:sku", ("ReplenishmentAlert",), ("live-state timer",),
               ("sink", "alerts follow")),
-    TopicSpec("deadletter", "source key", ("DeadLetter",), ("ingest",), ()),
+    TopicSpec("deadletter", "source key", ("DeadLetter",), ("ingest", "sale_state and member_preferences agents"),
+              ("salepulse deadletters",)),
+    TopicSpec("outcomes", "sale_id:sku", ("ForecastOutcome",), ("live-state timer (sales that ended)",),
+              ("catalog follower (buyer desk)",), compacted=True),
+    TopicSpec("plans", "sale_id:sku", ("StockPlan",), ("live-state timer (buyer desk)",), ("sink",),
+              compacted=True),
 )
 COMPACTED_FIELDS: tuple[str, ...] = tuple(spec.field for spec in TOPICS if spec.compacted)
+#: What the catalogue follower of every worker reads whole (plans are written, never read back).
+FOLLOWED_FIELDS: tuple[str, ...] = ("sales", "priors", "stock", "outcomes")
 SPECS: Mapping[str, TopicSpec] = {spec.field: spec for spec in TOPICS}
 
 #: Event kind (the ``type`` of a posted JSON event, the name used in counters) ↔ Avro record name.
@@ -186,7 +200,7 @@ class Groups:
 
 
 #: Topics the sink writes to ClickHouse.
-SINK_FIELDS: tuple[str, ...] = ("facts", "snapshots", "alerts")
+SINK_FIELDS: tuple[str, ...] = ("facts", "snapshots", "alerts", "plans")
 
 
 def sink_topics(topics: Topics) -> list[str]:

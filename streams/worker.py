@@ -35,6 +35,7 @@ import asyncio
 import json
 import os
 import threading
+import time
 import traceback
 import weakref
 from dataclasses import dataclass, field
@@ -44,7 +45,10 @@ import faust
 from faust.streams import _current_event
 
 from salepulse.schemas.codec import Codec, DecodeError
+from salepulse.streams.bounded import SaleCache
+from salepulse.streams.buyer_desk import BuyerDesk
 from salepulse.streams.catalog import Catalog
+from salepulse.streams.clock import StreamClock
 from salepulse.streams.config import Settings
 from salepulse.streams.followers import CatalogFollower
 from salepulse.streams.ingest import EventIngest, IngestBatch, facts_of
@@ -52,15 +56,15 @@ from salepulse.streams.lag import group_lag
 from salepulse.streams.live import LiveBoard
 from salepulse.streams.logs import get_logger
 from salepulse.streams.metrics import Metric, Registry
+from salepulse.streams.poison import dead_letter
 from salepulse.streams.preferences import MemberState, PreferenceModel
 from salepulse.streams.steps import MemberCache, count, lag_groups, preference_update, totals_of_snapshot
 from salepulse.streams.topology import sku_key
-from salepulse.streams.velocity import SaleState
+from salepulse.streams.velocity import SaleState, SkuTotals
 
 log = get_logger(__name__)
 
 MEMBER_FLUSH_SECONDS = 15.0
-MEMBER_CACHE_SIZE = 50_000
 LEARN_SLICE = 64
 
 
@@ -94,6 +98,7 @@ class WorkerMetrics:
                                                 ["route", "status"])
         self.collector_events: Metric = r.counter("salepulse_collector_events_total", "Events posted, by outcome.",
                                                    ["outcome"])
+        self.plans_sent: Metric = r.counter("salepulse_plans_total", "Stock plan lines sent to stock.plans.")
 
 
 def _credentials(security: dict[str, str]) -> Any:
@@ -149,8 +154,8 @@ def faust_app(settings: Settings) -> faust.App:
     )
 
 
-def write_table(table: faust.Table, key: str, value: bytes, event: faust.EventT) -> None:
-    """Write ``table[key]`` as if inside ``event``'s iteration.
+def write_table(table: faust.Table, key: str, value: bytes | None, event: faust.EventT) -> None:
+    """Write ``table[key]`` (delete it when ``value`` is None) as if inside ``event``'s iteration.
 
     Faust sends the changelog record to the partition of the *current* event. Agents here work on batches, so the
     current event is set explicitly to the event that carried ``key`` (same key, same partition), which keeps
@@ -158,9 +163,20 @@ def write_table(table: faust.Table, key: str, value: bytes, event: faust.EventT)
     """
     token = _current_event.set(weakref.ref(event))
     try:
-        table[key] = value
+        if value is None:
+            table.pop(key, None)
+        else:
+            table[key] = value
     finally:
         _current_event.reset(token)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _tick_failed(work: str, sale_id: str, sku: str, exc: BaseException) -> None:
+    log.error("live state work skipped", work=work, sale_id=sale_id[:200], sku=sku[:200], error=repr(exc)[:300])
 
 
 def die_without_commit(agent: str, exc: BaseException) -> None:
@@ -192,6 +208,9 @@ class Worker:
                                             partitions=settings.partitions)
         self.snapshots_topic = self.app.topic(names.snapshots, value_type=bytes, key_type=bytes)
         self.alerts_topic = self.app.topic(names.alerts, value_type=bytes, key_type=bytes)
+        self.deadletter_topic = self.app.topic(names.deadletter, value_type=bytes, key_type=bytes)
+        self.plans_topic = self.app.topic(names.plans, value_type=bytes, key_type=bytes)
+        self.outcomes_topic = self.app.topic(names.outcomes, value_type=bytes, key_type=bytes)
         # Each role owns only its own tables, so a velocity worker never restores member state and vice versa.
         self.sale_states: faust.Table | None = (
             self.app.Table("sale-state", key_type=str, value_type=bytes, partitions=settings.partitions)
@@ -199,15 +218,23 @@ class Worker:
         self.member_prefs: faust.Table | None = (
             self.app.Table("member-prefs", key_type=str, value_type=bytes, partitions=settings.partitions)
             if settings.learns_preferences else None)
-        self.catalog_follower = CatalogFollower(settings.kafka_config(), list(names.compacted), self.codec.decode)
+        self.catalog_follower = CatalogFollower(settings.kafka_config(), list(names.followed), self.codec.decode)
         self.catalog: Catalog = self.catalog_follower.catalog
-        self.board = LiveBoard(self.catalog, alert_probability=settings.alert_probability)
+        # The buyer desk (issue 15): pre-sale correction, stocking plans, scorecards.
+        self.buyer_desk = BuyerDesk(self.catalog, settings.plan_cost_ratio, settings.presale_prior_strength)
+        self.board = LiveBoard(self.catalog, alert_probability=settings.alert_probability,
+                               clock=StreamClock(skew_ms=int(settings.clock_skew_seconds * 1000)),
+                               corrected_prior=self.buyer_desk.corrected_prior)
         self.preferences = PreferenceModel()
         self.members: MemberCache[MemberState, faust.EventT] = MemberCache(
-            MEMBER_CACHE_SIZE, self._load_member,
+            settings.max_members, self._load_member,
             lambda member_id, value, event: write_table(self.member_prefs, member_id, value, event))
-        # Decoded SaleState of the sales this worker owns; the table holds the durable copy.
-        self.sale_cache: dict[str, SaleState] = {}
+        # Decoded SaleState of the sales this worker owns (bounded, see salepulse.streams.bounded); the table holds
+        # the durable copy.
+        self.sale_cache = SaleCache(settings.max_live_sales, settings.max_unknown_sales)
+        # The last event that carried each cached unknown sale: its table entry is deleted on that event's
+        # partition when the sale is evicted (bounded by SALEPULSE_MAX_UNKNOWN_SALES).
+        self.unknown_events: dict[str, faust.EventT] = {}
         # Highest offset handled per "topic:partition", whatever the commits say: how tests and the demo know the
         # worker has caught up (Faust's commits can trail; see the README's known issues).
         self.processed_offsets: dict[str, int] = {}
@@ -235,14 +262,36 @@ class Worker:
         return self.preferences.load_state(stored, member_id)
 
     def load_sale(self, sale_id: str) -> SaleState:
+        """The sale's state: cached, else from the table. Only sales the catalogue knows reach the live board."""
+        known = sale_id in self.catalog.sales
         state = self.sale_cache.get(sale_id)
         if state is None:
             stored = self.sale_states.get(sale_id)
             state = SaleState.from_json(json.loads(stored)) if stored else SaleState(sale_id)
-            for sku, totals in state.skus.items():
-                self.board.restore(sale_id, sku, totals)
-            self.sale_cache[sale_id] = state
+            self.sale_cache.put(sale_id, state, known=known)
+            if known:
+                self._restore_board(state)
+        elif known and self.sale_cache.mark_known(sale_id):  # counted before the catalogue had read the sale
+            self._promote(state)
         return state
+
+    def _restore_board(self, state: SaleState) -> None:
+        for sku, totals in state.skus.items():
+            self.board.restore(state.sale_id, sku, totals)
+
+    def _promote(self, state: SaleState) -> None:
+        """A sale counted while the catalogue did not know it is known now: its totals join the live board."""
+        self.unknown_events.pop(state.sale_id, None)
+        self._restore_board(state)
+        self.dirty.update((state.sale_id, sku) for sku in state.skus)  # their snapshots were never sent
+
+    def promote_catalogued_sales(self) -> None:
+        """Called each tick: the catalogue follower and the ingest race, so a sale's first facts can arrive before
+        the sale itself; without this its totals would reach the board only with its next fact."""
+        for sale_id in [s for s in self.sale_cache.unknown if s in self.catalog.sales]:
+            state = self.sale_cache.get(sale_id)
+            if state is not None and self.sale_cache.mark_known(sale_id):
+                self._promote(state)
 
     # --- ingest thread -------------------------------------------------------------------------------------
     def _ingested(self, batch: IngestBatch) -> None:
@@ -276,45 +325,78 @@ class Worker:
 
     # --- agents: decode, call a step of salepulse.streams.steps, emit ------------------------------------------
     async def sale_state(self, stream: faust.StreamT) -> None:
-        """Count facts into the per-sale state; redelivered facts (same source offset) are skipped."""
+        """Count facts into the per-sale state; redelivered facts (same source offset) and retried orders and carts
+        (same kind, event id and sku) are skipped; a message that fails is dead-lettered, and counting goes on."""
         async for events in stream.take_events(100, within=0.02):
             try:
-                self.count_batch(events)
+                await self.send_dead_letters("sale_state", self.count_batch(events))
             except Exception as exc:
                 die_without_commit("sale_state", exc)
 
-    def count_batch(self, events: list[faust.EventT]) -> None:
-        """One batch of facts messages into the sale states, then one table write per sale touched."""
-        touched: dict[str, faust.EventT] = {}
+    async def send_dead_letters(self, stage: str, failed: list[tuple[faust.EventT, str]]) -> None:
+        """Dead-letter messages an agent could not process (bounded excerpt, hash, stage, reason); see poison.py."""
+        for event, reason in failed:
+            message = event.message
+            record = dead_letter(message.topic, message.partition, message.offset, message.key, event.value, stage,
+                                 reason, _now_ms())
+            log.error("dead-lettered", stage=stage, topic=message.topic, partition=message.partition,
+                      offset=message.offset, reason=record["reason"])
+            await self.deadletter_topic.send(key=record["key"], value=self.codec.encode("DeadLetter", record))
+            self.metrics.deadletters_sent.inc()
+            self.metrics.events_failed.inc(stage=stage)
+
+    def count_batch(self, events: list[faust.EventT]) -> list[tuple[faust.EventT, str]]:
+        """One batch of facts messages into the sale states, then one table write per sale touched; returns the
+        messages that could not be counted, with the reason (the caller dead-letters them)."""
+        touched: dict[str, tuple[faust.EventT, SaleState]] = {}
+        failed: list[tuple[faust.EventT, str]] = []
         counted = duplicates = 0
         for event in events:
             message = event.message
             source = f"{message.topic}:{message.partition}"
             self.processed_offsets[source] = max(self.processed_offsets.get(source, -1), message.offset)
             try:
+                # Only the ingest writes this topic, so a failure here is a bug or a record produced around it; it
+                # must not crash the agent either way, because Faust commits the offsets of a crashed agent's batch.
                 _, batch = self.codec.decode(event.value, timestamps="ms")
-            except DecodeError as exc:
-                # Only the ingest writes this topic: a bad record is a bug to see, and must not crash the
-                # agent, because Faust commits the offsets of a crashed agent's batch.
-                log.error("unreadable facts record skipped", reason=str(exc))
+                sale_id = batch["sale_id"]  # one message carries one sale's facts
+                facts = facts_of(batch)
+                state = self.load_sale(sale_id)
+            except Exception as exc:  # noqa: BLE001
+                failed.append((event, f"{type(exc).__name__}: {exc}"))
                 continue
-            sale_id = batch["sale_id"]  # one message carries one sale's facts
-            state = self.load_sale(sale_id)
-            touched[sale_id] = event
-            result = count(facts_of(batch), state)
-            for fact in result.counted:
-                self.board.observe(state.skus[fact.sku], fact)
-                self.dirty.add((sale_id, fact.sku))
+            known = sale_id not in self.sale_cache.unknown
+            touched[sale_id] = (event, state)
+            if not known:
+                self.unknown_events[sale_id] = event
+            result = count(facts, state, self.settings.sale_dedup_ids)
+            if known:
+                for fact in result.counted:
+                    self._observe(state.skus[fact.sku], fact)
+                    self.dirty.add((sale_id, fact.sku))
             counted += len(result.counted)
             duplicates += result.duplicates
         self.metrics.facts_counted.inc(counted, outcome="counted")
         self.metrics.facts_counted.inc(duplicates, outcome="duplicate")
-        for sale_id, event in touched.items():
-            write_table(self.sale_states, sale_id, json.dumps(self.sale_cache[sale_id].to_json()).encode(), event)
+        for sale_id, (event, state) in touched.items():
+            write_table(self.sale_states, sale_id, json.dumps(state.to_json()).encode(), event)
+        for sale_id, unknown in self.sale_cache.evict():
+            if unknown and sale_id in self.unknown_events:  # made-up or never-catalogued sale: gone for good
+                write_table(self.sale_states, sale_id, None, self.unknown_events.pop(sale_id))
+        return failed
+
+    def _observe(self, totals: SkuTotals, fact: Any) -> None:
+        """The live board's forecast of a counted fact; if it fails (a value the guards did not foresee), the count
+        stands and only that forecast update is lost."""
+        try:
+            self.board.observe(totals, fact)
+        except Exception as exc:  # noqa: BLE001
+            log.error("forecast update skipped", sale_id=fact.sale_id[:200], sku=fact.sku[:200],
+                      error=repr(exc)[:300])
 
     async def member_preferences(self, stream: faust.StreamT) -> None:
         """Fold member signals into the member-prefs table (through the cache, written every
-        ``MEMBER_FLUSH_SECONDS`` at most per member).
+        ``MEMBER_FLUSH_SECONDS`` at most per member); a message that fails is dead-lettered.
 
         One message carries a whole ingest batch's signals for a partition (hundreds, ~30 µs each), so the loop is
         given back every ``LEARN_SLICE`` signals: ranking requests and the other agents must not wait behind it.
@@ -322,64 +404,110 @@ class Worker:
         async for events in stream.take_events(4, within=0.02):
             try:
                 for event in events:
-                    await self.learn(event)
+                    failure = await self.learn(event)
+                    if failure:
+                        await self.send_dead_letters("member_preferences", [(event, failure)])
             except Exception as exc:
                 die_without_commit("member_preferences", exc)
 
-    async def learn(self, event: faust.EventT) -> None:
+    async def learn(self, event: faust.EventT) -> str | None:
+        """Fold one MemberSignals message in; returns why some of it could not be learned (to dead-letter), if so.
+
+        A signal that fails is skipped and the rest of the message is learned: only the ingest writes this topic,
+        so a failure is a bug or a record produced around the ingest's guards, and neither may stop the agent.
+        """
         message = event.message
+        self.processed_offsets[f"{message.topic}:{message.partition}"] = message.offset
         try:
             _, batch = self.codec.decode(event.value, timestamps="ms")
-        except DecodeError as exc:  # only the ingest writes this topic: a bug to see, not a reason to stop
-            log.error("unreadable member signals skipped", reason=str(exc))
-            batch = {"signals": []}
+        except DecodeError as exc:
+            return f"decode: {exc}"
         members, update = self.members, self.preferences.update
+        failures: list[str] = []
         for n, signal in enumerate(batch["signals"], start=1):
-            member_id = signal["member_id"]
-            members.put(member_id, update(members.get(member_id), preference_update(signal, self.catalog)), event)
+            try:
+                member_id = signal["member_id"]
+                members.put(member_id, update(members.get(member_id), preference_update(signal, self.catalog)),
+                            event)
+            except Exception as exc:  # noqa: BLE001
+                failures.append(f"{type(exc).__name__}: {exc}")
             if n % LEARN_SLICE == 0:
                 await asyncio.sleep(0)
-        self.metrics.signals_learned.inc(len(batch["signals"]))
-        self.processed_offsets[f"{message.topic}:{message.partition}"] = message.offset
+        self.metrics.signals_learned.inc(len(batch["signals"]) - len(failures))
+        if failures:
+            return f"{len(failures)} of {len(batch['signals'])} signals not learned; first: {failures[0]}"
+        return None
 
     async def follow_velocity(self, stream: faust.StreamT) -> None:
         """A preferences-only worker learns live popularity (cold start, "trending") from the velocity snapshots."""
         async for value in stream:
-            _, snapshot = self.codec.decode(value, timestamps="ms")
-            self.board.restore(snapshot["sale_id"], snapshot["sku"], totals_of_snapshot(snapshot))
+            try:
+                _, snapshot = self.codec.decode(value, timestamps="ms")
+                self.board.restore(snapshot["sale_id"], snapshot["sku"], totals_of_snapshot(snapshot))
+            except Exception as exc:  # noqa: BLE001 - one unreadable snapshot costs that snapshot, not the worker
+                log.error("snapshot skipped", error=repr(exc)[:300])
 
     # --- timers and hooks ------------------------------------------------------------------------------------
     async def publish_live_state(self) -> None:
         """Snapshots of what changed in the last second; the alert rule for those, and for every open sale each 5 s.
 
         Forecasts move with time even when nothing sells, so the rule must also run on a clock, not only on events.
+        Data errors (a value no guard foresaw) skip that (sale, sku) for this tick; a send the broker refuses is
+        infrastructure and still stops the worker.
         """
         self.ticks += 1
+        self.promote_catalogued_sales()
         dirty = set(self.dirty)
         self.dirty.clear()
         board, codec, m = self.board, self.codec, self.metrics
         for n, (sale_id, sku) in enumerate(dirty, start=1):
-            snapshot = board.snapshot(sale_id, sku)
-            await self.snapshots_topic.send(key=sku_key(sale_id, sku),
-                                            value=codec.encode("VelocitySnapshot", snapshot))
+            try:
+                value = codec.encode("VelocitySnapshot", board.snapshot(sale_id, sku))
+            except Exception as exc:  # noqa: BLE001
+                _tick_failed("snapshot", sale_id, sku, exc)
+                continue
+            await self.snapshots_topic.send(key=sku_key(sale_id, sku), value=value)
             m.snapshots_sent.inc()
             if n % 200 == 0:
                 await asyncio.sleep(0)  # keep the HTTP API and the agents responsive during a big tick
-        board.sample_velocity()
         to_check = dirty
+        try:
+            board.sample_velocity()
+            if self.ticks % 5 == 0:
+                to_check = dirty | set(board.open_active())
+                self.sale_cache.drop(board.finish_ended_sales())
+        except Exception as exc:  # noqa: BLE001
+            _tick_failed("clock work", "*", "*", exc)
         if self.ticks % 5 == 0:
-            to_check = dirty | set(board.open_active())
-            board.finish_ended_sales()
+            await self.publish_buyer_desk()
         for n, (sale_id, sku) in enumerate(to_check, start=1):
             if n % 200 == 0:
                 await asyncio.sleep(0)
-            alert = board.check_alert(sale_id, sku)
+            try:
+                alert = board.check_alert(sale_id, sku)
+                value = None if alert is None else codec.encode("ReplenishmentAlert", alert)
+            except Exception as exc:  # noqa: BLE001
+                _tick_failed("alert rule", sale_id, sku, exc)
+                continue
             if alert is not None:
-                await self.alerts_topic.send(key=sku_key(sale_id, sku),
-                                             value=codec.encode("ReplenishmentAlert", alert))
+                await self.alerts_topic.send(key=sku_key(sale_id, sku), value=value)
                 m.alerts_sent.inc(status=alert["status"])
                 log.info("replenishment alert", alert_id=alert["alert_id"], status=alert["status"],
                          severity=alert["severity"], reason=alert["reason"])
+
+    async def publish_buyer_desk(self) -> None:
+        """Outcomes of the sales that ended here (what every worker's desk learns), then the plans that changed."""
+        board = self.board
+        outcomes, board.finished_outcomes = board.finished_outcomes, []
+        for record in outcomes:
+            await self.outcomes_topic.send(key=sku_key(record["sale_id"], record["sku"]),
+                                           value=self.codec.encode("ForecastOutcome", record))
+        for n, record in enumerate(self.buyer_desk.plans_due(board.stream_ms, _now_ms()), start=1):
+            await self.plans_topic.send(key=sku_key(record["sale_id"], record["sku"]),
+                                        value=self.codec.encode("StockPlan", record))
+            self.metrics.plans_sent.inc()
+            if n % 200 == 0:
+                await asyncio.sleep(0)
 
     async def flush_members(self) -> None:
         await self.members.flush_yielding()
@@ -403,6 +531,7 @@ class Worker:
     async def forget_cached_state(self, *_args: Any, **_kwargs: Any) -> None:
         """Partitions may move: re-read state from the tables rather than trust a cached copy."""
         self.sale_cache.clear()
+        self.unknown_events.clear()
         try:
             self.members.clear()
         except Exception as exc:  # partitions already gone: those members are re-read from the changelog

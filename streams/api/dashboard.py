@@ -36,7 +36,8 @@ def static_file(folders: tuple[Path, ...], name: str) -> web.Response:
 @router.get("/api/dashboard", "Dashboard data", response=models.Dashboard, needs_state=False)
 async def dashboard_data(worker: Worker, request: Request) -> dict[str, Any]:
     """Everything the dashboard page shows, in one poll."""
-    payload = dashboard_payload(worker.board, int(worker.metrics.events_processed.total()))
+    payload = dashboard_payload(worker.board, int(worker.metrics.events_processed.total()),
+                                currency=worker.settings.currency)
     return json.loads(json.dumps(payload, default=str))
 
 

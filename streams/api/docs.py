@@ -20,7 +20,9 @@ router = Router("docs")
 SWAGGER_DIR = WEB_DIR / "vendor" / "swagger_ui"
 REF = "#/components/schemas/{model}"
 STATUS_TEXT = {400: "Bad request", 401: "Missing or wrong bearer token", 404: "Not found", 405: "Method not allowed",
-               413: "Body too large", 500: "Internal error", 503: "Not ready yet (joining the group, loading)"}
+               413: "Body too large", 415: "Not a JSON content type", 422: "Invalid items; none applied",
+               500: "Internal error", 503: "Not ready yet (joining the group, loading), or the broker did not "
+                                          "acknowledge a write (retry)"}
 DOCS_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>salepulse API</title>
 <link rel="stylesheet" href="/docs/static/swagger-ui.css"></head>
@@ -77,9 +79,14 @@ def _operation(endpoint: Endpoint, schemas: Schemas) -> dict[str, Any]:
     problem = {"application/json": {"schema": schemas.ref(models.Problem)}}
     for status in sorted({*endpoint.errors, *((401,) if endpoint.auth else ()), 405, 500}):
         responses[str(status)] = {"description": STATUS_TEXT.get(status, "Error"), "content": problem}
-    op["responses"] = responses
+    for status, model in endpoint.responses.items():
+        responses[str(status)] = {"description": (model.__doc__ or STATUS_TEXT.get(status, "Error")).strip(),
+                                  "content": {"application/json": {"schema": schemas.ref(model)}}}
+    op["responses"] = dict(sorted(responses.items()))
     if endpoint.auth:
         op["security"] = [{"bearer": []}]
+        op["description"] += (" Needs the write token (SALEPULSE_API_TOKEN) when one is set." if endpoint.auth ==
+                              "write" else " Needs the read or the write token when either is set.")
     return op
 
 

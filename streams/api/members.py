@@ -20,7 +20,7 @@ from salepulse.streams.preferences import ProductCandidates, SaleCandidates
 if TYPE_CHECKING:
     from salepulse.streams.worker import Worker
 
-router = Router("members", role="preferences")
+router = Router("members", role="preferences", auth="read")
 K_SALES = Query("k", 10, 1, 500, "How many sales to return.")
 K_PRODUCTS = Query("k", 20, 1, 5000, "How many products to return.")
 SALE_ID = Text("sale_id", "s-12&k=20", "The sale whose products to rank (an open one).")
@@ -97,11 +97,12 @@ def product_candidates(worker: Worker, sale_id: str, now: int) -> ProductCandida
 
 
 def _ranked(items: list[Any]) -> list[dict[str, Any]]:
-    return [{"id": item.id, "score": round(float(item.score), 6), "reason": item.reason} for item in items]
+    return [{"id": item.id, "score": round(float(item.score), 6), "reason": item.reason, "part": item.part}
+            for item in items]
 
 
 @router.get("/members/{member_id}/sales", "Open sales ranked for a member", response=models.MemberSales,
-            query=(K_SALES,), errors=(400, 404, 503))
+            query=(K_SALES,), errors=(400, 401, 404, 503))
 async def member_sales(worker: Worker, request: Request, member_id: str) -> dict[str, Any]:
     """The open sales ranked for this member (live popularity for a member never seen)."""
     k = K_SALES.parse(request)
@@ -110,11 +111,12 @@ async def member_sales(worker: Worker, request: Request, member_id: str) -> dict
     ranked = worker.preferences.rank_sales(state, sale_candidates(worker, now), k=k, now_ms=now)
     items = [{"sale_id": r["id"], "brand": worker.catalog.sales[r["id"]].brand, "score": r["score"],
               "reason": r["reason"]} for r in _ranked(ranked)]
-    return {"member_id": member_id, "known_member": not state.is_cold, "items": items}
+    # no "known member" flag and the same shape for anyone: the answer must not reveal who is a member
+    return {"member_id": member_id, "items": items}
 
 
 @router.get("/members/{member_id}/products", "One sale's in-stock products ranked for a member",
-            response=models.MemberProducts, query=(SALE_ID, K_PRODUCTS), errors=(400, 404, 503))
+            response=models.MemberProducts, query=(SALE_ID, K_PRODUCTS), errors=(400, 401, 404, 503))
 async def member_products(worker: Worker, request: Request, member_id: str) -> dict[str, Any]:
     """The in-stock products of one open sale, ranked for this member."""
     sale_id = SALE_ID.parse(request)
@@ -126,5 +128,6 @@ async def member_products(worker: Worker, request: Request, member_id: str) -> d
         raise HTTPProblem(404, f"sale {sale_id!r} is not open now")
     state = worker.members.get(member_id)
     ranked = worker.preferences.rank_products(state, product_candidates(worker, sale_id, now), k=k, now_ms=now)
-    items = [{"sku": r["id"], "score": r["score"], "reason": r["reason"]} for r in _ranked(ranked)]
-    return {"member_id": member_id, "sale_id": sale_id, "known_member": not state.is_cold, "items": items}
+    # one ranking in two parts: "again" (the member's own items) then "new" (new for you)
+    items = [{"sku": r["id"], "score": r["score"], "reason": r["reason"], "part": r["part"]} for r in _ranked(ranked)]
+    return {"member_id": member_id, "sale_id": sale_id, "items": items}

@@ -50,6 +50,9 @@ class Stats(Model):
     processed_offsets: dict[str, int] = Field(description="Highest offset handled per 'topic:partition'.")
     open_sales: int
     stream_time: str | None
+    clock_ignored: int = Field(description="Event times too far ahead of the wall clock to move stream time.")
+    catalog_rejected: int = Field(description="Catalogue records the live state could not use (skipped).")
+    sales_cached: int = Field(description="Sale states kept decoded in memory (bounded).")
 
 
 # --- sales -------------------------------------------------------------------------------------------------
@@ -115,8 +118,9 @@ class RankedSale(TypedDict):
 
 
 class MemberSales(Model):
+    """The same shape for every id, known or not: no answer tells whether someone is a member."""
+
     member_id: str
-    known_member: bool = Field(description="False: a member never seen, ranked by live popularity.")
     items: list[RankedSale]
 
 
@@ -124,12 +128,12 @@ class RankedProduct(TypedDict):
     sku: str
     score: float
     reason: str
+    part: Annotated[str, Field(description='"again" (the member\'s own items) or "new" (new for them).')]
 
 
 class MemberProducts(Model):
     member_id: str
     sale_id: str
-    known_member: bool
     items: list[RankedProduct]
 
 
@@ -200,6 +204,13 @@ class EventsAccepted(Model):
     refused: list[Refused]
 
 
+class EventsRefused(Problem):
+    """422: some events were refused; the others were stored (resending the whole request is safe)."""
+
+    accepted: int
+    refused: list[Refused]
+
+
 class ForecastIn(BaseModel):
     """A buyer's expert forecast of a product's total demand in a sale, with an optional 80% range."""
 
@@ -216,6 +227,32 @@ ForecastsIn = ForecastIn | list[ForecastIn]
 
 class ForecastsAccepted(Model):
     accepted: int
+
+
+# --- buyer desk --------------------------------------------------------------------------------------------
+class SalePlan(Model):
+    """The stocking plan the buyer desk would send now: units to position per sku (and warehouse), with reasons."""
+
+    sale_id: str
+    brand: str
+    service_level: float
+    quantity: int
+    products: list[dict[str, Any]]
+
+
+class Buyers(Model):
+    buyers: list[dict[str, Any]]
+
+
+class Scorecard(Model):
+    """A buyer's record: past bias, 80% range coverage, the learned correction and why, recent sales."""
+
+    buyer_id: str
+    forecasts: int
+    sales: int
+    bias: float | None
+    range_coverage: float | None
+    learned_bias: float | None
 
 
 # --- dashboard ---------------------------------------------------------------------------------------------

@@ -47,6 +47,11 @@ async def stats(worker: Worker, request: Request) -> dict[str, Any]:
         "processed_offsets": worker.processed_offsets,
         "open_sales": len(worker.catalog.open_sales(board.stream_ms)) if board.stream_ms else 0,
         "stream_time": stream_time(worker),
+        # Poison-proofing (streams/clock.py, streams/bounded.py): event times too far ahead to be "now",
+        # catalogue records skipped, sales kept in memory.
+        "clock_ignored": board.clock.ignored,
+        "catalog_rejected": worker.catalog.rejected,
+        "sales_cached": len(worker.sale_cache),
     }
 
 

@@ -7,22 +7,24 @@ endpoint's response model), a pydantic model, or an aiohttp response (pages, tex
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
 from faust.web import Request, View
 from pydantic import BaseModel, TypeAdapter
 
+from salepulse.streams import collector
 from salepulse.streams.api.errors import HTTPProblem
 
 if TYPE_CHECKING:
     from salepulse.streams.worker import Worker
 
 Handler = Callable[..., Awaitable[Any]]
+Auth = Literal["write", "read"] | None
+"""``write``: SALEPULSE_API_TOKEN; ``read``: SALEPULSE_READ_TOKEN or the write token; None: open."""
 
 
 @dataclass(frozen=True)
@@ -76,11 +78,13 @@ class Endpoint:
     body: Any = None
     """The request body's type, for JSON bodies."""
     query: tuple[Query | Text, ...] = ()
-    auth: bool = False
+    auth: Auth = None
     needs_state: bool = True
     role: str | None = None
     """Served only by workers whose role is all or this one (None: every worker)."""
     errors: tuple[int, ...] = ()
+    responses: dict[int, Any] = field(default_factory=dict)
+    """Error answers whose body has more than the Problem fields, by status (e.g. the collector's 422)."""
     tag: str = ""
     adapter: TypeAdapter[Any] | None = field(default=None, repr=False)
 
@@ -94,9 +98,9 @@ class Endpoint:
 
 
 class Router:
-    """The endpoints of one resource. ``auth=True`` puts every endpoint of the router behind the bearer token."""
+    """The endpoints of one resource; ``auth`` puts every endpoint of the router behind a bearer token."""
 
-    def __init__(self, tag: str, *, role: str | None = None, auth: bool = False) -> None:
+    def __init__(self, tag: str, *, role: str | None = None, auth: Auth = None) -> None:
         self.tag, self.role, self.auth = tag, role, auth
         self.endpoints: list[Endpoint] = []
 
@@ -116,12 +120,13 @@ class Router:
         return self.route("POST", path, summary, **options)
 
 
-def authorize(token: str | None, request: Request) -> None:
-    if not token:
-        return
-    header = request.headers.get("Authorization", "")
-    if not header.startswith("Bearer ") or not hmac.compare_digest(header[7:], token):
-        raise HTTPProblem(401, "this endpoint needs 'Authorization: Bearer <SALEPULSE_API_TOKEN>'")
+def authorize(auth: Auth, api_token: str | None, read_token: str | None, request: Request) -> None:
+    """Writes need the write token; member reads the read token or the write token (when either is set)."""
+    tokens = [api_token, read_token] if auth == "read" else [api_token]
+    refusal = collector.authorize(request.headers.get("Authorization"), tokens,
+                                  "member endpoints" if auth == "read" else "writes")
+    if refusal is not None:
+        raise HTTPProblem(refusal.status, refusal.body["error"])
 
 
 def require_ready(worker: Worker) -> None:
@@ -138,7 +143,7 @@ def served(endpoint: Endpoint, role: str) -> bool:
 
 
 def json_answer(data: Any, status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(data), status=status, content_type="application/json")
+    return web.Response(text=json.dumps(data, default=str), status=status, content_type="application/json")
 
 
 def view_method(worker: Worker, endpoint: Endpoint) -> Callable[..., Awaitable[web.StreamResponse]]:
@@ -167,7 +172,7 @@ def view_method(worker: Worker, endpoint: Endpoint) -> Callable[..., Awaitable[w
             raise HTTPProblem(404, f"{endpoint.path} is not served by a SALEPULSE_WORKER_ROLE={settings.worker_role}"
                                    f" worker; ask one whose role is all or {endpoint.role}")
         if endpoint.auth:
-            authorize(settings.api_token, request)
+            authorize(endpoint.auth, settings.api_token, settings.read_token, request)
         if endpoint.needs_state:
             require_ready(worker)
         return await routed(view, request, **params)

@@ -8,8 +8,8 @@ from salepulse.streams.steps import MemberCache, count, lag_groups, preference_u
 from salepulse.streams.velocity import Fact, SaleState
 
 
-def _facts(offsets: list[int], source: str = "events.order:0") -> list[tuple[Fact, str, int]]:
-    return [(Fact(f"o{o}", "s1", "k1", "order", 1, 10.0, 1_000 + o), source, o) for o in offsets]
+def _facts(offsets: list[int], source: str = "events.order:0", prefix: str = "o") -> list[tuple[Fact, str, int]]:
+    return [(Fact(f"{prefix}{o}", "s1", "k1", "order", 1, 10.0, 1_000 + o), source, o) for o in offsets]
 
 
 def test_count_counts_each_source_offset_once() -> None:
@@ -24,8 +24,15 @@ def test_count_counts_each_source_offset_once() -> None:
 def test_count_keeps_sources_apart() -> None:
     state = SaleState("s1")
     count(_facts([5]), state)
-    other = count(_facts([5], source="events.order:1"), state)
+    other = count(_facts([5], source="events.order:1", prefix="p"), state)
     assert len(other.counted) == 1 and state.skus["k1"].units == 2
+
+
+def test_count_drops_a_retried_order_at_a_new_offset() -> None:
+    state = SaleState("s1")
+    count(_facts([5]), state)
+    retried = count([(Fact("o5", "s1", "k1", "order", 1, 10.0, 1_005), "events.order:0", 9)], state)
+    assert retried.counted == [] and retried.duplicates == 1 and state.skus["k1"].units == 1
 
 
 def test_preference_update_reads_the_catalogue() -> None:

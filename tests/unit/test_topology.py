@@ -44,7 +44,9 @@ def test_topic_names_follow_the_prefix_and_overrides() -> None:
     settings = Settings.from_env({"SALEPULSE_TOPIC_PREFIX": "t1.", "SALEPULSE_TOPIC_ALERTS": "ops.alerts"})
     assert settings.topics.alerts == "ops.alerts"
     assert settings.topics.facts == "t1.velocity.facts"
-    assert settings.topics.compacted == ("t1.catalog.sales", "t1.forecast.priors", "t1.stock.levels")
+    assert settings.topics.compacted == ("t1.catalog.sales", "t1.forecast.priors", "t1.stock.levels",
+                                         "t1.forecast.outcomes", "t1.stock.plans")
+    assert settings.topics.followed == settings.topics.compacted[:4]
     assert len(set(settings.topics.all())) == len(TOPICS)
 
 
