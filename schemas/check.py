@@ -59,7 +59,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
                            "raised_at": T0 + 3000},
     "DeadLetter": {"event_id": "events.order:0:18", "source_topic": "events.order", "partition": 0,
                    "offset": 18, "key": b"m-42", "value": b"\x00garbage", "reason": "decode: unknown framing",
-                   "failed_at": T0 + 4000},
+                   "failed_at": T0 + 4000, "stage": "decode", "value_sha256": "7f" * 32, "value_size": 8},
 }
 
 

@@ -28,6 +28,7 @@ import httpx
 import numpy as np
 from tqdm import tqdm
 
+from salepulse.consumers.clickhouse_sink import FACTS_TABLE
 from salepulse.consumers.harness import Pipeline, wait_until
 from salepulse.consumers.publish import Pacer, Publisher
 from salepulse.schemas.codec import Codec
@@ -55,7 +56,7 @@ def per_call_us(fn: Callable[[], Any], calls: int) -> float:
 
 # --- 1. pure logic -------------------------------------------------------------------------------------------
 def bench_pure(quick: bool) -> dict[str, Any]:
-    from salepulse.consumers.evaluate_recommend import bench as preference_bench
+    from salepulse.consumers.bench_preferences import bench as preference_bench
     from salepulse.streams.forecast import DemandModel, ExpertPrior
     from salepulse.streams.velocity import extract_facts
 
@@ -284,7 +285,7 @@ def bench_latency(bootstrap: str, dsn: str, state_dir: Path, rate: float, second
 
     def on_written(batch: Any) -> None:
         now = time.perf_counter()
-        event_ids = batch.columns.get("velocity_facts", [[]])[0]
+        event_ids = batch.columns.get(FACTS_TABLE, [[]])[0]
         for event_id in event_ids:
             if event_id.startswith(f"{tag}-v") and event_id not in visible:
                 visible[event_id] = now
@@ -510,12 +511,12 @@ def bench_sink(dsn: str, rows: int) -> dict[str, Any]:
     decoded = Batch()
     for data in messages:
         sink.absorb_value(decoded, data)
-    decoded_rows = list(zip(*decoded.columns["velocity_facts"], strict=True))
+    decoded_rows = list(zip(*decoded.columns[FACTS_TABLE], strict=True))
 
     batch_rows = Settings().sink_batch_rows
     started = time.perf_counter()
     for start in range(0, len(decoded_rows), batch_rows):
-        client.insert("velocity_facts", decoded_rows[start:start + batch_rows], column_names=FACT_COLUMNS)
+        client.insert(FACTS_TABLE, decoded_rows[start:start + batch_rows], column_names=FACT_COLUMNS)
     bare = len(decoded_rows) / (time.perf_counter() - started)
 
     # The sink's own path: decode each Kafka value into a batch's columns, write batches through

@@ -102,11 +102,11 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
-    from salepulse.consumers.replay import run_replay
+    from salepulse.consumers.replay import parse_speed, run_replay
     from salepulse.streams.topics import ensure_topics
 
     ensure_topics(settings)
-    speed = None if args.speed == "max" else float(args.speed)
+    speed = parse_speed(args.speed)
     report = run_replay(settings, args.dataset, args.path, speed=speed, limit=args.limit)
     _print_json(report.__dict__)
     return 0
@@ -148,9 +148,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     path = args.path
     if path is None and args.dataset != "simulated":
-        from salepulse.consumers.replay import get_dataset
+        from salepulse.consumers.data import dataset_path
 
-        path = settings.data_dir / get_dataset(args.dataset).relative_path
+        path = dataset_path(args.dataset, settings.data_dir)
     if args.what == "forecast":
         from salepulse.consumers.evaluate_forecast import print_table, run
 
@@ -159,7 +159,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     else:
         from salepulse.consumers.evaluate_recommend import print_table, run  # type: ignore[assignment]
 
-        result = run(args.dataset, path, args.json)
+        result = run(args.dataset, path, args.json, limit=args.limit, view_rate=args.view_rate)
     print_table(result)
     return 0
 
@@ -201,6 +201,16 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     from salepulse.streams.bench import run_bench
 
     return run_bench(settings, output=args.output, quick=args.quick)
+
+
+def cmd_deadletters(args: argparse.Namespace, settings: Settings) -> int:
+    from salepulse.consumers import deadletters
+
+    if args.action == "tail":
+        return deadletters.print_letters(settings, args.n, args.json)
+    for row in deadletters.quarantine(settings, args.n):
+        _print_json(row)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -258,6 +268,13 @@ def build_parser() -> argparse.ArgumentParser:
     alerts_follow.add_argument("--from-beginning", action="store_true", help="a new group starts at the oldest alert")
     alerts_follow.set_defaults(func=cmd_alerts)
 
+    dead = sub.add_parser("deadletters", help="inputs the pipeline refused (dead letters) and rows ClickHouse refused")
+    dead.add_argument("action", choices=["tail", "quarantine"],
+                      help="tail: the last dead letters (Kafka); quarantine: the last quarantined rows (ClickHouse)")
+    dead.add_argument("-n", type=int, default=20, help="how many (per partition for tail)")
+    dead.add_argument("--json", action="store_true", help="tail: one JSON object per line")
+    dead.set_defaults(func=cmd_deadletters)
+
     demo = sub.add_parser("demo", help="broker + worker + sink + simulator, then a JSON summary")
     demo.add_argument("--duration", type=float, default=60.0, help="seconds of production")
     demo.add_argument("--rate", type=float, default=2000.0, help="events per second")
@@ -271,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--path", type=Path, default=None)
     evaluate.add_argument("--json", type=Path, default=None)
     evaluate.add_argument("--score-from", default=None, help="YYYY-MM-DD (forecast only)")
+    evaluate.add_argument("--limit", type=int, default=None, help="first N events only (recommend only)")
+    evaluate.add_argument("--view-rate", type=float, default=None,
+                          help="share of novel views scored for discover (recommend only; default per dataset)")
     evaluate.set_defaults(func=cmd_evaluate)
 
     plan = sub.add_parser("plan", help="the stocking plan of a sale: units per sku (and warehouse) before it opens")
