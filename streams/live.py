@@ -59,6 +59,8 @@ class LiveBoard:
         # buyer desk: the pre-sale correction of the expert's number, when one is learned (None: the raw number)
         self.corrected_prior = corrected_prior
         self.finished_outcomes: list[dict[str, Any]] = []
+        self._late: set[str] = set()
+        """Finished sales that counted orders after they finished (partitions lag each other): re-sent outcomes."""
         """ForecastOutcome records of the sales this worker counted and saw end, to be sent (buyer desk)."""
         self.model = model or DemandModel()
         self.alerts = AlertStateMachine()
@@ -88,6 +90,8 @@ class LiveBoard:
         self.clock.observe(fact.ts_ms)
         if fact.kind != "order":
             return
+        if fact.sale_id in self.finished:
+            self._late.add(fact.sale_id)
         sale = self.catalog.sales.get(fact.sale_id)
         tracked = self._tracked(key, sale)
         if tracked is None or sale is None:
@@ -240,6 +244,11 @@ class LiveBoard:
         """Teach the model from sales that ended (stream time), once each; returns their ids."""
         ended = [s for s in self.catalog.all_sales() if s.ends_ms <= self.stream_ms and s.sale_id not in
                  self.finished]
+        late, self._late = self._late, set()
+        for sale_id in late:  # revised outcomes: the desks rebuild from the corrected topic
+            sale = self.catalog.sales.get(sale_id)
+            if sale is not None:
+                self.finished_outcomes.extend(self._sale_outcomes(sale))
         for sale in ended:
             if sale.sale_id in self.active:  # counted here (one sale, one partition): its outcomes are ours to send
                 self.finished_outcomes.extend(self._sale_outcomes(sale))
