@@ -56,7 +56,7 @@ def per_call_us(fn: Callable[[], Any], calls: int) -> float:
 
 # --- 1. pure logic -------------------------------------------------------------------------------------------
 def bench_pure(quick: bool) -> dict[str, Any]:
-    from salepulse.consumers.evaluate_recommend import bench as preference_bench
+    from salepulse.consumers.bench_preferences import bench as preference_bench
     from salepulse.streams.forecast import DemandModel, ExpertPrior
     from salepulse.streams.velocity import extract_facts
 

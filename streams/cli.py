@@ -102,11 +102,11 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
-    from salepulse.consumers.replay import run_replay
+    from salepulse.consumers.replay import parse_speed, run_replay
     from salepulse.streams.topics import ensure_topics
 
     ensure_topics(settings)
-    speed = None if args.speed == "max" else float(args.speed)
+    speed = parse_speed(args.speed)
     report = run_replay(settings, args.dataset, args.path, speed=speed, limit=args.limit)
     _print_json(report.__dict__)
     return 0
@@ -148,9 +148,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     path = args.path
     if path is None and args.dataset != "simulated":
-        from salepulse.consumers.replay import get_dataset
+        from salepulse.consumers.data import dataset_path
 
-        path = settings.data_dir / get_dataset(args.dataset).relative_path
+        path = dataset_path(args.dataset, settings.data_dir)
     if args.what == "forecast":
         from salepulse.consumers.evaluate_forecast import print_table, run
 
@@ -159,7 +159,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     else:
         from salepulse.consumers.evaluate_recommend import print_table, run  # type: ignore[assignment]
 
-        result = run(args.dataset, path, args.json)
+        result = run(args.dataset, path, args.json, limit=args.limit, view_rate=args.view_rate)
     print_table(result)
     return 0
 
@@ -255,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--path", type=Path, default=None)
     evaluate.add_argument("--json", type=Path, default=None)
     evaluate.add_argument("--score-from", default=None, help="YYYY-MM-DD (forecast only)")
+    evaluate.add_argument("--limit", type=int, default=None, help="first N events only (recommend only)")
+    evaluate.add_argument("--view-rate", type=float, default=None,
+                          help="share of novel views scored for discover (recommend only; default per dataset)")
     evaluate.set_defaults(func=cmd_evaluate)
 
     bench = sub.add_parser("bench", help="run the benchmarks and write BENCHMARKS.md")

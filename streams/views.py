@@ -286,7 +286,8 @@ def product_candidates(sale_id: str, now_ms: int) -> ProductCandidates:
 
 
 def _ranked(items: list[Any]) -> list[dict[str, Any]]:
-    return [{"id": item.id, "score": round(float(item.score), 6), "reason": item.reason} for item in items]
+    return [{"id": item.id, "score": round(float(item.score), 6), "reason": item.reason, "part": item.part}
+            for item in items]
 
 
 def routed_by_member(fun: Any) -> Any:
@@ -326,7 +327,9 @@ class MemberProducts(View):
             raise HTTPProblem(404, f"sale {sale_id!r} is not open now")
         state = members.get(member_id)
         ranked = preferences.rank_products(state, product_candidates(sale_id, now), k=k, now_ms=now)
-        items = [{"sku": r["id"], "score": r["score"], "reason": r["reason"]} for r in _ranked(ranked)]
+        # one ranking in two parts: "again" (the member's own items) then "new" (new for you)
+        items = [{"sku": r["id"], "score": r["score"], "reason": r["reason"], "part": r["part"]}
+                 for r in _ranked(ranked)]
         return self.json({"member_id": member_id, "sale_id": sale_id, "known_member": not state.is_cold,
                           "items": items})
 
