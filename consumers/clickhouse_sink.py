@@ -48,6 +48,10 @@ ALERT_COLUMNS = [
     "alert_id", "sale_id", "sku", "status", "severity", "probability", "shortfall", "available", "p90",
     "recommended_quantity", "projected_stockout_at", "reason", "raised_at",
 ]
+PLAN_COLUMNS = [
+    "sale_id", "sku", "version", "quantity", "service_level", "p10", "p50", "p90", "expert", "correction", "source",
+    "reason", "buyer_id", "warehouse_regions", "warehouse_quantities", "planned_at",
+]
 
 
 @dataclass
@@ -130,6 +134,10 @@ def rows_for(record_name: str, record: dict[str, Any]) -> list[tuple[str, list[A
         ]
     if record_name == "ReplenishmentAlert":
         return [("alerts", [record[c] for c in ALERT_COLUMNS])]
+    if record_name == "StockPlan":
+        regions = [w["region"] for w in record["warehouses"]]
+        quantities = [w["quantity"] for w in record["warehouses"]]
+        return [("plans", [record[c] for c in PLAN_COLUMNS[:-3]] + [regions, quantities, record["planned_at"]])]
     return []
 
 
@@ -142,6 +150,7 @@ COLUMNS = {
     "forecasts": FORECAST_COLUMNS,
     "forecasts_history": HISTORY_COLUMNS,
     "alerts": ALERT_COLUMNS,
+    "plans": PLAN_COLUMNS,
 }
 
 
@@ -161,7 +170,7 @@ class ClickHouseSink:
         self.on_written = on_written  # called after each accepted batch; the benchmarks time visibility with it
         self.client_factory = client_factory
         self.codec = Codec(settings.schema_registry_url)
-        self.topics = [settings.topics.facts, settings.topics.snapshots, settings.topics.alerts]
+        self.topics = [settings.topics.facts, settings.topics.snapshots, settings.topics.alerts, settings.topics.plans]
         self.consumer = Consumer(
             settings.kafka_config(
                 **{

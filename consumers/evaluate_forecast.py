@@ -320,6 +320,10 @@ def run(
     else:
         raise ValueError(f"unknown dataset {dataset!r} (online-retail | simulated)")
     result: dict[str, Any] = {"dataset": dataset, **body}
+    # pre-sale (checkpoint "0"), plan and buyers: issue 15
+    from salepulse.consumers.evaluate_presale import merge_presale, presale_block
+
+    merge_presale(result, presale_block(dataset, path, progress=progress, score_from=score_from))
     if score_from is not None:
         result["score_from"] = score_from.isoformat()
     if json_out is not None:
@@ -339,3 +343,6 @@ def print_table(result: dict[str, Any]) -> None:
     print(f"{'bias blended':<22}" + "".join(f"{row.get(c, math.nan):>+10.3f}" for c in cps))
     row = result["coverage_p10_p90"]
     print(f"{'coverage p10-p90':<22}" + "".join(f"{row.get(c, math.nan):>10.3f}" for c in cps))
+    from salepulse.consumers.evaluate_presale import print_presale  # issue 15
+
+    print_presale(result)

@@ -45,6 +45,7 @@ from faust.streams import _current_event
 
 from salepulse.schemas.codec import Codec, DecodeError
 from salepulse.streams.bounded import SaleCache
+from salepulse.streams.buyer_desk import BuyerDesk
 from salepulse.streams.catalog import CatalogFollower
 from salepulse.streams.clock import StreamClock
 from salepulse.streams.config import Settings
@@ -134,11 +135,17 @@ member_prefs = (app.Table("member-prefs", key_type=str, value_type=bytes, partit
 """member_id -> MemberState bytes (bounded, decayed)."""
 
 catalog_follower = CatalogFollower(
-    settings.kafka_config(), list(settings.topics.compacted), codec.decode
+    settings.kafka_config(), list(settings.topics.followed), codec.decode
 )
 catalog = catalog_follower.catalog
+# --- buyer desk (issue 15): pre-sale correction, stocking plans, scorecards --------------------------------------
+buyer_desk = BuyerDesk(catalog, settings.plan_cost_ratio, settings.presale_prior_strength)
+plans_topic = app.topic(settings.topics.plans, value_type=bytes, key_type=bytes)
+outcomes_topic = app.topic(settings.topics.outcomes, value_type=bytes, key_type=bytes)
+plans_sent = metrics.counter("salepulse_plans_total", "Stock plan lines sent to stock.plans.")
 board = LiveBoard(catalog, alert_probability=settings.alert_probability,
-                  clock=StreamClock(skew_ms=int(settings.clock_skew_seconds * 1000)))
+                  clock=StreamClock(skew_ms=int(settings.clock_skew_seconds * 1000)),
+                  corrected_prior=buyer_desk.corrected_prior)
 preferences = PreferenceModel()
 
 # Decoded SaleState of the sales this worker owns; the table holds the durable copy.
@@ -531,6 +538,8 @@ async def publish_live_state() -> None:
             _sale_cache.drop(board.finish_ended_sales())
     except Exception as exc:  # noqa: BLE001
         _tick_failed("clock work", "*", "*", exc)
+    if _ticks % 5 == 0:
+        await publish_buyer_desk()
     for count, (sale_id, sku) in enumerate(to_check, start=1):
         if count % 200 == 0:
             await asyncio.sleep(0)
@@ -549,6 +558,20 @@ async def publish_live_state() -> None:
 
 def _tick_failed(work: str, sale_id: str, sku: str, exc: BaseException) -> None:
     log.error("live state work skipped", work=work, sale_id=sale_id[:200], sku=sku[:200], error=repr(exc)[:300])
+
+
+async def publish_buyer_desk() -> None:
+    """Outcomes of the sales that ended here (what every worker's desk learns), then the plans that changed."""
+    outcomes, board.finished_outcomes = board.finished_outcomes, []
+    for record in outcomes:
+        await outcomes_topic.send(key=f"{record['sale_id']}:{record['sku']}".encode(),
+                                  value=codec.encode("ForecastOutcome", record))
+    for count, record in enumerate(buyer_desk.plans_due(board.stream_ms, _now_ms()), start=1):
+        await plans_topic.send(key=f"{record['sale_id']}:{record['sku']}".encode(),
+                               value=codec.encode("StockPlan", record))
+        plans_sent.inc()
+        if count % 200 == 0:
+            await asyncio.sleep(0)
 
 
 async def follow_velocity(stream: faust.StreamT) -> None:
@@ -577,4 +600,4 @@ if not settings.counts_velocity:
     app.agent(snapshots_topic, name="follow_velocity")(follow_velocity)
 app.timer(interval=10.0)(measure_lag)
 
-from salepulse.streams import views  # noqa: E402,F401  - registers the HTTP views on ``app``
+from salepulse.streams import buyer_views, views  # noqa: E402,F401,I001  - register the HTTP views (buyer_views: issue 15)

@@ -84,7 +84,36 @@ def bench_pure(quick: bool) -> dict[str, Any]:
     }
     prefs = preference_bench(n_members=20_000 if quick else 100_000, calls=500 if quick else 2000, progress=False)
     result["preferences"] = prefs
+    result["presale"] = bench_presale()
     return result
+
+
+def bench_presale(n_skus: int = 5000, learned_sales: int = 400, seed: int = 0) -> dict[str, Any]:
+    """Pre-sale forecast and stocking plan of ``n_skus`` products by a desk that learned ``learned_sales`` sales
+    (issue 15 target: under 1 s). Synthetic outcomes: 6 buyers, 12 categories, lognormal sizes and errors."""
+    from salepulse.streams.presale import Outcome, PresaleDesk
+    from salepulse.streams.stocking import plan_line
+
+    rng = np.random.default_rng(seed)
+    desk = PresaleDesk()
+    buyers, cats = [f"b{i}" for i in range(6)], [f"c{i}" for i in range(12)]
+    outcomes = []
+    for s in range(learned_sales):
+        for k in range(30):
+            mean = float(rng.lognormal(3.0, 1.2))
+            outcomes.append(Outcome(f"s{s}", f"k{k}", round(mean * float(rng.lognormal(0.1, 0.4))),
+                                    float(rng.poisson(mean)), buyer_id=buyers[s % 6], category=cats[k % 12],
+                                    price=float(rng.lognormal(3.5, 0.6)), brand=f"br{s % 40}", sale_hours=24.0,
+                                    ended_ms=s))
+    desk.observe_many(outcomes)
+    items = [{"sale_id": "next", "sku": f"k{i}", "expert": float(rng.integers(1, 500)), "buyer_id": buyers[i % 6],
+              "category": cats[i % 12], "price": float(rng.lognormal(3.5, 0.6)), "brand": "br1", "sale_hours": 24.0}
+             for i in range(n_skus)]
+    started = time.perf_counter()
+    lines = [plan_line(f, 0.9) for f in desk.forecast_many(items)]
+    elapsed = time.perf_counter() - started
+    return {"skus": n_skus, "learned_outcomes": len(outcomes), "forecast_and_plan_ms": round(elapsed * 1e3, 1),
+            "planned_units": sum(line.quantity for line in lines)}
 
 
 # --- 2. velocity pipeline ------------------------------------------------------------------------------------
@@ -615,6 +644,8 @@ def render_markdown(r: dict[str, Any]) -> str:
         f"{_verdict((pipe['ratio_to_baseline'] or 0) >= 0.5)} |",
         f"| event → visible in ClickHouse p99 <= 2 s at 5,000/s | {_fmt(vis)} | "
         f"{_verdict(vis.get('p99', 1e9) <= 2000)} |",
+        f"| pre-sale forecast + plan of 5,000 skus < 1 s (pure) | {pure['presale']['forecast_and_plan_ms']} ms | "
+        f"{_verdict(pure['presale']['forecast_and_plan_ms'] < 1000)} |",
         f"| forecast update per order <= 50 µs (pure) | {pure['forecast_update_and_quantiles_us']} µs with quantiles, "
         f"{pure['forecast_update_us']} µs update only | {_verdict(pure['forecast_update_and_quantiles_us'] <= 50)} |",
         f"| order → forecast at GET /sales/{{id}} p99 <= 1 s | {_fmt(lat['order_to_sales_view_ms'])} | "

@@ -75,6 +75,8 @@ class Catalog:
     product_sale: dict[str, str] = field(default_factory=dict)
     priors: dict[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
     stock: dict[str, Stock] = field(default_factory=dict)
+    outcomes: dict[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
+    """(sale_id, sku) -> ForecastOutcome of a finished sale: what the pre-sale desk learns from."""
     version: int = 0
     rejected: int = 0
     """Records skipped because live state could not use them (see :func:`~salepulse.streams.poison.catalog_problem`)."""
@@ -102,6 +104,9 @@ class Catalog:
                                        to_ms(record["ends_at"]), tuple(skus))
         elif record_name == "ExpertForecast":
             self.priors[(record["sale_id"], record["sku"])] = dict(record)
+        elif record_name == "ForecastOutcome":
+            self.outcomes[(record["sale_id"], record["sku"])] = dict(record)
+            return  # the live forecasts do not depend on it: no need to invalidate their caches
         elif record_name == "StockLevel":
             eta = record.get("inbound_eta")
             self.stock[record["sku"]] = Stock(record["sku"], record["on_hand"], record.get("inbound", 0),

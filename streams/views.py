@@ -376,7 +376,7 @@ class Forecasts(View):
 class DashboardData(View):
     async def get(self, request: Request) -> Response:
         """Everything the dashboard page shows, in one poll."""
-        return self.json(_dumps(dashboard_payload(board, int(events_processed.total()))))
+        return self.json(_dumps(dashboard_payload(board, int(events_processed.total()), currency=settings.currency)))
 
 
 @app.page("/dashboard")
