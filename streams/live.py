@@ -10,6 +10,7 @@ times faster than real time forecasts exactly as it would have live, and one eve
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -85,15 +86,15 @@ class LiveBoard:
     def observe(self, totals: SkuTotals, fact: Fact) -> None:
         """A fact was counted into ``totals`` (the agent's table state for that sku)."""
         key = (fact.sale_id, fact.sku)
+        sale = self.catalog.sales.get(fact.sale_id)
+        # A forecaster built now is seeded with the units counted so far; ``totals`` already holds this fact, so it
+        # is built from the totals before it, and the fact is added once, below (it used to be counted twice).
+        tracked = self._tracked(key, sale) if fact.kind == "order" else None
         self.totals[key] = totals
         self.active.setdefault(fact.sale_id, set()).add(fact.sku)
         self.clock.observe(fact.ts_ms)
-        if fact.kind != "order":
-            return
-        if fact.sale_id in self.finished:
-            self._late.add(fact.sale_id)
-        sale = self.catalog.sales.get(fact.sale_id)
-        tracked = self._tracked(key, sale)
+        if fact.kind == "order" and fact.sale_id in self.finished:
+            self._late.add(fact.sale_id)  # counted after its sale finished: its outcomes are re-sent
         if tracked is None or sale is None:
             return
         at = sale.elapsed_fraction(fact.ts_ms)
@@ -233,7 +234,9 @@ class LiveBoard:
         alert = self.alerts.update(sale_id, sku, self._assess(tracked, sale, sku, available))
         if alert is None:
             return None
-        record = alert_record(alert, self.stream_ms)
+        product = self.catalog.products.get((sale_id, sku))
+        record = alert_record(alert, self.stream_ms, product_name=product.name if product else None,
+                              sale_name=sale.brand)
         if alert.status == "resolved":
             self.open_alerts.pop((sale_id, sku), None)
         else:
@@ -359,8 +362,10 @@ class LiveBoard:
                 "products": [self.product_view(sale, sku) for sku in sale.skus]}
 
 
-def alert_record(alert: Alert, now_ms: int) -> dict[str, Any]:
-    """The ReplenishmentAlert Avro record of a state-machine alert."""
+def alert_record(alert: Alert, now_ms: int, *, product_name: str | None = None, sale_name: str | None = None,
+                 wall_ms: int | None = None) -> dict[str, Any]:
+    """The ReplenishmentAlert Avro record of a state-machine alert (``now_ms`` stream time, ``wall_ms`` the wall
+    clock, now by default)."""
     return {
         "event_id": alert.alert_id,
         "alert_id": alert.alert_id,
@@ -376,4 +381,10 @@ def alert_record(alert: Alert, now_ms: int) -> dict[str, Any]:
         "projected_stockout_at": dt_to_ms(alert.projected_stockout_at),
         "reason": alert.reason,
         "raised_at": now_ms,
+        "product_name": product_name or None,
+        "sale_name": sale_name or None,
+        "units_sold": int(alert.units_sold),
+        "order_by": dt_to_ms(alert.order_by),
+        "lead_time_hours": float(alert.lead_time_hours),
+        "wall_clock_at": wall_ms if wall_ms is not None else int(time.time() * 1000),
     }
