@@ -176,13 +176,3 @@ def test_unknown_sale_ids_cost_bounded_memory_whatever_their_number() -> None:
     cache.evict()
     assert len(cache) - len(cache.unknown) == 10
 
-
-def test_doctests() -> None:
-    import doctest
-
-    from salepulse.consumers import clickhouse_sink, deadletters, sink_errors
-    from salepulse.streams import bounded, catalog, clock, ingest, live, poison, velocity
-
-    for module in (clickhouse_sink, deadletters, sink_errors, bounded, catalog, clock, ingest, live, poison, velocity):
-        result = doctest.testmod(module)
-        assert result.failed == 0 and result.attempted > 0, module.__name__
