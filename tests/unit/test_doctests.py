@@ -10,6 +10,9 @@ import pytest
 MODULES = [
     "salepulse.schemas.codec", "salepulse.schemas.validation", "salepulse.schemas.json_input",
     "salepulse.streams.config", "salepulse.streams.velocity", "salepulse.streams.metrics", "salepulse.streams.catalog",
+    "salepulse.streams.clock", "salepulse.streams.forecast", "salepulse.streams.forecast.distributions",
+    "salepulse.streams.forecast.priors", "salepulse.streams.forecast.curves", "salepulse.streams.forecast.dispersion",
+    "salepulse.streams.forecast.forecaster",
     "salepulse.consumers.priors", "salepulse.consumers.publish",
 ]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import gzip
+import importlib
 import json
 import math
 import random
@@ -31,8 +32,12 @@ from salepulse.streams.forecast import (
 
 
 def test_doctests() -> None:
-    res = doctest.testmod(forecast_mod)
-    assert res.attempted > 20 and res.failed == 0
+    attempted = 0
+    for name in ("distributions", "priors", "curves", "dispersion", "forecaster"):
+        res = doctest.testmod(importlib.import_module(f"{forecast_mod.__name__}.{name}"))
+        assert res.failed == 0, name
+        attempted += res.attempted
+    assert attempted > 20
 
 
 def _nb_pmf(k: int, r: float, p: float) -> float:
