@@ -13,7 +13,8 @@ MODULES = [
     "salepulse.streams.clock", "salepulse.streams.forecast", "salepulse.streams.forecast.distributions",
     "salepulse.streams.forecast.priors", "salepulse.streams.forecast.curves", "salepulse.streams.forecast.dispersion",
     "salepulse.streams.forecast.forecaster",
-    "salepulse.consumers.priors", "salepulse.consumers.publish",
+    "salepulse.consumers.priors", "salepulse.consumers.publish", "salepulse.consumers.forecast_baselines",
+    "salepulse.consumers.evaluate_forecast",
 ]
 
 
