@@ -295,6 +295,7 @@ def _run_simulated(seed: int, score_from: date | None, progress: bool) -> dict[s
     priors = {(p["sale_id"], p["sku"]): p for p in world.priors}
     sale_by_id = {s["sale_id"]: s for s in sales}
     truth = world.true_demand
+    on_hand_by_sku = {r["sku"]: r["on_hand"] for r in world.stock}
     fcs: dict[tuple[str, str], Any] = {}
     seen: dict[str, dict[float, tuple[list[float], list[float]]]] = defaultdict(dict)
     pending_cp: list[tuple[datetime, float, str]] = []  # (time, checkpoint, sale_id)
@@ -365,7 +366,13 @@ def _run_simulated(seed: int, score_from: date | None, progress: bool) -> dict[s
             if fc is None or line["sale_id"] in finished:
                 continue
             s = sale_by_id[line["sale_id"]]
-            fc.update(float(line["quantity"]), elapsed_fraction(ts, s["starts_at"], s["ends_at"]))
+            at = elapsed_fraction(ts, s["starts_at"], s["ends_at"])
+            fc.update(float(line["quantity"]), at)
+            # the live agent's rule (streams/live.py): sold out once units reach the stock on hand; the truth is
+            # demand, so the forecast must know the sales were censored
+            on_hand = on_hand_by_sku.get(line["sku"])
+            if on_hand is not None and fc.units >= on_hand:
+                fc.mark_stockout(at)
     while next_sale is not None:
         start_sale(next_sale)
         next_sale = next(sale_iter, None)

@@ -42,6 +42,7 @@ Modules: :mod:`.distributions` (laws, scipy special functions), :mod:`.priors`, 
 """
 
 from salepulse.streams.clock import elapsed_fraction
+from salepulse.streams.forecast.calibration import Calibration
 from salepulse.streams.forecast.curves import CurveBook, SalesCurve
 from salepulse.streams.forecast.dispersion import DispersionBook, OrderSizes
 from salepulse.streams.forecast.distributions import (
@@ -63,6 +64,7 @@ from salepulse.streams.forecast.priors import (
 
 __all__ = [
     "DEFAULT_QUANTILES",
+    "Calibration",
     "CurveBook",
     "DemandForecaster",
     "DemandModel",

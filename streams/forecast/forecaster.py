@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from salepulse.streams.forecast.calibration import Calibration, stratum
 from salepulse.streams.forecast.curves import CurveBook
 from salepulse.streams.forecast.dispersion import DispersionBook
 from salepulse.streams.forecast.distributions import DEFAULT_QUANTILES, RemainingDemand
@@ -60,6 +61,7 @@ class DemandForecaster:
     last_fraction: float = 0.0
     stockout_fraction: float | None = None
     record: bool = True
+    calibration: Calibration | None = None
     sold: list[tuple[float, float]] = field(default_factory=list)
     _cache_key: tuple | None = field(default=None, init=False, repr=False)
     _cache: Forecast | None = field(default=None, init=False, repr=False)
@@ -89,12 +91,23 @@ class DemandForecaster:
         if self.stockout_fraction is not None and self.stockout_fraction < t:
             t = self.stockout_fraction
         f = self.curve(t)
-        phi = self.dispersion
+        # the learned weight of the data (1 = the plain model): lumpy, correlated orders say less than they count
+        phi = self.dispersion / (1.0 if self.calibration is None else self.calibration.data_weight(t))
         return self.prior.alpha + self.units / phi, self.prior.beta + f / phi, f
 
     def remaining(self, at_fraction: float | None = None) -> RemainingDemand:
-        """Predictive law of the demand still to come (see :class:`RemainingDemand`)."""
+        """Raw predictive law of the demand still to come (see :class:`RemainingDemand`)."""
         a, b, f = self.posterior(at_fraction)
+        return RemainingDemand(a, b, 1.0 - f, self.order_size, self.dispersion)
+
+    def remaining_given(self, units: float, at_fraction: float, data_weight: float | None = None) -> RemainingDemand:
+        """The raw predictive this forecaster had at ``at_fraction`` with ``units`` sold (no stockout), with the
+        learned weight of the data unless ``data_weight`` is given."""
+        f = self.curve(at_fraction)
+        if data_weight is None:
+            data_weight = 1.0 if self.calibration is None else self.calibration.data_weight(at_fraction)
+        phi = self.dispersion / data_weight
+        a, b = self.prior.alpha + units / phi, self.prior.beta + f / phi
         return RemainingDemand(a, b, 1.0 - f, self.order_size, self.dispersion)
 
     def forecast(self, at_fraction: float | None = None, qs: Sequence[float] = DEFAULT_QUANTILES) -> Forecast:
@@ -105,12 +118,24 @@ class DemandForecaster:
             return self._cache
         rem = self.remaining(t)
         n = self.units
-        q = [n + x for x in rem.quantiles(qs)]
+        cal = self.calibration
+        # calibrated at the time the exposure stopped (a stockout freezes what is known)
+        tc = t if self.stockout_fraction is None else min(t, self.stockout_fraction)
+        if cal is None:
+            q = [n + x for x in rem.quantiles(qs)]
+            factor = 1.0
+        else:
+            group = stratum(self.prior.mean, n)
+            raw = rem.quantiles(cal.levels(tc, qs, group))
+            q = [n + x * c for x, c in zip(raw, cal.scales(tc, qs, group), strict=True)]
+            for i in range(1, len(q)):  # per-level scales must not cross the quantiles
+                q[i] = max(q[i], q[i - 1])
+            factor = cal.mean_factor(tc, group)
         result = Forecast(
             p10=q[0],
             p50=q[len(q) // 2],
             p90=q[-1],
-            mean=n + rem.mean,
+            mean=n + rem.mean * factor,
             prior_mean=self.prior.mean,
             prior_source=self.prior.source,
             units_so_far=n,
@@ -123,8 +148,15 @@ class DemandForecaster:
         return result
 
     def prob_exceeds(self, available: float, at_fraction: float | None = None) -> float:
-        """P(final demand > available) under the predictive (used by the replenishment rule)."""
-        return self.remaining(at_fraction).sf(available - self.units)
+        """P(final demand > available) under the (calibrated) predictive (used by the replenishment rule)."""
+        t = self.last_fraction if at_fraction is None else at_fraction
+        sf = self.remaining(t).sf(available - self.units)
+        if self.calibration is None:
+            return sf
+        if self.stockout_fraction is not None:
+            t = min(t, self.stockout_fraction)
+        key = stratum(self.prior.mean, self.units)
+        return 1.0 - self.calibration.probability(t, 1.0 - sf, key)
 
 
 class DemandModel:
@@ -151,8 +183,10 @@ class DemandModel:
         errors: ExpertErrorModel | None = None,
         learned: LearnedPrior | None = None,
         dispersion: DispersionBook | None = None,
+        calibration: Calibration | None = None,
     ) -> None:
         self.curves = curves if curves is not None else CurveBook()
+        self.calibration = calibration if calibration is not None else Calibration()
         self.errors = errors if errors is not None else ExpertErrorModel()
         self.learned = learned if learned is not None else LearnedPrior()
         self.dispersion = dispersion if dispersion is not None else DispersionBook()
@@ -182,6 +216,7 @@ class DemandModel:
             sku=sku,
             category=category,
             record=record,
+            calibration=self.calibration,
         )
 
     def finish(self, fc: DemandForecaster, price: float | None = None, learn_dispersion: bool = True) -> None:
@@ -191,6 +226,9 @@ class DemandModel:
                 self.dispersion.observe(fc.sku, fc.category, q)
         if fc.stockout_fraction is not None:
             return
+        if fc.record:
+            # before the curve learns from this sale: the predictive as it was while the sale ran
+            self.calibration.observe(fc.sold, fc.remaining_given, fc.prior.mean)
         truth = fc.units
         if fc.prior.source == "expert":
             self.errors.observe(fc.prior.mean, truth, fc.category)
