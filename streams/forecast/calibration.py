@@ -208,6 +208,7 @@ class Calibration:
         self._all = [_Bucket(bins) for _ in self.points]
         self._strata: dict[Hashable, list[_Bucket]] = {}
         self._rng = random.Random(seed)
+        self._cache: dict[tuple[int, Hashable | None, tuple[float, ...]], tuple[int, tuple]] = {}
         self.n_series = 0
 
     def _epoch(self, k: int) -> int:
@@ -237,6 +238,43 @@ class Calibration:
         base = self._all[k].ratio(1.0, self.prior_weight)
         rows = self._strata.get(key) if key is not None else None
         return base if rows is None else rows[k].ratio(base, self.prior_weight)
+
+    def _point(self, k: int, key: Hashable | None, qs: tuple[float, ...]) -> tuple[list[float], list[float], float]:
+        """(levels, scales, mean factor) at grid point ``k``, cached until its tables are rebuilt."""
+        if k < 0:
+            return list(qs), [1.0 for _ in qs], 1.0
+        e = self._epoch(k)
+        hit = self._cache.get((k, key, qs))
+        if hit is not None and hit[0] == e:
+            return hit[1]
+        cum = self._cdf(k, key)
+        by_level = dict(zip(self.quantile_levels, self._scale_row(k, key), strict=True))
+        value = ([_inverse(cum, q) for q in qs], [by_level.get(q, 1.0) for q in qs], self._ratio(k, key))  # type: ignore[arg-type]
+        self._cache[(k, key, qs)] = (e, value)
+        return value
+
+    def adjust(
+        self, t: float, qs: Sequence[float], key: Hashable | None = None
+    ) -> tuple[list[float], list[float], float]:
+        """What the live forecast needs at ``t`` in one call: :meth:`levels`, :meth:`scales`, :meth:`mean_factor`.
+
+        >>> levels, scales, factor = Calibration().adjust(0.3, (0.1, 0.5, 0.9), (4, True))
+        >>> [round(x, 9) for x in levels], scales, factor   # nothing learned yet: the identity
+        ([0.1, 0.5, 0.9], [1.0, 1.0, 1.0], 1.0)
+        """
+        qs = tuple(qs)
+        if t <= 0.0:
+            return list(qs), [1.0 for _ in qs], 1.0
+        i, j, w = self._around(t)
+        a, b = self._point(i, key, qs), self._point(j, key, qs)
+        if w == 0.0:
+            return a
+        v = 1.0 - w
+        return (
+            [v * x + w * y for x, y in zip(a[0], b[0], strict=True)],
+            [v * x + w * y for x, y in zip(a[1], b[1], strict=True)],
+            v * a[2] + w * b[2],
+        )
 
     def levels(self, t: float, qs: Sequence[float], key: Hashable | None = None) -> list[float]:
         """The levels to ask the raw predictive for, so that ``qs`` come out calibrated at ``t``."""

@@ -125,12 +125,10 @@ class DemandForecaster:
             q = [n + x for x in rem.quantiles(qs)]
             factor = 1.0
         else:
-            group = stratum(self.prior.mean, n)
-            raw = rem.quantiles(cal.levels(tc, qs, group))
-            q = [n + x * c for x, c in zip(raw, cal.scales(tc, qs, group), strict=True)]
+            levels, scales, factor = cal.adjust(tc, qs, stratum(self.prior.mean, n))
+            q = [n + x * c for x, c in zip(rem.quantiles(levels), scales, strict=True)]
             for i in range(1, len(q)):  # per-level scales must not cross the quantiles
                 q[i] = max(q[i], q[i - 1])
-            factor = cal.mean_factor(tc, group)
         result = Forecast(
             p10=q[0],
             p50=q[len(q) // 2],
