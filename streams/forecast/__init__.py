@@ -27,11 +27,17 @@ Model, for one (sale, sku); ``lambda`` = expected final demand (units) over the 
   ``P(R = 0) = p^a``, ``E[R] = a s / b`` and ``Var R = phi a s / b + a s^2 / b^2``.  With equal order sizes
   (``phi = mu``) R is exactly ``mu`` x that NegBin; otherwise R is that atom at 0 plus a Gamma for ``R > 0``
   with the exact conditional mean and variance.  p10 / p50 / p90 are its quantiles, plus ``n``.
+* Calibration (:class:`Calibration`), learned online from FINISHED sales only: the weight of the sales in the
+  posterior (``n / phi`` and ``F / phi`` count ``kappa`` times, ``kappa`` the candidate with the best predictive
+  log score: a tempered likelihood chosen by empirical Bayes; lumpy, correlated orders say less than they count),
+  the band's levels (PIT recalibration: p10 / p90 are asked at the levels where 10 % / 90 % of finished series
+  fell), a scale of the p50 that minimises its unit-weighted absolute error, and a ratio correction of the mean;
+  per elapsed fraction and size stratum, shrunk toward all series.  ``t = 0`` is left as it stands.
 * Censoring: after a stockout at ``t_s`` units sold understate demand: the exposure is ``F(t_s)`` (not
   ``F(now)``) and the remaining demand is over ``1 - F(t_s)``: the forecast is of demand, not of sales.
 
 Modules: :mod:`.distributions` (laws, scipy special functions), :mod:`.priors`, :mod:`.curves`,
-:mod:`.dispersion`, :mod:`.forecaster` (what the live agent holds).  The public names are re-exported here.
+:mod:`.dispersion`, :mod:`.calibration`, :mod:`.forecaster` (what the live agent holds).  The public names are re-exported here.
 
 >>> model = DemandModel()
 >>> fc = model.start("s1", "A1", category="mugs", expert=ExpertPrior(50.0, low=30.0, high=80.0))

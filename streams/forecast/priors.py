@@ -25,9 +25,9 @@ _Z80 = 1.2815515655446004  # standard normal 90 % quantile: an 80 % central rang
 class GammaPrior:
     """Gamma(alpha, beta) (shape, rate) prior on a sale's expected final demand, with where it came from.
 
-    >>> g = GammaPrior.from_mean_variance(100.0, 2500.0)
-    >>> (g.alpha, g.beta, g.mean)
-    (4.0, 0.04, 100.0)
+    >>> g = GammaPrior(alpha=4.0, beta=0.04)
+    >>> round(g.mean, 9), round(g.variance, 9)
+    (100.0, 2500.0)
     """
 
     alpha: float
@@ -41,13 +41,6 @@ class GammaPrior:
     @property
     def variance(self) -> float:
         return self.alpha / (self.beta * self.beta)
-
-    @classmethod
-    def from_mean_variance(cls, mean: float, variance: float, source: str = "expert") -> GammaPrior:
-        """Moment-matched Gamma; ``mean`` is floored at 0.01 units, ``variance`` at (1 % of the mean)^2."""
-        mean = max(float(mean), 0.01)
-        variance = max(float(variance), (0.01 * mean) ** 2)
-        return cls(alpha=mean * mean / variance, beta=mean / variance, source=source)
 
 
 def gamma_from_log_variance(

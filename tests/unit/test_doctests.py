@@ -12,7 +12,7 @@ MODULES = [
     "salepulse.streams.config", "salepulse.streams.velocity", "salepulse.streams.metrics", "salepulse.streams.catalog",
     "salepulse.streams.clock", "salepulse.streams.forecast", "salepulse.streams.forecast.distributions",
     "salepulse.streams.forecast.priors", "salepulse.streams.forecast.curves", "salepulse.streams.forecast.dispersion",
-    "salepulse.streams.forecast.forecaster",
+    "salepulse.streams.forecast.forecaster", "salepulse.streams.forecast.calibration",
     "salepulse.consumers.priors", "salepulse.consumers.publish", "salepulse.consumers.forecast_baselines",
     "salepulse.consumers.evaluate_forecast",
 ]
