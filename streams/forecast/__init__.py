@@ -37,7 +37,8 @@ Model, for one (sale, sku); ``lambda`` = expected final demand (units) over the 
   ``F(now)``) and the remaining demand is over ``1 - F(t_s)``: the forecast is of demand, not of sales.
 
 Modules: :mod:`.distributions` (laws, scipy special functions), :mod:`.priors`, :mod:`.curves`,
-:mod:`.dispersion`, :mod:`.calibration`, :mod:`.forecaster` (what the live agent holds).  The public names are re-exported here.
+:mod:`.dispersion`, :mod:`.calibration`, :mod:`.forecaster` (what the live agent holds).  The public names are
+re-exported here.
 
 >>> model = DemandModel()
 >>> fc = model.start("s1", "A1", category="mugs", expert=ExpertPrior(50.0, low=30.0, high=80.0))
