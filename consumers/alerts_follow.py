@@ -140,7 +140,7 @@ def alert_to_json(alert: Mapping[str, Any]) -> dict[str, Any]:
     """
     body: dict[str, Any] = {}
     for key, value in alert.items():
-        if key in ("raised_at", "projected_stockout_at"):
+        if key in ("raised_at", "projected_stockout_at", "order_by", "wall_clock_at"):
             when = _as_datetime(value)
             body[key] = when.isoformat(timespec="milliseconds") if when else None
         elif isinstance(value, datetime):
@@ -160,37 +160,93 @@ def _units(value: Any) -> str:
     return f"{float(value):.0f}"
 
 
-def format_alert(alert: Mapping[str, Any], *, tz: tzinfo = UTC) -> str:
-    """One line a person in logistics reads at a glance (pure; times in ``tz``, UTC by default).
+#: Stream time within this of the wall clock counts as "the same clock" (live), so it is not shown twice.
+SAME_CLOCK_SECONDS = 120.0
+LINE_TARGET = 160
 
-    Open/escalated alerts say what is missing, what to send and when stock runs out; a resolved one says the
-    condition cleared. Columns are padded so a tail of alerts lines up.
+
+def _clip(text: Any, width: int) -> str:
+    text = str(text or "")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _what(alert: Mapping[str, Any], width: int = 80) -> str:
+    """``Air Max 90 (k-3) · nike sale``: the product's name and sku, the sale's name (its id when it has none),
+    in about ``width`` characters. The sale id and every number stay in ``--json``.
+
+    >>> _what({"sku": "k-3", "sale_id": "s-12", "product_name": "Air Max 90 Essential", "sale_name": "nike"}, 30)
+    'Air Max 90 Ess… (k-3) · nike sale'
+    >>> _what({"sku": "k-3", "sale_id": "s-12"})
+    'sku k-3 · sale s-12'
+    """
+    sku = _clip(alert.get("sku"), 16)
+    product_name, sale_name = str(alert.get("product_name") or ""), str(alert.get("sale_name") or "")
+    sale_text = f"{sale_name} sale" if sale_name else f"sale {_clip(alert.get('sale_id'), 24)}"
+    room = max(width - len(sku) - 6, 24)
+    if len(sale_text) > room // 2:
+        sale_text = _clip(sale_name, max(room // 2 - 5, 6)) + " sale" if sale_name else _clip(sale_text, room // 2)
+    product = f"{_clip(product_name, max(room - len(sale_text), 10))} ({sku})" if product_name else f"sku {sku}"
+    return f"{product} · {sale_text}"
+
+
+def format_alert(alert: Mapping[str, Any], *, tz: tzinfo = UTC) -> str:
+    """One line (under ~160 characters) a person in logistics acts on (pure; times in ``tz``, UTC by default).
+
+    It names the product and the sale, says how many units to order and by when (the order-by deadline is the
+    projected stockout minus the restock lead time), and when stock runs out. Times are wall-clock; when the
+    worker's stream time differs (a replay, a simulation), the deadlines are stream times and say so, with the
+    stream's own "now". A resolved alert says what changed.
 
     >>> a = {"alert_id": "s-12:k-3:1", "sale_id": "s-12", "sku": "k-3", "status": "open", "severity": "high",
     ...      "shortfall": 80.2, "recommended_quantity": 120, "available": 40, "probability": 0.9,
-    ...      "projected_stockout_at": 1795962600000, "raised_at": 1795946520000, "reason": "selling fast"}
-    >>> format_alert(a)
-    '2026-11-29 10:02 OPEN      high     sale s-12 sku k-3  short 80 u, send 120 u, stockout ~14:30 — selling fast'
+    ...      "projected_stockout_at": 1795962600000, "order_by": 1795951800000, "raised_at": 1795946520000,
+    ...      "wall_clock_at": 1795946520000, "product_name": "Air Max 90", "sale_name": "nike", "reason": "..."}
+    >>> print(format_alert(a).replace(" · ", "\\n"))
+    2026-11-29 10:02 OPEN      high     Air Max 90 (k-3)
+    nike sale
+    order 120 u by 11:30
+    runs out ~14:30
+    >>> print(format_alert({**a, "wall_clock_at": 1795946520000 + 86_400_000}).replace(" · ", "\\n"))
+    2026-11-30 10:02 OPEN      high     Air Max 90 (k-3)
+    nike sale
+    order 120 u by 11:30
+    runs out ~14:30 [stream time 11-29 10:02]
     """
     raised = _as_datetime(alert.get("raised_at"))
-    raised_text = raised.astimezone(tz).strftime("%Y-%m-%d %H:%M") if raised else "????-??-?? ??:??"
+    wall = _as_datetime(alert.get("wall_clock_at")) or raised
+    stream_differs = raised is not None and wall is not None and \
+        abs((wall - raised).total_seconds()) > SAME_CLOCK_SECONDS
+    head_time = wall.astimezone(tz).strftime("%Y-%m-%d %H:%M") if wall else "????-??-?? ??:??"
     status = str(alert.get("status", "?"))
-    head = f"{raised_text} {status.upper():<9} {str(alert.get('severity', '?')):<8} " \
-           f"sale {alert.get('sale_id')} sku {alert.get('sku')}"
+    head = f"{head_time} {status.upper():<9} {str(alert.get('severity', '?')):<8} "
     if status == "resolved":
-        body = f"cleared, available {_units(alert.get('available', 0))} u"
+        reason = str(alert.get("reason") or "").removeprefix("resolved: ")
+        body = f"cleared: {reason}" if reason else f"cleared, available {_units(alert.get('available', 0))} u"
+        return _clip(f"{head}{_what(alert, 60)} · {body}", LINE_TARGET)
+
+    reference = raised if stream_differs else wall
+
+    def clock(value: Any) -> str | None:
+        when = _as_datetime(value)
+        if when is None:
+            return None
+        local = when.astimezone(tz)
+        same_day = reference is not None and local.date() == reference.astimezone(tz).date()
+        return local.strftime("%H:%M" if same_day else "%m-%d %H:%M")
+
+    order_by, stockout = _as_datetime(alert.get("order_by")), clock(alert.get("projected_stockout_at"))
+    send = f"order {_units(alert.get('recommended_quantity', 0))} u"
+    if order_by is None:
+        deadline = send
+    elif raised is not None and order_by <= raised:
+        deadline = f"{send} NOW (deadline {clock(order_by)} passed)"
     else:
-        stockout = _as_datetime(alert.get("projected_stockout_at"))
-        if stockout is None:
-            when = "n/a"
-        else:
-            local = stockout.astimezone(tz)
-            same_day = raised is not None and local.date() == raised.astimezone(tz).date()
-            when = "~" + local.strftime("%H:%M" if same_day else "%m-%d %H:%M")
-        body = (f"short {_units(alert.get('shortfall', 0))} u, send {_units(alert.get('recommended_quantity', 0))} u, "
-                f"stockout {when}")
-    reason = alert.get("reason")
-    return f"{head}  {body}" + (f" — {reason}" if reason else "")
+        deadline = f"{send} by {clock(order_by)}"
+    runs_out = f"runs out ~{stockout}" if stockout else "no stockout projected"
+    tail = f"{deadline} · {runs_out}"
+    if stream_differs and raised is not None:
+        tail += f" [stream time {raised.astimezone(tz):%m-%d %H:%M}]"
+    return f"{head}{_what(alert, LINE_TARGET - len(head) - len(tail) - 3)} · {tail}"
 
 
 def default_group_id(output: str, webhook: str | None) -> str:

@@ -128,6 +128,10 @@ class Assessment:
     available: float
     p90: float
     reason: str
+    sold: float = 0.0
+    order_by: datetime | None = None
+    """Projected stockout minus the lead time: the latest moment a reorder still lands before stock runs out."""
+    lead_time_hours: float = 24.0
 
 
 def _severity(probability: float, urgent: bool, cuts: tuple[float, float, float]) -> Severity:
@@ -156,11 +160,13 @@ def assess(
     >>> a = assess(fc, datetime(2024, 5, 2), s, e, on_hand=40, curve=fc.curve, sku="MUG-1")
     >>> a.condition, a.severity, a.projected_stockout_at
     (True, 'critical', datetime.datetime(2024, 5, 2, 17, 27, 16, 363637))
+    >>> a.order_by   # the stockout minus the (default) 24 h lead time
+    datetime.datetime(2024, 5, 1, 17, 27, 16, 363637)
     >>> for part in a.reason.split("; "):
     ...     print(part)
     MUG-1: 100% chance demand exceeds the 40 units available (p50 224, p90 252 in total, 60 sold)
-    stock runs out 2024-05-02 17:27, 2d6h before the sale ends
-    reorder 152 units.
+    runs out in 17h, 2d6h before the sale ends
+    reorder 152 units, too late for the 1d lead time
     """
     policy = policy if policy is not None else AlertPolicy()
     t = elapsed_fraction(now, starts_at, ends_at)
@@ -179,15 +185,23 @@ def assess(
     severity = _severity(prob, urgent, policy.severity_cuts)
     recommended = max(math.ceil(fcst.p90 - sold - available), 0)
     shortfall = max(fcst.p50 - sold - available, 0.0)
+    order_by = None if stockout_at is None else stockout_at - policy.lead_time
+    # Durations, not clock times: the rule runs on stream time, which is the wall clock only live (a replay of
+    # 2019 or a 60x simulation would print misleading dates); receivers add the clock they trust.
     if stockout_at is not None:
-        left = ends_at - stockout_at
-        when = f"stock runs out {stockout_at:%Y-%m-%d %H:%M}, {_human(left)} before the sale ends"
+        when = f"runs out in {_human(stockout_at - now)}, {_human(ends_at - stockout_at)} before the sale ends"
     else:
         when = "no stockout projected"
+    lead = _human(policy.lead_time)
+    if order_by is None:
+        order = f"reorder {recommended} units"
+    elif order_by > now:
+        order = f"reorder {recommended} units within {_human(order_by - now)} (lead time {lead})"
+    else:
+        order = f"reorder {recommended} units, too late for the {lead} lead time"
     reason = (
         f"{sku + ': ' if sku else ''}{prob:.0%} chance demand exceeds the {available:.0f} units available "
-        f"(p50 {fcst.p50:.0f}, p90 {fcst.p90:.0f} in total, {sold:.0f} sold); {when}; "
-        f"reorder {recommended} units."
+        f"(p50 {fcst.p50:.0f}, p90 {fcst.p90:.0f} in total, {sold:.0f} sold); {when}; {order}"
     )
     return Assessment(
         condition=condition,
@@ -200,19 +214,27 @@ def assess(
         available=available,
         p90=float(fcst.p90),
         reason=reason,
+        sold=sold,
+        order_by=order_by,
+        lead_time_hours=policy.lead_time.total_seconds() / 3600.0,
     )
 
 
 def _human(td: timedelta) -> str:
-    """'3d10h', '5h', '40min'."""
+    """'3d10h', '1d', '5h', '1h28m', '40min'.
+
+    >>> _human(timedelta(hours=24)), _human(timedelta(minutes=88)), _human(timedelta(hours=82))
+    ('1d', '1h28m', '3d10h')
+    """
     secs = max(int(td.total_seconds()), 0)
     days, rem = divmod(secs, 86400)
     hours, rem = divmod(rem, 3600)
+    minutes = rem // 60
     if days:
-        return f"{days}d{hours}h"
+        return f"{days}d{hours}h" if hours else f"{days}d"
     if hours:
-        return f"{hours}h"
-    return f"{rem // 60}min"
+        return f"{hours}h{minutes:02d}m" if minutes and hours < 10 else f"{hours}h"
+    return f"{minutes}min"
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +253,9 @@ class Alert:
     available: float
     p90: float
     reason: str
+    units_sold: float = 0.0
+    order_by: datetime | None = None
+    lead_time_hours: float = 24.0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -241,6 +266,31 @@ class _State:
     sequence: int = 0
     active: bool = False
     severity: str = "low"
+    # What the last raised alert said, so that the resolution can say what changed.
+    available: float = 0.0
+    p90: float = 0.0
+    probability: float = 0.0
+
+
+def resolution(before: _State, now: Assessment) -> str:
+    """What changed between the last alert and the verdict that clears it, in one short phrase.
+
+    >>> from datetime import datetime
+    >>> now = Assessment(False, True, "low", 0.05, 0.0, None, 0.0, 1100.0, 240.0, "r")
+    >>> resolution(_State(1, True, "high", 60.0, 250.0, 0.97), now)
+    'available 60 → 1100 units, p90 250 → 240; 97% → 5% chance of running short; no stockout projected'
+    """
+    parts = []
+    if round(now.available) != round(before.available):
+        parts.append(f"available {before.available:.0f} → {now.available:.0f} units")
+    if round(now.p90) != round(before.p90):
+        parts.append(f"p90 {before.p90:.0f} → {now.p90:.0f}")
+    change = ", ".join(parts) or f"available {now.available:.0f} units, p90 {now.p90:.0f}"
+    if now.projected_stockout_at is None:
+        when = "no stockout projected"
+    else:
+        when = "stockout no longer before the reorder deadline"
+    return f"{change}; {before.probability:.0%} → {now.probability:.0%} chance of running short; {when}"
 
 
 class AlertStateMachine:
@@ -279,6 +329,7 @@ class AlertStateMachine:
         if s is None:
             s = self._states[key] = _State()
         status: Status
+        before = _State(s.sequence, s.active, s.severity, s.available, s.p90, s.probability)
         if not s.active:
             if not a.condition:
                 return None
@@ -295,6 +346,8 @@ class AlertStateMachine:
             status = "resolved"
         else:
             return None
+        if status != "resolved":
+            s.available, s.p90, s.probability = a.available, a.p90, a.probability
         return Alert(
             # A resolution is its own message: receivers de-duplicating by alert_id must not drop it as a repeat.
             alert_id=f"{sale_id}:{sku}:{s.sequence}" + (":resolved" if status == "resolved" else ""),
@@ -308,7 +361,10 @@ class AlertStateMachine:
             recommended_quantity=a.recommended_quantity,
             available=a.available,
             p90=a.p90,
-            reason=a.reason if status != "resolved" else f"resolved: {a.reason}",
+            reason=a.reason if status != "resolved" else f"resolved: {resolution(before, a)}",
+            units_sold=a.sold,
+            order_by=a.order_by,
+            lead_time_hours=a.lead_time_hours,
         )
 
     def forget(self, sale_id: str, sku: str) -> None:
@@ -317,12 +373,13 @@ class AlertStateMachine:
 
     def to_dict(self) -> dict[str, list[Any]]:
         """Serializable state (e.g. for a Faust table); ``from_dict`` restores it."""
-        return {f"{k[0]}\x1f{k[1]}": [s.sequence, s.active, s.severity] for k, s in self._states.items()}
+        return {f"{k[0]}\x1f{k[1]}": [s.sequence, s.active, s.severity, s.available, s.p90, s.probability]
+                for k, s in self._states.items()}
 
     @classmethod
     def from_dict(cls, data: dict[str, list[Any]]) -> AlertStateMachine:
         sm = cls()
-        for key, (seq, active, sev) in data.items():
+        for key, (seq, active, sev, *last) in data.items():  # states written before ``last`` have three items
             sale_id, sku = key.split("\x1f", 1)
-            sm._states[(sale_id, sku)] = _State(int(seq), bool(active), str(sev))
+            sm._states[(sale_id, sku)] = _State(int(seq), bool(active), str(sev), *(float(x) for x in last[:3]))
         return sm

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from salepulse.schemas import limits
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -34,6 +36,8 @@ class Topics:
     snapshots: str = "velocity.snapshots"
     alerts: str = "replenishment.alerts"
     deadletter: str = "events.deadletter"
+    outcomes: str = "forecast.outcomes"
+    plans: str = "stock.plans"
 
     @property
     def events(self) -> tuple[str, str, str]:
@@ -42,7 +46,12 @@ class Topics:
     @property
     def compacted(self) -> tuple[str, ...]:
         """Topics that hold the latest value per key (catalogue, priors, stock)."""
-        return (self.sales, self.priors, self.stock)
+        return (self.sales, self.priors, self.stock, self.outcomes, self.plans)
+
+    @property
+    def followed(self) -> tuple[str, ...]:
+        """Compacted topics every worker reads whole: the catalogue, and the outcomes the pre-sale desk learns."""
+        return (self.sales, self.priors, self.stock, self.outcomes)
 
 
 # Passed through to every Kafka client as librdkafka / aiokafka settings; secrets come only from here.
@@ -64,6 +73,17 @@ def _one_of(variable: str, value: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise ValueError(f"{variable}={value!r} is not one of {', '.join(allowed)}")
     return value
+
+
+def _currency(value: str) -> str:
+    code = value.strip().upper()
+    if len(code) != 3 or not code.isalpha():
+        raise ValueError(f"SALEPULSE_CURRENCY={value!r} is not a three-letter ISO 4217 code such as EUR or USD")
+    return code
+def _switch(variable: str, value: str) -> bool:
+    if value.lower() not in ("on", "off", "true", "false", "1", "0"):
+        raise ValueError(f"{variable}={value!r} is not on or off")
+    return value.lower() in ("on", "true", "1")
 
 
 @dataclass(frozen=True)
@@ -88,13 +108,34 @@ class Settings:
     """SALEPULSE_WORKER_ROLE: ``all`` (one process does everything), or ``velocity`` / ``preferences`` to run the
     two workloads as separate, separately scaled workers."""
     api_token: str | None = None
+    read_token: str | None = None
+    """SALEPULSE_READ_TOKEN: when set (or when SALEPULSE_API_TOKEN is), ``/members/…`` needs one of the two."""
+    event_time_window: bool = True
+    """SALEPULSE_EVENT_TIME_WINDOW (on/off): the collector refuses events outside the live window below."""
+    event_max_age_s: float = limits.DEFAULT_MAX_EVENT_AGE_MS / 1000
+    event_max_lead_s: float = limits.DEFAULT_MAX_EVENT_LEAD_MS / 1000
     max_body_bytes: int = 1_048_576
     sink_batch_rows: int = 20_000
     sink_flush_seconds: float = 1.0
     sink_metrics_port: int = 6067
     alert_probability: float = 0.8
+    # Poison-proofing (README, "Bad input"): output size, the stream clock's bound and the in-memory state caps.
+    max_message_bytes: int = 1_000_000
+    clock_skew_seconds: float = 300.0
+    max_live_sales: int = 5_000
+    max_unknown_sales: int = 200
+    sale_dedup_ids: int = 5_000
+    max_members: int = 50_000
+    plan_cost_ratio: float = 9.0
+    """SALEPULSE_PLAN_COST_RATIO: cost of a unit short over the cost of a unit left over; the stocking plan
+    positions the ratio / (1 + ratio) quantile of pre-sale demand (9 -> the 90 % quantile)."""
+    presale_prior_strength: float = 20.0
+    """SALEPULSE_PRESALE_PRIOR_STRENGTH: pseudo-forecasts pulling a buyer's (or a group's) correction toward the
+    pooled one while their record is short."""
     log_level: str = "INFO"
     log_format: str = "console"
+    currency: str = "EUR"
+    """SALEPULSE_CURRENCY: ISO 4217 code of the prices and revenue the dashboard shows."""
 
     @property
     def bootstrap(self) -> str:
@@ -156,11 +197,24 @@ class Settings:
             worker_role=_one_of("SALEPULSE_WORKER_ROLE", get("SALEPULSE_WORKER_ROLE", defaults.worker_role),
                                 WORKER_ROLES),
             api_token=get("SALEPULSE_API_TOKEN") or None,
+            read_token=get("SALEPULSE_READ_TOKEN") or None,
+            event_time_window=_switch("SALEPULSE_EVENT_TIME_WINDOW", get("SALEPULSE_EVENT_TIME_WINDOW", "on")),
+            event_max_age_s=float(get("SALEPULSE_EVENT_MAX_AGE_S", defaults.event_max_age_s)),
+            event_max_lead_s=float(get("SALEPULSE_EVENT_MAX_LEAD_S", defaults.event_max_lead_s)),
             max_body_bytes=int(get("SALEPULSE_MAX_BODY_BYTES", defaults.max_body_bytes)),
             sink_batch_rows=int(get("SALEPULSE_SINK_BATCH_ROWS", defaults.sink_batch_rows)),
             sink_flush_seconds=float(get("SALEPULSE_SINK_FLUSH_SECONDS", defaults.sink_flush_seconds)),
             sink_metrics_port=int(get("SALEPULSE_SINK_METRICS_PORT", defaults.sink_metrics_port)),
             alert_probability=float(get("SALEPULSE_ALERT_PROBABILITY", defaults.alert_probability)),
+            max_message_bytes=int(get("SALEPULSE_MAX_MESSAGE_BYTES", defaults.max_message_bytes)),
+            clock_skew_seconds=float(get("SALEPULSE_CLOCK_SKEW_SECONDS", defaults.clock_skew_seconds)),
+            max_live_sales=int(get("SALEPULSE_MAX_LIVE_SALES", defaults.max_live_sales)),
+            max_unknown_sales=int(get("SALEPULSE_MAX_UNKNOWN_SALES", defaults.max_unknown_sales)),
+            sale_dedup_ids=int(get("SALEPULSE_SALE_DEDUP_IDS", defaults.sale_dedup_ids)),
+            max_members=int(get("SALEPULSE_MAX_MEMBERS", defaults.max_members)),
+            plan_cost_ratio=float(get("SALEPULSE_PLAN_COST_RATIO", defaults.plan_cost_ratio)),
+            presale_prior_strength=float(get("SALEPULSE_PRESALE_PRIOR_STRENGTH", defaults.presale_prior_strength)),
             log_level=get("SALEPULSE_LOG_LEVEL", defaults.log_level).upper(),
             log_format=get("SALEPULSE_LOG_FORMAT", defaults.log_format),
+            currency=_currency(get("SALEPULSE_CURRENCY", defaults.currency)),
         )

@@ -4,6 +4,10 @@ Why the fallback chains: CI and developer machines differ. An explicitly configu
 (env vars), then Docker via testcontainers when a daemon answers, then something that needs no
 Docker at all (the project's own KRaft broker from Maven jars; chdb, ClickHouse in-process).
 Nothing here skips silently: if no option works the fixture raises and the tests error loudly.
+
+The public datasets are the one exception: they cannot ship with the repository, so a test marked
+``@pytest.mark.needs_data("rees46", ...)`` skips when its files are missing (one summary line says which and
+where), and fails instead when ``SALEPULSE_REQUIRE_DATA=1`` (CI sets it, so CI always runs them).
 """
 
 from __future__ import annotations
@@ -14,10 +18,13 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from salepulse.consumers.datasets import REQUIRE_DATA_VARIABLE, missing, missing_message
 from salepulse.deploy.kafka.local_broker import LocalBroker, broker_answers, free_ports
+from salepulse.streams.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +35,40 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_KAFKA_LIB = REPO_ROOT / ".salepulse" / "kafka" / "lib"
 
 DOCKER_PING_TIMEOUT_S = 3
+
+_DATA_SKIPS: dict[str, Any] = {"tests": 0, "absent": {}}  # gathered for the one summary line
+
+
+def _require_data() -> bool:
+    return os.environ.get(REQUIRE_DATA_VARIABLE, "").strip().lower() in ("1", "true", "yes")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "needs_data(*names): needs these public datasets (see consumers/datasets.py)")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    marker = item.get_closest_marker("needs_data")
+    if marker is None:
+        return
+    data_dir = Settings.from_env().data_dir
+    absent = missing(data_dir, marker.args)
+    if not absent:
+        return
+    message = missing_message(data_dir, absent)
+    if _require_data():
+        pytest.fail(f"{message} ({REQUIRE_DATA_VARIABLE}=1)", pytrace=False)
+    _DATA_SKIPS["tests"] += 1
+    _DATA_SKIPS["absent"].update({d.name: d for d in absent})
+    _DATA_SKIPS["data_dir"] = data_dir
+    pytest.skip(message)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """One visible line for every missing-data skip, even under ``-q`` (skip reasons are hidden without ``-rs``)."""
+    if _DATA_SKIPS["tests"]:
+        message = missing_message(_DATA_SKIPS["data_dir"], _DATA_SKIPS["absent"].values())
+        terminalreporter.write_line(f"SKIPPED {_DATA_SKIPS['tests']} test(s): {message}", yellow=True)
 
 
 def _docker_unix_socket_refuses() -> bool:

@@ -2,8 +2,9 @@
  *
  * No library: sparklines and forecast band bars are hand-written SVG. Nothing is loaded from the internet.
  * Stable hooks for tests: #totals-units, #totals-open-alerts, #sales > [data-sale-id] (with .units),
- * #alerts > [data-alert-id], #updated-at (last successful refresh, HH:MM:SS), #stale (badge when a poll fails),
- * <body data-refreshes> (successful polls since load).
+ * #alerts > [data-alert-id], #updated-at (last successful refresh, HH:MM:SS), #stale (badge when a poll fails
+ * or when no new event arrived for STALE_MS), #stream-clock (shown only when the stream's clock is not the wall
+ * clock), [data-quiet] sales folded behind .quiet-toggle, .chip[data-coverage], <body data-refreshes>.
  */
 (function () {
   "use strict";
@@ -13,15 +14,31 @@
   var TIMEOUT_MS = 1800;   // a hung request is abandoned so the cadence never drops below one per 2 s
   var SEVERITY_RANK = { critical: 0, high: 1, medium: 2, low: 3 };
   var SVG_NS = "http://www.w3.org/2000/svg"; // an XML namespace name, never fetched
+  var params = new URLSearchParams(window.location.search);
+  // No new event for this long (wall clock) means the data stopped: say so rather than show it as live.
+  var STALE_MS = (Number(params.get("stale")) || 15) * 1000;
 
   var expanded = new Set();   // sale ids whose products are open
   var lastData = null;        // the last payload rendered, and its "now" (stream time)
   var lastNow = Date.now();
   var lastOk = null;          // Date of the last successful refresh
+  var lastEvents = null;      // events_processed last seen, and when (wall clock) it last changed
+  var lastEventsChange = null;
+  var showQuiet = false;      // quiet sales (no unit sold yet) are folded away until asked for
 
   // ---------------------------------------------------------------- formatting
   var intFmt = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
   var oneFmt = new Intl.NumberFormat("en-US", { maximumFractionDigits: 1 });
+
+  var moneyFmt = intFmt;
+  function setCurrency(code) {
+    if (!code || moneyFmt.__code === code) return;
+    try {
+      moneyFmt = new Intl.NumberFormat("en-US", { style: "currency", currency: code, maximumFractionDigits: 0 });
+    } catch (e) { moneyFmt = intFmt; }
+    moneyFmt.__code = code;
+  }
+  function fmtMoney(v) { return isNum(v) ? moneyFmt.format(v) : "—"; }
 
   function isNum(v) { return typeof v === "number" && isFinite(v); }
   function fmtInt(v) { return isNum(v) ? intFmt.format(v) : "—"; }
@@ -89,6 +106,21 @@
   // ---------------------------------------------------------------- SVG pieces
   function r1(v) { return Math.round(v * 10) / 10; }
 
+  /** "12 min", "2 h 5 min": the span of a sparkline's time axis. */
+  function span(ms) {
+    var mins = Math.max(1, Math.round(ms / 60000));
+    if (mins < 60) return mins + " min";
+    var h = Math.floor(mins / 60), m = mins % 60;
+    return h + " h" + (m ? " " + m + " min" : "");
+  }
+  /** Sparkline with its time axis: the first point's age on the left, "now" on the right (stream time). */
+  function sparklineWithAxis(series, w, h) {
+    var pts = (series || []).filter(function (p) { return p && isNum(p[0]) && isNum(p[1]); });
+    var left = pts.length >= 2 ? "−" + span(pts[pts.length - 1][0] - pts[0][0]) : "";
+    return '<span class="spark-wrap">' + sparkline(series, w, h) + '<span class="spark-axis" aria-label="time axis">' +
+      '<span class="axis-start">' + esc(left) + '</span><span class="axis-end">' + (left ? "now" : "") + "</span></span></span>";
+  }
+
   /** Velocity sparkline from [[epoch_ms, units_per_hour], ...]. */
   function sparkline(series, w, h) {
     var pts = (series || []).filter(function (p) { return p && isNum(p[0]) && isNum(p[1]); });
@@ -113,6 +145,8 @@
    *  The part of the band beyond stock is drawn in the alarm colour: "forecast will outrun stock" at a glance. */
   function bandBar(x, w) {
     var h = 30, top = 6, bh = 16;
+    // The band forecasts total demand; "stock" is what is left, so the line sits at sold + left.
+    x = Object.assign({}, x, { stock: isNum(x.stock) ? x.stock + (isNum(x.units) ? x.units : 0) : x.stock });
     var vals = [x.p10, x.p50, x.p90, x.expert_prior, x.stock, x.units].filter(isNum);
     var max = Math.max.apply(null, vals.concat([1])) * 1.08;
     function sx(v) { return r1(Math.max(0, Math.min(w, (v / max) * w))); }
@@ -145,19 +179,38 @@
     return s + "</svg>";
   }
   function bandLabel(x) {
-    return "p10 " + fmtInt(x.p10) + " · p50 " + fmtInt(x.p50) + " · p90 " + fmtInt(x.p90) +
-      " · expert prior " + fmtInt(x.expert_prior) + " · stock " + fmtInt(x.stock) + " · sold " + fmtInt(x.units);
+    return "total demand p10 " + fmtInt(x.p10) + " · p50 " + fmtInt(x.p50) + " · p90 " + fmtInt(x.p90) +
+      " · expert prior " + fmtInt(x.expert_prior) + " · sold + stock left " + fmtInt(x.stock) + " · sold " + fmtInt(x.units);
+  }
+  /** One coverage chip, from the verdict the API computed from the same numbers as the rest of the row, so
+   *  that a sale with a product out of stock or an open alert can never read "covered". */
+  function coverageChip(x) {
+    var c = x.coverage;
+    if (c == null) {  // an older worker: derive it the same way (alerts and empty shelves first)
+      if (isNum(x.out_of_stock) && x.out_of_stock > 0) c = "out of stock";
+      else if ((x.open_alerts || 0) > 0 || x.alert) c = "at risk";
+      else if (!isNum(x.p50) || !isNum(x.stock)) c = "unknown";
+      else if (x.p50 - (x.units || 0) > x.stock) c = "short";
+      else if (isNum(x.p90) && x.p90 - (x.units || 0) > x.stock) c = "tight";
+      else c = "covered";
+    }
+    var text = c, kind = "ok";
+    if (c === "out of stock") { kind = "bad"; text = isNum(x.out_of_stock) ? x.out_of_stock + " out of stock" : "out of stock"; }
+    else if (c === "at risk") kind = "bad";
+    else if (c === "short" || c === "tight") {
+      // A sale's verdict comes from its products: its own totals may still fit while one product does not.
+      var gap = (c === "short" ? x.p50 : x.p90) - (x.units || 0) - x.stock;
+      kind = c === "short" ? "bad" : "warn";
+      text = gap > 0 ? (c === "short" ? "short " : "p90 +") + fmtInt(gap) : c === "short" ? "a product short" : "tight";
+    }
+    else if (c === "unknown") return "";
+    return '<span class="chip ' + kind + '" data-coverage="' + esc(c) + '">' + esc(text) + "</span>";
   }
   function bandCaption(x) {
-    if (!isNum(x.p50)) return '<div class="cap"><span class="muted">no forecast yet · p50 — · stock ' + fmtInt(x.stock) + "</span></div>";
-    var chip = "";
-    if (isNum(x.stock)) {
-      if (x.p50 > x.stock) chip = '<span class="chip bad">short ' + fmtInt(x.p50 - x.stock) + "</span>";
-      else if (isNum(x.p90) && x.p90 > x.stock) chip = '<span class="chip warn">p90 +' + fmtInt(x.p90 - x.stock) + "</span>";
-      else chip = '<span class="chip ok">covered</span>';
-    }
-    return '<div class="cap"><span>p50 <b>' + fmtInt(x.p50) + '</b></span><span>stock <b>' + fmtInt(x.stock) + "</b></span>" +
-      chip + "</div>";
+    if (!isNum(x.p50)) return '<div class="cap"><span class="muted">no forecast yet · p50 — · stock ' + fmtInt(x.stock) + "</span>" +
+      coverageChip(x) + "</div>";
+    return '<div class="cap"><span>p50 <b>' + fmtInt(x.p50) + '</b></span><span>left <b>' + fmtInt(x.stock) + "</b></span>" +
+      coverageChip(x) + "</div>";
   }
 
   // ---------------------------------------------------------------- cells
@@ -206,15 +259,18 @@
 
   function renderSale(el, sale, nowMs) {
     var row = el.firstChild, cells = row.children, open = expanded.has(sale.sale_id);
-    el.className = "sale" + (sale.open_alerts > 0 ? " has-alert sev-" + (sale.worst_severity || "unknown") : "") + (open ? " open" : "");
+    el.className = "sale" + (sale.open_alerts > 0 ? " has-alert sev-" + (sale.worst_severity || "unknown") : "") + (open ? " open" : "") +
+      (sale.quiet ? " quiet" : "");
+    el.setAttribute("data-quiet", sale.quiet ? "true" : "false");
+    el.hidden = !!sale.quiet && !showQuiet;
     el.setAttribute("data-units", String(sale.units));
     el.setAttribute("data-open-alerts", String(sale.open_alerts || 0));
     el.setAttribute("data-stockout", sale.projected_stockout_at || "");
     el.setAttribute("data-velocity", String(sale.velocity_uph));
     row.setAttribute("aria-expanded", open ? "true" : "false");
     setHTML(cells[0], brandCell(sale, nowMs));
-    setHTML(cells[1], '<span class="units">' + fmtInt(sale.units) + '</span><span class="sub muted">rev ' + fmtInt(sale.revenue) + "</span>");
-    setHTML(cells[2], sparkline(sale.velocity_series, 110, 34) + '<span class="vel"><b class="velocity">' + fmtVel(sale.velocity_uph) + "</b><small>u/h</small></span>");
+    setHTML(cells[1], '<span class="units">' + fmtInt(sale.units) + '</span><span class="sub muted">rev ' + fmtMoney(sale.revenue) + "</span>");
+    setHTML(cells[2], sparklineWithAxis(sale.velocity_series, 110, 30) + '<span class="vel"><b class="velocity">' + fmtVel(sale.velocity_uph) + "</b><small>u/h</small></span>");
     setHTML(cells[3], bandBar(sale, 300) + bandCaption(sale));
     setHTML(cells[4], stockoutCell(sale.projected_stockout_at, nowMs));
     var prods = el.lastChild;
@@ -228,7 +284,8 @@
     return list.map(function (p) {
       var alert = p.alert ? '<span class="pill st-' + esc(p.alert) + '">' + esc(p.alert) + "</span>" : "";
       return '<div class="product grid-row" data-sku="' + esc(p.sku) + '">' +
-        '<div class="c-brand"><span class="sku">' + esc(p.sku) + "</span>" + alert + "</div>" +
+        '<div class="c-brand">' + (p.name ? '<span class="p-name">' + esc(p.name) + "</span>" : "") +
+        '<span class="sku">' + esc(p.sku) + "</span>" + alert + "</div>" +
         '<div class="c-units"><span class="p-units">' + fmtInt(p.units) + "</span></div>" +
         '<div class="c-vel"><span class="vel"><b>' + fmtVel(p.velocity_uph) + "</b><small>u/h</small></span></div>" +
         '<div class="c-band">' + bandBar(p, 300) + bandCaption(p) + "</div>" +
@@ -237,22 +294,47 @@
   }
 
   // ---------------------------------------------------------------- panels
+  function quietToggle(box, count) {
+    var el = box.querySelector(".quiet-toggle");
+    if (!el) {
+      el = document.createElement("div");
+      el.className = "quiet-toggle";
+      el.setAttribute("role", "button");
+      el.setAttribute("tabindex", "0");
+    }
+    el.hidden = count === 0;
+    el.setAttribute("aria-expanded", showQuiet ? "true" : "false");
+    var text = (showQuiet ? "▾ " : "▸ ") + count + " quiet sale" + (count === 1 ? "" : "s") +
+      " (no unit sold yet) · " + (showQuiet ? "hide" : "show");
+    if (el.textContent !== text) el.textContent = text;
+    return el;
+  }
+
   function renderSales(sales, nowMs) {
     var box = document.getElementById("sales");
-    var list = (sales || []).slice().sort(bySaleUrgency);
+    var all = (sales || []).slice().sort(bySaleUrgency);
+    // Sales with sales first, most urgent first; the quiet ones after a fold, so a wall screen shows what moves.
+    var list = all.filter(function (s) { return !s.quiet; }).concat(all.filter(function (s) { return s.quiet; }));
+    var quietCount = all.length - all.filter(function (s) { return !s.quiet; }).length;
     var keep = {};
     list.forEach(function (s) { keep[s.sale_id] = true; });
     Array.prototype.slice.call(box.children).forEach(function (child) {
+      if (child.classList.contains("quiet-toggle")) return;
       var id = child.getAttribute("data-sale-id");
       if (id == null || !keep[id]) { box.removeChild(child); if (id != null) expanded.delete(id); }
     });
     var existing = {};
     Array.prototype.forEach.call(box.children, function (c) { existing[c.getAttribute("data-sale-id")] = c; });
-    list.forEach(function (sale, i) {
+    var toggleEl = quietToggle(box, quietCount);
+    var ordered = [];
+    list.forEach(function (sale) {
+      if (sale.quiet && ordered.indexOf(toggleEl) < 0) ordered.push(toggleEl);
       var el = existing[sale.sale_id] || saleElement(sale.sale_id);
       renderSale(el, sale, nowMs);
-      if (box.children[i] !== el) box.insertBefore(el, box.children[i] || null);
+      ordered.push(el);
     });
+    if (ordered.indexOf(toggleEl) < 0) ordered.push(toggleEl);
+    ordered.forEach(function (el, i) { if (box.children[i] !== el) box.insertBefore(el, box.children[i] || null); });
     if (!list.length) box.innerHTML = '<div class="empty">No open sales right now.</div>';
   }
 
@@ -263,16 +345,21 @@
     setHTML(box, list.map(function (a) {
       var sale = salesById[a.sale_id];
       var ms = parseTime(a.projected_stockout_at);
+      var orderBy = parseTime(a.order_by);
+      var product = a.product_name || a.sku;
+      var saleName = a.sale_name || (sale ? sale.brand : a.sale_id);
+      var deadline = orderBy == null ? "" : orderBy <= nowMs ? '<span class="a-deadline bad">order <b>now</b></span>' :
+        '<span class="a-deadline">order by <b>' + hm(new Date(orderBy)) + "</b> (" + esc(relTime(orderBy, nowMs)) + ")</span>";
       return '<li class="alert sev-' + esc(a.severity || "unknown") + '" data-alert-id="' + esc(a.alert_id) +
         '" data-severity="' + esc(a.severity || "") + '" data-stockout="' + esc(a.projected_stockout_at || "") + '">' +
         '<div class="a-top"><span class="pill sev-' + esc(a.severity || "unknown") + '">' + esc(a.severity || "?") + "</span>" +
-        '<span class="a-what"><b>' + esc(sale ? sale.brand : a.sale_id) + "</b> · " + esc(a.sku) + "</span>" +
+        '<span class="a-what" title="' + esc(product + " · " + a.sku + " · " + saleName + " (" + a.sale_id + ")") + '"><b>' +
+        esc(product) + "</b> · " + esc(saleName) + (a.product_name ? ' <span class="a-sku">' + esc(a.sku) + "</span>" : "") + "</span>" +
         (a.status && a.status !== "open" ? '<span class="pill st-' + esc(a.status) + '">' + esc(a.status) + "</span>" : "") +
         '<span class="a-when ' + urgencyClass(ms, nowMs) + '">' + (ms == null ? "—" : esc(relTime(ms, nowMs))) + "</span></div>" +
-        '<div class="a-reason" title="' + esc(a.reason) + '">' + esc(a.reason || "—") + "</div>" +
+        '<div class="a-reason" tabindex="0" title="' + esc(a.reason) + '">' + esc(a.reason || "—") + "</div>" +
         '<div class="a-bottom"><span>reorder <b class="a-qty">' + fmtInt(a.recommended_quantity) + "</b> units</span>" +
-        '<span class="muted">shortfall ' + fmtInt(a.shortfall) + "</span>" +
-        '<span class="muted">' + esc(a.sale_id) + "</span></div></li>";
+        deadline + '<span class="muted">shortfall ' + fmtInt(a.shortfall) + "</span></div></li>";
     }).join(""));
   }
 
@@ -287,13 +374,24 @@
     var t = data.totals || {};
     setText("totals-open-sales", fmtInt(t.open_sales));
     setText("totals-units", fmtInt(t.units));
-    setText("totals-revenue", fmtInt(t.revenue));
+    setCurrency(data.currency || "EUR");
+    setText("currency", data.currency || "EUR");
+    setText("totals-revenue", fmtMoney(t.revenue));
     setText("totals-velocity", fmtVel(t.velocity_uph));
     setText("totals-open-alerts", fmtInt(t.open_alerts));
     setText("totals-events", fmtInt(t.events_processed));
     document.querySelector(".tile-alerts").classList.toggle("hot", (t.open_alerts || 0) > 0);
     var st = parseTime(data.stream_time);
-    setText("stream-time", st == null ? "—" : hms(new Date(st)));
+    // One clock unless the stream runs on another one (a replay, a simulation): then that one is shown, labelled.
+    var otherClock = st != null && data.stream_is_wall_clock === false;
+    document.getElementById("stream-clock").hidden = !otherClock;
+    setText("stream-time", st == null ? "—" : (new Date(st)).toISOString().slice(0, 10) + " " + hms(new Date(st)));
+    if (t.events_processed !== lastEvents) {
+      lastEvents = t.events_processed;
+      lastEventsChange = new Date();
+      // Live, the stream's clock is the events' time: an old one means the data stopped before this page opened.
+      if (data.stream_is_wall_clock && st != null && st < lastEventsChange.getTime()) lastEventsChange = new Date(st);
+    }
     var byId = {};
     (data.sales || []).forEach(function (s) { byId[s.sale_id] = s; });
     renderSales(data.sales, nowMs);
@@ -307,12 +405,25 @@
     lastOk = new Date();
     document.body.setAttribute("data-refreshes", String(++refreshes));
     setText("updated-at", hms(lastOk));
-    document.getElementById("stale").hidden = true;
-    document.body.classList.remove("loading", "is-stale");
+    var badge = document.getElementById("stale");
+    document.body.classList.remove("loading");
+    if (lastEventsChange && lastOk - lastEventsChange >= STALE_MS) {
+      // The API answers, but nothing new arrives: the numbers are not live any more.
+      badge.textContent = "no new events since " + hms(lastEventsChange);
+      badge.title = "the worker answers but has processed no event for " + Math.round((lastOk - lastEventsChange) / 1000) + " s";
+      badge.hidden = false;
+      badge.setAttribute("data-reason", "no-events");
+      document.body.classList.add("is-stale");
+      return;
+    }
+    badge.hidden = true;
+    badge.removeAttribute("data-reason");
+    document.body.classList.remove("is-stale");
   }
   function markStale(err) {
     var badge = document.getElementById("stale");
     badge.textContent = lastOk ? "stale since " + hms(lastOk) : "no data yet — retrying";
+    badge.setAttribute("data-reason", "api");
     badge.title = String(err && err.message ? err.message : err);
     badge.hidden = false;
     document.body.classList.add("is-stale");
@@ -354,18 +465,25 @@
     }
   }
 
+  function toggleQuiet() {
+    showQuiet = !showQuiet;
+    if (lastData) renderSales(lastData.sales, lastNow);
+  }
   document.getElementById("sales").addEventListener("click", function (ev) {
+    if (ev.target.closest(".quiet-toggle")) { toggleQuiet(); return; }
     var row = ev.target.closest(".sale-row");
     if (row) toggle(row);
   });
   document.getElementById("sales").addEventListener("keydown", function (ev) {
     if (ev.key !== "Enter" && ev.key !== " ") return;
+    if (ev.target.closest(".quiet-toggle")) { ev.preventDefault(); toggleQuiet(); return; }
     var row = ev.target.closest(".sale-row");
     if (row) { ev.preventDefault(); toggle(row); }
   });
 
   // ?expand=s-12,s-14 opens sales from the start (handy for screenshots and wall screens)
-  var wanted = new URLSearchParams(window.location.search).get("expand");
+  var wanted = params.get("expand");
+  if (params.get("quiet") === "show") showQuiet = true;
   if (wanted) wanted.split(",").forEach(function (id) { if (id) expanded.add(id.trim()); });
 
   poll();

@@ -19,8 +19,9 @@ pytestmark = pytest.mark.integration
 def test_dashboard_follows_the_stream_and_matches_clickhouse(pipeline: Pipeline, tmp_path: Path) -> None:
     pipeline.start_worker()
     pipeline.start_sink()
-    # Every sale open from the start, so orders spread over all of them.
-    world = SimulatedWorld(5, n_members=3000, n_sales=6, open_at_start=6, stagger_minutes=0.0,
+    # Every sale open from the start, so orders spread over all of them; long enough (8-10 h of stream time, as
+    # many minutes here) that none closes while the page is checked, which would take its units off the total.
+    world = SimulatedWorld(5, n_members=3000, n_sales=6, open_at_start=6, stagger_minutes=0.0, sale_hours=(8.0, 10.0),
                            start=datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=50),
                            id_prefix="dash")
     stop = threading.Event()

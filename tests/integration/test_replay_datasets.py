@@ -23,7 +23,10 @@ def pipeline(kafka_bootstrap: str, clickhouse_dsn: str, tmp_path_factory: pytest
     p.close()
 
 
-@pytest.mark.parametrize("dataset", ["rees46", "taobao", "online-retail"])
+@pytest.mark.parametrize(
+    "dataset",
+    [pytest.param(name, marks=pytest.mark.needs_data(name)) for name in ("rees46", "taobao", "online-retail")],
+)
 def test_replayed_slice_lands_in_clickhouse_exactly(pipeline: Pipeline, dataset: str) -> None:
     before = pipeline.stats()["events_processed"]
     report = run_replay(pipeline.settings, dataset, limit=1500, progress=False)

@@ -135,3 +135,32 @@ def test_alert_ids_deterministic_and_restorable() -> None:
     assert nxt is not None and nxt.alert_id == "s:k:2"
     # keys are independent per (sale, sku)
     assert restored.update("s", "other", seq[0]).alert_id == "s:other:1"  # type: ignore[union-attr]
+
+
+def test_resolved_reason_says_what_changed_and_no_longer_asks_for_a_reorder() -> None:
+    sm = AlertStateMachine()
+    opened = sm.update("s", "k", Assessment(True, False, "high", 0.97, 40.0, END - timedelta(days=2), 190.0, 60.0,
+                                            250.0, "X: reorder 190 units"))  # type: ignore[arg-type]
+    assert opened is not None and opened.status == "open"
+    cleared = Assessment(False, True, "low", 0.05, 0.0, None, 0.0, 1100.0, 250.0, "X: reorder 0 units")  # type: ignore[arg-type]
+    resolved = sm.update("s", "k", cleared)
+    assert resolved is not None and resolved.status == "resolved"
+    assert resolved.reason == ("resolved: available 60 → 1100 units; 97% → 5% chance of running short; "
+                               "no stockout projected")
+    assert "reorder" not in resolved.reason
+
+
+def test_state_written_before_the_last_alert_was_kept_still_restores() -> None:
+    sm = AlertStateMachine.from_dict({"s\x1fk": [2, True, "high"]})
+    assert sm.state("s", "k") == (2, True, "high")
+    restored = AlertStateMachine.from_dict(sm.to_dict())
+    assert restored.state("s", "k") == (2, True, "high")
+
+
+def test_order_by_is_the_stockout_minus_the_lead_time() -> None:
+    fc = _forecaster(60, 0.25)
+    policy = AlertPolicy(lead_time=timedelta(hours=6))
+    a = assess(fc, START + timedelta(days=1), START, END, on_hand=40, curve=fc.curve, sku="X", policy=policy)
+    assert a.projected_stockout_at is not None
+    assert a.order_by == a.projected_stockout_at - timedelta(hours=6)
+    assert "lead time 6h" in a.reason or "too late for the 6h lead time" in a.reason

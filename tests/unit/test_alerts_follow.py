@@ -50,34 +50,81 @@ def test_doctests() -> None:
 
 
 # --- format_alert ---------------------------------------------------------------------------------------------
-def test_format_open() -> None:
+def named(**overrides: Any) -> dict[str, Any]:
+    """An alert from a worker that knows the catalogue's names, raised live (stream time = wall clock)."""
+    return make_alert(**{"product_name": "Air Max 90", "sale_name": "nike", "wall_clock_at": RAISED,
+                         "order_by": RAISED.replace(hour=11, minute=30), **overrides})
+
+
+def test_format_open_names_product_and_sale_and_the_order_by_deadline() -> None:
+    line = format_alert(named())
+    assert line == ("2026-11-29 10:02 OPEN      high     Air Max 90 (k-3) · nike sale · order 120 u by 11:30 · "
+                    "runs out ~14:30")
+    assert "stream" not in line  # live: one clock
+
+
+def test_format_without_names_falls_back_to_ids() -> None:
     line = format_alert(make_alert("open", "high"))
-    assert line == ("2026-11-29 10:02 OPEN      high     sale s-12 sku k-3  short 80 u, send 120 u, "
-                    "stockout ~14:30 — demand runs 3x the prior")
+    assert line.startswith("2026-11-29 10:02 OPEN      high     sku k-3 · sale s-12 · order 120 u · runs out ~14:30")
 
 
 def test_format_escalated_other_day_stockout() -> None:
-    alert = make_alert("escalated", "critical", projected_stockout_at=RAISED + timedelta(days=1, hours=2))
-    line = format_alert(alert)
-    assert line.startswith("2026-11-29 10:02 ESCALATED critical sale s-12 sku k-3  short 80 u, send 120 u")
-    assert "stockout ~11-30 12:02" in line  # a stockout tomorrow carries its date
+    line = format_alert(named(status="escalated", severity="critical",
+                              projected_stockout_at=RAISED + timedelta(days=1, hours=2)))
+    assert line.startswith("2026-11-29 10:02 ESCALATED critical Air Max 90 (k-3)")
+    assert "runs out ~11-30 12:02" in line  # a stockout tomorrow carries its date
 
 
-def test_format_resolved() -> None:
-    line = format_alert(make_alert("resolved", "medium", shortfall=0.0, recommended_quantity=0, available=300,
-                                   projected_stockout_at=None, reason="restocked"))
-    assert line == "2026-11-29 10:02 RESOLVED  medium   sale s-12 sku k-3  cleared, available 300 u — restocked"
+def test_format_a_passed_deadline_says_now() -> None:
+    line = format_alert(named(order_by=RAISED - timedelta(minutes=30)))
+    assert "order 120 u NOW (deadline 09:32 passed)" in line
+
+
+def test_format_labels_stream_time_when_it_differs_from_the_wall_clock() -> None:
+    replayed = RAISED.replace(year=2019, month=10, day=1)
+    line = format_alert(named(raised_at=replayed, order_by=replayed + timedelta(hours=1),
+                              projected_stockout_at=replayed + timedelta(hours=3)))
+    assert line.startswith("2026-11-29 10:02 OPEN")  # when it was raised, on the wall clock
+    assert "order 120 u by 11:02" in line and "runs out ~13:02" in line
+    assert line.endswith("[stream time 10-01 10:02]")
+
+
+def test_format_resolved_says_what_changed() -> None:
+    reason = "resolved: available 60 → 1100 units; 97% → 5% chance of running short; no stockout projected"
+    line = format_alert(named(status="resolved", severity="medium", shortfall=0.0, recommended_quantity=0,
+                              available=1100, projected_stockout_at=None, reason=reason))
+    assert line == ("2026-11-29 10:02 RESOLVED  medium   Air Max 90 (k-3) · nike sale · cleared: available 60 → "
+                    "1100 units; 97% → 5% chance of running short; no stockout projected")
+    assert "reorder" not in line
 
 
 def test_format_accepts_epoch_millis_and_missing_stockout() -> None:
     ms = int(RAISED.timestamp() * 1000)
     line = format_alert(make_alert(raised_at=ms, projected_stockout_at=None))
-    assert line.startswith("2026-11-29 10:02 OPEN") and "stockout n/a" in line
+    assert line.startswith("2026-11-29 10:02 OPEN") and "no stockout projected" in line
 
 
 def test_format_in_another_timezone() -> None:
-    line = format_alert(make_alert(), tz=timezone(timedelta(hours=1)))
-    assert line.startswith("2026-11-29 11:02 OPEN") and "stockout ~15:30" in line
+    line = format_alert(named(), tz=timezone(timedelta(hours=1)))
+    assert line.startswith("2026-11-29 11:02 OPEN") and "runs out ~15:30" in line and "by 12:30" in line
+
+
+@pytest.mark.parametrize("status", ["open", "escalated", "resolved"])
+def test_lines_stay_under_160_characters_with_long_names(status: str) -> None:
+    """The worst usual case: long catalogue names, a replay (stream time shown), deadlines on other days."""
+    replayed = RAISED.replace(year=2019)
+    alert = named(status=status, product_name="Extra long product description " * 4, sale_name="brand " * 10,
+                  sku="sku-12345678", sale_id="rees46-samsung-2019", raised_at=replayed,
+                  order_by=replayed + timedelta(days=1), projected_stockout_at=replayed + timedelta(days=2),
+                  reason="resolved: " + "available 1 → 2 units; " * 10, recommended_quantity=12345)
+    line = format_alert(alert)
+    assert len(line) <= 160, line
+    assert "(sku-12345678)" in line and " sale · " in line
+
+
+def test_very_long_ids_are_clipped_not_wrapped() -> None:
+    line = format_alert(named(sku="sku-" + "9" * 40, sale_id="sale-" + "x" * 40))
+    assert len(line) <= 160 and "\n" not in line and "sku-9999" in line
 
 
 # --- JSON -------------------------------------------------------------------------------------------------------
@@ -87,6 +134,7 @@ def test_json_line_shape() -> None:
     obj = json.loads(line)
     assert set(obj) == {"event_id", "alert_id", "sale_id", "sku", "status", "severity", "probability", "shortfall",
                         "available", "p90", "recommended_quantity", "projected_stockout_at", "reason", "raised_at"}
+    assert json.loads(json_line(named()))["order_by"] == "2026-11-29T11:30:00.000+00:00"
     assert obj["alert_id"] == "s-12:k-3:open"
     assert obj["raised_at"] == "2026-11-29T10:02:00.000+00:00"
     assert datetime.fromisoformat(obj["projected_stockout_at"]) == RAISED.replace(hour=14, minute=30)

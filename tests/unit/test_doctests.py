@@ -9,12 +9,24 @@ import pytest
 
 MODULES = [
     "salepulse.schemas.codec", "salepulse.schemas.validation", "salepulse.schemas.json_input",
+    "salepulse.schemas.limits", "salepulse.streams.collector",
     "salepulse.streams.config", "salepulse.streams.velocity", "salepulse.streams.metrics", "salepulse.streams.catalog",
-    "salepulse.streams.clock", "salepulse.streams.forecast", "salepulse.streams.forecast.distributions",
+    "salepulse.consumers.priors", "salepulse.consumers.publish",
+    "salepulse.consumers.data", "salepulse.consumers.data.common", "salepulse.consumers.data.csvio",
+    "salepulse.consumers.data.rees46", "salepulse.consumers.data.taobao", "salepulse.consumers.data.online_retail",
+    "salepulse.consumers.recommend_baselines", "salepulse.consumers.evaluate_recommend",
+    "salepulse.streams.presale", "salepulse.streams.stocking", "salepulse.streams.buyer_desk",
+    "salepulse.consumers.datasets", "salepulse.streams.preflight", "salepulse.streams.dashboard",
+    "salepulse.streams.demo", "salepulse.streams.cli",
+    # poison-proofing (issue 9)
+    "salepulse.streams.clock", "salepulse.streams.poison", "salepulse.streams.bounded", "salepulse.streams.ingest",
+    "salepulse.streams.live", "salepulse.consumers.sink_errors", "salepulse.consumers.deadletters",
+    "salepulse.consumers.clickhouse_sink",
+    # forecast package (issue 10/11)
+    "salepulse.streams.forecast", "salepulse.streams.forecast.distributions",
     "salepulse.streams.forecast.priors", "salepulse.streams.forecast.curves", "salepulse.streams.forecast.dispersion",
     "salepulse.streams.forecast.forecaster", "salepulse.streams.forecast.calibration",
-    "salepulse.consumers.priors", "salepulse.consumers.publish", "salepulse.consumers.forecast_baselines",
-    "salepulse.consumers.evaluate_forecast",
+    "salepulse.consumers.forecast_baselines", "salepulse.consumers.evaluate_forecast",
 ]
 
 

@@ -264,6 +264,7 @@ def test_run_on_synthetic_online_retail(tmp_path: Path) -> None:
     for key in ("prior", "velocity", "so_far_plus_prior", "tuned_blend", "blended", "mean"):
         assert set(data["wape"][key]) == {"0", "0.1", "0.25", "0.5"}
     assert set(data["bias"]["blended"]) == {"0", "0.1", "0.25", "0.5"}
+    assert data["presale"]["series"] == data["series"] and 0.0 <= data["plan"]["service_level_achieved"] <= 1.0
     assert all(0.0 <= v <= 1.0 for v in data["coverage_p10_p90"].values())
     later = run("online-retail", path, None, score_from=start.date() + timedelta(days=7 * 12), progress=False)
     assert later["series"] == 3 * 2

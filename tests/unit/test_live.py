@@ -79,3 +79,14 @@ def test_selling_out_marks_the_stockout_and_unknown_sales_have_no_view() -> None
     sell(board, state, 10, START + HOUR, 1)
     assert board.tracked[("s", "k")].forecaster.stockout_fraction is not None
     assert board.sale_view("nope") is None
+
+
+def test_the_first_order_is_counted_once_by_the_forecaster() -> None:
+    """The sale state counts a fact before the board sees it; a forecaster built on that first order must not add
+    it a second time on top of the totals it was seeded with."""
+    board, state = board_with_sale(stock=100, prior=100.0)
+    for i in range(35):
+        sell(board, state, 2, START + 20 * 60_000 + i * 1000, i)
+    assert board.tracked[("s", "k")].forecaster.units == state.skus["k"].units == 70
+    alert = board.check_alert("s", "k")
+    assert alert is not None and alert["units_sold"] == 70 and alert["available"] == 30

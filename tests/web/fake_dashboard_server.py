@@ -12,7 +12,8 @@ Run it by hand::
     python tests/web/fake_dashboard_server.py --port 8765      # then open http://127.0.0.1:8765/dashboard
 
 or from a test with :func:`serve` (free port, background thread, ``with`` closes it).
-``fail_api`` / ``fail_after`` make ``/api/dashboard`` answer 503 (to see the page's "stale since" badge).
+``fail_api`` / ``fail_after`` make ``/api/dashboard`` answer 503 (to see the page's "stale since" badge);
+``freeze_after`` repeats one payload (the data stopped: the "no new events" badge).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from salepulse.streams.dashboard import coverage
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "streams" / "web"
 T0 = datetime(2026, 11, 29, 9, 30, tzinfo=UTC)  #: stream time of the first call
@@ -95,7 +98,23 @@ SALES: tuple[FakeSale, ...] = (
         _p("p-4", 1000, 620, 700, 520, 0.6),
         _p("p-8", 800, 430, 500, 350, 0.4),
     )),
+    FakeSale("s-23", "asics", 50, 6, (  # one product sold out, the rest comfortably covered
+        _p("g-1", 40, 38, 40, 40, 0.0),
+        _p("g-2", 900, 300, 320, 90, 0.5),
+    )),
+    FakeSale("s-24", "fila", 2, 6, (  # quiet: no unit sold yet
+        _p("f-1", 200, 80, 90, 0, 0.0),
+    )),
+    FakeSale("s-25", "kappa", 1, 6, (  # quiet too
+        _p("q-1", 150, 60, 70, 0, 0.0),
+    )),
 )
+#: Product names as a catalogue carries them (a few skus have none, like real feeds).
+NAMES = {"k-3": "Air Zoom Pegasus 41", "k-7": "Dri-FIT tee", "k-9": "Club fleece hoodie", "a-1": "Samba OG",
+         "a-2": "Trefoil cap", "d-1": "V15 Detect vacuum", "d-2": "Supersonic dryer", "l-10": "Millennium Falcon",
+         "v-501": "501 Original jeans", "v-511": "511 Slim jeans", "g-1": "Gel-Kayano 31", "g-2": "Gel-Nimbus 26",
+         "f-1": "Disruptor II", "q-1": "Banda track jacket", "p-4": "Suede Classic", "r-1": "Wayfarer"}
+CURRENCY = "EUR"
 
 
 def _iso(dt: datetime) -> str:
@@ -114,6 +133,8 @@ class FakeDashboard:
     attempts: int = 0  #: requests to /api/dashboard, failed ones included
     fail_api: bool = False  #: answer 503 from now on
     fail_after: int | None = None  #: answer 503 once this many payloads were served
+    freeze_after: int | None = None  #: from this call on, repeat the same payload (the data stopped)
+    currency: str = CURRENCY
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def should_fail(self) -> bool:
@@ -123,18 +144,19 @@ class FakeDashboard:
 
     def next_payload(self) -> dict[str, Any]:
         with self.lock:
-            n = self.calls
+            n = self.calls if self.freeze_after is None else min(self.calls, self.freeze_after)
             self.calls += 1
-        return payload(n)
+        return payload(n, self.currency)
 
 
 def _product(sale: FakeSale, prod: FakeProduct, n: int, now: datetime) -> dict[str, Any]:
     cap = prod.stock if prod.stock is not None else 10**9
     units = int(min(cap, prod.start_units + prod.rate_per_call * n))
     velocity = round(prod.rate_per_call * 3600 / STEP_S * (1 + 0.18 * math.sin(n / 3 + len(prod.sku))), 1)
-    row: dict[str, Any] = {"sku": prod.sku, "units": units, "velocity_uph": velocity, "expert_prior": prod.prior,
-                           "p10": None, "p50": None, "p90": None, "stock": prod.stock,
-                           "projected_stockout_at": None, "alert": None}
+    left = None if prod.stock is None else prod.stock - units  # like the worker: the stock still available
+    row: dict[str, Any] = {"sku": prod.sku, "name": NAMES.get(prod.sku, ""), "units": units, "velocity_uph": velocity,
+                           "expert_prior": prod.prior, "p10": None, "p50": None, "p90": None, "stock": left,
+                           "projected_stockout_at": None, "alert": None, "alert_severity": None}
     if not prod.forecast:
         return row
     p50 = max(units, prod.demand * (1 + 0.06 * math.sin(n / 5 + len(prod.sku))))
@@ -146,7 +168,8 @@ def _product(sale: FakeSale, prod: FakeProduct, n: int, now: datetime) -> dict[s
 
 
 def _alert(sale: FakeSale, row: dict[str, Any], n: int, now: datetime) -> dict[str, Any] | None:
-    stock, p50, p90 = row["stock"], row["p50"], row["p90"]
+    stock = None if row["stock"] is None else row["stock"] + row["units"]  # the sale's whole allocation
+    p50, p90 = row["p50"], row["p90"]
     if stock is None or p90 is None or p90 <= stock:
         return None
     if p50 > stock * 1.25:
@@ -168,13 +191,17 @@ def _alert(sale: FakeSale, row: dict[str, Any], n: int, now: datetime) -> dict[s
         "shortfall": shortfall,
         "recommended_quantity": recommended,
         "projected_stockout_at": when,
-        "reason": f"p90 demand {p90:,.0f} exceeds stock {stock:,} by {p90 - stock:,.0f} "
-                  f"at {row['velocity_uph']:,.0f} u/h{clock}",
+        "reason": f"{row['sku']}: p90 demand {p90:,.0f} exceeds stock {stock:,} by {p90 - stock:,.0f} "
+                  f"at {row['velocity_uph']:,.0f} u/h{clock}; reorder {recommended} units within 1h30m (lead time 2h)",
         "raised_at": _iso(T0 - timedelta(minutes=12)),
+        "product_name": row["name"] or None,
+        "sale_name": sale.brand,
+        "order_by": _iso(datetime.fromisoformat(when.replace("Z", "+00:00")) - timedelta(hours=2)) if when else None,
+        "wall_clock_at": _iso(datetime.now(UTC)),
     }
 
 
-def payload(n: int) -> dict[str, Any]:
+def payload(n: int, currency: str = CURRENCY) -> dict[str, Any]:
     """The ``/api/dashboard`` body of the ``n``-th call (0-based)."""
     now = T0 + timedelta(seconds=STEP_S * n)
     sales, alerts = [], []
@@ -186,6 +213,7 @@ def payload(n: int) -> dict[str, Any]:
         for row in products:
             hit = next((a for a in sale_alerts if a["sku"] == row["sku"]), None)
             row["alert"] = hit["status"] if hit else None
+            row["alert_severity"] = hit["severity"] if hit else None
         alerts += sale_alerts
 
         def band(key: str, rows: list[dict[str, Any]] = products) -> float | None:
@@ -219,12 +247,17 @@ def payload(n: int) -> dict[str, Any]:
             "projected_stockout_at": min(stockouts) if stockouts else None,
             "open_alerts": len(sale_alerts),
             "worst_severity": min(severities, key=SEVERITY_RANK.__getitem__) if severities else None,
-            "products": products,
+            "out_of_stock": sum(1 for r in products if r["stock"] is not None and r["stock"] <= 0),
+            "coverage": coverage(products, len(sale_alerts)),
+            "quiet": sum(r["units"] for r in products) == 0 and not sale_alerts,
+            "products": [{**r, "coverage": coverage([r], 1 if r["alert"] else 0)} for r in products],
         })
     alerts.sort(key=lambda a: (SEVERITY_RANK[a["severity"]], a["projected_stockout_at"] or "9999"))
     return {
         "generated_at": _iso(datetime.now(UTC)),
         "stream_time": _iso(now),
+        "stream_is_wall_clock": False,  # a fixed 2026-11-29 morning: the page must label the stream's clock
+        "currency": currency,
         "totals": {
             "open_sales": len(sales),
             "units": sum(s["units"] for s in sales),
