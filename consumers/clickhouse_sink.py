@@ -3,18 +3,24 @@
 Guarantees, in order of importance:
 
 1. **Nothing lost.** Offsets are committed only after ClickHouse accepted the batch that contains them. When
-   ClickHouse is down or refuses a batch, the sink keeps the batch, retries with exponential backoff, stops reading
-   meanwhile (so memory stays bounded) and reports the failure in its log and metrics.
-2. **Nothing doubled.** Every row has a natural key (``event_id`` + ``sku`` for facts, ``version`` for snapshots,
-   ``alert_id`` for alerts) and every table is a ReplacingMergeTree read with FINAL, so a batch written twice — after
-   a crash between insert and commit, or a replay — counts once.
-3. **Fast.** Rows are built column-wise and written in batches of thousands, about once a second.
+   ClickHouse is down (a *transient* error), the sink keeps the batch, retries with exponential backoff, stops
+   reading meanwhile (so memory stays bounded) and reports the failure in its log and metrics. Its
+   ``max.poll.interval.ms`` is a day, so a long outage does not cost it its partitions and its commits.
+2. **Never stalled by data.** When ClickHouse refuses rows for their values (a *permanent* error, see
+   :mod:`salepulse.consumers.sink_errors`), the batch is bisected: the good rows are written, each row that fails
+   alone goes to the ``quarantine`` table with its origin (topic, partition, offset) and the reason, and the sink
+   goes on. A record it cannot even read is quarantined whole.
+3. **Nothing doubled.** Every row has a natural key (kind + ``event_id`` + ``sku`` for facts, ``version`` for
+   snapshots, ``alert_id`` for alerts) and every table is a ReplacingMergeTree read with FINAL, so a batch written
+   twice — after a crash between insert and commit, or a replay — counts once.
+4. **Fast.** Rows are built column-wise and written in batches of thousands, about once a second.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,6 +29,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from salepulse.consumers.clickhouse import connect, migrate
+from salepulse.consumers.sink_errors import isolate
 from salepulse.schemas.codec import Codec, DecodeError
 from salepulse.streams.config import Settings
 from salepulse.streams.logs import get_logger
@@ -40,6 +47,10 @@ ALERT_COLUMNS = [
     "alert_id", "sale_id", "sku", "status", "severity", "probability", "shortfall", "available", "p90",
     "recommended_quantity", "projected_stockout_at", "reason", "raised_at",
 ]
+PLAN_COLUMNS = [
+    "sale_id", "sku", "version", "quantity", "service_level", "p10", "p50", "p90", "expert", "correction", "source",
+    "reason", "buyer_id", "warehouse_regions", "warehouse_quantities", "planned_at",
+]
 
 
 @dataclass
@@ -51,6 +62,11 @@ class Batch:
     """
 
     columns: dict[str, list[list[Any]]] = field(default_factory=dict)
+    origins: dict[str, list[tuple[int, str, int, int]]] = field(default_factory=dict)
+    """Per table, one entry per message: (its first row in the table's columns, topic, partition, offset), for the
+    quarantine (:meth:`origin`); per message, not per row, because facts arrive by the thousand."""
+    quarantined: list[list[Any]] = field(default_factory=list)
+    """Quarantine rows: records that could not be read or turned into rows at all."""
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     size: int = 0
@@ -61,15 +77,39 @@ class Batch:
             columns = self.columns[table] = [[] for _ in COLUMNS[table]]
         return columns
 
-    def add(self, table: str, row: list[Any]) -> None:
-        for column, value in zip(self._columns(table), row, strict=True):
+    def add(self, table: str, row: list[Any], origin: tuple[str, int, int] = ("", -1, -1)) -> None:
+        columns = self._columns(table)
+        self.origins.setdefault(table, []).append((len(columns[0]), *origin))
+        for column, value in zip(columns, row, strict=True):
             column.append(value)
         self.size += 1
 
-    def add_record(self, record_name: str, record: dict[str, Any]) -> None:
-        """Everything one decoded record becomes."""
+    def origin(self, table: str, row: int) -> tuple[str, int, int, int]:
+        """(topic, partition, offset, row within that message) of row ``row`` of ``table``.
+
+        >>> batch = Batch()
+        >>> batch.add_record("VelocityFacts", {"event_ids": ["a", "b"], "sale_id": "s", "skus": ["k", "k"],
+        ...     "kinds": ["view", "view"], "units": [1, 1], "revenues": [0.0, 0.0], "ts": [0, 0]}, ("f", 0, 7))
+        >>> batch.add_record("VelocityFacts", {"event_ids": ["c"], "sale_id": "s", "skus": ["k"],
+        ...     "kinds": ["view"], "units": [1], "revenues": [0.0], "ts": [0]}, ("f", 1, 3))
+        >>> batch.origin(FACTS_TABLE, 1), batch.origin(FACTS_TABLE, 2)
+        (('f', 0, 7, 1), ('f', 1, 3, 0))
+        """
+        entries = self.origins.get(table, [])
+        at = bisect_right(entries, row, key=lambda entry: entry[0]) - 1
+        if at < 0:
+            return ("", -1, -1, row)
+        first, topic, partition, offset = entries[at]
+        return (topic, partition, offset, row - first)
+
+    def add_record(self, record_name: str, record: dict[str, Any], origin: tuple[str, int, int] = ("", -1, -1)) -> None:
+        """Everything one decoded record becomes; raises ValueError for a facts record whose columns disagree."""
         if record_name == "VelocityFacts":  # already column-wise: no row is built
-            event_ids, sale_ids, skus, kinds, units, revenues, ts = self._columns("velocity_facts")
+            n = len(record["event_ids"])
+            if any(len(record[name]) != n for name in ("skus", "kinds", "units", "revenues", "ts")):
+                raise ValueError("VelocityFacts columns have different lengths")
+            event_ids, sale_ids, skus, kinds, units, revenues, ts = self._columns(FACTS_TABLE)
+            self.origins.setdefault(FACTS_TABLE, []).append((len(event_ids), *origin))
             event_ids.extend(record["event_ids"])
             sale_ids.extend([record["sale_id"]] * len(record["event_ids"]))
             skus.extend(record["skus"])
@@ -80,7 +120,7 @@ class Batch:
             self.size += len(record["event_ids"])
             return
         for table, row in rows_for(record_name, record):
-            self.add(table, row)
+            self.add(table, row, origin)
 
 
 
@@ -93,14 +133,23 @@ def rows_for(record_name: str, record: dict[str, Any]) -> list[tuple[str, list[A
         ]
     if record_name == "ReplenishmentAlert":
         return [("alerts", [record[c] for c in ALERT_COLUMNS])]
+    if record_name == "StockPlan":
+        regions = [w["region"] for w in record["warehouses"]]
+        quantities = [w["quantity"] for w in record["warehouses"]]
+        return [("plans", [record[c] for c in PLAN_COLUMNS[:-3]] + [regions, quantities, record["planned_at"]])]
     return []
 
 
+FACTS_TABLE = "velocity_facts_v2"
+"""Facts deduplicated by (sale, kind, event id, sku): deploy/clickhouse/004_facts_identity_quarantine.sql."""
+QUARANTINE_COLUMNS = ["topic", "partition", "offset", "target", "row", "reason", "excerpt"]
+
 COLUMNS = {
-    "velocity_facts": FACT_COLUMNS,
+    FACTS_TABLE: FACT_COLUMNS,
     "forecasts": FORECAST_COLUMNS,
     "forecasts_history": HISTORY_COLUMNS,
     "alerts": ALERT_COLUMNS,
+    "plans": PLAN_COLUMNS,
 }
 
 
@@ -120,7 +169,7 @@ class ClickHouseSink:
         self.on_written = on_written  # called after each accepted batch; the benchmarks time visibility with it
         self.client_factory = client_factory
         self.codec = Codec(settings.schema_registry_url)
-        self.topics = [settings.topics.facts, settings.topics.snapshots, settings.topics.alerts]
+        self.topics = [settings.topics.facts, settings.topics.snapshots, settings.topics.alerts, settings.topics.plans]
         self.consumer = Consumer(
             settings.kafka_config(
                 **{
@@ -129,6 +178,9 @@ class ClickHouseSink:
                     "auto.offset.reset": "earliest",
                     "fetch.min.bytes": 1,
                     "queued.max.messages.kbytes": 65536,
+                    # Retrying through a ClickHouse outage does not poll; a day keeps the group membership (and
+                    # the right to commit) through any outage worth waiting out. Liveness is the session timeout.
+                    "max.poll.interval.ms": 86_400_000,
                 }
             )
         )
@@ -138,6 +190,9 @@ class ClickHouseSink:
         self.batch_seconds = self.metrics.gauge("salepulse_sink_batch_seconds", "Seconds the last insert took.")
         self.failures = self.metrics.counter("salepulse_sink_failures_total", "Inserts ClickHouse refused or missed.")
         self.undecodable = self.metrics.counter("salepulse_sink_undecodable_total", "Records the sink could not read.")
+        self.quarantined = self.metrics.counter("salepulse_sink_quarantined_total",
+                                                "Rows or records ClickHouse refused for their values, quarantined.",
+                                                ["table"])
         self._client: Any = None
 
     @property
@@ -192,19 +247,22 @@ class ClickHouseSink:
             if message.error().code() != KafkaError._PARTITION_EOF:
                 log.warning("consume error", error=str(message.error()))
             return
-        batch.offsets[(message.topic(), message.partition())] = message.offset() + 1
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        batch.offsets[(topic, partition)] = offset + 1
         try:
-            self.absorb_value(batch, message.value())
-        except DecodeError as exc:
+            self.absorb_value(batch, message.value(), (topic, partition, offset))
+        except Exception as exc:  # noqa: BLE001 - DecodeError, or a record whose fields make no rows
             # Only salepulse's own agents write these topics; an unreadable record is a bug to see, not to stop on.
             self.undecodable.inc()
-            log.error("undecodable record skipped", topic=message.topic(), offset=message.offset(), reason=str(exc))
+            reason = f"{'decode' if isinstance(exc, DecodeError) else 'rows'}: {type(exc).__name__}: {exc}"
+            log.error("unreadable record quarantined", topic=topic, offset=offset, reason=reason[:300])
+            batch.quarantined.append([topic, partition, offset, "", 0, reason[:1000], _excerpt(message.value())])
 
-    def absorb_value(self, batch: Batch, value: bytes) -> None:
-        """Decode one Kafka value into ``batch``; raises DecodeError."""
+    def absorb_value(self, batch: Batch, value: bytes, origin: tuple[str, int, int] = ("", -1, -1)) -> None:
+        """Decode one Kafka value into ``batch``; raises DecodeError (or ValueError for inconsistent facts)."""
         # Timestamps stay epoch-ms ints: clickhouse-connect writes them to DateTime64(3) as they are, where
         # datetimes cost a conversion each way.
-        batch.add_record(*self.codec.decode(value, timestamps="ms"))
+        batch.add_record(*self.codec.decode(value, timestamps="ms"), origin=origin)
 
     def _write_until_accepted(self, batch: Batch, stop: threading.Event, give_up_when_stopped: bool = True) -> None:
         delay = 0.25
@@ -232,14 +290,40 @@ class ClickHouseSink:
         self.consumer.commit(offsets=commit, asynchronous=False)
 
     def insert_rows(self, batch: Batch) -> None:
-        """The ClickHouse half of :meth:`write`: every table's rows, one insert each."""
+        """The ClickHouse half of :meth:`write`: every table's rows, one insert each when all is well.
+
+        Rows refused for their values are isolated by bisection and quarantined (sink_errors.isolate); a transient
+        error raises, and the caller retries the whole batch.
+        """
         started = time.perf_counter()
+        quarantine = list(batch.quarantined)
         for table, columns in batch.columns.items():
-            # Column-oriented inserts skip a per-row pass inside the client: ~1.3x faster on chdb.
-            self.client.insert(table, columns, column_names=COLUMNS[table], column_oriented=True)
-            self.rows_written.inc(len(columns[0]), table=table)
+            def insert(lo: int, hi: int, table: str = table, columns: list[list[Any]] = columns) -> None:
+                # Column-oriented inserts skip a per-row pass inside the client: ~1.3x faster on chdb.
+                part = columns if (lo, hi) == (0, len(columns[0])) else [column[lo:hi] for column in columns]
+                self.client.insert(table, part, column_names=COLUMNS[table], column_oriented=True)
+
+            refused = isolate(insert, 0, len(columns[0]))
+            for row, reason in refused:
+                topic, partition, offset, index = batch.origin(table, row)
+                values = {name: column[row] for name, column in zip(COLUMNS[table], columns, strict=True)}
+                quarantine.append([topic, partition, offset, table, index, reason, _excerpt(repr(values))])
+                self.quarantined.inc(table=table)
+            self.rows_written.inc(len(columns[0]) - len(refused), table=table)
+        if quarantine:
+            for row in quarantine:
+                log.error("rows quarantined", topic=row[0], partition=row[1], offset=row[2], table=row[3],
+                          reason=row[5][:300])
+            self.client.insert("quarantine", quarantine, column_names=QUARANTINE_COLUMNS)
         self.batch_seconds.set(time.perf_counter() - started)
         self.batch_rows.set(batch.size)
+
+
+def _excerpt(value: bytes | str | None, limit: int = 1024) -> str:
+    """At most ``limit`` characters of a value, as text ClickHouse accepts (no lone surrogates)."""
+    if isinstance(value, bytes | bytearray):
+        value = bytes(value[:limit]).decode("utf-8", "backslashreplace")
+    return (value or "")[:limit].encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _redact(dsn: str) -> str:

@@ -23,12 +23,8 @@ Datasets
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
 import json
 import math
-import re
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
@@ -38,40 +34,13 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from salepulse.consumers.data import online_retail
+from salepulse.consumers.data.online_retail import is_product  # noqa: F401  (one rule; re-exported)
 from salepulse.streams.forecast import DemandModel, ExpertPrior, Forecast, elapsed_fraction
 
 CHECKPOINTS: tuple[float, ...] = (0.1, 0.25, 0.5)
 WARMUP_SALES = 8
 HISTORY_WEEKS = 4
-
-NON_PRODUCT_CODES = frozenset(
-    {"POST", "DOT", "M", "C2", "D", "S", "B", "PADS", "BANK CHARGES", "AMAZONFEE", "CRUK", "CRUK COMMISSION"}
-)
-_STANDARD_CODE = re.compile(r"^\d{5}[A-Z]{0,3}$")
-_NON_PRODUCT_WORDS = re.compile(
-    r"ebay|amazon|postage|carriage|manual|fee|charge|voucher|commission|adjust|discount|sample|bad debt",
-    re.IGNORECASE,
-)
-
-
-def is_product(code: str, description: str) -> bool:
-    """True for a real product stock code (not postage, fees, manual lines, vouchers, adjustments).
-
-    >>> is_product("85123A", "WHITE HANGING HEART T-LIGHT HOLDER"), is_product("POST", "POSTAGE")
-    (True, False)
-    >>> is_product("gift_0001_20", "Dotcomgiftshop Gift Voucher £20.00"), is_product("DCGS0069", "ebay")
-    (False, False)
-    >>> is_product("DCGSSGIRL", "GIRLS PARTY BAG")
-    True
-    """
-    c = code.strip().upper()
-    if c in NON_PRODUCT_CODES or c.startswith("GIFT_"):
-        return False
-    if _STANDARD_CODE.match(c):
-        return True
-    d = description.strip()
-    return bool(d) and not _NON_PRODUCT_WORDS.search(d)
-
 
 # ----------------------------------------------------------------------------------------------------
 # Online Retail loading
@@ -84,42 +53,19 @@ def load_online_retail(path: Path) -> tuple[dict[date, list[tuple[float, str, in
     """Sales lines grouped by ISO week (Monday) as (elapsed fraction of the week, stock code, units)."""
     weeks: dict[date, list[tuple[float, str, int]]] = defaultdict(list)
     day_cache: dict[str, tuple[date, float]] = {}
-    product_cache: dict[tuple[str, str], bool] = {}
-    first: str | None = None
-    last: str | None = None
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as raw:
-        reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8", newline=""))
-        header = next(reader)
-        ix = {name: i for i, name in enumerate(header)}
-        i_inv, i_code, i_desc = ix["InvoiceNo"], ix["StockCode"], ix["Description"]
-        i_qty, i_ts, i_price = ix["Quantity"], ix["InvoiceDate"], ix["UnitPrice"]
-        for row in reader:
-            ts = row[i_ts]
-            if first is None or ts < first:
-                first = ts
-            if last is None or ts > last:
-                last = ts
-            qty = int(row[i_qty])
-            if qty <= 0 or row[i_inv].startswith("C") or float(row[i_price]) <= 0.0:
-                continue
-            code = row[i_code]
-            key = (code, row[i_desc])
-            ok = product_cache.get(key)
-            if ok is None:
-                ok = product_cache[key] = is_product(code, row[i_desc])
-            if not ok:
-                continue
-            day = ts[:10]
-            dc = day_cache.get(day)
-            if dc is None:
-                d = date.fromisoformat(day)
-                dc = day_cache[day] = (d - timedelta(days=d.weekday()), d.weekday() * 86400.0)
-            secs = dc[1] + int(ts[11:13]) * 3600 + int(ts[14:16]) * 60 + int(ts[17:19])
-            weeks[dc[0]].append((secs / WEEK_SECONDS, code.strip().upper(), qty))
-    if first is None or last is None:
+    span: list[str] = []  # first and last InvoiceDate of all rows, kept or not
+    for row in online_retail.rows(Path(path), span=span):  # the shared rule of what a sold product line is
+        ts = row.when
+        day = ts[:10]
+        dc = day_cache.get(day)
+        if dc is None:
+            d = date.fromisoformat(day)
+            dc = day_cache[day] = (d - timedelta(days=d.weekday()), d.weekday() * 86400.0)
+        secs = dc[1] + int(ts[11:13]) * 3600 + int(ts[14:16]) * 60 + int(ts[17:19])
+        weeks[dc[0]].append((secs / WEEK_SECONDS, row.sku, row.quantity))
+    if not span:
         raise ValueError(f"no rows in {path}")
-    return weeks, datetime.fromisoformat(first), datetime.fromisoformat(last)
+    return weeks, datetime.fromisoformat(span[0]), datetime.fromisoformat(span[1])
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -374,6 +320,10 @@ def run(
     else:
         raise ValueError(f"unknown dataset {dataset!r} (online-retail | simulated)")
     result: dict[str, Any] = {"dataset": dataset, **body}
+    # pre-sale (checkpoint "0"), plan and buyers: issue 15
+    from salepulse.consumers.evaluate_presale import merge_presale, presale_block
+
+    merge_presale(result, presale_block(dataset, path, progress=progress, score_from=score_from))
     if score_from is not None:
         result["score_from"] = score_from.isoformat()
     if json_out is not None:
@@ -393,3 +343,6 @@ def print_table(result: dict[str, Any]) -> None:
     print(f"{'bias blended':<22}" + "".join(f"{row.get(c, math.nan):>+10.3f}" for c in cps))
     row = result["coverage_p10_p90"]
     print(f"{'coverage p10-p90':<22}" + "".join(f"{row.get(c, math.nan):>10.3f}" for c in cps))
+    from salepulse.consumers.evaluate_presale import print_presale  # issue 15
+
+    print_presale(result)

@@ -1,38 +1,49 @@
-"""Prequential (test-then-learn) evaluation of the personalised ranking of :mod:`salepulse.streams.preferences`.
+"""Prequential (test-then-learn) evaluation of the personalised ranking against strong baselines.
 
-Events are replayed in time order. Before a cart add or a purchase is learnt, the candidates are ranked with
-the SAME :class:`salepulse.streams.preferences.PreferenceModel` the live agent uses and the chosen item is looked up in
-the ranking; then the model learns the event (blend weights, member state, co-visitation).
+Events are read through the shared data layer (:mod:`salepulse.consumers.data`) and replayed in time order. At a
+scored event, the candidates are ranked by the SAME :class:`salepulse.streams.preferences.PreferenceModel` the
+live agent uses and by every baseline of :mod:`salepulse.consumers.recommend_baselines`; only then do the model
+and the baselines learn the event.
 
-Tasks
-    product  the carted/bought product among the products with any event in the preceding 24 h;
-             online-retail: each invoice of a returning customer as a next basket (Recall@20 over its lines).
-    sale     (REES46 only, a sale is a brand there) the brand of that product among brands active in 24 h.
-Baselines on the same candidates: ``popular`` (all-time event counts so far) and ``trending`` (counts in the
-last hour); ties broken by the most recent event.
-
-Run: ``python -m salepulse.consumers.evaluate_recommend --dataset rees46`` (``--bench`` for latency/size figures).
+Protocol
+    candidates  products with any event in the preceding 24 h (Online Retail: items sold in the last 30 days);
+                a target outside them is a miss for every ranker (``targets_not_in_candidates``).
+    product     each cart add or order (Online Retail: each invoice of a returning customer, a next basket);
+                targets = its products.
+    reengage    the same events, targets = those of its products the member touched before.
+    discover    targets = products the member never touched, for members with a history; the member's touched
+                items are removed from EVERY ranker's list. Scored on cart adds and orders, and on click-streams
+                also on novel views (REES46 carts and orders hold almost no novel target), a deterministic
+                sample (hash of member, item and time) at ``view_rate`` of the novel views.
+    sale        REES46 only (a sale is a brand there): the brand of the carted/bought product among brands
+                active in 24 h; rankers model, repeat (brands by recency), popular, trending.
+Ties are broken the same way for every ranker: all-time popularity, then the most recent event.
+Metrics: hit@1, hit@5, hit@20 (any target in the top k), mrr@20 (best target), ndcg@20 (all targets).
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
-import gzip
 import json
 import math
-import random
-import re
 import time
-from collections import deque
-from dataclasses import dataclass
-from datetime import UTC, datetime
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
+from salepulse.consumers.data import Interaction, interactions
+from salepulse.consumers.recommend_baselines import (
+    History,
+    ItemKNN,
+    Items,
+    SessionKNNBaseline,
+    category_trend,
+    rank_of,
+    repeat,
+)
+from salepulse.streams.logs import get_logger
 from salepulse.streams.preferences import (
     MemberState,
     PopularityTracker,
@@ -40,534 +51,316 @@ from salepulse.streams.preferences import (
     PreferenceModel,
     ProductCandidates,
     SaleCandidates,
-    _topk,
     key_hash,
     price_band,
-    state_size_bytes,
 )
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
-DEFAULT_PATHS = {
-    "rees46": DATA_DIR / "rees46-ecommerce-behavior-sample" / "2019-Oct.csv.gz",
-    "taobao": DATA_DIR / "taobao-user-behavior-sample" / "UserBehavior.csv.gz",
-    "online-retail": DATA_DIR / "uci-online-retail" / "online_retail_2010-12-01_2011-10-31.csv.gz",
-}
-KS = (5, 20)
+log = get_logger(__name__)
+
+DATASETS = ("rees46", "taobao", "online-retail")
+RANKERS = ("model", "repeat", "popular", "trending", "item_knn", "session_knn", "category_trend")
+SALE_RANKERS = ("model", "repeat", "popular", "trending")
+TASKS = ("product", "reengage", "discover", "sale")
+METRICS = ("hit@1", "hit@5", "hit@20", "mrr@20", "ndcg@20")
 DAY = 86400.0
 HOUR = 3600.0
+SESSION_GAP = 30 * 60.0
 
 
-@dataclass(slots=True)
-class Line:
-    """One product of an event."""
-
-    sku: str
-    brand: str
-    category: str
-    price: float
-    quantity: int
-
-
-@dataclass(slots=True)
-class Event:
-    """A replayed event: a browse/fav/cart of one product, or an order with one or more lines."""
-
-    t: float
-    member: str
-    kind: str
-    lines: list[Line]
+def settings_for(dataset: str) -> dict[str, Any]:
+    """Per-dataset time scales: click-streams live in minutes, Online Retail in weeks (the model's popularity
+    half-life is the trending baseline's window)."""
+    if dataset == "online-retail":
+        return {"horizon": 30 * DAY, "window": 7 * DAY, "pop_half_life": 7 * DAY, "view_rate": 0.0,
+                "config": PreferenceConfig(item_half_life=60 * DAY, affinity_half_life=90 * DAY)}
+    return {"horizon": DAY, "window": HOUR, "pop_half_life": HOUR,
+            "view_rate": 1.0 if dataset == "rees46" else 0.05, "config": PreferenceConfig()}
 
 
-# ------------------------------------------------------------------------------------------------ loaders
+class Scores:
+    """Sums of the metrics per ranker for one task.
+
+    >>> s = Scores(("a",))
+    >>> s.add({"a": [1, 30]}, 2); s.add({"a": []}, 1)
+    >>> s.result()["a"]["hit@1"], s.result()["n"]
+    (0.5, 2)
+    """
+
+    def __init__(self, rankers: tuple[str, ...]) -> None:
+        self.n = 0
+        self.sums = {r: dict.fromkeys(METRICS, 0.0) for r in rankers}
+
+    def add(self, ranks: dict[str, list[int]], size: int) -> None:
+        """``ranks[ranker]``: 1-based ranks of the targets found among the candidates; ``size``: all targets."""
+        self.n += 1
+        idcg = sum(1.0 / math.log2(r + 1) for r in range(1, min(size, 20) + 1))
+        for name, rs in ranks.items():
+            s = self.sums[name]
+            best = min(rs) if rs else math.inf
+            for k in (1, 5, 20):
+                s[f"hit@{k}"] += best <= k
+            s["mrr@20"] += 1.0 / best if best <= 20 else 0.0
+            s["ndcg@20"] += sum(1.0 / math.log2(r + 1) for r in rs if r <= 20) / idcg if idcg else 0.0
+
+    def result(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"n": self.n}
+        for name, s in self.sums.items():
+            out[name] = {m: round(v / max(self.n, 1), 4) for m, v in s.items()}
+        return out
 
 
-def _open(path: Path):
-    return gzip.open(path, "rt", newline="", encoding="utf-8") if str(path).endswith(".gz") else open(path)
+class _Brands:
+    """Brands as sales (REES46): recency per member, counts, trending window, categories."""
 
-
-def load_rees46(path: Path) -> list[Event]:
-    """REES46: view->browse, cart->cart, purchase->order. Category = category_id (always present)."""
-    kinds = {"view": "browse", "cart": "cart", "purchase": "order", "remove_from_cart": "cart"}
-    out = []
-    with _open(path) as f:
-        for r in csv.DictReader(f):
-            t = datetime.strptime(r["event_time"][:19], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
-            kind = kinds.get(r["event_type"])
-            if kind is None:
-                continue
-            price = float(r["price"] or 0.0)
-            out.append(
-                Event(
-                    t.timestamp(),
-                    r["user_id"],
-                    kind,
-                    [Line(r["product_id"], r["brand"], r["category_id"], price, 1)],
-                )
-            )
-    out.sort(key=lambda e: e.t)
-    return out
-
-
-def load_taobao(path: Path) -> list[Event]:
-    """Taobao: pv->browse, fav->fav, cart->cart, buy->order; no brand nor price."""
-    kinds = {"pv": "browse", "fav": "fav", "cart": "cart", "buy": "order"}
-    out = []
-    with _open(path) as f:
-        for user, item, cat, beh, ts in csv.reader(f):
-            out.append(Event(float(ts), user, kinds[beh], [Line(item, "", cat, 0.0, 1)]))
-    out.sort(key=lambda e: e.t)
-    return out
-
-
-_PRODUCT_CODE = re.compile(r"^\d{5}")
-
-
-def load_online_retail(path: Path) -> list[Event]:
-    """Online retail: one order event per invoice of a known customer; cancellations, non-product codes
-    (POST, D, M, DOT, BANK CHARGES, ...), non-positive quantities/prices and empty customers skipped.
-    Category = the first 3 digits of the StockCode (the shop's own families)."""
-    invoices: dict[str, Event] = {}
-    with _open(path) as f:
-        for r in csv.DictReader(f):
-            inv, code, cust = r["InvoiceNo"], r["StockCode"].strip(), r["CustomerID"]
-            if not cust or inv.startswith("C") or not _PRODUCT_CODE.match(code):
-                continue
-            q, p = int(r["Quantity"]), float(r["UnitPrice"] or 0.0)
-            if q <= 0 or p <= 0:
-                continue
-            ev = invoices.get(inv)
-            if ev is None:
-                t = datetime.strptime(r["InvoiceDate"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
-                ev = invoices[inv] = Event(t.timestamp(), str(int(float(cust))), "order", [])
-            ev.lines.append(Line(code, "", code[:3], p, q))
-    out = list(invoices.values())
-    out.sort(key=lambda e: e.t)
-    return out
-
-
-LOADERS = {"rees46": load_rees46, "taobao": load_taobao, "online-retail": load_online_retail}
-
-
-# ------------------------------------------------------------------------------------------------ registries
-
-
-class _Registry:
-    """Growable arrays of everything seen so far (items or brands): hashes, counts, last event time."""
-
-    def __init__(self, pop_half_life: float) -> None:
-        self.index: dict[str, int] = {}
-        self.keys: list[str] = []
-        self.cap = 1024
-        self.h = np.zeros(self.cap, np.int64)
-        self.brand_h = np.zeros(self.cap, np.int64)
-        self.cat_h = np.zeros(self.cap, np.int64)
-        self.band_h = np.zeros(self.cap, np.int64)
-        self.price = np.zeros(self.cap)
-        self.last = np.full(self.cap, -np.inf)
-        self.count = np.zeros(self.cap)
-        self.count_1h = np.zeros(self.cap)
-        self.window: deque[tuple[float, int]] = deque()
+    def __init__(self, window: float, pop_half_life: float) -> None:
+        self.items = Items(window)
         self.pop = PopularityTracker(pop_half_life)
         self.cats: list[set[str]] = []
-        self.brand: list[str] = []
-        self.sku_obj = np.empty(self.cap, dtype=object)
 
-    def get(self, key: str, brand: str = "", cat: str = "", price: float = 0.0) -> int:
-        i = self.index.get(key)
-        if i is None:
-            i = self.index[key] = len(self.keys)
-            self.keys.append(key)
+    def seen(self, brand: str, category: str, t: float) -> int:
+        b = self.items.index(brand)
+        if b == len(self.cats):
             self.cats.append(set())
-            self.brand.append(brand)
-            if i >= self.cap:
-                self.cap *= 2
-                for name in ("h", "brand_h", "cat_h", "band_h", "price", "count", "count_1h"):
+        self.items.seen(b, t)
+        self.pop.add(b, 1.0, t)
+        if category:
+            self.cats[b].add(category)
+        return b
+
+
+def _member_event(ev: Interaction) -> dict[str, Any]:
+    """The event dict :meth:`PreferenceModel.update` folds (the live agent's member-signal shape)."""
+    ms = int(ev.t * 1000)
+    if len(ev.lines) == 1:
+        ln = ev.lines[0]
+        return {"member_id": ev.member, "sale_id": ln.brand, "sku": ln.sku, "brand": ln.brand,
+                "category": ln.category, "price": ln.price, "kind": ev.kind, "quantity": ln.quantity,
+                "action": ev.action, "ts": ms}
+    return {"member_id": ev.member, "kind": ev.kind, "ts": ms, "action": ev.action,
+            "lines": [{"sku": ln.sku, "sale_id": ln.brand, "brand": ln.brand, "category": ln.category,
+                       "price": ln.price, "quantity": ln.quantity} for ln in ev.lines]}
+
+
+def _sampled(ev: Interaction, rate: float) -> bool:
+    if rate >= 1.0:
+        return True
+    if rate <= 0.0:
+        return False
+    key = f"{ev.member}|{ev.lines[0].sku}|{ev.t}".encode()
+    return zlib.crc32(key) % 10_000 < rate * 10_000
+
+
+class Evaluation:
+    """The replay state: items, members (model state and baseline history), global models, scores."""
+
+    def __init__(self, dataset: str, view_rate: float | None = None) -> None:
+        cfg = settings_for(dataset)
+        self.dataset = dataset
+        self.horizon = cfg["horizon"]
+        self.view_rate = cfg["view_rate"] if view_rate is None else view_rate
+        self.model = PreferenceModel(cfg["config"])
+        self.items = Items(cfg["window"])
+        self.pop = PopularityTracker(cfg["pop_half_life"])
+        self.brand_h = np.zeros(1024, np.int64)
+        self.cat_h = np.zeros(1024, np.int64)
+        self.band_h = np.zeros(1024, np.int64)
+        self.price = np.zeros(1024)
+        self.sku_obj = np.empty(1024, dtype=object)
+        self.sku_h = np.zeros(1024, np.int64)
+        self.states: dict[str, MemberState] = {}
+        self.hist: dict[str, History] = {}
+        self.item_knn = ItemKNN()
+        self.session_knn = SessionKNNBaseline()
+        self.brands = _Brands(cfg["window"], cfg["pop_half_life"]) if dataset == "rees46" else None
+        self.scores = {t: Scores(SALE_RANKERS if t == "sale" else RANKERS) for t in TASKS}
+        self.not_in_candidates = 0
+        self.score_s = 0.0
+        self.update_s = 0.0
+
+    # -- registry of items (arrays the model's candidates are sliced from)
+    def _index(self, sku: str, brand: str, category: str, price: float) -> int:
+        n = len(self.items)
+        i = self.items.index(sku, category)
+        if i == n:
+            if i >= self.sku_h.size:
+                for name in ("brand_h", "cat_h", "band_h", "price", "sku_h"):
                     a = getattr(self, name)
                     setattr(self, name, np.concatenate([a, np.zeros_like(a)]))
-                self.last = np.concatenate([self.last, np.full(self.last.size, -np.inf)])
                 self.sku_obj = np.concatenate([self.sku_obj, np.empty(self.sku_obj.size, dtype=object)])
-            self.h[i] = key_hash(key)
-            self.sku_obj[i] = key
+            self.sku_obj[i] = sku
+            self.sku_h[i] = key_hash(sku)
             self.brand_h[i] = key_hash(brand)
-            self.cat_h[i] = key_hash(cat)
+            self.cat_h[i] = key_hash(category)
             self.band_h[i] = key_hash(price_band(price))
             self.price[i] = price
         return i
 
-    def expire(self, t: float) -> None:
-        w = self.window
-        while w and w[0][0] < t - HOUR:
-            self.count_1h[w.popleft()[1]] -= 1.0
+    def _candidates(self, idx: np.ndarray, t: float) -> ProductCandidates:
+        return ProductCandidates(sku=self.sku_obj[idx], sku_h=self.sku_h[idx], brand=[], brand_h=self.brand_h[idx],
+                                 category=[], category_h=self.cat_h[idx], band_h=self.band_h[idx],
+                                 price=self.price[idx], popularity=self.pop.values(idx, t))
 
-    def seen(self, i: int, t: float) -> None:
-        self.last[i] = t
-        self.count[i] += 1.0
-        self.count_1h[i] += 1.0
-        self.window.append((t, i))
-        self.pop.add(i, 1.0, t)
+    # -- one event
+    def step(self, ev: Interaction) -> None:
+        t = ev.t
+        self.items.expire(t)
+        if self.brands is not None:
+            self.brands.items.expire(t)
+        hist = self.hist.get(ev.member)
+        known = hist is not None and bool(hist.items)
+        skus = list(dict.fromkeys(ln.sku for ln in ev.lines))
+        wanted = [self.items.ids.get(s, -1) for s in skus]
+        touched = {i for i in wanted if known and i in hist.items}
+        novel = [i for i in wanted if i not in touched]
+        basket = self.dataset == "online-retail"
+        tasks = []
+        if ev.positive and (known or not basket):
+            tasks += ["product"] + (["reengage"] if touched else [])
+        if known and novel and (ev.positive or (ev.kind in ("browse", "fav") and _sampled(ev, self.view_rate))):
+            tasks.append("discover")
+        if tasks:
+            a = time.perf_counter()
+            self._score(ev, hist, wanted, touched, novel, tasks)
+            if ev.positive and self.brands is not None and ev.lines[0].brand:
+                self._score_sale(ev, hist)
+            self.score_s += time.perf_counter() - a
+        a = time.perf_counter()
+        self._learn(ev, hist)
+        self.update_s += time.perf_counter() - a
 
-    def active(self, t: float, horizon: float = DAY) -> np.ndarray:
-        n = len(self.keys)
-        return np.flatnonzero(self.last[:n] >= t - horizon)
+    def _score(self, ev: Interaction, hist: History | None, wanted: list[int], touched: set[int],
+               novel: list[int], tasks: list[str]) -> None:
+        t = ev.t
+        idx = self.items.active(t, self.horizon)
+        where = np.full(len(self.items) + 1, -1, np.int64)  # item -> position among the candidates
+        where[idx] = np.arange(idx.size)
+        pos_of = {i: int(where[i]) for i in (*wanted, *(hist.items if hist is not None else ())) if where[i] >= 0}
+        state = self.states.get(ev.member)
+        cands = self._candidates(idx, t)
+        model_scores, cols = self.model.ranker.score_products(state, cands, t)
+        scores = {
+            "model": model_scores,
+            "repeat": repeat(hist, idx),
+            "popular": self.items.count[idx].copy(),
+            "trending": self.items.trend[idx].copy(),
+            "item_knn": self.item_knn.scores(hist, idx),
+            "session_knn": self.session_knn.scores(hist, idx),
+            "category_trend": category_trend(hist, self.items, idx),
+        }
+        tiebreak = self.items.count[idx] + np.clip((self.items.last[idx] - (t - DAY)) / (DAY + 1.0), 0.0, 0.999)
+        all_pos = [pos_of[i] for i in wanted if i in pos_of]
+        self.not_in_candidates += len(wanted) - len(all_pos)
+        for task in tasks:
+            if task == "product":
+                targets, size = all_pos, len(wanted)
+            elif task == "reengage":
+                targets, size = [pos_of[i] for i in touched if i in pos_of], len(touched)
+            else:
+                targets, size = [pos_of[i] for i in novel if i in pos_of], len(novel)
+            if task == "discover":
+                mask = np.zeros(idx.size, bool)
+                if hist is not None:
+                    own = [pos_of[i] for i in hist.items if i in pos_of]
+                    mask[own] = True
+                ranked = {name: np.where(mask, -np.inf, s) for name, s in scores.items()}
+            else:
+                ranked = scores
+            self.scores[task].add({name: rank_of(s, tiebreak, targets) for name, s in ranked.items()}, size)
+        positives = all_pos if ev.positive else [pos_of[i] for i in novel if i in pos_of]
+        if positives:
+            self.model.ranker.learn_products(cols, positives[:5])
 
-    def baselines(self, idx: np.ndarray, t: float) -> dict[str, np.ndarray]:
-        """Baseline scores; a fraction < 1 from the last event time breaks count ties (recent first)."""
-        rec = np.clip((self.last[idx] - (t - DAY)) / (DAY + 1.0), 0.0, 0.999)
-        return {"popular": self.count[idx] + rec, "trending": self.count_1h[idx] + rec}
+    def _score_sale(self, ev: Interaction, hist: History | None) -> None:
+        brands = self.brands
+        assert brands is not None
+        t = ev.t
+        bidx = brands.items.active(t, DAY)
+        b = brands.items.ids.get(ev.lines[0].brand)
+        pos = {int(i): p for p, i in enumerate(bidx.tolist())}
+        target = [pos[b]] if b is not None and b in pos else []
+        if not bidx.size:
+            self.scores["sale"].add({name: [] for name in SALE_RANKERS}, 1)
+            return
+        keys = [brands.items.keys[i] for i in bidx.tolist()]
+        cands = SaleCandidates.build(keys, keys, [sorted(brands.cats[i]) for i in bidx.tolist()],
+                                     brands.pop.values(bidx, t))
+        state = self.states.get(ev.member)
+        s_model, x = self.model.ranker.score_sales(state, cands, t)
+        rep = np.zeros(bidx.size)
+        if state is not None:
+            for rank, (sale, _) in enumerate(state.sales.top(len(state.sales.weights))):
+                p = brands.items.ids.get(sale)
+                if p is not None and p in pos:
+                    rep[pos[p]] = 1.0 + 1.0 / (1 + rank)
+        scores = {"model": s_model, "repeat": rep, "popular": brands.items.count[bidx].copy(),
+                  "trending": brands.items.trend[bidx].copy()}
+        tiebreak = brands.items.count[bidx] + np.clip((brands.items.last[bidx] - (t - DAY)) / (DAY + 1.0), 0, 0.999)
+        self.scores["sale"].add({n: rank_of(s, tiebreak, target) for n, s in scores.items()}, 1)
+        if target:
+            self.model.ranker.learn_sales(x, s_model, target)
+
+    def _learn(self, ev: Interaction, hist: History | None) -> None:
+        t = ev.t
+        removal = ev.kind == "cart" and ev.action == "remove"
+        if hist is None:
+            hist = self.hist[ev.member] = History()
+        for ln in ev.lines:
+            i = self._index(ln.sku, ln.brand, ln.category, ln.price)
+            self.items.seen(i, t)
+            self.pop.add(i, 1.0, t)
+            if self.brands is not None and ln.brand:
+                self.brands.seen(ln.brand, ln.category, t)
+            if not removal:
+                self.item_knn.observe(hist, i)
+                hist.touch(i, int(self.items.cat[i]), t, SESSION_GAP)
+                self.session_knn.observe(ev.member, hist, i)
+        self.states[ev.member] = self.model.update(self.states.get(ev.member), _member_event(ev))
+
+    def result(self) -> dict[str, Any]:
+        tasks = {name: s.result() for name, s in self.scores.items() if name != "sale" or self.brands is not None}
+        return {"tasks": tasks, "targets_not_in_candidates": self.not_in_candidates,
+                "blend_weights": self.model.ranker.to_dict()}
 
 
-# ------------------------------------------------------------------------------------------------ metrics
-
-
-class _Scores:
-    """Accumulates HitRate@K, MRR@K, NDCG@20 (and Recall@20 for baskets) per method."""
-
-    def __init__(self, basket: bool) -> None:
-        self.basket = basket
-        self.n = 0
-        self.sums: dict[str, dict[str, float]] = {}
-
-    def add(self, method: str, ranks: list[int], size: int) -> None:
-        """``ranks``: 1-based ranks of the relevant items present among the candidates; ``size``: how many
-        items were relevant in total (those missing from the candidates count as misses)."""
-        s = self.sums.setdefault(method, {})
-        best = min(ranks) if ranks else math.inf
-        for k in KS:
-            s[f"hit@{k}"] = s.get(f"hit@{k}", 0.0) + (best <= k)
-            s[f"mrr@{k}"] = s.get(f"mrr@{k}", 0.0) + (1.0 / best if best <= k else 0.0)
-        dcg = sum(1.0 / math.log2(r + 1) for r in ranks if r <= 20)
-        idcg = sum(1.0 / math.log2(r + 1) for r in range(1, min(size, 20) + 1))
-        s["ndcg@20"] = s.get("ndcg@20", 0.0) + (dcg / idcg if idcg else 0.0)
-        if self.basket:
-            s["recall@20"] = s.get("recall@20", 0.0) + sum(r <= 20 for r in ranks) / max(size, 1)
-
-    def result(self) -> dict[str, dict[str, float]]:
-        return {m: {k: round(v / max(self.n, 1), 4) for k, v in s.items()} for m, s in self.sums.items()}
-
-
-def _rank_of(scores: np.ndarray, pos: int) -> int:
-    """1-based rank of ``pos``, ties as in :func:`salepulse.streams.preferences._topk` (lower position first)."""
-    sp = scores[pos]
-    return int((scores > sp).sum() + (scores[:pos] == sp).sum()) + 1
-
-
-def _ranks(scores: np.ndarray, positives: list[int]) -> list[int]:
-    if len(positives) == 1:
-        return [_rank_of(scores, positives[0])]
-    top = _topk(scores, 20).tolist()
-    where = {p: r + 1 for r, p in enumerate(top)}
-    return [where.get(p, 10**9) for p in positives]
-
-
-# ------------------------------------------------------------------------------------------------ run
-
-
-def _config_for(dataset: str) -> tuple[PreferenceConfig, float]:
-    """Member-state config and popularity half-life per dataset time scale (minutes vs months)."""
-    if dataset == "online-retail":
-        return PreferenceConfig(item_half_life=60 * DAY, affinity_half_life=90 * DAY, item_cap=40), DAY
-    return PreferenceConfig(), HOUR
-
-
-def run(
-    dataset: str,
-    path: Path | None = None,
-    json_out: Path | None = None,
-    progress: bool = True,
-    limit: int | None = None,
-) -> dict[str, Any]:
+def run(dataset: str, path: Path, json_out: Path | None = None, progress: bool = True,
+        limit: int | None = None, view_rate: float | None = None) -> dict[str, Any]:
     """Replay ``dataset`` (rees46 | taobao | online-retail) from ``path`` and return the metrics dict."""
-    if dataset not in LOADERS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose from {sorted(LOADERS)}")
-    path = Path(path) if path is not None else DEFAULT_PATHS[dataset]
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
     t0 = time.perf_counter()
-    events = LOADERS[dataset](path)
+    events = interactions(dataset, Path(path))
     if limit:
         events = events[:limit]
     load_s = time.perf_counter() - t0
-    cfg, pop_hl = _config_for(dataset)
-    model = PreferenceModel(cfg)
-    ranker = model.ranker
-    items = _Registry(pop_hl)
-    brands = _Registry(pop_hl)
-    members: dict[str, MemberState] = {}
-    basket = dataset == "online-retail"
-    do_sale = dataset == "rees46"
-    prod = _Scores(basket)
-    sale = _Scores(False)
-    n_scored = n_missing = 0
-    t1 = time.perf_counter()
-    score_s = 0.0
-    for ev in tqdm(events, desc=f"{dataset}", unit="ev", disable=not progress, mininterval=1.0):
-        t = ev.t
-        items.expire(t)
-        brands.expire(t)
-        state = members.get(ev.member)
-        positive = ev.kind in ("cart", "order")
-        if positive and (not basket or state is not None):
-            ts0 = time.perf_counter()
-            n_scored += 1
-            prod.n += 1
-            # ---- product task
-            idx = items.active(t)
-            skus = list(dict.fromkeys(ln.sku for ln in ev.lines))
-            wanted = [items.index[s] for s in skus if s in items.index]
-            pos_in = np.searchsorted(idx, wanted) if wanted else np.empty(0, np.int64)
-            positives = [
-                int(p) for p, w in zip(pos_in.tolist(), wanted, strict=True) if p < idx.size and idx[p] == w
-            ]
-            n_missing += len(skus) - len(positives)
-            if idx.size:
-                cands = ProductCandidates(
-                    sku=items.sku_obj[idx],
-                    sku_h=items.h[idx],
-                    brand=[],
-                    brand_h=items.brand_h[idx],
-                    category=[],
-                    category_h=items.cat_h[idx],
-                    band_h=items.band_h[idx],
-                    price=items.price[idx],
-                    popularity=items.pop.values(idx, t),
-                )
-                scores, x = ranker.score_products(state, cands, t)
-                methods = {"model": scores, **items.baselines(idx, t)}
-                for m, sc in methods.items():
-                    prod.add(m, _ranks(sc, positives) if positives else [], len(skus))
-                if positives:
-                    ranker.learn_products(x, scores, positives[:5])
-            else:
-                for m in ("model", "popular", "trending"):
-                    prod.add(m, [], len(skus))
-            # ---- sale task (a sale is a brand)
-            brand = ev.lines[0].brand
-            if do_sale and brand:
-                sale.n += 1
-                bidx = brands.active(t)
-                b = brands.index.get(brand)
-                p = int(np.searchsorted(bidx, b)) if b is not None else -1
-                ok = b is not None and p < bidx.size and bidx[p] == b
-                if bidx.size:
-                    sc_cands = SaleCandidates.build(
-                        [brands.keys[i] for i in bidx.tolist()],
-                        [brands.keys[i] for i in bidx.tolist()],
-                        [sorted(brands.cats[i]) for i in bidx.tolist()],
-                        brands.pop.values(bidx, t),
-                    )
-                    s_scores, sx = ranker.score_sales(state, sc_cands, t)
-                    for m, sc in {"model": s_scores, **brands.baselines(bidx, t)}.items():
-                        sale.add(m, [_rank_of(sc, p)] if ok else [], 1)
-                    if ok:
-                        ranker.learn_sales(sx, s_scores, [p])
-            score_s += time.perf_counter() - ts0
-        # ---- learn the event (same update as the live agent)
-        for ln in ev.lines:
-            i = items.get(ln.sku, ln.brand, ln.category, ln.price)
-            items.seen(i, t)
-            if ln.brand:
-                b = brands.get(ln.brand)
-                brands.seen(b, t)
-                if ln.category:
-                    brands.cats[b].add(ln.category)
-        ms = int(t * 1000)
-        if len(ev.lines) == 1:
-            ln = ev.lines[0]
-            d = {
-                "member_id": ev.member,
-                "sale_id": ln.brand,
-                "sku": ln.sku,
-                "brand": ln.brand,
-                "category": ln.category,
-                "price": ln.price,
-                "kind": ev.kind,
-                "quantity": ln.quantity,
-                "action": "add",
-                "ts": ms,
-            }
-        else:
-            d = {
-                "member_id": ev.member,
-                "kind": ev.kind,
-                "ts": ms,
-                "lines": [
-                    {
-                        "sku": ln.sku,
-                        "sale_id": ln.brand,
-                        "brand": ln.brand,
-                        "category": ln.category,
-                        "price": ln.price,
-                        "quantity": ln.quantity,
-                    }
-                    for ln in ev.lines
-                ],
-            }
-        members[ev.member] = model.update(state, d)
-    total_s = time.perf_counter() - t1
-    tasks: dict[str, Any] = {"product": prod.result()}
-    if do_sale:
-        tasks["sale"] = sale.result()
-    sizes = [
-        state_size_bytes(s) for s in random.Random(0).sample(list(members.values()), min(2000, len(members)))
-    ]
+    ev_state = Evaluation(dataset, view_rate)
+    for ev in tqdm(events, desc=dataset, unit="ev", disable=not progress, mininterval=1.0):
+        ev_state.step(ev)
+    body = ev_state.result()
     result: dict[str, Any] = {
         "dataset": dataset,
         "path": str(path),
         "events": len(events),
-        "events_scored": n_scored,
-        "sale_events_scored": sale.n if do_sale else 0,
-        "positives_not_in_candidates": n_missing,
-        "members": len(members),
-        "tasks": tasks,
-        "blend_weights": ranker.to_dict(),
-        "bytes_per_member_mean": round(float(np.mean(sizes)), 1) if sizes else 0.0,
-        "seconds": {"load": round(load_s, 2), "replay": round(total_s, 2), "scoring": round(score_s, 2)},
+        "members": len(ev_state.hist),
+        "protocol": {"candidates_horizon_s": ev_state.horizon, "trending_window_s": ev_state.items.window,
+                     "discover_view_rate": ev_state.view_rate},
+        **body,
+        "seconds": {"load": round(load_s, 2), "scoring": round(ev_state.score_s, 2),
+                    "learning": round(ev_state.update_s, 2)},
     }
+    log.info("recommend evaluation done", dataset=dataset, events=len(events),
+             **{f"n_{k}": v["n"] for k, v in body["tasks"].items()})
     if json_out is not None:
         Path(json_out).write_text(json.dumps(result, indent=2))
     return result
 
 
 def print_table(result: dict[str, Any]) -> None:
-    """Print one row per (task, method) with the metrics as columns."""
-    cols = ["hit@5", "mrr@5", "hit@20", "mrr@20", "ndcg@20", "recall@20"]
-    print(f"{result['dataset']}: {result['events_scored']} events scored of {result['events']}")
-    print(f"{'task':<8} {'method':<9} " + " ".join(f"{c:>9}" for c in cols))
-    for task, methods in result["tasks"].items():
-        for m, met in methods.items():
-            print(
-                f"{task:<8} {m:<9} " + " ".join(f"{met[c]:>9.4f}" if c in met else f"{'-':>9}" for c in cols)
-            )
-
-
-# ------------------------------------------------------------------------------------------------ bench
-
-
-def _simulated_member(
-    model: PreferenceModel, rng: random.Random, member: str, n_events: int, t0: float, n_skus: int = 50_000
-) -> MemberState:
-    st = model.new_state(member)
-    t = t0
-    for _ in range(n_events):
-        t += rng.expovariate(1 / 600.0)
-        b = rng.randrange(200)
-        st.observe(
-            sku=f"sku{rng.randrange(n_skus)}",
-            brand=f"brand{b}",
-            category=f"cat{b % 40}.{rng.randrange(5)}",
-            price=rng.uniform(5, 300),
-            sale_id=f"sale{b}",
-            kind=rng.choices(["browse", "cart", "order"], [0.9, 0.07, 0.03])[0],
-            t=t,
-        )
-    return st
-
-
-def bench(n_members: int = 100_000, calls: int = 2000, progress: bool = True) -> dict[str, Any]:
-    """Ranking latency (200 sales / 5,000 products), update throughput, bytes per member."""
-    rng = random.Random(7)
-    model = PreferenceModel()
-    t0 = 1_700_000_000.0
-    # warm the co-visitation with a replay of simulated sessions
-    upd = []
-    for m in range(2000):
-        t = t0
-        for _ in range(20):
-            t += 30
-            b = rng.randrange(200)
-            upd.append(
-                {
-                    "member_id": f"w{m}",
-                    "sku": f"sku{rng.randrange(50_000)}",
-                    "brand": f"brand{b}",
-                    "category": f"cat{b % 40}.{rng.randrange(5)}",
-                    "sale_id": f"sale{b}",
-                    "price": rng.uniform(5, 300),
-                    "kind": "browse",
-                    "ts": int(t * 1000),
-                }
-            )
-    states: dict[str, MemberState] = {}
-    ts = time.perf_counter()
-    for e in upd:
-        states[e["member_id"]] = model.update(states.get(e["member_id"]), e)
-    update_eps = len(upd) / (time.perf_counter() - ts)
-    member = _simulated_member(model, rng, "heavy", 400, t0)  # saturated caps
-    sales = SaleCandidates.build(
-        [f"sale{i}" for i in range(200)],
-        [f"brand{i}" for i in range(200)],
-        [[f"cat{i % 40}.{j}" for j in range(3)] for i in range(200)],
-        [rng.random() * 50 for _ in range(200)],
-        [0.0] * 200,
-        [2e13] * 200,
-    )
-    prods = ProductCandidates.build(
-        [f"sku{rng.randrange(50_000)}" for _ in range(5000)],
-        [f"brand{rng.randrange(200)}" for _ in range(5000)],
-        [f"cat{rng.randrange(40)}.{rng.randrange(5)}" for _ in range(5000)],
-        [rng.uniform(5, 300) for _ in range(5000)],
-        [rng.random() * 20 for _ in range(5000)],
-        stock=[rng.randrange(0, 20) for _ in range(5000)],
-    )
-    now_ms = member.last_t * 1000
-
-    def lat(fn) -> dict[str, float]:
-        out = []
-        for _ in range(calls):
-            a = time.perf_counter()
-            fn()
-            out.append((time.perf_counter() - a) * 1000)
-        return {
-            "p50_ms": round(float(np.percentile(out, 50)), 3),
-            "p99_ms": round(float(np.percentile(out, 99)), 3),
-        }
-
-    lat_sales = lat(lambda: model.rank_sales(member, sales, 20, now_ms))
-    lat_prods = lat(lambda: model.rank_products(member, prods, 50, now_ms))
-    sizes = np.empty(n_members)
-    ts = time.perf_counter()
-    for m in tqdm(range(n_members), desc="members", disable=not progress, mininterval=1.0):
-        n = min(400, int(rng.paretovariate(1.2) * 5))  # heavy-tailed activity, most members few events
-        sizes[m] = state_size_bytes(_simulated_member(model, rng, f"member{m}", n, t0))
-    sim_s = time.perf_counter() - ts
-    return {
-        "rank_sales_200": lat_sales,
-        "rank_products_5000": lat_prods,
-        "update_events_per_s": round(update_eps),
-        "bytes_per_member": {
-            "members": n_members,
-            "mean": round(float(sizes.mean()), 1),
-            "p99": float(np.percentile(sizes, 99)),
-            "max": float(sizes.max()),
-            "saturated_member": state_size_bytes(member),
-            "total_mb": round(float(sizes.sum()) / 1e6, 1),
-        },
-        "simulation_s": round(sim_s, 1),
-    }
-
-
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dataset", choices=sorted(LOADERS), default="rees46")
-    ap.add_argument("--path", type=Path, default=None)
-    ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("--limit", type=int, default=None)
-    ap.add_argument("--no-progress", action="store_true")
-    ap.add_argument("--bench", action="store_true", help="latency, throughput and bytes per member instead")
-    ap.add_argument("--members", type=int, default=100_000)
-    a = ap.parse_args(argv)
-    if a.bench:
-        print(json.dumps(bench(a.members, progress=not a.no_progress), indent=2))
-        return
-    res = run(a.dataset, a.path, a.json, progress=not a.no_progress, limit=a.limit)
-    print_table(res)
-    print(
-        json.dumps(
-            {
-                k: res[k]
-                for k in ("blend_weights", "bytes_per_member_mean", "seconds", "positives_not_in_candidates")
-            }
-        )
-    )
-
-
-if __name__ == "__main__":
-    main()
+    """One block per task: a row per ranker, the metrics as columns."""
+    print(f"{result['dataset']}: {result['events']} events, {result['members']} members")
+    for task, body in result["tasks"].items():
+        print(f"\n{task} (n={body['n']})")
+        print(f"{'ranker':<15}" + "".join(f"{m:>9}" for m in METRICS))
+        for name, met in body.items():
+            if name == "n":
+                continue
+            print(f"{name:<15}" + "".join(f"{met[m]:>9.4f}" for m in METRICS))

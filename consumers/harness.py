@@ -185,7 +185,7 @@ class Pipeline:
     def event_ids_in_clickhouse(self, sale_prefix: str) -> set[str]:
         """Distinct event ids of the facts ClickHouse holds for sales starting with ``sale_prefix``."""
         rows = self.clickhouse().query(
-            "SELECT DISTINCT event_id FROM velocity_facts FINAL WHERE startsWith(sale_id, {p:String})",
+            "SELECT DISTINCT event_id FROM velocity_facts_v2 FINAL WHERE startsWith(sale_id, {p:String})",
             parameters={"p": sale_prefix},
         ).result_rows
         return {row[0] for row in rows}

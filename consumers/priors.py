@@ -1,13 +1,14 @@
 """``salepulse priors load FILE.csv``: the buyers' expert forecasts into ``forecast.priors``, all or nothing.
 
-Columns: ``sale_id, sku, expected_units`` and optionally ``low, high`` (the buyer's 80% range) and ``author``.
+Columns: ``sale_id, sku, expected_units`` and optionally ``low, high`` (the buyer's 80% range), ``author`` and
+``buyer_id`` (who forecast it: the pre-sale desk learns each buyer's habits from it).
 A file with any bad row is rejected whole, and every bad row is listed with its line number and what is wrong,
 so a buyer fixes the sheet once instead of discovering errors one re-upload at a time.
 
 >>> import io
->>> rows = read_priors_csv(io.StringIO("sale_id,sku,expected_units,low,high\\ns1,k1,120,80,200\\n"))
->>> rows[0]["expected_units"], rows[0]["low"], rows[0]["author"]
-(120.0, 80.0, None)
+>>> rows = read_priors_csv(io.StringIO("sale_id,sku,expected_units,low,high,buyer_id\\ns1,k1,120,80,200,alice\\n"))
+>>> rows[0]["expected_units"], rows[0]["low"], rows[0]["author"], rows[0]["buyer_id"]
+(120.0, 80.0, None, 'alice')
 >>> try:
 ...     read_priors_csv(io.StringIO("sale_id,sku,expected_units\\ns1,k1,lots\\ns1,,5\\n"))
 ... except PriorsFileError as error:
@@ -27,7 +28,7 @@ from typing import Any, TextIO
 from salepulse.schemas.json_input import InputError, parse_forecast
 
 REQUIRED = ("sale_id", "sku", "expected_units")
-OPTIONAL = ("low", "high", "author")
+OPTIONAL = ("low", "high", "author", "buyer_id")
 
 
 class PriorsFileError(ValueError):
@@ -58,7 +59,7 @@ def read_priors_csv(handle: TextIO, submitted_at_ms: int | None = None) -> list[
         row = {(k or "").strip(): (v or "").strip() for k, v in raw_row.items()}
         problems: list[str] = []
         payload: dict[str, Any] = {"sale_id": row.get("sale_id") or None, "sku": row.get("sku") or None,
-                                   "author": row.get("author") or None}
+                                   "author": row.get("author") or None, "buyer_id": row.get("buyer_id") or None}
         for name in ("expected_units", "low", "high"):
             payload[name] = _number(row.get(name, ""), name, problems)
         if payload["expected_units"] is None and not any(p.startswith("expected_units") for p in problems):

@@ -27,21 +27,32 @@ FileNotFoundError: replay data file no/such/file.csv.gz does not exist; ...SALEP
 from __future__ import annotations
 
 import argparse
-import csv
-import gzip
 import hashlib
 import itertools
-import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
-from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
+from salepulse.consumers.data import RELATIVE_PATHS, online_retail, rees46, taobao
+from salepulse.consumers.data.csvio import (  # noqa: F401  (re-exported: replay's skip reasons)
+    CANCELLATION,
+    MALFORMED,
+    MISSING_ID,
+    NEGATIVE_PRICE,
+    NON_POSITIVE_QUANTITY,
+    NON_PRODUCT,
+    SECOND_MS,
+    UNKNOWN_TYPE,
+    ZERO_PRICE,
+    columns,
+    open_csv,
+    require_file,
+)
 from salepulse.schemas.validation import problems
 from salepulse.streams.config import Settings
 
@@ -58,21 +69,12 @@ compacted by sku)."""
 CHANNEL = "replay"
 KIND_RECORD = {"browse": "BrowseEvent", "cart": "CartEvent", "order": "OrderEvent"}
 DAY_MS = 86_400_000
-SECOND_MS = 1_000
 
 # Skip reasons (keys of ReplayPlan.skipped / ReplayReport.skipped).
-# A row is counted once, under the first reason that applies.
-MALFORMED = "malformed_row"  # wrong column count, unparsable number or time
-MISSING_ID = "missing_id"  # an id the contract requires (member, sku, invoice) is empty
-UNKNOWN_TYPE = "unknown_event_type"  # event_type / behavior_type outside the documented set
-NEGATIVE_PRICE = "negative_price"
+# A row is counted once, under the first reason that applies; the shared ones live in salepulse.consumers.data.
 INVALID_RECORD = "invalid_record"  # safety net: a mapped record that salepulse.schemas.validation rejects
 DUPLICATE_PURCHASE = "duplicate_purchase_row"  # rees46: exact repeat of a purchase row inside one order
 FAV_SKIPPED = "fav_skipped"  # taobao with fav="skip"
-CANCELLATION = "cancellation"  # retail: InvoiceNo C...
-NON_PRODUCT = "non_product"  # retail: postage, fees, manual adjustments, vouchers ...
-NON_POSITIVE_QUANTITY = "non_positive_quantity"  # retail: Quantity <= 0 on a non-cancellation invoice
-ZERO_PRICE = "zero_price"  # retail: UnitPrice 0 (stock adjustments and free samples, not sales)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -221,50 +223,11 @@ class _Catalogue:
 
 
 def _require_file(path: Path) -> None:
-    if not path.is_file():
-        expected = ", ".join(d.relative_path for d in DATASETS.values())
-        raise FileNotFoundError(
-            f"replay data file {path} does not exist; put the dataset there, pass its path, or point "
-            f"SALEPULSE_DATA_DIR at the folder holding {expected}"
-        )
+    require_file(path, ", ".join(RELATIVE_PATHS.values()))
 
 
 def _open_csv(path: Path) -> Iterator[list[str]]:
-    """Rows of a CSV file, gzip-compressed or not; the file stays open only while iterated."""
-    _require_file(path)
-    with path.open("rb") as probe:
-        compressed = probe.read(2) == b"\x1f\x8b"  # sniffed, not trusted to the file name
-    opener = gzip.open if compressed else open
-    with opener(path, "rt", encoding="utf-8", newline="") as stream:
-        yield from csv.reader(stream)
-
-
-def _columns(
-    header: Sequence[str], wanted: Sequence[str], path: Path
-) -> Callable[[list[str]], tuple[str, ...]]:
-    """Positions of ``wanted`` in the header, so a re-ordered export still maps; a missing column is an
-    error."""
-    names = [name.strip() for name in header]
-    missing = [name for name in wanted if name not in names]
-    if missing:
-        raise ValueError(f"{path}: header lacks column(s) {', '.join(missing)}; got {', '.join(names)}")
-    return itemgetter(*(names.index(name) for name in wanted))
-
-
-@lru_cache(maxsize=65_536)
-def _utc_ms(text: str) -> int:
-    """``YYYY-MM-DD HH:MM:SS`` with an optional `` UTC`` suffix -> epoch ms. Cached: rows share seconds."""
-    if text.endswith(" UTC"):
-        text = text[:-4]
-    moment = datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
-    return int(moment.timestamp()) * SECOND_MS
-
-
-def _price(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"price {text!r} is not a finite number")
-    return value
+    return open_csv(path, ", ".join(RELATIVE_PATHS.values()))
 
 
 def _row_hash(*parts: str) -> str:
@@ -294,48 +257,18 @@ def _add_line(
 # REES46
 
 
-REES46_COLUMNS = (
-    "event_time",
-    "event_type",
-    "product_id",
-    "category_id",
-    "category_code",
-    "brand",
-    "price",
-    "user_id",
-    "user_session",
-)
 REES46_UNBRANDED = "unbranded"
 REES46_TYPES = frozenset({"view", "cart", "purchase"})
-
-
-class _Rees46Row(NamedTuple):
-    ts: int
-    kind: str
-    sku: str
-    category: str
-    brand: str
-    price: float
-    member: str
-    session: str | None
+"""What replay streams; ``remove_from_cart`` (absent from the shipped sample) is passed over as
+``unknown_event_type`` until the contract's cart removals are wired for this dataset."""
+_Rees46Row = rees46.Row
 
 
 def _rees46_row(row: list[str], cols: Callable[[list[str]], tuple[str, ...]]) -> _Rees46Row | str:
-    try:
-        t, kind, sku, cat_id, cat_code, brand, price, member, session = cols(row)
-        ts, value = _utc_ms(t), _price(price)
-    except (IndexError, ValueError):
-        return MALFORMED
-    if kind not in REES46_TYPES:
-        return UNKNOWN_TYPE
-    if not sku or not member:
-        return MISSING_ID
-    if value < 0:
-        return NEGATIVE_PRICE
-    category = cat_code or f"cat-{cat_id}"
-    return _Rees46Row(
-        ts, kind, sku, category, brand.strip().lower() or REES46_UNBRANDED, value, member, session or None
-    )
+    parsed = rees46.parse_row(row, cols, REES46_TYPES)
+    if isinstance(parsed, str):
+        return parsed
+    return parsed._replace(brand=parsed.brand or REES46_UNBRANDED)
 
 
 def read_rees46(path: Path) -> ReplayPlan:
@@ -359,8 +292,8 @@ def read_rees46(path: Path) -> ReplayPlan:
     rows = _open_csv(path)
     header = next(rows, None)
     if header is None:
-        raise ValueError(f"{path} is empty; expected a header row {','.join(REES46_COLUMNS)}")
-    cols = _columns(header, REES46_COLUMNS, path)
+        raise ValueError(f"{path} is empty; expected a header row {','.join(rees46.COLUMNS)}")
+    cols = columns(header, rees46.COLUMNS, path)
 
     catalogue = _Catalogue()
     skipped: Counter[str] = Counter()
@@ -408,7 +341,7 @@ def read_rees46(path: Path) -> ReplayPlan:
             category=parsed.category,
         )
         session_key = parsed.session or f"user:{parsed.member}"
-        if parsed.kind == "purchase":
+        if parsed.kind == "order":
             open_runs.setdefault(session_key, []).append((index, parsed, raw))
             continue
         events += 1
@@ -428,7 +361,7 @@ def read_rees46(path: Path) -> ReplayPlan:
                 skips[parsed] += 1
                 continue
             sale_id = f"rees46-{parsed.brand}"
-            if parsed.kind == "view":
+            if parsed.kind == "browse":
                 yield (
                     "browse",
                     {
@@ -472,33 +405,13 @@ def read_rees46(path: Path) -> ReplayPlan:
 # Taobao
 
 
-TAOBAO_KINDS = {"pv": "browse", "fav": "browse", "cart": "cart", "buy": "order"}
-
-
-class _TaobaoRow(NamedTuple):
-    member: str
-    sku: str
-    category: str
-    kind: str
-    ts: int
-
-
-def _taobao_row(row: list[str], fav: str) -> _TaobaoRow | str:
-    if len(row) != 5:
-        return MALFORMED
-    member, sku, category, behavior, ts = row
-    try:
-        ts_ms = int(ts) * SECOND_MS
-    except ValueError:
-        return MALFORMED
-    kind = TAOBAO_KINDS.get(behavior)
-    if kind is None:
-        return UNKNOWN_TYPE
-    if behavior == "fav" and fav == "skip":
-        return FAV_SKIPPED
-    if not member or not sku or not category:
-        return MISSING_ID
-    return _TaobaoRow(member, sku, category, kind, ts_ms)
+def _taobao_row(row: list[str], fav: str) -> taobao.Row | str:
+    parsed = taobao.parse_row(row)
+    if isinstance(parsed, str):
+        return parsed
+    if parsed.kind == "fav":
+        return FAV_SKIPPED if fav == "skip" else parsed._replace(kind="browse")
+    return parsed
 
 
 def read_taobao(path: Path, *, fav: Literal["browse", "skip"] = "browse") -> ReplayPlan:
@@ -525,14 +438,14 @@ def read_taobao(path: Path, *, fav: Literal["browse", "skip"] = "browse") -> Rep
             skipped[parsed] += 1
             continue
         events += 1
-        sale_id = f"taobao-cat-{parsed.category}"
+        sale_id = f"taobao-{parsed.category}"
         catalogue.add(
             sale_id,
-            f"cat-{parsed.category}",
+            parsed.category,
             parsed.sku,
             parsed.ts,
             price=0.0,
-            category=f"cat-{parsed.category}",
+            category=parsed.category,
         )
 
     def stream(skips: Counter[str]) -> Iterator[Event]:
@@ -542,7 +455,7 @@ def read_taobao(path: Path, *, fav: Literal["browse", "skip"] = "browse") -> Rep
                 skips[parsed] += 1
                 continue
             event_id = f"taobao-{_row_hash(*raw)}"
-            sale_id = f"taobao-cat-{parsed.category}"
+            sale_id = f"taobao-{parsed.category}"
             if parsed.kind == "browse":
                 yield (
                     "browse",
@@ -594,23 +507,17 @@ def read_taobao(path: Path, *, fav: Literal["browse", "skip"] = "browse") -> Rep
 # UCI Online Retail
 
 
-RETAIL_COLUMNS = (
-    "InvoiceNo",
-    "StockCode",
-    "Description",
-    "Quantity",
-    "InvoiceDate",
-    "UnitPrice",
-    "CustomerID",
-)
-RETAIL_NON_PRODUCT = frozenset(
-    {"POST", "DOT", "C2", "D", "M", "S", "B", "BANK CHARGES", "AMAZONFEE", "CRUK", "PADS"}
-)
-"""StockCodes that are not goods: postage (POST, DOT, C2 carriage), discount, manual, samples, bad-debt
-adjustment, bank charges, Amazon fee, CRUK commission, cushion pads; plus every ``gift_0001_*`` gift voucher
-(matched by prefix). Compared upper-case, so the one ``m`` (Manual) row is caught too."""
 RETAIL_BRAND = "uci-online-retail"
 RETAIL_CATEGORY = "giftware"
+
+
+@lru_cache(maxsize=4_096)
+def _iso_week(day: str) -> tuple[str, tuple[int, int]]:
+    """``YYYY-MM-DD`` -> (``retail-2011-W07``, [Monday 00:00, next Monday 00:00) in epoch ms)."""
+    year, week, weekday = date.fromisoformat(day).isocalendar()
+    monday = datetime.fromisoformat(day).replace(tzinfo=UTC) - timedelta(days=weekday - 1)
+    start = int(monday.timestamp()) * SECOND_MS
+    return f"retail-{year}-W{week:02d}", (start, start + 7 * DAY_MS)
 
 
 class _RetailRow(NamedTuple):
@@ -625,44 +532,14 @@ class _RetailRow(NamedTuple):
     week: tuple[int, int]
 
 
-@lru_cache(maxsize=4_096)
-def _iso_week(day: str) -> tuple[str, tuple[int, int]]:
-    """``YYYY-MM-DD`` -> (``retail-2011-W07``, [Monday 00:00, next Monday 00:00) in epoch ms)."""
-    year, week, weekday = date.fromisoformat(day).isocalendar()
-    monday = datetime.fromisoformat(day).replace(tzinfo=UTC) - timedelta(days=weekday - 1)
-    start = int(monday.timestamp()) * SECOND_MS
-    return f"retail-{year}-W{week:02d}", (start, start + 7 * DAY_MS)
-
-
-@lru_cache(maxsize=8_192)
-def _customer(text: str) -> str:
-    """CustomerID ``17850.0`` (a float in this copy) -> ``17850``; cached, 4k customers over 420k rows."""
-    return str(int(float(text)))
-
-
 def _retail_row(row: list[str], cols: Callable[[list[str]], tuple[str, ...]]) -> _RetailRow | str:
-    try:
-        invoice, sku, name, quantity, when, price, customer = cols(row)
-        invoice, sku = invoice.strip(), sku.strip()
-        if invoice.upper().startswith("C"):
-            return CANCELLATION
-        if sku.upper() in RETAIL_NON_PRODUCT or sku.lower().startswith("gift_"):
-            return NON_PRODUCT
-        units, ts, value = int(quantity), _utc_ms(when), _price(price)
-        sale_id, week = _iso_week(when[:10])
-        customer = customer.strip()
-        member = _customer(customer) if customer else f"guest-{invoice}"
-    except (IndexError, ValueError, OverflowError):
-        return MALFORMED
-    if units <= 0:
-        return NON_POSITIVE_QUANTITY
-    if value < 0:
-        return NEGATIVE_PRICE
-    if value == 0:
-        return ZERO_PRICE
-    if not invoice or not sku:
-        return MISSING_ID
-    return _RetailRow(invoice, sku, name.strip(), units, ts, value, member, sale_id, week)
+    parsed = online_retail.parse_row(row, cols)
+    if isinstance(parsed, str):
+        return parsed
+    sale_id, week = _iso_week(parsed.when[:10])
+    member = parsed.member or f"guest-{parsed.invoice}"
+    return _RetailRow(parsed.invoice, parsed.sku, parsed.name, parsed.quantity, parsed.ts, parsed.price, member,
+                      sale_id, week)
 
 
 def read_online_retail(path: Path) -> ReplayPlan:
@@ -680,16 +557,16 @@ def read_online_retail(path: Path) -> ReplayPlan:
       changes day or week). Products of a week sale = the skus sold that week, name = Description (stripped),
       category ``giftware``, price = first price seen that week, stock :data:`UNKNOWN_STOCK`; brand
       ``uci-online-retail``.
-    - Skipped and counted, first matching reason: ``cancellation`` (InvoiceNo ``C...``), ``non_product``
-      (:data:`RETAIL_NON_PRODUCT`, ``gift_0001_*``), ``malformed_row``, ``non_positive_quantity``,
-      ``negative_price``, ``zero_price`` (stock adjustments / free samples: not demand at a price),
-      ``missing_id``.
+    - Skipped and counted by THE shared rule of what a sold product line is
+      (:mod:`salepulse.consumers.data.online_retail`): ``cancellation``, ``malformed_row``,
+      ``non_positive_quantity``, ``negative_price``, ``zero_price``, ``non_product``, ``missing_id``.
+      StockCodes are kept upper-cased.
     """
     rows = _open_csv(path)
     header = next(rows, None)
     if header is None:
-        raise ValueError(f"{path} is empty; expected a header row {','.join(RETAIL_COLUMNS)}")
-    cols = _columns(header, RETAIL_COLUMNS, path)
+        raise ValueError(f"{path} is empty; expected a header row {','.join(online_retail.COLUMNS)}")
+    cols = columns(header, online_retail.COLUMNS, path)
 
     catalogue = _Catalogue()
     skipped: Counter[str] = Counter()
@@ -758,10 +635,10 @@ class Dataset:
 
 
 DATASETS: dict[str, Dataset] = {
-    "rees46": Dataset("rees46", "rees46-ecommerce-behavior-sample/2019-Oct.csv.gz", read_rees46),
-    "taobao": Dataset("taobao", "taobao-user-behavior-sample/UserBehavior.csv.gz", read_taobao),
+    "rees46": Dataset("rees46", RELATIVE_PATHS["rees46"], read_rees46),
+    "taobao": Dataset("taobao", RELATIVE_PATHS["taobao"], read_taobao),
     "online-retail": Dataset(
-        "online-retail", "uci-online-retail/online_retail_2010-12-01_2011-10-31.csv.gz", read_online_retail
+        "online-retail", RELATIVE_PATHS["online-retail"], read_online_retail
     ),
 }
 
@@ -887,32 +764,3 @@ def parse_speed(text: str) -> float | None:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"speed must be > 0 or 'max', got {text}")
     return value
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m salepulse.consumers.replay rees46 --speed max --limit 1000``."""
-    parser = argparse.ArgumentParser(prog="python -m salepulse.consumers.replay", description=main.__doc__)
-    parser.add_argument("dataset", choices=sorted(DATASETS))
-    parser.add_argument(
-        "--path", type=Path, default=None, help="file to read (default: under SALEPULSE_DATA_DIR)"
-    )
-    parser.add_argument(
-        "--speed", type=parse_speed, default=None, help="event-time speed-up, or 'max' (default)"
-    )
-    parser.add_argument("--limit", type=int, default=None, help="replay only the first N events")
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-    report = run_replay(
-        Settings.from_env(),
-        args.dataset,
-        args.path,
-        speed=args.speed,
-        limit=args.limit,
-        progress=not args.no_progress,
-    )
-    print(report.summary())
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

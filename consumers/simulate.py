@@ -80,6 +80,10 @@ CATEGORY_BOOST = 4.0
 BRAND_BOOST = 7.0
 """A member with the sale's brand among her favourites visits it (1 + boost) times as often."""
 APP_SHARE = 0.55
+N_BUYERS = 6
+REGIONS = ("north", "south", "east", "west")
+REGION_WEIGHTS = (0.35, 0.3, 0.2, 0.15)
+"""Members' delivery regions (one warehouse each) and how the membership is spread over them."""
 CURRENCY = "EUR"
 
 # heap entry kinds
@@ -247,6 +251,9 @@ class SimulatedWorld:
         self._fav_brands = rng.choice(len(self.brands), size=(n, 3), p=brand_p).astype(np.int16)
         self._fav_categories = rng.choice(len(CATEGORIES), size=(n, 3), p=self._category_pop).astype(np.int16)
         self._price_band = rng.choice(PRICE_BANDS, size=n, p=[0.2, 0.3, 0.25, 0.15, 0.1]).astype(np.int16)
+        # own stream: adding regions must not change the members (or anything else) of an existing seed
+        self._region = np.random.default_rng([self.seed, 16]).choice(
+            len(REGIONS), size=n, p=REGION_WEIGHTS).astype(np.int8)
 
     def _make_sales(
         self,
@@ -306,9 +313,22 @@ class SimulatedWorld:
 
     def _make_records(self, rng: np.random.Generator) -> None:
         """Buyer forecasts (and the stock they allocate from them), then the Sale and StockLevel records."""
-        n_buyers = 6
+        n_buyers = N_BUYERS
         buyer_bias = rng.normal(0.08, 0.25, n_buyers)  # buyers tend to be optimistic, some pessimistic
         buyer_sigma = rng.uniform(0.2, 0.45, n_buyers)  # stated spread: narrower than their real error
+        # Habits drawn from their own stream, so the rest of the world stays what it was for a given seed:
+        # each buyer misjudges some departments more than others, and big numbers differently from small ones
+        # (a positive slope: optimistic on big numbers; negative: cautious on them).
+        habits = np.random.default_rng([self.seed, 15])
+        departments = sorted({c.split(".")[0] for c, _ in CATEGORIES})
+        dept_bias = {(b, d): habits.normal(0.0, 0.15) for b in range(n_buyers) for d in departments}
+        size_slope = habits.normal(0.0, 0.12, n_buyers)
+        self.buyer_habits = {
+            f"buyer-{b + 1:02d}": {"bias": float(buyer_bias[b]), "size_slope": float(size_slope[b]),
+                                   **{f"bias.{d}": float(dept_bias[(b, d)]) for d in departments}}
+            for b in range(n_buyers)
+        }
+        """Each buyer's log-scale habits (ground truth for the pre-sale desk's evaluation)."""
         for plan in self._plans:
             buyer = int(rng.integers(n_buyers))
             author = f"buyer-{buyer + 1:02d}"
@@ -319,7 +339,9 @@ class SimulatedWorld:
             stock: list[int] = []
             for k, sku in enumerate(plan.skus):
                 mu = float(plan.expected[k])
-                log_f = math.log(mu + 0.5) + buyer_bias[buyer] + rng.normal(0.0, 0.35)
+                dept = CATEGORIES[int(plan.categories[k])][0].split(".")[0]
+                habit = dept_bias[(buyer, dept)] + size_slope[buyer] * (math.log(mu + 0.5) - math.log(typical))
+                log_f = math.log(mu + 0.5) + buyer_bias[buyer] + habit + rng.normal(0.0, 0.35)
                 if rng.random() < 0.06:  # the occasional big miss: a product nobody saw coming (or going)
                     log_f += rng.normal(0.0, 1.1)
                 log_f = 0.8 * log_f + 0.2 * math.log(typical)  # anchoring on the sale's typical product
@@ -334,7 +356,7 @@ class SimulatedWorld:
                         high = float(math.ceil(forecast * spread))
                     self.priors.append({
                         "event_id": f"{sku}-fc1", "sale_id": plan.sale_id, "sku": sku,
-                        "expected_units": forecast, "low": low, "high": high, "author": author,
+                        "expected_units": forecast, "low": low, "high": high, "author": author, "buyer_id": author,
                         "submitted_at": submitted,
                     })
                     cover = math.exp(rng.normal(math.log(1.35), 0.3))
@@ -377,6 +399,15 @@ class SimulatedWorld:
         """When the last sale closes: the end of simulated time."""
         return _dt(max(p.end_ms for p in self._plans))
 
+    @property
+    def expected_demand(self) -> dict[tuple[str, str], float]:
+        """(sale_id, sku) -> the mean demand the buyers try to forecast (``true_demand`` is one draw around it)."""
+        return {(p.sale_id, sku): float(p.expected[k]) for p in self._plans for k, sku in enumerate(p.skus)}
+
+    def region(self, member_id: str) -> str:
+        """The member's delivery region (the warehouse that serves her)."""
+        return REGIONS[int(self._region[int(member_id.lstrip("m"))])]
+
     def taste(self, member_id: str) -> dict[str, Any]:
         """A member's lasting tastes (the ground truth personalization should discover)."""
         m = int(member_id.lstrip("m"))
@@ -385,6 +416,7 @@ class SimulatedWorld:
             "categories": sorted({CATEGORIES[c][0] for c in self._fav_categories[m]}),
             "price_band": int(self._price_band[m]),
             "activity": float(self._activity[m]),
+            "region": REGIONS[int(self._region[m])],
         }
 
     # ------------------------------------------------------------------ lazy events

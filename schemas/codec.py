@@ -82,15 +82,20 @@ def load_record_types(schema_dir: Path = SCHEMA_DIR) -> dict[str, RecordType]:
     """Every ``.avsc`` in ``schema_dir``, keyed by short record name (``BrowseEvent``)."""
     types: dict[str, RecordType] = {}
     for path in sorted(schema_dir.glob("*.avsc")):
-        raw = json.loads(path.read_text())
-        # Each file is self-contained, so each gets its own named-type namespace.
-        parsed = parse_schema(raw, named_schemas={})
-        canonical = to_parsing_canonical_form(parsed)
-        fp = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
-        full_name = f"{raw.get('namespace', NAMESPACE)}.{raw['name']}"
-        parsed_ms = parse_schema(without_logical_types(raw), named_schemas={})
-        types[raw["name"]] = RecordType(raw["name"], full_name, raw, parsed, canonical, fp, parsed_ms)
+        rtype = _record_type(path)
+        types[rtype.name] = rtype
     return types
+
+
+def _record_type(path: Path) -> RecordType:
+    raw = json.loads(path.read_text())
+    # Each file is self-contained, so each gets its own named-type namespace.
+    parsed = parse_schema(raw, named_schemas={})
+    canonical = to_parsing_canonical_form(parsed)
+    fp = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
+    full_name = f"{raw.get('namespace', NAMESPACE)}.{raw['name']}"
+    parsed_ms = parse_schema(without_logical_types(raw), named_schemas={})
+    return RecordType(raw["name"], full_name, raw, parsed, canonical, fp, parsed_ms)
 
 
 class Codec:
@@ -105,6 +110,14 @@ class Codec:
         self.registry_url = registry_url
         self._by_fingerprint = {t.fingerprint: t for t in self.types.values()}
         self._by_full_name = {t.full_name: t for t in self.types.values()}
+        # Earlier versions of a contract (schema_dir/history/*.avsc): bytes a producer wrote before a field was
+        # added still decode on the single-object path, resolved to the current contract.
+        self._older: dict[bytes, tuple[RecordType, RecordType]] = {}
+        if (schema_dir / "history").is_dir():
+            for path in sorted((schema_dir / "history").glob("*.avsc")):
+                old = _record_type(path)
+                if old.name in self.types:
+                    self._older[old.fingerprint] = (self.types[old.name], old)
         self._registry_ids: dict[str, int] = {}
         self._registry_writers: dict[int, tuple[RecordType, dict[str, Any], dict[str, Any]]] = {}
 
@@ -144,6 +157,11 @@ class Codec:
         as_ms = timestamps == "ms"
         if len(data) >= 10 and data[:2] == SINGLE_OBJECT_MAGIC:
             rtype = self._by_fingerprint.get(bytes(data[2:10]))
+            if rtype is None and bytes(data[2:10]) in self._older:
+                rtype, writer_type = self._older[bytes(data[2:10])]
+                if as_ms:
+                    return rtype.name, self._read(data, 10, writer_type.parsed_ms, rtype.parsed_ms, rtype.name)
+                return rtype.name, self._read(data, 10, writer_type.parsed, rtype.parsed, rtype.name)
             if rtype is None:
                 raise DecodeError(f"single-object fingerprint {bytes(data[2:10]).hex()} matches no known schema")
             schema = rtype.parsed_ms if as_ms else rtype.parsed

@@ -117,15 +117,16 @@ def parse_event(obj: Any) -> tuple[str, dict[str, Any]]:
 
 
 def parse_forecast(obj: Any, submitted_at_ms: int | None = None) -> dict[str, Any]:
-    """An ExpertForecast record from JSON ``{sale_id, sku, expected_units, low?, high?, author?}``."""
+    """An ExpertForecast record from JSON ``{sale_id, sku, expected_units, low?, high?, author?, buyer_id?}``."""
     if not isinstance(obj, Mapping):
         raise InputError([f"forecast: expected a JSON object, got {type(obj).__name__}"])
     found: list[str] = []
     record = _take(obj, {"sale_id": str, "sku": str, "expected_units": float, "low": float, "high": float,
-                         "author": str}, "", found, optional=("low", "high", "author"))
+                         "author": str, "buyer_id": str}, "", found, optional=("low", "high", "author", "buyer_id"))
     record.setdefault("low", None)
     record.setdefault("high", None)
     record.setdefault("author", None)
+    record.setdefault("buyer_id", None)
     submitted = submitted_at_ms if submitted_at_ms is not None else int(time.time() * 1000)
     record["submitted_at"] = submitted
     record["event_id"] = f"{record.get('sale_id')}:{record.get('sku')}:{submitted}"

@@ -44,12 +44,16 @@ import faust
 from faust.streams import _current_event
 
 from salepulse.schemas.codec import Codec, DecodeError
+from salepulse.streams.bounded import SaleCache
+from salepulse.streams.buyer_desk import BuyerDesk
 from salepulse.streams.catalog import CatalogFollower
+from salepulse.streams.clock import StreamClock
 from salepulse.streams.config import Settings
 from salepulse.streams.ingest import EventIngest, IngestBatch, facts_of
 from salepulse.streams.live import LiveBoard
 from salepulse.streams.logs import get_logger
 from salepulse.streams.metrics import Registry
+from salepulse.streams.poison import dead_letter
 from salepulse.streams.preferences import PreferenceModel
 from salepulse.streams.velocity import SaleState, SkuTotals, to_ms
 
@@ -120,6 +124,7 @@ facts_topic = app.topic(settings.topics.facts, value_type=bytes, key_type=bytes,
 signals_topic = app.topic(settings.topics.signals, value_type=bytes, key_type=bytes, partitions=settings.partitions)
 snapshots_topic = app.topic(settings.topics.snapshots, value_type=bytes, key_type=bytes)
 alerts_topic = app.topic(settings.topics.alerts, value_type=bytes, key_type=bytes)
+deadletter_topic = app.topic(settings.topics.deadletter, value_type=bytes, key_type=bytes)
 
 # Each role owns only its own tables, so a velocity worker never restores member state and vice versa.
 sale_states = (app.Table("sale-state", key_type=str, value_type=bytes, partitions=settings.partitions)
@@ -130,16 +135,25 @@ member_prefs = (app.Table("member-prefs", key_type=str, value_type=bytes, partit
 """member_id -> MemberState bytes (bounded, decayed)."""
 
 catalog_follower = CatalogFollower(
-    settings.kafka_config(), list(settings.topics.compacted), codec.decode
+    settings.kafka_config(), list(settings.topics.followed), codec.decode
 )
 catalog = catalog_follower.catalog
-board = LiveBoard(catalog, alert_probability=settings.alert_probability)
+# --- buyer desk (issue 15): pre-sale correction, stocking plans, scorecards --------------------------------------
+buyer_desk = BuyerDesk(catalog, settings.plan_cost_ratio, settings.presale_prior_strength)
+plans_topic = app.topic(settings.topics.plans, value_type=bytes, key_type=bytes)
+outcomes_topic = app.topic(settings.topics.outcomes, value_type=bytes, key_type=bytes)
+plans_sent = metrics.counter("salepulse_plans_total", "Stock plan lines sent to stock.plans.")
+board = LiveBoard(catalog, alert_probability=settings.alert_probability,
+                  clock=StreamClock(skew_ms=int(settings.clock_skew_seconds * 1000)),
+                  corrected_prior=buyer_desk.corrected_prior)
 preferences = PreferenceModel()
 
 # Decoded SaleState of the sales this worker owns; the table holds the durable copy.
-_sale_cache: dict[str, SaleState] = {}
+_sale_cache = SaleCache(settings.max_live_sales, settings.max_unknown_sales)
+# The last event that carried each cached unknown sale: its table entry is deleted on that event's partition when
+# the sale is evicted (bounded by SALEPULSE_MAX_UNKNOWN_SALES, see salepulse.streams.bounded).
+_unknown_events: dict[str, faust.EventT] = {}
 MEMBER_FLUSH_SECONDS = 15.0
-MEMBER_CACHE_SIZE = 50_000
 
 
 class MemberCache:
@@ -202,7 +216,7 @@ class MemberCache:
         self.states.clear()
 
 
-members = MemberCache(MEMBER_CACHE_SIZE)
+members = MemberCache(settings.max_members)  # SALEPULSE_MAX_MEMBERS
 # Highest offset handled per "topic:partition", whatever the commits say: how tests and the demo know the worker has
 # caught up (Faust's commits can trail; see the README's known issues).
 processed_offsets: dict[str, int] = {}
@@ -219,11 +233,12 @@ async def start_catalog() -> None:
 async def _forget_cached_sales(*_args: Any, **_kwargs: Any) -> None:
     """Partitions may move: re-read state from the tables rather than trust a cached copy."""
     _sale_cache.clear()
+    _unknown_events.clear()
     members.clear()
 
 
-def write_table(table: faust.Table, key: str, value: bytes, event: faust.EventT) -> None:
-    """Write ``table[key]`` as if inside ``event``'s iteration.
+def write_table(table: faust.Table, key: str, value: bytes | None, event: faust.EventT) -> None:
+    """Write ``table[key]`` (delete it when ``value`` is None) as if inside ``event``'s iteration.
 
     Faust sends the changelog record to the partition of the *current* event. Agents here work on batches, so the
     current event is set explicitly to the event that carried ``key`` (same key, same partition), which keeps
@@ -231,7 +246,10 @@ def write_table(table: faust.Table, key: str, value: bytes, event: faust.EventT)
     """
     token = _current_event.set(weakref.ref(event))
     try:
-        table[key] = value
+        if value is None:
+            table.pop(key, None)
+        else:
+            table[key] = value
     finally:
         _current_event.reset(token)
 
@@ -312,7 +330,9 @@ async def member_preferences(stream: faust.StreamT) -> None:
     async for events in stream.take_events(4, within=0.02):
         try:
             for event in events:
-                await learn(event)
+                failure = await learn(event)
+                if failure:
+                    await send_dead_letters("member_preferences", [(event, failure)])
         except Exception as exc:
             die_without_commit("member_preferences", exc)
 
@@ -320,72 +340,142 @@ async def member_preferences(stream: faust.StreamT) -> None:
 LEARN_SLICE = 64
 
 
-async def learn(event: faust.EventT) -> None:
+async def learn(event: faust.EventT) -> str | None:
+    """Fold one MemberSignals message in; returns why some of it could not be learned (to dead-letter), if so.
+
+    A signal that fails is skipped and the rest of the message is learned: only the ingest writes this topic, so
+    a failure is a bug or a record produced around the ingest's guards, and neither may stop the agent.
+    """
     message = event.message
+    processed_offsets[f"{message.topic}:{message.partition}"] = message.offset
     try:
         _, batch = codec.decode(event.value, timestamps="ms")
-    except DecodeError as exc:  # only the ingest writes this topic: a bug to see, not a reason to stop
-        log.error("unreadable member signals skipped", reason=str(exc))
-        batch = {"signals": []}
+    except DecodeError as exc:
+        return f"decode: {exc}"
+    failures: list[str] = []
     for count, signal in enumerate(batch["signals"], start=1):
-        member_id = signal["member_id"]
-        members.put(member_id, preferences.update(members.get(member_id), preference_update(signal)), event)
+        try:
+            member_id = signal["member_id"]
+            members.put(member_id, preferences.update(members.get(member_id), preference_update(signal)), event)
+        except Exception as exc:  # noqa: BLE001
+            failures.append(f"{type(exc).__name__}: {exc}")
         if count % LEARN_SLICE == 0:
             await asyncio.sleep(0)
-    signals_learned.inc(len(batch["signals"]))
-    processed_offsets[f"{message.topic}:{message.partition}"] = message.offset
+    signals_learned.inc(len(batch["signals"]) - len(failures))
+    if failures:
+        return f"{len(failures)} of {len(batch['signals'])} signals not learned; first: {failures[0]}"
+    return None
 
 
 def _load_sale(sale_id: str) -> SaleState:
+    """The sale's state: cached, else from the table. Only sales the catalogue knows reach the live board."""
+    known = sale_id in catalog.sales
     state = _sale_cache.get(sale_id)
     if state is None:
         stored = sale_states.get(sale_id)
         state = SaleState.from_json(json.loads(stored)) if stored else SaleState(sale_id)
-        for sku, totals in state.skus.items():
-            board.restore(sale_id, sku, totals)
-        _sale_cache[sale_id] = state
+        _sale_cache.put(sale_id, state, known=known)
+        if known:
+            _restore_board(state)
+    elif known and _sale_cache.mark_known(sale_id):  # counted before the catalogue had read the sale
+        _promote(state)
     return state
 
 
+def _restore_board(state: SaleState) -> None:
+    for sku, totals in state.skus.items():
+        board.restore(state.sale_id, sku, totals)
+
+
+def _promote(state: SaleState) -> None:
+    """A sale counted while the catalogue did not know it is known now: its totals join the live board."""
+    _unknown_events.pop(state.sale_id, None)
+    _restore_board(state)
+    _dirty.update((state.sale_id, sku) for sku in state.skus)  # their snapshots were never sent
+
+
+def promote_catalogued_sales() -> None:
+    """Called each tick: the catalogue follower and the ingest race, so a sale's first facts can arrive before the
+    sale itself; without this its totals would reach the board only with its next fact."""
+    for sale_id in [s for s in _sale_cache.unknown if s in catalog.sales]:
+        state = _sale_cache.get(sale_id)
+        if state is not None and _sale_cache.mark_known(sale_id):
+            _promote(state)
+
+
 async def sale_state(stream: faust.StreamT) -> None:
-    """Count facts into the per-sale state; redelivered facts (same source offset) are skipped."""
+    """Count facts into the per-sale state; redelivered facts (same source offset) and retried orders and carts
+    (same kind, event id and sku) are skipped; a message that fails is dead-lettered, and counting goes on."""
     async for events in stream.take_events(100, within=0.02):
         try:
-            count_batch(events)
+            failed = count_batch(events)
+            await send_dead_letters("sale_state", failed)
         except Exception as exc:
             die_without_commit("sale_state", exc)
 
 
-def count_batch(events: list[faust.EventT]) -> None:
-    """One batch of facts messages into the sale states, then one table write per sale touched."""
-    touched: dict[str, faust.EventT] = {}
+async def send_dead_letters(stage: str, failed: list[tuple[faust.EventT, str]]) -> None:
+    """Dead-letter messages an agent could not process (bounded excerpt, hash, stage, reason); see poison.py."""
+    for event, reason in failed:
+        message = event.message
+        record = dead_letter(message.topic, message.partition, message.offset, message.key, event.value, stage,
+                             reason, _now_ms())
+        log.error("dead-lettered", stage=stage, topic=message.topic, partition=message.partition,
+                  offset=message.offset, reason=record["reason"])
+        await deadletter_topic.send(key=record["key"], value=codec.encode("DeadLetter", record))
+        deadletters_sent.inc()
+        events_failed.inc(stage=stage)
+
+
+def count_batch(events: list[faust.EventT]) -> list[tuple[faust.EventT, str]]:
+    """One batch of facts messages into the sale states, then one table write per sale touched; returns the
+    messages that could not be counted, with the reason (the caller dead-letters them)."""
+    touched: dict[str, tuple[faust.EventT, SaleState]] = {}
     outcomes: Counter[bool] = Counter()
+    failed: list[tuple[faust.EventT, str]] = []
     for event in events:
         source = f"{event.message.topic}:{event.message.partition}"
         processed_offsets[source] = max(processed_offsets.get(source, -1), event.message.offset)
         try:
+            # Only the ingest writes this topic, so a failure here is a bug or a record produced around it; it
+            # must not crash the agent either way, because Faust commits the offsets of a crashed agent's batch.
             _, batch = codec.decode(event.value, timestamps="ms")
-        except DecodeError as exc:
-            # Only the ingest writes this topic: a bad record is a bug to see, and must not crash the
-            # agent, because Faust commits the offsets of a crashed agent's batch.
-            log.error("unreadable facts record skipped", reason=str(exc))
+            sale_id = batch["sale_id"]  # one message carries one sale's facts
+            facts = facts_of(batch)
+            state = _load_sale(sale_id)
+        except Exception as exc:  # noqa: BLE001
+            failed.append((event, f"{type(exc).__name__}: {exc}"))
             continue
-        sale_id = batch["sale_id"]  # one message carries one sale's facts
-        state = _load_sale(sale_id)
-        touched[sale_id] = event
+        known = sale_id not in _sale_cache.unknown
+        touched[sale_id] = (event, state)
+        if not known:
+            _unknown_events[sale_id] = event
         highest: dict[str, int] = {}
-        for fact, source, offset in facts_of(batch):
-            counted = state.apply(fact, source, offset)
+        for fact, source, offset in facts:
+            counted = state.apply(fact, source, offset, settings.sale_dedup_ids)
             outcomes[counted] += 1
-            if counted:
-                board.observe(state.skus[fact.sku], fact)
+            if counted and known:
+                _observe(state.skus[fact.sku], fact)
                 _dirty.add((sale_id, fact.sku))
             highest[source] = max(highest.get(source, -1), offset)
         state.close_offsets(highest)
     facts_counted.inc(outcomes[True], outcome="counted")
     facts_counted.inc(outcomes[False], outcome="duplicate")
-    for sale_id, event in touched.items():
-        write_table(sale_states, sale_id, json.dumps(_sale_cache[sale_id].to_json()).encode(), event)
+    for sale_id, (event, state) in touched.items():
+        write_table(sale_states, sale_id, json.dumps(state.to_json()).encode(), event)
+    for sale_id, unknown in _sale_cache.evict():
+        if unknown and sale_id in _unknown_events:  # made-up or never-catalogued sale: gone for good
+            write_table(sale_states, sale_id, None, _unknown_events.pop(sale_id))
+    return failed
+
+
+def _observe(totals: SkuTotals, fact: Any) -> None:
+    """The live board's forecast of a counted fact; if it fails (a value the guards did not foresee), the count
+    stands and only that forecast update is lost."""
+    try:
+        board.observe(totals, fact)
+    except Exception as exc:  # noqa: BLE001
+        log.error("forecast update skipped", sale_id=fact.sale_id[:200], sku=fact.sku[:200], error=repr(exc)[:300])
 
 
 _ticks = 0
@@ -425,38 +515,77 @@ async def publish_live_state() -> None:
     """
     global _ticks
     _ticks += 1
+    promote_catalogued_sales()
     dirty = set(_dirty)
     _dirty.clear()
+    # Data errors (a value no guard foresaw) skip that (sale, sku) for this tick; a send the broker refuses is
+    # infrastructure and still stops the worker.
     for count, (sale_id, sku) in enumerate(dirty, start=1):
-        snapshot = board.snapshot(sale_id, sku)
-        await snapshots_topic.send(key=f"{sale_id}:{sku}".encode(), value=codec.encode("VelocitySnapshot", snapshot))
+        try:
+            value = codec.encode("VelocitySnapshot", board.snapshot(sale_id, sku))
+        except Exception as exc:  # noqa: BLE001
+            _tick_failed("snapshot", sale_id, sku, exc)
+            continue
+        await snapshots_topic.send(key=f"{sale_id}:{sku}".encode(), value=value)
         snapshots_sent.inc()
         if count % 200 == 0:
             await asyncio.sleep(0)  # keep the HTTP API and the agents responsive during a big tick
-    board.sample_velocity()
     to_check = dirty
+    try:
+        board.sample_velocity()
+        if _ticks % 5 == 0:
+            to_check = dirty | set(board.open_active())
+            _sale_cache.drop(board.finish_ended_sales())
+    except Exception as exc:  # noqa: BLE001
+        _tick_failed("clock work", "*", "*", exc)
     if _ticks % 5 == 0:
-        to_check = dirty | set(board.open_active())
-        board.finish_ended_sales()
+        await publish_buyer_desk()
     for count, (sale_id, sku) in enumerate(to_check, start=1):
         if count % 200 == 0:
             await asyncio.sleep(0)
-        alert = board.check_alert(sale_id, sku)
+        try:
+            alert = board.check_alert(sale_id, sku)
+            value = None if alert is None else codec.encode("ReplenishmentAlert", alert)
+        except Exception as exc:  # noqa: BLE001
+            _tick_failed("alert rule", sale_id, sku, exc)
+            continue
         if alert is not None:
-            await alerts_topic.send(key=f"{sale_id}:{sku}".encode(), value=codec.encode("ReplenishmentAlert", alert))
+            await alerts_topic.send(key=f"{sale_id}:{sku}".encode(), value=value)
             alerts_sent.inc(status=alert["status"])
             log.info("replenishment alert", alert_id=alert["alert_id"], status=alert["status"],
                      severity=alert["severity"], reason=alert["reason"])
 
 
+def _tick_failed(work: str, sale_id: str, sku: str, exc: BaseException) -> None:
+    log.error("live state work skipped", work=work, sale_id=sale_id[:200], sku=sku[:200], error=repr(exc)[:300])
+
+
+async def publish_buyer_desk() -> None:
+    """Outcomes of the sales that ended here (what every worker's desk learns), then the plans that changed."""
+    outcomes, board.finished_outcomes = board.finished_outcomes, []
+    for record in outcomes:
+        await outcomes_topic.send(key=f"{record['sale_id']}:{record['sku']}".encode(),
+                                  value=codec.encode("ForecastOutcome", record))
+    for count, record in enumerate(buyer_desk.plans_due(board.stream_ms, _now_ms()), start=1):
+        await plans_topic.send(key=f"{record['sale_id']}:{record['sku']}".encode(),
+                               value=codec.encode("StockPlan", record))
+        plans_sent.inc()
+        if count % 200 == 0:
+            await asyncio.sleep(0)
+
+
 async def follow_velocity(stream: faust.StreamT) -> None:
     """A preferences-only worker learns live popularity (cold start, "trending") from the velocity snapshots."""
     async for value in stream:
-        _, snapshot = codec.decode(value, timestamps="ms")
-        totals = SkuTotals(views=snapshot["views"], carts=snapshot["carts"], orders=snapshot["orders"],
-                           units=snapshot["units"], revenue=snapshot["revenue"], rate_uph=snapshot["velocity_uph"],
-                           rate_ms=snapshot["as_of"], last_ms=snapshot["as_of"])
-        board.restore(snapshot["sale_id"], snapshot["sku"], totals)
+        try:
+            _, snapshot = codec.decode(value, timestamps="ms")
+            totals = SkuTotals(views=snapshot["views"], carts=snapshot["carts"], orders=snapshot["orders"],
+                               units=snapshot["units"], revenue=snapshot["revenue"],
+                               rate_uph=snapshot["velocity_uph"], rate_ms=snapshot["as_of"],
+                               last_ms=snapshot["as_of"])
+            board.restore(snapshot["sale_id"], snapshot["sku"], totals)
+        except Exception as exc:  # noqa: BLE001 - one unreadable snapshot costs that snapshot, not the worker
+            log.error("snapshot skipped", error=repr(exc)[:300])
 
 
 # --- what this worker runs, by role (SALEPULSE_WORKER_ROLE) -----------------------------------------------------
@@ -471,4 +600,4 @@ if not settings.counts_velocity:
     app.agent(snapshots_topic, name="follow_velocity")(follow_velocity)
 app.timer(interval=10.0)(measure_lag)
 
-from salepulse.streams import views  # noqa: E402,F401  - registers the HTTP views on ``app``
+from salepulse.streams import buyer_views, views  # noqa: E402,F401,I001  - register the HTTP views (buyer_views: issue 15)

@@ -28,6 +28,7 @@ import httpx
 import numpy as np
 from tqdm import tqdm
 
+from salepulse.consumers.clickhouse_sink import FACTS_TABLE
 from salepulse.consumers.harness import Pipeline, wait_until
 from salepulse.consumers.publish import Pacer, Publisher
 from salepulse.schemas.codec import Codec
@@ -55,7 +56,7 @@ def per_call_us(fn: Callable[[], Any], calls: int) -> float:
 
 # --- 1. pure logic -------------------------------------------------------------------------------------------
 def bench_pure(quick: bool) -> dict[str, Any]:
-    from salepulse.consumers.evaluate_recommend import bench as preference_bench
+    from salepulse.consumers.bench_preferences import bench as preference_bench
     from salepulse.streams.forecast import DemandModel, ExpertPrior
     from salepulse.streams.velocity import extract_facts
 
@@ -83,7 +84,36 @@ def bench_pure(quick: bool) -> dict[str, Any]:
     }
     prefs = preference_bench(n_members=20_000 if quick else 100_000, calls=500 if quick else 2000, progress=False)
     result["preferences"] = prefs
+    result["presale"] = bench_presale()
     return result
+
+
+def bench_presale(n_skus: int = 5000, learned_sales: int = 400, seed: int = 0) -> dict[str, Any]:
+    """Pre-sale forecast and stocking plan of ``n_skus`` products by a desk that learned ``learned_sales`` sales
+    (issue 15 target: under 1 s). Synthetic outcomes: 6 buyers, 12 categories, lognormal sizes and errors."""
+    from salepulse.streams.presale import Outcome, PresaleDesk
+    from salepulse.streams.stocking import plan_line
+
+    rng = np.random.default_rng(seed)
+    desk = PresaleDesk()
+    buyers, cats = [f"b{i}" for i in range(6)], [f"c{i}" for i in range(12)]
+    outcomes = []
+    for s in range(learned_sales):
+        for k in range(30):
+            mean = float(rng.lognormal(3.0, 1.2))
+            outcomes.append(Outcome(f"s{s}", f"k{k}", round(mean * float(rng.lognormal(0.1, 0.4))),
+                                    float(rng.poisson(mean)), buyer_id=buyers[s % 6], category=cats[k % 12],
+                                    price=float(rng.lognormal(3.5, 0.6)), brand=f"br{s % 40}", sale_hours=24.0,
+                                    ended_ms=s))
+    desk.observe_many(outcomes)
+    items = [{"sale_id": "next", "sku": f"k{i}", "expert": float(rng.integers(1, 500)), "buyer_id": buyers[i % 6],
+              "category": cats[i % 12], "price": float(rng.lognormal(3.5, 0.6)), "brand": "br1", "sale_hours": 24.0}
+             for i in range(n_skus)]
+    started = time.perf_counter()
+    lines = [plan_line(f, 0.9) for f in desk.forecast_many(items)]
+    elapsed = time.perf_counter() - started
+    return {"skus": n_skus, "learned_outcomes": len(outcomes), "forecast_and_plan_ms": round(elapsed * 1e3, 1),
+            "planned_units": sum(line.quantity for line in lines)}
 
 
 # --- 2. velocity pipeline ------------------------------------------------------------------------------------
@@ -255,7 +285,7 @@ def bench_latency(bootstrap: str, dsn: str, state_dir: Path, rate: float, second
 
     def on_written(batch: Any) -> None:
         now = time.perf_counter()
-        event_ids = batch.columns.get("velocity_facts", [[]])[0]
+        event_ids = batch.columns.get(FACTS_TABLE, [[]])[0]
         for event_id in event_ids:
             if event_id.startswith(f"{tag}-v") and event_id not in visible:
                 visible[event_id] = now
@@ -481,12 +511,12 @@ def bench_sink(dsn: str, rows: int) -> dict[str, Any]:
     decoded = Batch()
     for data in messages:
         sink.absorb_value(decoded, data)
-    decoded_rows = list(zip(*decoded.columns["velocity_facts"], strict=True))
+    decoded_rows = list(zip(*decoded.columns[FACTS_TABLE], strict=True))
 
     batch_rows = Settings().sink_batch_rows
     started = time.perf_counter()
     for start in range(0, len(decoded_rows), batch_rows):
-        client.insert("velocity_facts", decoded_rows[start:start + batch_rows], column_names=FACT_COLUMNS)
+        client.insert(FACTS_TABLE, decoded_rows[start:start + batch_rows], column_names=FACT_COLUMNS)
     bare = len(decoded_rows) / (time.perf_counter() - started)
 
     # The sink's own path: decode each Kafka value into a batch's columns, write batches through
@@ -614,6 +644,8 @@ def render_markdown(r: dict[str, Any]) -> str:
         f"{_verdict((pipe['ratio_to_baseline'] or 0) >= 0.5)} |",
         f"| event → visible in ClickHouse p99 <= 2 s at 5,000/s | {_fmt(vis)} | "
         f"{_verdict(vis.get('p99', 1e9) <= 2000)} |",
+        f"| pre-sale forecast + plan of 5,000 skus < 1 s (pure) | {pure['presale']['forecast_and_plan_ms']} ms | "
+        f"{_verdict(pure['presale']['forecast_and_plan_ms'] < 1000)} |",
         f"| forecast update per order <= 50 µs (pure) | {pure['forecast_update_and_quantiles_us']} µs with quantiles, "
         f"{pure['forecast_update_us']} µs update only | {_verdict(pure['forecast_update_and_quantiles_us'] <= 50)} |",
         f"| order → forecast at GET /sales/{{id}} p99 <= 1 s | {_fmt(lat['order_to_sales_view_ms'])} | "

@@ -25,7 +25,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from salepulse.streams.logs import get_logger
+from salepulse.streams.poison import bounded_reason, catalog_problem
 from salepulse.streams.velocity import to_ms
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -71,9 +75,22 @@ class Catalog:
     product_sale: dict[str, str] = field(default_factory=dict)
     priors: dict[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
     stock: dict[str, Stock] = field(default_factory=dict)
+    outcomes: dict[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
+    """(sale_id, sku) -> ForecastOutcome of a finished sale: what the pre-sale desk learns from."""
     version: int = 0
+    rejected: int = 0
+    """Records skipped because live state could not use them (see :func:`~salepulse.streams.poison.catalog_problem`)."""
 
-    def apply(self, record_name: str, record: Mapping[str, Any]) -> None:
+    def apply(self, record_name: str, record: Mapping[str, Any]) -> str | None:
+        """Adopt one compacted record; returns why it was skipped, or None when it was applied.
+
+        >>> Catalog().apply("ExpertForecast", {"sale_id": "s1", "sku": "k1", "expected_units": float("inf")})
+        'expected_units: not a finite number (inf)'
+        """
+        problem = catalog_problem(record_name, record)
+        if problem:
+            self.rejected += 1
+            return problem
         if record_name == "Sale":
             sale_id = record["sale_id"]
             skus = []
@@ -87,14 +104,18 @@ class Catalog:
                                        to_ms(record["ends_at"]), tuple(skus))
         elif record_name == "ExpertForecast":
             self.priors[(record["sale_id"], record["sku"])] = dict(record)
+        elif record_name == "ForecastOutcome":
+            self.outcomes[(record["sale_id"], record["sku"])] = dict(record)
+            return  # the live forecasts do not depend on it: no need to invalidate their caches
         elif record_name == "StockLevel":
             eta = record.get("inbound_eta")
             self.stock[record["sku"]] = Stock(record["sku"], record["on_hand"], record.get("inbound", 0),
                                               None if eta is None else to_ms(eta),
                                               record.get("lead_time_hours", 24.0))
         else:
-            return
+            return None
         self.version += 1
+        return None
 
     def is_open(self, sale_id: str, now_ms: int) -> bool:
         sale = self.sales.get(sale_id)
@@ -177,11 +198,15 @@ class CatalogFollower:
                         continue
                     try:
                         name, record = self.decode(message.value())
-                    except ValueError:
+                        with self._lock:
+                            problem = self.catalog.apply(name, record)
+                    except Exception as exc:  # noqa: BLE001 - one bad record must not stop the whole catalogue
+                        problem = f"{type(exc).__name__}: {exc}"
+                    if problem:
                         self.errors += 1
-                        continue
-                    with self._lock:
-                        self.catalog.apply(name, record)
+                        log.warning("catalogue record skipped", topic=message.topic(),
+                                    partition=message.partition(), offset=message.offset(),
+                                    reason=bounded_reason(problem))
                 if not pending and not self.ready.is_set():
                     self.ready.set()
         finally:

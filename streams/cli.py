@@ -167,7 +167,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
-    from salepulse.consumers.replay import get_dataset, run_replay
+    from salepulse.consumers.replay import get_dataset, parse_speed, run_replay
     from salepulse.streams.topics import ensure_topics
 
     path = args.path if args.path is not None else settings.data_dir / get_dataset(args.dataset).relative_path
@@ -175,7 +175,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
                  "check`")
     require_kafka(settings)
     ensure_topics(settings)
-    speed = None if args.speed == "max" else float(args.speed)
+    speed = parse_speed(args.speed)
     report = run_replay(settings, args.dataset, args.path, speed=speed, limit=args.limit)
     _print_json(report.__dict__)
     return 0
@@ -221,9 +221,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     path = args.path
     if path is None and args.dataset != "simulated":
-        from salepulse.consumers.replay import get_dataset
+        from salepulse.consumers.data import dataset_path
 
-        path = settings.data_dir / get_dataset(args.dataset).relative_path
+        path = dataset_path(args.dataset, settings.data_dir)
     if path is not None:
         require_file(path, f"the {args.dataset} file", "give --path, set SALEPULSE_DATA_DIR, or see `salepulse data "
                      "check`")
@@ -235,8 +235,41 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     else:
         from salepulse.consumers.evaluate_recommend import print_table, run  # type: ignore[assignment]
 
-        result = run(args.dataset, path, args.json)
+        result = run(args.dataset, path, args.json, limit=args.limit, view_rate=args.view_rate)
     print_table(result)
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace, settings: Settings) -> int:
+    """The stocking plan of a sale: from a running worker's API, else from ClickHouse's ``plans`` table."""
+    import csv
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from salepulse.streams.buyer_desk import csv_lines, plan_from_rows
+
+    url = f"http://{settings.http_host}:{settings.http_port}/sales/{urllib.parse.quote(args.sale)}/plan"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            plan = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        print(json.loads(error.read()).get("error", str(error)), file=sys.stderr)
+        return 1
+    except OSError:  # no worker running: what the sink wrote
+        from salepulse.consumers.clickhouse import connect
+
+        result = connect(settings.clickhouse_dsn).query(
+            "SELECT * FROM plans FINAL WHERE sale_id = {sale:String} ORDER BY sku", parameters={"sale": args.sale})
+        plan = plan_from_rows(args.sale, [dict(zip(result.column_names, row, strict=True))
+                                          for row in result.result_rows])
+        if not plan["products"]:
+            print(f"no plan for sale {args.sale!r} (no worker at {url}, nothing in ClickHouse)", file=sys.stderr)
+            return 1
+    if args.csv:
+        csv.writer(sys.stdout).writerows(csv_lines(plan))
+    else:
+        _print_json(plan)
     return 0
 
 
@@ -244,6 +277,16 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     from salepulse.streams.bench import run_bench
 
     return run_bench(settings, output=args.output, quick=args.quick)
+
+
+def cmd_deadletters(args: argparse.Namespace, settings: Settings) -> int:
+    from salepulse.consumers import deadletters
+
+    if args.action == "tail":
+        return deadletters.print_letters(settings, args.n, args.json)
+    for row in deadletters.quarantine(settings, args.n):
+        _print_json(row)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -306,6 +349,13 @@ def build_parser() -> argparse.ArgumentParser:
     alerts_follow.add_argument("--from-beginning", action="store_true", help="a new group starts at the oldest alert")
     alerts_follow.set_defaults(func=cmd_alerts)
 
+    dead = sub.add_parser("deadletters", help="inputs the pipeline refused (dead letters) and rows ClickHouse refused")
+    dead.add_argument("action", choices=["tail", "quarantine"],
+                      help="tail: the last dead letters (Kafka); quarantine: the last quarantined rows (ClickHouse)")
+    dead.add_argument("-n", type=int, default=20, help="how many (per partition for tail)")
+    dead.add_argument("--json", action="store_true", help="tail: one JSON object per line")
+    dead.set_defaults(func=cmd_deadletters)
+
     demo = sub.add_parser("demo", help="broker + worker + sink + simulator, then a JSON summary")
     demo.add_argument("--duration", type=positive_float, default=60.0, help="seconds of production")
     demo.add_argument("--rate", type=positive_float, default=2000.0, help="events per second")
@@ -322,7 +372,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--path", type=Path, default=None)
     evaluate.add_argument("--json", type=Path, default=None)
     evaluate.add_argument("--score-from", default=None, help="YYYY-MM-DD (forecast only)")
+    evaluate.add_argument("--limit", type=int, default=None, help="first N events only (recommend only)")
+    evaluate.add_argument("--view-rate", type=float, default=None,
+                          help="share of novel views scored for discover (recommend only; default per dataset)")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    plan = sub.add_parser("plan", help="the stocking plan of a sale: units per sku (and warehouse) before it opens")
+    plan.add_argument("--sale", required=True)
+    plan.add_argument("--csv", action="store_true", help="one row per sku and warehouse, for a spreadsheet")
+    plan.set_defaults(func=cmd_plan)
 
     bench = sub.add_parser("bench", help="run the benchmarks and write BENCHMARKS.md")
     bench.add_argument("--output", type=Path, default=Path("BENCHMARKS.md"))

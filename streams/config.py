@@ -34,6 +34,8 @@ class Topics:
     snapshots: str = "velocity.snapshots"
     alerts: str = "replenishment.alerts"
     deadletter: str = "events.deadletter"
+    outcomes: str = "forecast.outcomes"
+    plans: str = "stock.plans"
 
     @property
     def events(self) -> tuple[str, str, str]:
@@ -42,7 +44,12 @@ class Topics:
     @property
     def compacted(self) -> tuple[str, ...]:
         """Topics that hold the latest value per key (catalogue, priors, stock)."""
-        return (self.sales, self.priors, self.stock)
+        return (self.sales, self.priors, self.stock, self.outcomes, self.plans)
+
+    @property
+    def followed(self) -> tuple[str, ...]:
+        """Compacted topics every worker reads whole: the catalogue, and the outcomes the pre-sale desk learns."""
+        return (self.sales, self.priors, self.stock, self.outcomes)
 
 
 # Passed through to every Kafka client as librdkafka / aiokafka settings; secrets come only from here.
@@ -100,6 +107,19 @@ class Settings:
     sink_flush_seconds: float = 1.0
     sink_metrics_port: int = 6067
     alert_probability: float = 0.8
+    # Poison-proofing (README, "Bad input"): output size, the stream clock's bound and the in-memory state caps.
+    max_message_bytes: int = 1_000_000
+    clock_skew_seconds: float = 300.0
+    max_live_sales: int = 5_000
+    max_unknown_sales: int = 200
+    sale_dedup_ids: int = 5_000
+    max_members: int = 50_000
+    plan_cost_ratio: float = 9.0
+    """SALEPULSE_PLAN_COST_RATIO: cost of a unit short over the cost of a unit left over; the stocking plan
+    positions the ratio / (1 + ratio) quantile of pre-sale demand (9 -> the 90 % quantile)."""
+    presale_prior_strength: float = 20.0
+    """SALEPULSE_PRESALE_PRIOR_STRENGTH: pseudo-forecasts pulling a buyer's (or a group's) correction toward the
+    pooled one while their record is short."""
     log_level: str = "INFO"
     log_format: str = "console"
     currency: str = "EUR"
@@ -170,6 +190,14 @@ class Settings:
             sink_flush_seconds=float(get("SALEPULSE_SINK_FLUSH_SECONDS", defaults.sink_flush_seconds)),
             sink_metrics_port=int(get("SALEPULSE_SINK_METRICS_PORT", defaults.sink_metrics_port)),
             alert_probability=float(get("SALEPULSE_ALERT_PROBABILITY", defaults.alert_probability)),
+            max_message_bytes=int(get("SALEPULSE_MAX_MESSAGE_BYTES", defaults.max_message_bytes)),
+            clock_skew_seconds=float(get("SALEPULSE_CLOCK_SKEW_SECONDS", defaults.clock_skew_seconds)),
+            max_live_sales=int(get("SALEPULSE_MAX_LIVE_SALES", defaults.max_live_sales)),
+            max_unknown_sales=int(get("SALEPULSE_MAX_UNKNOWN_SALES", defaults.max_unknown_sales)),
+            sale_dedup_ids=int(get("SALEPULSE_SALE_DEDUP_IDS", defaults.sale_dedup_ids)),
+            max_members=int(get("SALEPULSE_MAX_MEMBERS", defaults.max_members)),
+            plan_cost_ratio=float(get("SALEPULSE_PLAN_COST_RATIO", defaults.plan_cost_ratio)),
+            presale_prior_strength=float(get("SALEPULSE_PRESALE_PRIOR_STRENGTH", defaults.presale_prior_strength)),
             log_level=get("SALEPULSE_LOG_LEVEL", defaults.log_level).upper(),
             log_format=get("SALEPULSE_LOG_FORMAT", defaults.log_format),
             currency=_currency(get("SALEPULSE_CURRENCY", defaults.currency)),

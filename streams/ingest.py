@@ -28,6 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import groupby
 from typing import Any, Protocol
 
 from aiokafka.partitioner import murmur2
@@ -38,6 +39,14 @@ from salepulse.schemas.codec import Codec, DecodeError
 from salepulse.schemas.validation import problems
 from salepulse.streams.config import Settings
 from salepulse.streams.logs import get_logger
+from salepulse.streams.poison import (
+    DEFAULT_MESSAGE_BYTES,
+    FACT_OVERHEAD_BYTES,
+    dead_letter,
+    event_problem,
+    message_budget,
+    text_bytes,
+)
 from salepulse.streams.velocity import Fact, extract_facts, facts_by_sale, to_ms
 
 log = get_logger(__name__)
@@ -137,16 +146,19 @@ class BatchSplitter:
     {('events.browse', 0): 8}
     """
 
-    def __init__(self, codec: Codec, partitions: int, now_ms: Callable[[], int] | None = None) -> None:
+    def __init__(self, codec: Codec, partitions: int, now_ms: Callable[[], int] | None = None,
+                 max_message_bytes: int = DEFAULT_MESSAGE_BYTES) -> None:
         self.codec = codec
         self.partitions = partitions
         self.now_ms = now_ms or (lambda: int(time.time() * 1000))
+        self.budget = message_budget(max_message_bytes)
 
     def split(self, messages: Sequence[Message]) -> IngestBatch:
         out = IngestBatch()
         facts: list[tuple[Any, str, int]] = []
-        signals: dict[int, list[dict[str, Any]]] = {}
-        first_source: dict[int, tuple[str, int]] = {}
+        signals: dict[int, list[tuple[list[dict[str, Any]], int, str]]] = {}  # per event: signals, bytes, origin
+        sizes: dict[tuple[str, int], int] = {}
+        by_source: dict[tuple[str, int], Message] = {}
         for message in messages:
             topic, partition, offset = message.topic(), message.partition(), message.offset()
             out.last_offsets[(topic, partition)] = offset
@@ -158,39 +170,103 @@ class BatchSplitter:
             except ValueError as exc:
                 self._dead_letter(out, message, "validate", f"validate: {exc}")
                 continue
-            kind = RECORD_KIND[name]
-            out.kinds[kind] += 1
+            except Exception as exc:  # noqa: BLE001 - whatever a hostile record does to the decoder, it stops here
+                self._dead_letter(out, message, "decode", f"decode: {type(exc).__name__}: {exc}")
+                continue
             source = f"{topic}:{partition}"
-            facts.extend((fact, source, offset) for fact in extract_facts(name, record))
-            target = member_partition(record["member_id"], self.partitions)
-            signals.setdefault(target, []).extend(signals_of(kind, record))
-            first_source.setdefault(target, (source, offset))
+            try:
+                # What validation let through but the pipeline cannot carry (see salepulse.streams.poison).
+                problem = event_problem(name, record)
+                if problem:
+                    self._dead_letter(out, message, "limits", f"limits: {problem}")
+                    continue
+                kind = RECORD_KIND[name]
+                event_facts = extract_facts(name, record)
+                event_signals = signals_of(kind, record)
+                target = member_partition(record["member_id"], self.partitions)
+                fact_size, signal_size = output_bytes(record, event_facts, event_signals, source)
+                if max(fact_size, signal_size) > self.budget:
+                    self._dead_letter(out, message, "oversized",
+                                      f"oversized: its outputs (~{max(fact_size, signal_size)} bytes) would "
+                                      f"not fit one Kafka message (budget {self.budget})")
+                    continue
+            except Exception as exc:  # noqa: BLE001 - a record that breaks processing is dead-lettered, not fatal
+                self._dead_letter(out, message, "process", f"process: {type(exc).__name__}: {exc}")
+                continue
+            out.kinds[kind] += 1
+            by_source[(source, offset)] = message
+            sizes[(source, offset)] = fact_size
+            facts.extend((fact, source, offset) for fact in event_facts)
+            signals.setdefault(target, []).append((event_signals, signal_size, source))
+            out.signals_count += len(event_signals)
         out.facts_count = len(facts)
-        for sale_id, items in facts_by_sale(facts):
-            out.facts.append((sale_id, self.codec.encode("VelocityFacts", facts_record(sale_id, items))))
-        for target, items in signals.items():
-            out.signals_count += len(items)
-            source, offset = first_source[target]
-            record = {"event_id": f"{source}:{offset}:p{target}", "signals": items}
-            out.signals.append((target, self.codec.encode("MemberSignals", record)))
+        for sale_id, items in facts_by_sale(facts, max_bytes=self.budget, event_bytes=sizes):
+            out.facts.extend(self._encode_facts(out, sale_id, items, by_source))
+        for target, per_event in signals.items():
+            chunk: list[dict[str, Any]] = []
+            size, first = 0, per_event[0][2]
+            for event_signals, signal_size, source in per_event:
+                if chunk and size + signal_size > self.budget:
+                    out.signals.append((target, self._signals_message(target, chunk, first)))
+                    chunk, size, first = [], 0, source
+                chunk.extend(event_signals)
+                size += signal_size
+            out.signals.append((target, self._signals_message(target, chunk, first)))
         return out
+
+    def _encode_facts(self, out: IngestBatch, sale_id: str, items: list[tuple[Any, str, int]],
+                      by_source: dict[tuple[str, int], Message]) -> list[tuple[str, bytes]]:
+        """The facts message of one chunk; if it does not encode, each event on its own, dead-lettering those that
+        fail (a value the guard did not foresee must cost one event, not the worker)."""
+        try:
+            return [(sale_id, self.codec.encode("VelocityFacts", facts_record(sale_id, items)))]
+        except Exception:  # noqa: BLE001 - narrowed down below, event by event
+            pass
+        encoded: list[tuple[str, bytes]] = []
+        for (source, offset), event in groupby(items, key=lambda item: (item[1], item[2])):
+            event_items = list(event)
+            try:
+                encoded.append((sale_id, self.codec.encode("VelocityFacts", facts_record(sale_id, event_items))))
+            except Exception as exc:  # noqa: BLE001
+                out.facts_count -= len(event_items)
+                self._dead_letter(out, by_source[(source, offset)], "process", f"process: facts: {exc}")
+        return encoded
+
+    def _signals_message(self, target: int, chunk: list[dict[str, Any]], first: str) -> bytes:
+        """One MemberSignals message, named after its first event and its partition."""
+        return self.codec.encode("MemberSignals", {"event_id": f"{first}:p{target}", "signals": chunk})
 
     def _dead_letter(self, out: IngestBatch, message: Message, stage: str, reason: str) -> None:
         topic, partition, offset = message.topic(), message.partition(), message.offset()
-        key = message.key()
-        record = {
-            "event_id": f"{topic}:{partition}:{offset}",
-            "source_topic": topic,
-            "partition": partition,
-            "offset": offset,
-            "key": key,
-            "value": message.value() or b"",
-            "reason": reason,
-            "failed_at": self.now_ms(),
-        }
+        record = dead_letter(topic, partition, offset, message.key(), message.value(), stage, reason,
+                             self.now_ms())
         out.failures[stage] += 1
-        out.deadletters.append((key, self.codec.encode("DeadLetter", record)))
-        out.reasons.append((topic, partition, offset, reason))
+        out.deadletters.append((record["key"], self.codec.encode("DeadLetter", record)))
+        out.reasons.append((topic, partition, offset, record["reason"]))
+
+
+def output_bytes(record: dict[str, Any], facts: list[Fact], signals: list[dict[str, Any]],
+                 source: str) -> tuple[int, int]:
+    """Upper estimates of the bytes one event adds to its facts messages and to its signals message.
+
+    Per fact: its event id, sku, kind and source plus a fixed overhead; per signal: member, sale and sku plus the
+    same overhead. Browses and carts (one fact, one signal) take the short path: this runs for every event.
+
+    >>> from salepulse.streams.velocity import Fact
+    >>> f = Fact("b1", "s1", "k1", "view", 1, 0.0, 0)
+    >>> output_bytes({"event_id": "b1", "member_id": "m1"}, [f], [{"sale_id": "s1", "sku": "k1"}], "events.browse:0")
+    (88, 70)
+    """
+    eid, member = record["event_id"], record["member_id"]
+    fixed = (len(eid) if eid.isascii() else text_bytes(eid)) + len(source) + 5 + FACT_OVERHEAD_BYTES
+    per_signal = (len(member) if member.isascii() else text_bytes(member)) + FACT_OVERHEAD_BYTES
+    if len(facts) == 1 and len(signals) == 1:
+        sku, sale = facts[0].sku, signals[0]["sale_id"]
+        sku_b = len(sku) if sku.isascii() else text_bytes(sku)
+        return fixed + sku_b, per_signal + sku_b + (len(sale) if sale.isascii() else text_bytes(sale))
+    fact_size = sum(fixed + text_bytes(f.sku) for f in facts)
+    signal_size = sum(per_signal + text_bytes(s["sale_id"]) + text_bytes(s["sku"]) for s in signals)
+    return fact_size, signal_size
 
 
 def facts_record(sale_id: str, items: Sequence[tuple[Fact, str, int]]) -> dict[str, Any]:
@@ -240,7 +316,7 @@ class EventIngest:
                  on_batch: Callable[[IngestBatch], None], batch_size: int = 2000, commit_every: float = 1.0) -> None:
         self.settings = settings
         self.topics = settings.topics
-        self.splitter = BatchSplitter(codec, settings.partitions)
+        self.splitter = BatchSplitter(codec, settings.partitions, max_message_bytes=settings.max_message_bytes)
         self.on_batch = on_batch
         self.batch_size = batch_size
         self.commit_every = commit_every

@@ -3,25 +3,38 @@
 Pure logic between the agents and the views: the agents feed it counted facts and the stream clock; it answers
 with snapshots, alerts and the JSON of ``GET /sales`` and ``GET /sales/{id}``. No Kafka, no Faust.
 
-Clock: everything runs on *stream time*, the latest event time seen, so a replay of last year's data or a
-simulation running 60 times faster than real time forecasts exactly as it would have live.
+Clock: everything runs on *stream time* (:class:`salepulse.streams.clock.StreamClock`: a high percentile of recent
+event times, bounded by the wall clock plus a skew), so a replay of last year's data or a simulation running 60
+times faster than real time forecasts exactly as it would have live, and one event dated 2100 moves nothing.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from salepulse.streams.alerts import Alert, AlertPolicy, AlertStateMachine, assess
+from salepulse.streams.buyer_desk import sale_outcomes
 from salepulse.streams.catalog import Catalog, Sale
+from salepulse.streams.clock import StreamClock
 from salepulse.streams.forecast import DemandForecaster, DemandModel, ExpertPrior
 from salepulse.streams.velocity import Fact, SkuTotals
 
+MAX_DATETIME_MS = 253_402_300_799_999
+"""9999-12-31T23:59:59.999Z, the last instant a Python datetime holds."""
+
 
 def ms_to_dt(ms: int) -> datetime:
+    """A UTC datetime; times beyond what a datetime holds are clamped, so no answer fails on a stored time.
+
+    >>> ms_to_dt(9e15).year, ms_to_dt(-1e18).year
+    (9999, 1970)
+    """
+    ms = min(max(0, int(ms)), MAX_DATETIME_MS)
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
@@ -40,8 +53,14 @@ class Tracked:
 class LiveBoard:
     """Forecasts and alerts for every (sale, sku) this worker counts."""
 
-    def __init__(self, catalog: Catalog, model: DemandModel | None = None, alert_probability: float = 0.8) -> None:
+    def __init__(self, catalog: Catalog, model: DemandModel | None = None, alert_probability: float = 0.8,
+                 clock: StreamClock | None = None,
+                 corrected_prior: Callable[[str, str], ExpertPrior | None] | None = None) -> None:
         self.catalog = catalog
+        # buyer desk: the pre-sale correction of the expert's number, when one is learned (None: the raw number)
+        self.corrected_prior = corrected_prior
+        self.finished_outcomes: list[dict[str, Any]] = []
+        """ForecastOutcome records of the sales this worker counted and saw end, to be sent (buyer desk)."""
         self.model = model or DemandModel()
         self.alerts = AlertStateMachine()
         self.alert_probability = alert_probability
@@ -53,7 +72,13 @@ class LiveBoard:
         self.active: dict[str, set[str]] = {}
         """sale_id -> skus with counted facts: what the clock-driven work iterates, not the whole catalogue."""
         self._forecast_cache: dict[tuple[str, str], tuple[tuple[Any, ...], dict[str, Any]]] = {}
-        self.stream_ms = 0
+        self.clock = clock or StreamClock()
+        self.finish_failures = 0
+
+    @property
+    def stream_ms(self) -> int:
+        """Stream time: see :mod:`salepulse.streams.clock` (advanced lazily, when read after new facts)."""
+        return self.clock.advance()
 
     # --- feeding -----------------------------------------------------------------------------------------
     def observe(self, totals: SkuTotals, fact: Fact) -> None:
@@ -65,7 +90,7 @@ class LiveBoard:
         tracked = self._tracked(key, sale) if fact.kind == "order" else None
         self.totals[key] = totals
         self.active.setdefault(fact.sale_id, set()).add(fact.sku)
-        self.stream_ms = max(self.stream_ms, fact.ts_ms)
+        self.clock.observe(fact.ts_ms)
         if tracked is None or sale is None:
             return
         at = sale.elapsed_fraction(fact.ts_ms)
@@ -78,7 +103,7 @@ class LiveBoard:
         """Adopt totals recovered from the changelog after a restart; the forecaster is rebuilt from them."""
         self.totals[(sale_id, sku)] = totals
         self.active.setdefault(sale_id, set()).add(sku)
-        self.stream_ms = max(self.stream_ms, totals.last_ms)
+        self.clock.observe(totals.last_ms)
 
     def _tracked(self, key: tuple[str, str], sale: Sale | None) -> Tracked | None:
         """The forecaster of ``key``, (re)built when missing or when the buyer revised the forecast."""
@@ -91,6 +116,8 @@ class LiveBoard:
             return tracked
         product = self.catalog.products.get(key)
         expert = ExpertPrior(prior["expected_units"], prior.get("low"), prior.get("high")) if prior else None
+        if expert is not None and self.corrected_prior is not None:
+            expert = self.corrected_prior(*key) or expert  # the live posterior starts from the corrected prior
         forecaster = self.model.start(key[0], key[1], category=product.category if product else None,
                                       expert=expert, price=product.price if product else None)
         totals = self.totals.get(key)
@@ -217,17 +244,36 @@ class LiveBoard:
         ended = [s for s in self.catalog.all_sales() if s.ends_ms <= self.stream_ms and s.sale_id not in
                  self.finished]
         for sale in ended:
+            if sale.sale_id in self.active:  # counted here (one sale, one partition): its outcomes are ours to send
+                self.finished_outcomes.extend(self._sale_outcomes(sale))
             for sku in sale.skus:
-                tracked = self.tracked.get((sale.sale_id, sku))
+                # Per-sale caches go with the sale (bounded state); the totals stay for /sales/{id}.
+                tracked = self.tracked.pop((sale.sale_id, sku), None)
                 if tracked is not None:
                     product = self.catalog.products.get((sale.sale_id, sku))
-                    self.model.finish(tracked.forecaster, price=product.price if product else None)
+                    try:
+                        self.model.finish(tracked.forecaster, price=product.price if product else None)
+                    except (ArithmeticError, ValueError):  # one odd sku must not keep its sale from finishing
+                        self.finish_failures += 1
                 self.open_alerts.pop((sale.sale_id, sku), None)
                 self.alerts.forget(sale.sale_id, sku)
                 self._forecast_cache.pop((sale.sale_id, sku), None)
             self.active.pop(sale.sale_id, None)
+            self.velocity_history.pop(sale.sale_id, None)
             self.finished.add(sale.sale_id)
         return [s.sale_id for s in ended]
+
+    def _sale_outcomes(self, sale: Sale) -> list[dict[str, Any]]:
+        def units(sku: str) -> float:
+            return float(self.totals.get((sale.sale_id, sku), SkuTotals()).units)
+
+        def sold_out(sku: str) -> bool:
+            tracked = self.tracked.get((sale.sale_id, sku))
+            on_hand = self.catalog.on_hand(sale.sale_id, sku)
+            return (tracked is not None and tracked.forecaster.stockout_fraction is not None) or (
+                on_hand is not None and units(sku) >= on_hand)
+
+        return sale_outcomes(self.catalog, sale, units, sold_out)
 
     def open_active(self) -> list[tuple[str, str]]:
         """(sale, sku) pairs with counted facts whose sale is open at stream time."""

@@ -26,11 +26,14 @@ False
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, NamedTuple
+
+from salepulse.streams.poison import fact_bytes, message_budget
 
 HOUR_MS = 3_600_000
 MINUTE_MS = 60_000
@@ -116,6 +119,21 @@ class SkuTotals:
 
 
 TOTALS_FIELDS = tuple(f.name for f in fields(SkuTotals))
+DEDUP_IDS = 5_000
+"""Default of ``SALEPULSE_SALE_DEDUP_IDS``: order and cart identities remembered per sale (about 100 KB of state)."""
+
+
+def fact_identity(fact: Fact) -> str:
+    """What makes two facts the same: kind, event id and sku, never the arrival time (hashed: ids can be long).
+
+    >>> fact_identity(Fact("o1", "s1", "k1", "order", 1, 1.0, 0)) == fact_identity(Fact("o1", "s1", "k1", "order",
+    ...                                                                                  1, 1.0, 99))
+    True
+    >>> len(fact_identity(Fact("o1" * 1000, "s1", "k1", "order", 1, 1.0, 0)))
+    16
+    """
+    return hashlib.blake2b(f"{fact.kind}\x1f{fact.event_id}\x1f{fact.sku}".encode("utf-8", "surrogatepass"),
+                           digest_size=8).hexdigest()
 
 
 @dataclass
@@ -127,15 +145,30 @@ class SaleState:
     applied: dict[str, int] = field(default_factory=dict)
     """Last counted offset per source ``topic:partition``."""
     version: int = 0
+    recent_ids: dict[str, None] = field(default_factory=dict)
+    """Identities of the latest orders and carts counted, oldest first (an insertion-ordered set)."""
 
-    def apply(self, fact: Fact, source: str, offset: int) -> bool:
-        """Count ``fact`` unless an event at this source offset or later was already counted; True if counted.
+    def apply(self, fact: Fact, source: str, offset: int, max_ids: int = DEDUP_IDS) -> bool:
+        """Count ``fact`` unless it was already counted; True if counted.
 
-        Facts of one source partition reach this state in offset order (one key, one partition, one producer), so
-        the high-water offset is an exact, constant-size replacement for a set of seen event ids.
+        Two checks. **Redelivery**: an event at this source offset or earlier was already counted. Facts of one
+        source partition reach this state in offset order (one key, one partition, one producer), so the
+        high-water offset is exact and constant-size. **Retry**: the same order or cart (kind, event id, sku) was
+        sent again, so it has a new offset; the ids of the last ``max_ids`` orders and carts of this sale are kept
+        (hashed, 16 hex characters each) to catch that. A retry comes seconds or minutes after the original, so
+        the most recent few thousand per sale cover it while keeping the state, and its changelog record, small;
+        the ids go with the sale's state when the sale is evicted. Views are not remembered: they are hundreds
+        of times more numerous and a doubled view moves no forecast. ClickHouse dedups every kind exactly.
         """
         if offset <= self.applied.get(source, -1):
             return False
+        if fact.kind != "view":
+            identity = fact_identity(fact)
+            if identity in self.recent_ids:
+                return False
+            self.recent_ids[identity] = None
+            while len(self.recent_ids) > max_ids:
+                del self.recent_ids[next(iter(self.recent_ids))]
         self.skus.setdefault(fact.sku, SkuTotals()).add(fact)
         return True
 
@@ -153,6 +186,7 @@ class SaleState:
             "skus": {sku: [getattr(totals, name) for name in TOTALS_FIELDS] for sku, totals in self.skus.items()},
             "applied": self.applied,
             "version": self.version,
+            "ids": list(self.recent_ids),
         }
 
     @classmethod
@@ -164,37 +198,48 @@ class SaleState:
                   for sku, values in data["skus"].items()},
             applied=dict(data["applied"]),
             version=data["version"],
+            recent_ids=dict.fromkeys(data.get("ids", ())),
         )
 
 
-MAX_FACTS_PER_MESSAGE = 3000
-"""Keeps a facts message far below Kafka's 1 MB default (~70 bytes a fact): a batch of wholesale invoices with
-hundreds of lines each once made a single message of a weekly sale over 1 MB."""
-
-
 def facts_by_sale(
-    facts: Iterable[tuple[Fact, str, int]], max_facts: int = MAX_FACTS_PER_MESSAGE
+    facts: Iterable[tuple[Fact, str, int]], max_bytes: int | None = None,
+    event_bytes: Mapping[tuple[str, int], int] | None = None,
 ) -> list[tuple[str, list[tuple[Fact, str, int]]]]:
-    """Group ``(fact, source, offset)`` by sale, in order, as ``(sale_id, chunk)`` messages.
+    """Group ``(fact, source, offset)`` by sale, in order, as ``(sale_id, chunk)`` messages of at most ``max_bytes``
+    (by estimate, :func:`salepulse.streams.poison.fact_bytes`; default half of Kafka's 1 MB message limit).
 
+    Chunked by bytes, not by count: 3,000 facts with 500,000-character ids once made one message of hundreds of MB.
     A chunk never splits the facts of one event: ``sale_state`` closes each message's source offsets when it has
-    applied it, so a second message carrying the rest of an event would be skipped as a redelivery.
+    applied it, so a second message carrying the rest of an event would be skipped as a redelivery. The ingest
+    dead-letters an event whose facts alone exceed the budget, so no chunk does. ``event_bytes`` (per (source,
+    offset): the event's facts' size, over all its sales) saves estimating again what the ingest already did.
 
     >>> f = [(Fact(f"o{i}", "s1", f"k{j}", "order", 1, 1.0, 0), "t:0", i) for i in range(3) for j in range(2)]
-    >>> [(sale, [offset for _, _, offset in chunk]) for sale, chunk in facts_by_sale(f, max_facts=3)]
+    >>> [(sale, [offset for _, _, offset in chunk]) for sale, chunk in facts_by_sale(f, max_bytes=400)]
     [('s1', [0, 0, 1, 1]), ('s1', [2, 2])]
     """
+    budget = message_budget() if max_bytes is None else max_bytes
     grouped: dict[str, list[tuple[Fact, str, int]]] = {}
     for item in facts:
         grouped.setdefault(item[0].sale_id, []).append(item)
     messages: list[tuple[str, list[tuple[Fact, str, int]]]] = []
     for sale_id, items in grouped.items():
+        events: list[list[tuple[Fact, str, int]]] = []
+        for item in items:  # one event's facts are adjacent: extract_facts emits them together
+            if not events or (item[1], item[2]) != (events[-1][-1][1], events[-1][-1][2]):
+                events.append([])
+            events[-1].append(item)
         chunk: list[tuple[Fact, str, int]] = []
-        for item in items:
-            starts_new_event = not chunk or (item[1], item[2]) != (chunk[-1][1], chunk[-1][2])
-            if starts_new_event and len(chunk) >= max_facts:
+        size = 0
+        for event in events:
+            known = None if event_bytes is None else event_bytes.get((event[0][1], event[0][2]))
+            this = known if known is not None else sum(fact_bytes(f.event_id, f.sku, f.kind, source)
+                                                       for f, source, _ in event)
+            if chunk and size + this > budget:
                 messages.append((sale_id, chunk))
-                chunk = []
-            chunk.append(item)
+                chunk, size = [], 0
+            chunk.extend(event)
+            size += this
         messages.append((sale_id, chunk))
     return messages

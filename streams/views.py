@@ -24,6 +24,7 @@ from faust.web import Request, Response, View
 
 from salepulse.schemas.json_input import InputError, parse_event, parse_forecast
 from salepulse.streams.app import (
+    _sale_cache,
     alerts_sent,
     app,
     board,
@@ -188,6 +189,11 @@ class Stats(View):
             "processed_offsets": processed_offsets,
             "open_sales": len(catalog.open_sales(board.stream_ms)) if board.stream_ms else 0,
             "stream_time": _stream_time(),
+            # Poison-proofing (streams/clock.py, streams/bounded.py): event times too far ahead to be "now",
+            # catalogue records skipped, sales kept in memory.
+            "clock_ignored": board.clock.ignored,
+            "catalog_rejected": catalog.rejected,
+            "sales_cached": len(_sale_cache),
         })
 
 
@@ -280,7 +286,8 @@ def product_candidates(sale_id: str, now_ms: int) -> ProductCandidates:
 
 
 def _ranked(items: list[Any]) -> list[dict[str, Any]]:
-    return [{"id": item.id, "score": round(float(item.score), 6), "reason": item.reason} for item in items]
+    return [{"id": item.id, "score": round(float(item.score), 6), "reason": item.reason, "part": item.part}
+            for item in items]
 
 
 def routed_by_member(fun: Any) -> Any:
@@ -320,7 +327,9 @@ class MemberProducts(View):
             raise HTTPProblem(404, f"sale {sale_id!r} is not open now")
         state = members.get(member_id)
         ranked = preferences.rank_products(state, product_candidates(sale_id, now), k=k, now_ms=now)
-        items = [{"sku": r["id"], "score": r["score"], "reason": r["reason"]} for r in _ranked(ranked)]
+        # one ranking in two parts: "again" (the member's own items) then "new" (new for you)
+        items = [{"sku": r["id"], "score": r["score"], "reason": r["reason"], "part": r["part"]}
+                 for r in _ranked(ranked)]
         return self.json({"member_id": member_id, "sale_id": sale_id, "known_member": not state.is_cold,
                           "items": items})
 

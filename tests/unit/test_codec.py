@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import pytest
 
@@ -88,3 +89,37 @@ def test_schemas_check_passes() -> None:
     report = check_all()
     assert report.ok, report.lines
     assert len(report.lines) == len(Codec().types)
+
+
+def _old_expert_forecast_codec(tmp_path: Any, registry_url: str | None = None) -> Codec:
+    """A producer still on the first ExpertForecast contract (no ``buyer_id``)."""
+    from salepulse.schemas.codec import SCHEMA_DIR
+
+    (tmp_path / "ExpertForecast.avsc").write_text((SCHEMA_DIR / "history" / "ExpertForecast.v1.avsc").read_text())
+    return Codec(registry_url, schema_dir=tmp_path)
+
+
+OLD_FORECAST = {k: v for k, v in SAMPLES["ExpertForecast"].items() if k != "buyer_id"}
+
+
+def test_expert_forecasts_written_before_buyer_id_still_decode_single_object(tmp_path: Any) -> None:
+    old = _old_expert_forecast_codec(tmp_path)
+    data = old.encode("ExpertForecast", OLD_FORECAST)
+    current = Codec()
+    assert data[2:10] != current.types["ExpertForecast"].fingerprint  # really the old contract on the wire
+    name, record = current.decode(data)
+    assert (name, record["expected_units"], record["buyer_id"]) == ("ExpertForecast", 250.0, None)
+    assert current.decode(data, timestamps="ms")[1]["submitted_at"] == OLD_FORECAST["submitted_at"]
+
+
+def test_expert_forecasts_written_before_buyer_id_still_decode_through_the_registry(tmp_path: Any) -> None:
+    old = _old_expert_forecast_codec(tmp_path, "mock://salepulse-old-forecasts")
+    data = old.encode("ExpertForecast", OLD_FORECAST)
+    assert data[0] == 0
+    current = Codec("mock://salepulse-old-forecasts")
+    current.__dict__["_registry"] = old._registry  # a mock registry lives in its client: share it like a server
+    name, record = current.decode(data)
+    assert (name, record["author"], record["buyer_id"]) == ("ExpertForecast", "buyer-anna", None)
+    new = current.encode("ExpertForecast", SAMPLES["ExpertForecast"])
+    assert new[1:5] != data[1:5]  # the new contract registered as a new version of the subject
+    assert current.decode(new)[1]["buyer_id"] == "buyer-anna"

@@ -33,6 +33,6 @@ def test_a_sold_out_product_makes_the_sale_out_of_stock_not_covered() -> None:
 
 def test_a_sale_with_nothing_sold_is_quiet() -> None:
     board, _ = board_with_sale(stock=100, prior=10.0)
-    board.stream_ms = START + HOUR  # the sale is open, nobody bought
+    board.clock.observe(START + HOUR)  # the sale is open, nobody bought
     sale = dashboard_payload(board, 0)["sales"][0]
     assert sale["units"] == 0 and sale["quiet"] is True and sale["coverage"] == "covered"

@@ -11,6 +11,10 @@ MODULES = [
     "salepulse.schemas.codec", "salepulse.schemas.validation", "salepulse.schemas.json_input",
     "salepulse.streams.config", "salepulse.streams.velocity", "salepulse.streams.metrics", "salepulse.streams.catalog",
     "salepulse.consumers.priors", "salepulse.consumers.publish",
+    "salepulse.consumers.data", "salepulse.consumers.data.common", "salepulse.consumers.data.csvio",
+    "salepulse.consumers.data.rees46", "salepulse.consumers.data.taobao", "salepulse.consumers.data.online_retail",
+    "salepulse.consumers.recommend_baselines", "salepulse.consumers.evaluate_recommend",
+    "salepulse.streams.presale", "salepulse.streams.stocking", "salepulse.streams.buyer_desk",
     "salepulse.consumers.datasets", "salepulse.streams.preflight", "salepulse.streams.dashboard",
     "salepulse.streams.demo", "salepulse.streams.cli",
 ]

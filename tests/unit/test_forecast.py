@@ -256,9 +256,11 @@ def test_run_on_synthetic_online_retail(tmp_path: Path) -> None:
     assert data["dataset"] == "online-retail"
     assert data["checkpoints"] == [0.1, 0.25, 0.5]
     assert data["series"] == res["series"] == 3 * (14 - 8)
-    for key in ("prior", "velocity", "blended"):
-        assert set(data["wape"][key]) == {"0.1", "0.25", "0.5"}
-    assert set(data["bias"]["blended"]) == {"0.1", "0.25", "0.5"}
+    assert set(data["wape"]["velocity"]) == {"0.1", "0.25", "0.5"}
+    for key in ("prior", "blended"):  # "0": the pre-sale forecast (raw expert / corrected p50), issue 15
+        assert set(data["wape"][key]) == {"0", "0.1", "0.25", "0.5"}
+    assert set(data["bias"]["blended"]) == {"0", "0.1", "0.25", "0.5"}
+    assert data["presale"]["series"] == data["series"] and 0.0 <= data["plan"]["service_level_achieved"] <= 1.0
     assert all(0.0 <= v <= 1.0 for v in data["coverage_p10_p90"].values())
     later = run("online-retail", path, None, score_from=start.date() + timedelta(days=7 * 12), progress=False)
     assert later["series"] == 3 * 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import importlib
 import random
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 
 import salepulse.streams.preferences as prefs
 from salepulse.streams.preferences import (
+    AGAIN_OFFSET,
     PRODUCT_FEATURES,
     SALE_FEATURES,
     DecayedCounter,
@@ -46,9 +48,12 @@ def _ev(member: str, sku: str, kind: str = "browse", dt_s: float = 0.0, **kw) ->
 
 
 def test_doctests() -> None:
-    res = doctest.testmod(prefs, optionflags=doctest.ELLIPSIS)
-    assert res.attempted > 15
-    assert res.failed == 0
+    attempted = failed = 0
+    for name in ("state", "covisit", "candidates", "ranker", "model"):
+        res = doctest.testmod(importlib.import_module(f"{prefs.__name__}.{name}"), optionflags=doctest.ELLIPSIS)
+        attempted, failed = attempted + res.attempted, failed + res.failed
+    assert attempted > 15
+    assert failed == 0
 
 
 # ---------------------------------------------------------------------------- features / weights
@@ -282,11 +287,12 @@ def _slow_product_score(
     pop: float,
     max_pop: float,
 ) -> float:
+    """One candidate's score from the feature definitions, key by key (no arrays)."""
     w = pm.ranker.product_weights
 
-    def rel(counter: DecayedCounter, key: str) -> float:
-        top = max(counter.weights.values(), default=0.0)
-        return counter.weights.get(key, 0.0) / top if top > 0 else 0.0
+    def rel(weights: dict[str, float], key: str) -> float:
+        top = max(weights.values(), default=0.0)
+        return weights.get(key, 0.0) / top if top > 0 else 0.0
 
     top_items = st.items.top(10)
     vmax = top_items[0][1] if top_items else 0.0
@@ -296,17 +302,27 @@ def _slow_product_score(
             continue
         norm += v / vmax
         num += (v / vmax) * pm.ranker.covisit.conditional(item, sku)
+    touched = st.touched()
+    cats = st.recent_categories
+    cat_recent = 1.0 / (1 + cats.index(cat)) if cat in cats else 0.0
+    pop_f = np.log1p(pop) / np.log1p(max_pop) if max_pop > 0 else 0.0
     feats = {
-        "seen": rel(st.items, sku),
+        "recency": 1.0 / (1 + touched.index(sku)) if sku in touched else 0.0,
+        "seen": rel(st.items.weights, sku),
         "cart": 1.0 if sku in st.cart else 0.0,
         "covisit": num / norm if norm else 0.0,
-        "category": rel(st.categories, cat),
-        "brand": rel(st.brands, brand),
-        "brand_ordered": rel(st.ordered_brands, brand),
-        "band": rel(st.bands, price_band(price)),
-        "pop": np.log1p(pop) / np.log1p(max_pop) if max_pop > 0 else 0.0,
+        "session": rel(pm.ranker.sessions.scores(st.session_items()), sku),
+        "category": rel(st.categories.weights, cat),
+        "category_recent": cat_recent,
+        "category_trend": cat_recent * (1 + pop_f) / 2,
+        "brand": rel(st.brands.weights, brand),
+        "brand_ordered": rel(st.ordered_brands.weights, brand),
+        "band": rel(st.bands.weights, price_band(price)),
+        "pop": pop_f,
     }
-    return sum(w[f] * feats[f] for f in PRODUCT_FEATURES)
+    if sku in touched:
+        return AGAIN_OFFSET + sum(v * feats[f.split(".", 1)[1]] for f, v in w.items() if f.startswith("again."))
+    return sum(v * feats[f.split(".", 1)[1]] for f, v in w.items() if f.startswith("new."))
 
 
 def test_vectorised_product_scoring_equals_reference() -> None:
@@ -338,8 +354,9 @@ def test_vectorised_product_scoring_equals_reference() -> None:
         [float(rng.randrange(10)) for _ in range(30)],
     )
     for st in list(states.values())[:5]:
-        sc, x = pm.ranker.score_products(st, c)
-        pm.ranker.learn_products(x, sc, [rng.randrange(30)])
+        _, cols = pm.ranker.score_products(st, c)
+        pm.ranker.learn_products(cols, [rng.randrange(30)])
+    assert pm.ranker.product_weights != PreferenceModel().ranker.product_weights
     st = states["m1"]
     fast, _ = pm.ranker.score_products(st, c)
     max_pop = float(c.popularity.max())
