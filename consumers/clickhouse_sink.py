@@ -18,6 +18,7 @@ Guarantees, in order of importance:
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from bisect import bisect_right
@@ -194,6 +195,9 @@ class ClickHouseSink:
                                                 "Rows or records ClickHouse refused for their values, quarantined.",
                                                 ["table"])
         self._client: Any = None
+        # clickhouse-connect logs a full traceback for every column it fails to serialise; bisecting one bad row
+        # makes a dozen. The sink logs each refusal itself ("rows quarantined", with the reason).
+        logging.getLogger("clickhouse_connect.driver.transform").setLevel(logging.CRITICAL)
 
     @property
     def client(self) -> Any:

@@ -62,20 +62,26 @@ class Publisher:
         self.units = 0
         self._errors: list[str] = []
 
-    def send(self, kind: str, record: Mapping[str, Any]) -> None:
+    def send(self, kind: str, record: Mapping[str, Any], *, headers: list[tuple[str, bytes]] | None = None,
+             on_delivery: Callable[[Any, Any], None] | None = None) -> None:
+        """Encode and produce one record; ``on_delivery(err, msg)`` replaces the shared error tracking of
+        :meth:`flush` for callers that need each message's outcome (the HTTP collector)."""
         route = ROUTES[kind]
-        self.send_raw(route.topic(self.settings.topics), self.codec.encode(route.record, record), route.key(record))
+        self.send_raw(route.topic(self.settings.topics), self.codec.encode(route.record, record), route.key(record),
+                      headers=headers, on_delivery=on_delivery)
         self.sent[kind] += 1
         if kind == "order":
             self.units += sum(line["quantity"] for line in record["lines"])
 
-    def send_raw(self, topic: str, value: bytes, key: str | bytes | None = None, partition: int = -1) -> None:
+    def send_raw(self, topic: str, value: bytes, key: str | bytes | None = None, partition: int = -1, *,
+                 headers: list[tuple[str, bytes]] | None = None,
+                 on_delivery: Callable[[Any, Any], None] | None = None) -> None:
         """Produce already-encoded bytes (also used to inject malformed input in tests and demos); ``partition``
         -1 lets the key choose."""
         while True:
             try:
-                self.producer.produce(topic, value=value, key=key, partition=partition,
-                                      on_delivery=self._on_delivery)
+                self.producer.produce(topic, value=value, key=key, partition=partition, headers=headers,
+                                      on_delivery=on_delivery or self._on_delivery)
                 break
             except BufferError:
                 self.producer.poll(0.05)  # local queue full: let librdkafka drain, then retry

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from salepulse.schemas import limits
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -78,6 +80,10 @@ def _currency(value: str) -> str:
     if len(code) != 3 or not code.isalpha():
         raise ValueError(f"SALEPULSE_CURRENCY={value!r} is not a three-letter ISO 4217 code such as EUR or USD")
     return code
+def _switch(variable: str, value: str) -> bool:
+    if value.lower() not in ("on", "off", "true", "false", "1", "0"):
+        raise ValueError(f"{variable}={value!r} is not on or off")
+    return value.lower() in ("on", "true", "1")
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,12 @@ class Settings:
     """SALEPULSE_WORKER_ROLE: ``all`` (one process does everything), or ``velocity`` / ``preferences`` to run the
     two workloads as separate, separately scaled workers."""
     api_token: str | None = None
+    read_token: str | None = None
+    """SALEPULSE_READ_TOKEN: when set (or when SALEPULSE_API_TOKEN is), ``/members/…`` needs one of the two."""
+    event_time_window: bool = True
+    """SALEPULSE_EVENT_TIME_WINDOW (on/off): the collector refuses events outside the live window below."""
+    event_max_age_s: float = limits.DEFAULT_MAX_EVENT_AGE_MS / 1000
+    event_max_lead_s: float = limits.DEFAULT_MAX_EVENT_LEAD_MS / 1000
     max_body_bytes: int = 1_048_576
     sink_batch_rows: int = 20_000
     sink_flush_seconds: float = 1.0
@@ -185,6 +197,10 @@ class Settings:
             worker_role=_one_of("SALEPULSE_WORKER_ROLE", get("SALEPULSE_WORKER_ROLE", defaults.worker_role),
                                 WORKER_ROLES),
             api_token=get("SALEPULSE_API_TOKEN") or None,
+            read_token=get("SALEPULSE_READ_TOKEN") or None,
+            event_time_window=_switch("SALEPULSE_EVENT_TIME_WINDOW", get("SALEPULSE_EVENT_TIME_WINDOW", "on")),
+            event_max_age_s=float(get("SALEPULSE_EVENT_MAX_AGE_S", defaults.event_max_age_s)),
+            event_max_lead_s=float(get("SALEPULSE_EVENT_MAX_LEAD_S", defaults.event_max_lead_s)),
             max_body_bytes=int(get("SALEPULSE_MAX_BODY_BYTES", defaults.max_body_bytes)),
             sink_batch_rows=int(get("SALEPULSE_SINK_BATCH_ROWS", defaults.sink_batch_rows)),
             sink_flush_seconds=float(get("SALEPULSE_SINK_FLUSH_SECONDS", defaults.sink_flush_seconds)),

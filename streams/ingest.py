@@ -4,7 +4,7 @@ Topology::
 
     events.browse ─┐                           ┌─> velocity.facts    (key sale_id; one message per sale and batch)
     events.cart  ──┼─ EventIngest ─────────────┼─> member.signals    (member's partition; one per partition, batch)
-    events.order ─┘  (confluent-kafka, thread) └─> events.deadletter (original bytes + reason)
+    events.order ─┘  (confluent-kafka, thread) └─> events.deadletter (stage, reason, 1 KB excerpt, SHA-256)
 
 Two reasons this stage is a confluent-kafka consumer inside the worker rather than a Faust agent:
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hmac
 import json
 import mimetypes
 import time
@@ -22,7 +21,8 @@ from typing import Any
 import numpy as np
 from faust.web import Request, Response, View
 
-from salepulse.schemas.json_input import InputError, parse_event, parse_forecast
+from salepulse.consumers.publish import ROUTES, Publisher
+from salepulse.streams import collector
 from salepulse.streams.app import (
     _sale_cache,
     alerts_sent,
@@ -46,14 +46,13 @@ from salepulse.streams.app import (
 )
 from salepulse.streams.dashboard import dashboard_payload
 from salepulse.streams.live import ms_to_dt
+from salepulse.streams.logs import get_logger
 from salepulse.streams.preferences import ProductCandidates, SaleCandidates
 
+log = get_logger(__name__)
 WEB_DIR = Path(__file__).parent / "web"
-MAX_BATCH = 10_000
-EVENT_TOPICS = {kind: app.topic(name, value_type=bytes, key_type=bytes) for kind, name in
-                (("browse", settings.topics.browse), ("cart", settings.topics.cart), ("order", settings.topics.order))}
-PRIORS_TOPIC = app.topic(settings.topics.priors, value_type=bytes, key_type=bytes)
-RECORDS = {"browse": "BrowseEvent", "cart": "CartEvent", "order": "OrderEvent"}
+for _warning in collector.security_warnings(settings.api_token, settings.read_token, settings.http_host):
+    log.warning(f"SECURITY: {_warning}")
 http_requests = metrics.counter("salepulse_http_requests_total", "HTTP requests, by route and status.",
                                 ["route", "status"])
 collector_events = metrics.counter("salepulse_collector_events_total", "Events posted, by outcome.", ["outcome"])
@@ -65,43 +64,69 @@ class HTTPProblem(Exception):
         self.status, self.message, self.problems = status, message, problems
 
 
-def _authorize(request: Request) -> None:
-    if not settings.api_token:
-        return
-    header = request.headers.get("Authorization", "")
-    if not header.startswith("Bearer ") or not hmac.compare_digest(header[7:], settings.api_token):
-        raise HTTPProblem(401, "this endpoint needs 'Authorization: Bearer <SALEPULSE_API_TOKEN>'")
+def _authorize(request: Request, reading: bool = False) -> None:
+    """Writes need the write token; member reads the read token or the write token (when either is set)."""
+    tokens = [settings.api_token, settings.read_token] if reading else [settings.api_token]
+    refusal = collector.authorize(request.headers.get("Authorization"), tokens,
+                                  "member endpoints" if reading else "writes")
+    if refusal is not None:
+        raise HTTPProblem(refusal.status, refusal.body["error"])
 
 
-async def _json_body(request: Request) -> Any:
-    length = request.content_length
-    if length is not None and length > settings.max_body_bytes:
-        raise HTTPProblem(413, f"body of {length} bytes is over the {settings.max_body_bytes}-byte limit; "
-                               f"send smaller batches")
-    body = await request.read()
-    if len(body) > settings.max_body_bytes:
-        raise HTTPProblem(413, f"body is over the {settings.max_body_bytes}-byte limit; send smaller batches")
+async def _body(request: Request) -> bytes:
+    """The request body, read at most ``max_body_bytes`` far whatever Content-Length says (chunked, gzip)."""
+    refusal = collector.content_type_problem(request.headers.get("Content-Type"))
+    if refusal is not None:
+        raise HTTPProblem(refusal.status, refusal.body["error"])
+    limit = settings.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise HTTPProblem(413, f"body of {request.content_length} bytes is over the {limit}-byte limit; "
+                               "send smaller batches")
+    chunks, size = [], 0
     try:
-        return json.loads(body)
-    except ValueError as exc:
-        raise HTTPProblem(400, f"body is not JSON: {exc}") from None
+        while chunk := await request.content.readany():
+            size += len(chunk)
+            if size > limit:
+                raise HTTPProblem(413, f"body is over the {limit}-byte limit; send smaller batches")
+            chunks.append(chunk)
+    except HTTPProblem:
+        raise
+    except Exception as exc:  # a broken gzip stream or a connection cut mid-body: the caller's input, not ours
+        raise HTTPProblem(400, f"body could not be read: {type(exc).__name__}") from None
+    return b"".join(chunks)
 
 
-def _parse_each(body: Any, parse: Any, id_field: str | None = None) -> tuple[list[Any], list[dict[str, Any]]]:
-    """Parse one JSON object or a list of them: the parsed ones, and each refused one with its index and problems."""
-    rows = body if isinstance(body, list) else [body]
-    if len(rows) > MAX_BATCH:
-        raise HTTPProblem(413, f"{len(rows)} items in one request; send at most {MAX_BATCH}")
-    parsed, refused = [], []
-    for index, row in enumerate(rows):
-        try:
-            parsed.append(parse(row))
-        except InputError as error:
-            item: dict[str, Any] = {"index": index}
-            if id_field:
-                item[id_field] = row.get(id_field) if isinstance(row, dict) else None
-            refused.append({**item, "problems": error.problems})
-    return parsed, refused
+_publisher: Publisher | None = None
+
+
+def _collector_publisher() -> Publisher:
+    """The collector's one idempotent producer (``enable.idempotence``, so ``acks=all``), made on first use."""
+    global _publisher
+    if _publisher is None:
+        _publisher = Publisher(settings, codec, **{"linger.ms": 2, "acks": "all"})
+    return _publisher
+
+
+Outgoing = tuple[str, bytes, str, list[tuple[str, bytes]] | None]
+"""(topic, encoded value, key, Kafka headers)"""
+
+
+async def _store(items: list[Outgoing]) -> None:
+    """Produce every item and wait until the broker acknowledged all of them; 503 (retry) if it did not."""
+    publisher = _collector_publisher()
+    errors: list[str] = []
+
+    def delivered(err: Any, _msg: Any) -> None:
+        if err is not None:
+            errors.append(str(err))
+
+    for topic, value, key, headers in items:
+        publisher.send_raw(topic, value, key, headers=headers, on_delivery=delivered)
+    remaining = await asyncio.get_running_loop().run_in_executor(None, publisher.producer.flush, 30.0)
+    if remaining or errors:
+        log.error("collector: broker did not acknowledge", undelivered=remaining, errors=errors[:3])
+        raise HTTPProblem(503, "the broker did not acknowledge every event; retry the request (it is safe: "
+                               "events already stored are recognised by their event_id)")
 
 
 def _query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -125,10 +150,11 @@ def _require_ready() -> None:
         raise HTTPProblem(503, "the worker is still loading the catalogue; retry in a moment")
 
 
-def handled(route: str, needs_state: bool = True, served: bool = True) -> Any:
+def handled(route: str, needs_state: bool = True, served: bool = True, reading: bool = False) -> Any:
     """Turn :class:`HTTPProblem` into a JSON error response and count every answer by status.
 
     ``served`` is False for a route this worker's role does not answer (a 404 that names the role that does).
+    ``reading`` routes (member data) check the read token first, before any routing to the member's worker.
     """
 
     def wrap(fun: Any) -> Any:
@@ -138,6 +164,8 @@ def handled(route: str, needs_state: bool = True, served: bool = True) -> Any:
                     raise HTTPProblem(404, f"{route} is not served by a SALEPULSE_WORKER_ROLE="
                                            f"{settings.worker_role} worker; ask one whose role is all or "
                                            f"{'preferences' if route.startswith('/members') else 'velocity'}")
+                if reading:
+                    _authorize(request, reading=True)
                 if needs_state:
                     _require_ready()
                 response = await fun(view, request, *args, **kwargs)
@@ -297,7 +325,7 @@ def routed_by_member(fun: Any) -> Any:
 
 @app.page("/members/{member_id}/sales")
 class MemberSales(View):
-    @handled("/members/{member_id}/sales", served=settings.learns_preferences)
+    @handled("/members/{member_id}/sales", served=settings.learns_preferences, reading=True)
     @routed_by_member
     async def get(self, request: Request, member_id: str) -> Response:
         """The open sales ranked for this member (live popularity for a member never seen)."""
@@ -307,12 +335,13 @@ class MemberSales(View):
         ranked = preferences.rank_sales(state, sale_candidates(now), k=k, now_ms=now)
         items = [{"sale_id": r["id"], "brand": catalog.sales[r["id"]].brand, "score": r["score"],
                   "reason": r["reason"]} for r in _ranked(ranked)]
-        return self.json({"member_id": member_id, "known_member": not state.is_cold, "items": items})
+        # no "known member" flag and the same shape for anyone: the answer must not reveal who is a member
+        return self.json({"member_id": member_id, "items": items})
 
 
 @app.page("/members/{member_id}/products")
 class MemberProducts(View):
-    @handled("/members/{member_id}/products", served=settings.learns_preferences)
+    @handled("/members/{member_id}/products", served=settings.learns_preferences, reading=True)
     @routed_by_member
     async def get(self, request: Request, member_id: str) -> Response:
         """The in-stock products of one sale, ranked for this member."""
@@ -330,28 +359,35 @@ class MemberProducts(View):
         # one ranking in two parts: "again" (the member's own items) then "new" (new for you)
         items = [{"sku": r["id"], "score": r["score"], "reason": r["reason"], "part": r["part"]}
                  for r in _ranked(ranked)]
-        return self.json({"member_id": member_id, "sale_id": sale_id, "known_member": not state.is_cold,
-                          "items": items})
+        return self.json({"member_id": member_id, "sale_id": sale_id, "items": items})
 
 
 @app.page("/events")
 class Collector(View):
     @handled("/events", needs_state=False)
     async def post(self, request: Request) -> Response:
-        """One JSON event or a list of them: valid ones are produced, each invalid one is named with why."""
+        """One JSON event or a list: validated whole, then every valid one stored (see streams/collector.py)."""
         _authorize(request)
-        events, refused = _parse_each(await _json_body(request), parse_event, id_field="event_id")
-        # 202 means stored: every accepted event is acknowledged by the broker before the answer goes out.
-        await asyncio.gather(*[
-            await EVENT_TOPICS[kind].send(key=record["member_id"].encode(), value=codec.encode(RECORDS[kind], record))
-            for kind, record in events
-        ])
-        accepted = len(events)
-        collector_events.inc(accepted, outcome="accepted")
-        collector_events.inc(len(refused), outcome="refused")
-        if refused and not accepted:
-            raise HTTPProblem(400, f"all {len(refused)} events were refused", refused)
-        return self.json({"accepted": accepted, "refused": refused}, status=202)
+        batch = collector.collect_events(
+            await _body(request), int(time.time() * 1000), window=settings.event_time_window,
+            max_age_ms=int(settings.event_max_age_s * 1000), max_lead_ms=int(settings.event_max_lead_s * 1000))
+        items: list[Outgoing] = []
+        for event in batch.events:
+            route = ROUTES[event.kind]
+            try:
+                value = codec.encode(route.record, event.record)
+            except ValueError as exc:  # validation should have caught it; refuse rather than fail the request
+                batch.refused.append({"index": event.index, "event_id": event.record["event_id"],
+                                      "problems": [str(exc)[:200]]})
+                continue
+            items.append((route.topic(settings.topics), value, route.key(event.record), event.headers))
+        if items:
+            # 2xx means stored: every accepted event is acknowledged by the broker before the answer goes out
+            await _store(items)
+        collector_events.inc(len(items), outcome="accepted")
+        collector_events.inc(len(batch.refused), outcome="refused")
+        answer = batch.answer(stored=len(items))
+        return self.json(answer.body, status=answer.status)
 
 
 @app.page("/forecasts")
@@ -360,15 +396,12 @@ class Forecasts(View):
     async def post(self, request: Request) -> Response:
         """A buyer's forecast (or a list): all valid or none applied, like the CSV loader."""
         _authorize(request)
-        records, refused = _parse_each(await _json_body(request), parse_forecast)
-        if refused:
-            raise HTTPProblem(400, f"{len(refused)} of {len(records) + len(refused)} forecasts are invalid; "
-                                   "none was applied", refused)
-        await asyncio.gather(*[
-            await PRIORS_TOPIC.send(key=f"{record['sale_id']}:{record['sku']}".encode(),
-                                    value=codec.encode("ExpertForecast", record))
-            for record in records
-        ])
+        records, refusal = collector.collect_forecasts(await _body(request), int(time.time() * 1000))
+        if refusal is not None:
+            raise HTTPProblem(refusal.status, refusal.body["error"], refusal.body.get("problems"))
+        route = ROUTES["prior"]
+        await _store([(route.topic(settings.topics), codec.encode(route.record, record), route.key(record), None)
+                      for record in records])
         return self.json({"accepted": len(records)}, status=202)
 
 

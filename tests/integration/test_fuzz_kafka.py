@@ -174,8 +174,9 @@ def test_the_issue_rows_produced_raw_to_kafka(pipeline: Pipeline) -> None:
     good.order(topics.order, f"{prefix}retry", sale, "k3", 5, T0 + 160_000, count=False)
     # Row 9: a browse reusing an order's event_id, sale, sku and ts does not replace the order.
     good.browse(topics.browse, f"{prefix}retry", sale, "k3", T0 + 100_000)
-    # Row 5 (first half): a browse dated 2100 is counted but must not move the stream clock.
-    good.browse(topics.browse, f"{prefix}future", sale, "k3", 4_102_444_800_000)
+    # Row 5 (first half): a browse dated 2099-06-01 (the validation window ends at 2100) is counted but must not
+    # move the stream clock.
+    good.browse(topics.browse, f"{prefix}future", sale, "k3", 4_083_955_200_000)
     # A sale whose orders arrive before the catalogue has it: counted, and on the live board once it is known.
     late_sale = f"{prefix}late"
     for i in range(5):

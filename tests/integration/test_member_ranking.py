@@ -104,6 +104,8 @@ def test_bad_parameters_and_unknown_sales_get_clear_errors(pipeline: Pipeline) -
             pipeline.get(path)
         assert caught.value.code == status
         assert words in caught.value.read().decode()
+    # no SALEPULSE_API_TOKEN here: the worker said so, loudly, at start (issue #9, security defaults)
+    assert "SECURITY: SALEPULSE_API_TOKEN is not set" in pipeline.worker_log.read_text()
 
 
 def test_each_role_names_the_role_that_serves_what_it_does_not(pipeline: Pipeline) -> None:

@@ -78,7 +78,7 @@ def test_events_reach_clickhouse_exactly_and_bad_input_is_dead_lettered(pipeline
 
     letters = sorted(read_deadletters(pipeline, 2), key=lambda d: d["source_topic"])
     assert [d["value"] for d in letters] == [zero_quantity, garbage]  # cart topic sorts before order
-    assert "quantity: must be >= 1" in letters[0]["reason"]
+    assert "quantity: must be 1 .. 1,000,000, got 0" in letters[0]["reason"]
     assert "unknown framing" in letters[1]["reason"]
 
 

@@ -32,15 +32,63 @@ DDL_DIR = REPO / "deploy" / "clickhouse"
 
 #: The services that run the salepulse image, so their environment is read by Settings.from_env.
 SALEPULSE_SERVICES = ("migrate", "worker", "sink", "simulator")
+ENV_EXAMPLE = REPO / ".env.example"
 #: Compose interpolation: ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?err}, $VAR; `$$` is a dollar.
-_INTERPOLATION = re.compile(r"\$(?:\{(\w+)(?::?[-?+]([^}]*))?\}|(\w+))")
+_INTERPOLATION = re.compile(r"\$(?:\{(\w+)(?:(:?[-?+])([^}]*))?\}|(\w+))")
+#: Variables that hold a secret: compose must require them (`${VAR:?...}`), never default them.
+SECRET = re.compile(r"PASSWORD|TOKEN|SECRET")
+
+
+def _env_example() -> dict[str, str]:
+    """The variables .env.example documents, each given a placeholder value as a user would."""
+    names = re.findall(r"^([A-Z_][A-Z0-9_]*)=", ENV_EXAMPLE.read_text(), flags=re.M)
+    return {name: f"{name.lower()}-value" for name in names}
 
 
 def _interpolate(value: str) -> str:
-    """The value compose would use with an empty shell environment (defaults applied)."""
+    """The value compose would use with the .env a user writes from .env.example (defaults applied)."""
+    env = _env_example()
     value = value.replace("$$", "\0")
-    value = _INTERPOLATION.sub(lambda m: m.group(2) or "", value)
-    return value.replace("\0", "$")
+
+    def one(m: re.Match[str]) -> str:
+        name = m.group(1) or m.group(4)
+        if env.get(name):
+            return env[name]
+        assert not (m.group(2) or "").endswith("?"), f"{name} is required but .env.example does not list it"
+        return m.group(3) or ""
+
+    return _INTERPOLATION.sub(one, value).replace("\0", "$")
+
+
+def test_secrets_have_no_defaults_and_are_documented_in_env_example() -> None:
+    text = "\n".join(line for line in COMPOSE_FILE.read_text().splitlines() if not line.lstrip().startswith("#"))
+    documented = set(_env_example())
+    secrets = set()
+    for m in _INTERPOLATION.finditer(text):
+        name, operator = m.group(1) or m.group(4), m.group(2) or ""
+        if not SECRET.search(name):
+            continue
+        secrets.add(name)
+        assert name in documented, f"{name} is used by docker-compose.yml but not documented in .env.example"
+        if name != "SALEPULSE_READ_TOKEN":  # optional: the write token reads too
+            assert operator == ":?", f"{name} must be required (${{{name}:?...}}), got {m.group(0)}"
+        assert not (operator.endswith("-") and m.group(3)), f"{name} has a default value: {m.group(0)}"
+    assert {"CLICKHOUSE_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "SALEPULSE_API_TOKEN"} <= secrets
+    for service in yaml.safe_load(COMPOSE_FILE.read_text())["services"].values():
+        environment = service.get("environment") or {}
+        for key, raw in (environment.items() if isinstance(environment, dict) else ()):
+            if SECRET.search(str(key)):
+                assert str(raw).startswith("${"), f"{key} is written literally in docker-compose.yml: {raw!r}"
+    example = ENV_EXAMPLE.read_text()
+    assert all(re.search(rf"^{name}=$", example, flags=re.M) for name in documented), (
+        ".env.example must leave every value empty (no shared default secret)")
+    assert ".env" in (REPO / ".gitignore").read_text().split(), ".env must be git-ignored"
+
+
+def test_the_worker_requires_a_write_token(services: dict[str, dict[str, Any]]) -> None:
+    env = _environment(services["worker"])
+    settings = config.Settings.from_env(env)
+    assert settings.api_token and settings.http_host == "0.0.0.0"
 
 
 @pytest.fixture(scope="module")

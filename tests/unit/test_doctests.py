@@ -9,6 +9,7 @@ import pytest
 
 MODULES = [
     "salepulse.schemas.codec", "salepulse.schemas.validation", "salepulse.schemas.json_input",
+    "salepulse.schemas.limits", "salepulse.streams.collector",
     "salepulse.streams.config", "salepulse.streams.velocity", "salepulse.streams.metrics", "salepulse.streams.catalog",
     "salepulse.consumers.priors", "salepulse.consumers.publish",
     "salepulse.consumers.data", "salepulse.consumers.data.common", "salepulse.consumers.data.csvio",
@@ -17,6 +18,10 @@ MODULES = [
     "salepulse.streams.presale", "salepulse.streams.stocking", "salepulse.streams.buyer_desk",
     "salepulse.consumers.datasets", "salepulse.streams.preflight", "salepulse.streams.dashboard",
     "salepulse.streams.demo", "salepulse.streams.cli",
+    # poison-proofing (issue 9)
+    "salepulse.streams.clock", "salepulse.streams.poison", "salepulse.streams.bounded", "salepulse.streams.ingest",
+    "salepulse.streams.live", "salepulse.consumers.sink_errors", "salepulse.consumers.deadletters",
+    "salepulse.consumers.clickhouse_sink",
 ]
 
 

@@ -88,7 +88,7 @@ def test_a_batch_becomes_facts_per_sale_signals_per_member_partition_and_dead_le
     letters = [codec.decode(value, timestamps="ms")[1] for _key, value in batch.deadletters]
     assert [(d["source_topic"], d["offset"], d["failed_at"]) for d in letters] == [("events.cart", 21, 42),
                                                                                   ("events.order", 31, 42)]
-    assert "quantity: must be >= 1" in letters[0]["reason"] and letters[0]["value"] == invalid
+    assert "quantity: must be 1 .. 1,000,000, got 0" in letters[0]["reason"] and letters[0]["value"] == invalid
     assert letters[1]["reason"].startswith("decode: unknown framing") and letters[1]["key"] == b"m9"
 
 
