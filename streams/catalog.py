@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from salepulse.streams.clock import elapsed_fraction
 from salepulse.streams.logs import get_logger
 from salepulse.streams.poison import catalog_problem
 from salepulse.streams.velocity import to_ms
@@ -51,7 +52,7 @@ class Sale:
         return self.starts_ms <= now_ms < self.ends_ms
 
     def elapsed_fraction(self, now_ms: int) -> float:
-        return min(1.0, max(0.0, (now_ms - self.starts_ms) / max(1, self.ends_ms - self.starts_ms)))
+        return elapsed_fraction(now_ms, self.starts_ms, self.ends_ms)
 
 
 @dataclass(frozen=True)

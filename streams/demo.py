@@ -181,9 +181,13 @@ def drain(settings: Settings, children: Children, messages_produced: int, stop: 
 
 
 def units_in_clickhouse(settings: Settings, sale_ids: list[str]) -> int:
-    from salepulse.consumers.clickhouse import connect
+    """Units of these sales in ClickHouse. The schema is applied first (idempotent): a run stopped within seconds
+    may end before the sink got to its migrations, and then the answer is 0, not an error."""
+    from salepulse.consumers.clickhouse import connect, migrate
 
-    row = connect(settings.clickhouse_dsn).query(
+    client = connect(settings.clickhouse_dsn)
+    migrate(client)
+    row = client.query(
         "SELECT sum(units) FROM velocity_minute WHERE sale_id IN {sales:Array(String)}",
         parameters={"sales": sale_ids},
     ).result_rows[0]
