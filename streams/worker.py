@@ -66,6 +66,8 @@ log = get_logger(__name__)
 
 MEMBER_FLUSH_SECONDS = 15.0
 LEARN_SLICE = 64
+FINISH_BUDGET_S = 0.05
+"""Seconds per 1 s tick spent teaching the forecast model from finished series (see LiveBoard.finish_ended_sales)."""
 
 
 @dataclass
@@ -475,7 +477,9 @@ class Worker:
             board.sample_velocity()
             if self.ticks % 5 == 0:
                 to_check = dirty | set(board.open_active())
-                self.sale_cache.drop(board.finish_ended_sales())
+                self.sale_cache.drop(board.finish_ended_sales(learn_budget_s=FINISH_BUDGET_S))
+            else:
+                board.learn_finished(FINISH_BUDGET_S)
         except Exception as exc:  # noqa: BLE001
             _tick_failed("clock work", "*", "*", exc)
         if self.ticks % 5 == 0:
