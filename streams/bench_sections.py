@@ -37,7 +37,8 @@ def run_sections(settings: Settings, bootstrap: str, dsn: str, state_dir: Path, 
         from salepulse.streams.profiles import profile_roles, write_summaries
 
         results["profile"] = profile_roles(bootstrap, dsn, state_dir, 50_000 if quick else 200_000,
-                                           seconds=5.0 if quick else 15.0)
+                                           seconds=5.0 if quick else 15.0,
+                                           sink_rows=200_000 if quick else 1_000_000)
         write_summaries(results["profile"])
     return results
 

@@ -6,8 +6,12 @@ CAP_SYS_PTRACE) for ``seconds``:
 
 - the velocity worker (``SALEPULSE_WORKER_ROLE=velocity``) from its start on the backlog;
 - the preferences worker, started once the velocity worker has forwarded every event's signals;
-- the sink, a thread of this process (as in the harness): only the samples whose stack goes through
-  ``clickhouse_sink`` are kept.
+- the sink, a thread of this process (as in the harness), on the workers' facts plus ``sink_rows`` more produced
+  for it (the workers' alone last it a few seconds): only the samples whose stack goes through
+  ``clickhouse_sink`` are kept, GIL or not (chdb's insert runs outside it), except those of its first connection's
+  imports (start-up, not work).
+
+The workers are sampled with ``--gil`` (see :func:`record`): what is listed is where their interpreter's time goes.
 
 What is committed is text: the top frames by own time (where the CPU is spent) and by total time (what they are
 called from), per role, under ``docs/profiles/``, and the top 10 by own time in BENCHMARKS.md. py-spy's raw
@@ -21,6 +25,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -43,10 +48,14 @@ def py_spy() -> str:
     return found
 
 
-def record(pid: int, seconds: float, output: Path, rate: int = 100) -> subprocess.Popen[bytes]:
-    """Start sampling ``pid`` for ``seconds`` into a raw collapsed-stack file; the caller waits for it."""
+def record(pid: int, seconds: float, output: Path, rate: int = 100, gil: bool = True) -> subprocess.Popen[bytes]:
+    """Start sampling ``pid`` for ``seconds`` into a raw collapsed-stack file; the caller waits for it.
+
+    ``gil``: only samples holding the GIL. A worker is bound by its one interpreter, and without it every thread
+    blocked in librdkafka's ``consume`` (GIL released, but not idle to py-spy) shows up as CPU time of its caller.
+    """
     command = [py_spy(), "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))), "--rate",
-               str(rate), "--format", "raw", "--output", str(output)]
+               str(rate), "--format", "raw", "--output", str(output), *(["--gil"] if gil else [])]
     log.info("profiling", pid=pid, seconds=seconds, output=str(output))
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -69,9 +78,10 @@ def frame_name(frame: str) -> str:
     return frame
 
 
-def parse_collapsed(lines: Iterable[str], keep: str | None = None) -> tuple[Counter[str], Counter[str], int]:
+def parse_collapsed(lines: Iterable[str], keep: str | None = None,
+                    drop: str | None = None) -> tuple[Counter[str], Counter[str], int]:
     """(own samples per frame, total samples per frame, all samples) of py-spy raw output; ``keep`` keeps only
-    stacks with a frame containing it.
+    stacks with a frame containing it, ``drop`` drops those that have one.
 
     >>> own, total, n = parse_collapsed(["main (a.py:1);work (a.py:5) 3", "main (a.py:1) 1"])
     >>> own["work (a.py)"], total["main (a.py)"], n
@@ -82,7 +92,7 @@ def parse_collapsed(lines: Iterable[str], keep: str | None = None) -> tuple[Coun
     samples = 0
     for line in lines:
         stack, _, count = line.rstrip("\n").rpartition(" ")
-        if not stack or not count.isdigit() or (keep and keep not in stack):
+        if not stack or not count.isdigit() or (keep and keep not in stack) or (drop and drop in stack):
             continue
         frames = [frame_name(f) for f in stack.split(";")]
         n = int(count)
@@ -107,8 +117,27 @@ def _wait(process: subprocess.Popen[bytes], output: Path, seconds: float) -> Non
         raise RuntimeError(f"py-spy failed ({process.returncode}): {err.decode(errors='replace')[-500:]}")
 
 
+def prefill_facts(pipeline: Any, rows: int, per_message: int = 200) -> int:
+    """``rows`` more fact rows on the facts topic, as the ingest writes them (one sale per message), so that the
+    sink has a backlog that outlasts the sampling window; returns the facts now on the topic for it."""
+    from salepulse.consumers.publish import Publisher
+    from salepulse.streams.ingest import facts_record
+    from salepulse.streams.velocity import Fact
+
+    now = int(time.time() * 1000)
+    with Publisher(pipeline.settings) as publisher:
+        for m in range(rows // per_message):
+            sale_id = f"profile-s{m % 50}"
+            facts = [(Fact(f"profile-{m}-{j}", sale_id, f"k{j % 60}", "order" if j % 20 == 0 else "view", 1, 0.0,
+                           now), "profile:0", m * per_message + j) for j in range(per_message)]
+            publisher.send_raw(pipeline.settings.topics.facts,
+                               publisher.codec.encode("VelocityFacts", facts_record(sale_id, facts)),
+                               key=sale_id.encode())
+    return rows // per_message * per_message
+
+
 def profile_roles(bootstrap: str, dsn: str, state_dir: Path, n_events: int, seconds: float,
-                  top: int = 30) -> dict[str, Any]:
+                  top: int = 30, sink_rows: int = 1_000_000) -> dict[str, Any]:
     """Profile the velocity worker, the preferences worker and the sink on one pre-filled pipeline."""
     from salepulse.consumers.harness import Pipeline, wait_until
     from salepulse.streams.bench import prefill
@@ -137,11 +166,15 @@ def profile_roles(bootstrap: str, dsn: str, state_dir: Path, n_events: int, seco
         result["preferences"] = {**summary(*parse_collapsed((raw / "preferences.txt").open()), top),
                                  "handled": f"{learned() - before:,} signals learned in the window"}
 
+        rows = prefill_facts(pipeline, sink_rows)
+        import chdb  # noqa: F401 - imported before sampling: the import is start-up, not the sink's work
+
         pipeline.start_sink()
-        spy = record(os.getpid(), seconds, raw / "sink.txt")
+        spy = record(os.getpid(), seconds, raw / "sink.txt", gil=False)
         _wait(spy, raw / "sink.txt", seconds)
-        result["sink"] = {**summary(*parse_collapsed((raw / "sink.txt").open(), keep="clickhouse_sink"), top),
-                          "handled": "facts backlog of the run (samples of the sink thread only)"}
+        stacks = parse_collapsed((raw / "sink.txt").open(), keep="clickhouse_sink", drop="importlib._bootstrap")
+        result["sink"] = {**summary(*stacks, top), "handled": f"backlog of {rows:,} fact rows (the sink thread's "
+                          "samples, its first connection's imports left out)"}
     finally:
         pipeline.close()
     result["raw_dir"] = str(raw)
@@ -159,7 +192,8 @@ def write_summaries(profiles: dict[str, Any], directory: Path = PROFILES_DIR) ->
     written = []
     for role, title in ROLES.items():
         p = profiles[role]
-        lines = [f"# {title}", f"# salepulse bench --profile: py-spy record --format raw, {profiles['seconds']} s at "
+        flags = "--format raw" if role == "sink" else "--format raw --gil"
+        lines = [f"# {title}", f"# salepulse bench --profile: py-spy record {flags}, {profiles['seconds']} s at "
                  f"100 Hz, backlog of {profiles['events']:,} simulated events; {p['handled']}; {p['samples']} samples",
                  "", "## own time (where the CPU is)", *[f"{pct:5.1f}%  {n:6d}  {name}" for name, n, pct in p["own"]],
                  "", "## total time (inclusive)", *[f"{pct:5.1f}%  {n:6d}  {name}" for name, n, pct in p["total"]]]
@@ -172,7 +206,8 @@ def write_summaries(profiles: dict[str, Any], directory: Path = PROFILES_DIR) ->
 def render_profiles(profiles: dict[str, Any], top: int = 10) -> list[str]:
     """The profile section of BENCHMARKS.md: per role, the top frames by own time."""
     lines = ["## Profiles (issue #13)", "",
-             f"`salepulse bench --profile` (or `make profile`): py-spy (`record --format raw`, 100 Hz, "
+             f"`salepulse bench --profile` (or `make profile`): py-spy (`record --format raw`, 100 Hz, workers with "
+             "`--gil`, the sink without, "
              f"{profiles['seconds']} s per role) on a backlog of {profiles['events']:,} simulated events. Top "
              f"{top} frames by own time (% of the role's samples); full lists, with inclusive time, in "
              "`docs/profiles/`.", ""]

@@ -22,6 +22,9 @@ MODULES = [
     "salepulse.streams.clock", "salepulse.streams.poison", "salepulse.streams.bounded", "salepulse.streams.ingest",
     "salepulse.streams.live", "salepulse.consumers.sink_errors", "salepulse.consumers.deadletters",
     "salepulse.consumers.clickhouse_sink",
+    # throughput measurement (issue 13)
+    "salepulse.streams.bench_floor", "salepulse.streams.bench_stages", "salepulse.streams.profiles",
+    "salepulse.streams.bench_sections",
 ]
 
 
