@@ -26,13 +26,13 @@ def run_sections(settings: Settings, bootstrap: str, dsn: str, state_dir: Path, 
     if "stages" in sections:
         from salepulse.streams.bench_stages import bench_stages
 
-        results["stages"] = bench_stages(5_000 if quick else 20_000, settings=settings,
+        results["stages"] = bench_stages(5_000 if quick else 20_000, rounds=3 if quick else 5, settings=settings,
                                          dsn=f"chdb://{state_dir / 'stages-chdb'}" if dsn.startswith("chdb") else dsn)
     if "floor" in sections:
         from salepulse.streams.bench_floor import bench_floor
 
         results["floor"] = bench_floor(bootstrap, dsn, state_dir, 30_000 if quick else 100_000,
-                                       repeats=1 if quick else 3)
+                                       repeats=1 if quick else 3, backoff_events=0 if quick else 150_000)
     if "profile" in sections:
         from salepulse.streams.profiles import profile_roles, write_summaries
 
