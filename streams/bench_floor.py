@@ -39,13 +39,17 @@ INGEST_BACKOFF_MS = {"default": 1000, "cpu_bound": CPU_BOUND_FETCH["fetch.queue.
 def consume_decode_rate(settings: Settings, n_events: int, fetch: dict[str, Any]) -> float:
     """Events/s of a plain confluent-kafka consumer that decodes every message of the event topics (no processing),
     from its first message to its ``n_events``-th, with ``fetch`` added to its config."""
-    from confluent_kafka import Consumer
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     codec = Codec()
     consumer = Consumer(settings.kafka_config(**{"group.id": f"bench-floor-{uuid.uuid4().hex}",
                                                  "auto.offset.reset": "earliest", "enable.auto.commit": False,
                                                  **fetch}))
-    consumer.subscribe(list(settings.topics.events))
+    # Assigned, not subscribed: no group join to wait for (on a busy shared broker one took minutes), and the
+    # clock starts at the first message anyway.
+    metadata = consumer.list_topics(timeout=30)
+    consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING) for topic in settings.topics.events
+                     for partition in metadata.topics[topic].partitions])
     seen, started = 0, None
     deadline = time.monotonic() + 300
     while seen < n_events and time.monotonic() < deadline:
