@@ -61,16 +61,26 @@ class BuyerDesk:
         self.service_level = newsvendor_service_level(cost_ratio)
         self.desk = PresaleDesk(prior_strength=prior_strength)
         self.regions = RegionShares()
-        self._learned: set[tuple[str, str]] = set()
+        self._learned: dict[tuple[str, str], Any] = {}
+        self._rebuilds = 0
         self._planned: dict[str, tuple[Any, ...]] = {}
 
     # --- learning ----------------------------------------------------------------------------------------
     def sync(self) -> int:
-        """Learn the outcomes that arrived since the last call, in the order their sales ended."""
+        """Learn the outcomes that arrived since the last call, in the order their sales ended.
+
+        A revised outcome (orders counted after the sale had finished, on a lagging partition) cannot be unlearned
+        from running sums, so the desk is then rebuilt from every outcome: rare, and deterministic.
+        """
         # one C-level copy: the follower thread may add outcomes meanwhile
         items = list(self.catalog.outcomes.items())
+        seen = {key: (record.get("actual"), record.get("censored")) for key, record in items}
+        if any(key in self._learned and self._learned[key] != value for key, value in seen.items()):
+            self.desk = PresaleDesk(prior_strength=self.desk.corrections.prior_strength)
+            self._learned = {}
+            self._rebuilds += 1
         new = [Outcome.from_record(dict(record)) for key, record in items if key not in self._learned]
-        self._learned.update(key for key, _ in items)
+        self._learned.update(seen)
         return self.desk.observe_many(new)
 
     # --- forecasts and plans -----------------------------------------------------------------------------
@@ -106,7 +116,7 @@ class BuyerDesk:
 
     def _signature(self, sale: Sale) -> tuple[Any, ...]:
         priors = tuple((self.catalog.priors.get((sale.sale_id, sku)) or {}).get("event_id") for sku in sale.skus)
-        return (self.desk.version, sale.skus, priors)
+        return (self._rebuilds, self.desk.version, sale.skus, priors)
 
     def plans_due(self, stream_ms: int, now_ms: int) -> list[dict[str, Any]]:
         """``StockPlan`` records of the sales not yet open (at stream time) whose plan changed since it was sent.

@@ -60,6 +60,8 @@ class LiveBoard:
         # buyer desk: the pre-sale correction of the expert's number, when one is learned (None: the raw number)
         self.corrected_prior = corrected_prior
         self.finished_outcomes: list[dict[str, Any]] = []
+        self._late: set[str] = set()
+        """Finished sales that counted orders after they finished (partitions lag each other): re-sent outcomes."""
         """ForecastOutcome records of the sales this worker counted and saw end, to be sent (buyer desk)."""
         self.model = model or DemandModel()
         self.alerts = AlertStateMachine()
@@ -91,6 +93,8 @@ class LiveBoard:
         self.totals[key] = totals
         self.active.setdefault(fact.sale_id, set()).add(fact.sku)
         self.clock.observe(fact.ts_ms)
+        if fact.kind == "order" and fact.sale_id in self.finished:
+            self._late.add(fact.sale_id)  # counted after its sale finished: its outcomes are re-sent
         if tracked is None or sale is None:
             return
         at = sale.elapsed_fraction(fact.ts_ms)
@@ -243,6 +247,11 @@ class LiveBoard:
         """Teach the model from sales that ended (stream time), once each; returns their ids."""
         ended = [s for s in self.catalog.all_sales() if s.ends_ms <= self.stream_ms and s.sale_id not in
                  self.finished]
+        late, self._late = self._late, set()
+        for sale_id in late:  # revised outcomes: the desks rebuild from the corrected topic
+            sale = self.catalog.sales.get(sale_id)
+            if sale is not None:
+                self.finished_outcomes.extend(self._sale_outcomes(sale))
         for sale in ended:
             if sale.sale_id in self.active:  # counted here (one sale, one partition): its outcomes are ours to send
                 self.finished_outcomes.extend(self._sale_outcomes(sale))

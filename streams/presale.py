@@ -13,7 +13,7 @@ toward the one before it with a prior strength of ``prior_strength`` forecasts (
 
 ``c_level = (n c_hat + k c_parent) / (n + k)``: a buyer with ten forecasts is mostly read like everyone else, one
 with hundreds by their own record. Size is ``floor(log2(forecast + 1))``; price band is
-:func:`salepulse.streams.forecast.price_band`.
+:func:`salepulse.streams.forecast.price_octave`.
 
 **Censoring.** A sold-out sku's sales understate its demand; learning from them would teach a downward bias
 exactly where buyers were right to be bold. Its demand is imputed as ``E[D | D >= sold]`` under the current
@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from salepulse.streams.forecast import price_band
+from salepulse.streams.forecast import price_octave
 
 __all__ = [
     "DEFAULT_PRIOR_STRENGTH",
@@ -291,7 +291,7 @@ class CorrectionModel:
     @staticmethod
     def keys(expert: float, buyer_id: str | None, category: str | None,
              price: float | None) -> list[tuple[str, tuple[Any, ...]]]:
-        s, b = size_bucket(expert), price_band(price)
+        s, b = size_bucket(expert), price_octave(price)
         keys: list[tuple[str, tuple[Any, ...]]] = [("all", ()), ("size", (s,))]
         if category is not None:
             keys += [("category", (category,)), ("category_size", (category, s))]
@@ -381,7 +381,7 @@ class FeatureModel:
     def keys(category: str | None, price: float | None, brand: str | None,
              sale_hours: float | None) -> list[tuple[Any, ...]]:
         length = None if sale_hours is None else round(math.log2(max(sale_hours, 0.25)))
-        return [("all",), ("length", length), ("category", category), ("category_band", category, price_band(price)),
+        return [("all",), ("length", length), ("category", category), ("category_band", category, price_octave(price)),
                 ("brand", brand), ("brand_category", brand, category)]
 
     def observe(self, units: float, category: str | None = None, price: float | None = None,
@@ -516,15 +516,7 @@ class PresaleDesk:
                  sale_hours: float | None = None) -> PresaleForecast:
         """The corrected pre-sale forecast of one (sale, sku)."""
         if expert is not None and expert >= 0:
-            # the correction depends on the forecast only through its groups: one computation per group per plan
-            group = (size_bucket(expert), buyer_id, category, price_band(price), self.version)
-            cached = self._corrections.get(group)
-            if cached is None:
-                if len(self._corrections) > 50_000:
-                    self._corrections.clear()
-                corr = self.corrections.correction(float(expert), buyer_id, category, price)
-                cached = self._corrections[group] = (corr, self.reason(corr, buyer_id, category))
-            corr, reason = cached
+            corr, reason = self._correction(float(expert), buyer_id, category, price)
             center = float(expert) * corr.factor
             rkey: Any = ("expert", size_bucket(center))
             source = "expert-corrected" if corr.forecasts else "expert"
@@ -539,6 +531,19 @@ class PresaleDesk:
         mean = self._mean(center, rkey)
         return PresaleForecast(sale_id, sku, None if expert is None else float(expert), factor, center, mean,
                                qs[0], qs[1], qs[2], source, reason, buyer_id, category, rkey, self)
+
+    def _correction(self, expert: float, buyer_id: str | None, category: str | None,
+                    price: float | None) -> tuple[Correction, str]:
+        """The correction and its reason; it depends on the forecast only through its groups, so it is computed
+        once per group per state of the desk (a plan of thousands of products touches a few hundred groups)."""
+        group = (size_bucket(expert), buyer_id, category, price_octave(price), self.version)
+        cached = self._corrections.get(group)
+        if cached is None:
+            if len(self._corrections) > 50_000:
+                self._corrections.clear()
+            corr = self.corrections.correction(expert, buyer_id, category, price)
+            cached = self._corrections[group] = (corr, self.reason(corr, buyer_id, category))
+        return cached
 
     def _mean(self, center: float, rkey: Any) -> float:
         return max(0.0, (center + 1.0) * self.residuals.exp_mean(rkey) - 1.0)
@@ -599,13 +604,26 @@ class PresaleDesk:
                 "range_coverage": inside / len(ranged) if ranged else None,
             }
 
+        def read_now(items: list[Outcome]) -> float | None:
+            """Their forecast units over what the desk would plan from them now, minus 1 (recent 1,000)."""
+            recent = items[-1000:]
+            f = sum(o.expert or 0.0 for o in recent)
+            corrected = sum((o.expert or 0.0) * self._correction(o.expert or 0.0, buyer_id, o.category,
+                                                                   o.price)[0].factor for o in recent)
+            return f / corrected - 1.0 if corrected > 0 else None
+
         categories = []
         for cat, items in sorted(by_cat.items(), key=lambda kv: -len(kv[1])):
-            typical = float(np.median([o.expert or 0.0 for o in items]))
-            corr = self.corrections.correction(typical, buyer_id, cat, None)
-            categories.append({"category": cat, **summary(items), "correction": corr.factor,
-                               "learned_bias": 1.0 / corr.factor - 1.0,
-                               "reason": self.reason(corr, buyer_id, cat)})
+            # the reason shown is that of their most frequent forecast size in the category
+            sizes: dict[int, list[Outcome]] = {}
+            for o in items:
+                sizes.setdefault(size_bucket(o.expert or 0.0), []).append(o)
+            usual = max(sizes.values(), key=len)[-1]
+            corr, reason = self._correction(usual.expert or 0.0, buyer_id, cat, usual.price)
+            learned = read_now(items)
+            categories.append({"category": cat, **summary(items),
+                               "correction": 1.0 / (1.0 + learned) if learned is not None else corr.factor,
+                               "learned_bias": learned, "reason": reason})
         sales: dict[str, dict[str, Any]] = {}
         for o in outs:
             s = sales.setdefault(o.sale_id, {"sale_id": o.sale_id, "ended_at": o.ended_ms, "forecast": 0.0,
@@ -615,8 +633,5 @@ class PresaleDesk:
             s["skus"] += 1
             s["sold_out"] += int(o.censored)
         recent = sorted(sales.values(), key=lambda s: (s["ended_at"], s["sale_id"]))[-last_sales:]
-        overall = self.corrections.group("buyer", (buyer_id,))
-        corr_all = self.corrections.correction(float(np.median([o.expert or 0.0 for o in outs])), buyer_id)
-        return {"buyer_id": buyer_id, **summary(outs),
-                "learned_bias": 1.0 / corr_all.factor - 1.0 if overall else None,
+        return {"buyer_id": buyer_id, **summary(outs), "learned_bias": read_now(outs),
                 "categories": categories, "recent_sales": list(reversed(recent))}

@@ -16,13 +16,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from salepulse.consumers.data.common import Interaction, Line
+from salepulse.consumers.datasets import DATASETS
 
-RELATIVE_PATHS: dict[str, str] = {
-    "rees46": "rees46-ecommerce-behavior-sample/2019-Oct.csv.gz",
-    "taobao": "taobao-user-behavior-sample/UserBehavior.csv.gz",
-    "online-retail": "uci-online-retail/online_retail_2010-12-01_2011-10-31.csv.gz",
-}
-"""Where each dataset's file sits under ``Settings.data_dir`` (``SALEPULSE_DATA_DIR``)."""
+RELATIVE_PATHS: dict[str, str] = {name: DATASETS[name].relative_path for name in ("rees46", "taobao", "online-retail")}
+"""Where each dataset read here sits under ``Settings.data_dir`` (``SALEPULSE_DATA_DIR``); the one list of files is
+:data:`salepulse.consumers.datasets.DATASETS`."""
 
 __all__ = ["RELATIVE_PATHS", "Interaction", "Line", "dataset_path", "interactions"]
 

@@ -76,17 +76,34 @@ def test_an_optimistic_buyer_is_corrected_planned_and_told_why(pipeline: Pipelin
                     "ts": start + 10 * 60_000 + o * 1000,
                     "lines": [{"sale_id": sale_id, "sku": f"{sale_id}-{sku}", "quantity": SOLD // 10,
                                "unit_price": 80.0} for sku in SKUS]})
-        # stream time moves past the six sales (but not to the next one): they finish, their outcomes go out
-        publisher.send("browse", {"event_id": f"bd-{tag}-tick", "member_id": "m0", "sale_id": past[-1][0],
-                                  "sku": f"{past[-1][0]}-{SKUS[0]}", "ts": base + 20 * HOUR})
+    # every order counted before stream time jumps ahead (a sale's outcome is taken when stream time passes its
+    # end; orders counted later are not in it: README, known issues)
+    def counted(sale_id: str) -> bool:
+        try:
+            return pipeline.get(f"/sales/{sale_id}")["units"] == SOLD * len(SKUS)
+        except OSError:  # 404 until the catalogue reaches the worker
+            return False
+
+    wait_until(lambda: all(counted(sale_id) for sale_id, _ in past), 90, "the worker to count the six sales")
+    with Publisher(pipeline.settings) as publisher:
+        # stream time moves past the six sales (but not to the next one): they finish, their outcomes go out.
+        # The clock is 100 views in a sale open at that time: stream time is a high percentile of recent event
+        # times (streams/clock.py), so one event does not move it.
+        clock = (f"bd-{tag}-clock", base + 19 * HOUR)
+        publisher.send("sale", _sale(*clock))
+        wait_until(lambda: _known(pipeline, clock[0]), 30, "the clock sale in the catalogue")
+        for i in range(100):
+            publisher.send("browse", {"event_id": f"bd-{tag}-tick{i}", "member_id": f"m{i}", "sale_id": clock[0],
+                                      "sku": f"{clock[0]}-{SKUS[0]}", "ts": base + 19 * HOUR + 60_000 + i})
 
     sku = f"{upcoming[0]}-{SKUS[0]}"
 
     def corrected() -> dict | None:
+        # outcomes arrive sale by sale, and the sale is re-planned as the desk learns: wait for all six
         return next((p for key, p in reversed(reader.poll()) if key == f"{upcoming[0]}:{sku}".encode()
-                     and p["source"] == "expert-corrected"), None)
+                     and p["source"] == "expert-corrected" and "over 6 sales" in p["reason"]), None)
 
-    wait_until(lambda: corrected() is not None, 120, "a corrected plan for alice's next sale on stock.plans")
+    wait_until(lambda: corrected() is not None, 120, "a plan for alice's next sale on stock.plans, from 6 sales")
     plan = corrected()
     assert plan is not None
     assert plan["expert"] == FORECAST and plan["buyer_id"] == "alice"
@@ -125,3 +142,11 @@ def test_an_optimistic_buyer_is_corrected_planned_and_told_why(pipeline: Pipelin
     with urllib.request.urlopen(url, timeout=5) as response:
         page = response.read().decode()
     assert "Buyer alice" in page and "+50%" in page and "shoes.sneakers" in page
+
+
+def _known(pipeline: Pipeline, sale_id: str) -> bool:
+    try:
+        pipeline.get(f"/sales/{sale_id}")
+        return True
+    except OSError:
+        return False

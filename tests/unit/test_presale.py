@@ -167,3 +167,18 @@ def test_settings_of_the_desk() -> None:
     assert s.topics.plans == "x.stock.plans" and s.topics.outcomes == "x.forecast.outcomes"
     assert s.topics.outcomes in s.topics.followed and s.topics.plans not in s.topics.followed
     assert {s.topics.plans, s.topics.outcomes} <= set(s.topics.compacted)
+
+
+def test_a_revised_outcome_rebuilds_the_desk() -> None:
+    catalog = Catalog()
+    catalog.apply("Sale", {"sale_id": "s0", "brand": "acme", "starts_at": 0, "ends_at": 3_600_000,
+                           "products": [{"sku": "k", "name": "", "category": "shoes", "price": 60.0, "stock": 500}]})
+    catalog.apply("ExpertForecast", {"event_id": "f", "sale_id": "s0", "sku": "k", "expected_units": 100.0,
+                                     "low": None, "high": None, "buyer_id": "alice"})
+    desk = BuyerDesk(catalog)
+    for sold in (40.0, 100.0):  # first taken while a partition lagged, then revised with the late orders
+        for record in sale_outcomes(catalog, catalog.sales["s0"], lambda _sku, s=sold: s, lambda _sku: False):
+            catalog.apply("ForecastOutcome", record)
+        desk.sync()
+    card = desk.scorecard("alice")
+    assert card is not None and card["forecasts"] == 1 and card["bias"] == pytest.approx(0.0)
