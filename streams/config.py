@@ -83,6 +83,9 @@ class Settings:
     event_max_age_s: float = limits.DEFAULT_MAX_EVENT_AGE_MS / 1000
     event_max_lead_s: float = limits.DEFAULT_MAX_EVENT_LEAD_MS / 1000
     max_body_bytes: int = 1_048_576
+    ingest_fetch_backoff_ms: int = 1000
+    """SALEPULSE_INGEST_FETCH_BACKOFF_MS: librdkafka's ``fetch.queue.backoff.ms`` for the ingest's consumer (how
+    long a partition's fetch pauses once its local queue is full); ``salepulse bench --only floor`` measures it."""
     sink_batch_rows: int = 20_000
     sink_flush_seconds: float = 1.0
     sink_metrics_port: int = 6067
@@ -176,6 +179,7 @@ class Settings:
             event_max_age_s=float(get("SALEPULSE_EVENT_MAX_AGE_S", defaults.event_max_age_s)),
             event_max_lead_s=float(get("SALEPULSE_EVENT_MAX_LEAD_S", defaults.event_max_lead_s)),
             max_body_bytes=int(get("SALEPULSE_MAX_BODY_BYTES", defaults.max_body_bytes)),
+            ingest_fetch_backoff_ms=int(get("SALEPULSE_INGEST_FETCH_BACKOFF_MS", defaults.ingest_fetch_backoff_ms)),
             sink_batch_rows=int(get("SALEPULSE_SINK_BATCH_ROWS", defaults.sink_batch_rows)),
             sink_flush_seconds=float(get("SALEPULSE_SINK_FLUSH_SECONDS", defaults.sink_flush_seconds)),
             sink_metrics_port=int(get("SALEPULSE_SINK_METRICS_PORT", defaults.sink_metrics_port)),

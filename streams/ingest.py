@@ -327,6 +327,7 @@ class EventIngest:
             "session.timeout.ms": 10_000,  # a killed worker's partitions move in seconds
             "heartbeat.interval.ms": 2_000,
             "queued.max.messages.kbytes": 65_536,
+            "fetch.queue.backoff.ms": settings.ingest_fetch_backoff_ms,
         }))
         # Idempotent (ordered, no duplicates per partition: sale_state relies on it) and murmur2-partitioned like
         # Faust's router and tables; see Publisher.
