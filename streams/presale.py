@@ -116,6 +116,8 @@ class Outcome:
     brand: str | None = None
     sale_hours: float | None = None
     ended_ms: int = 0
+    regions: tuple[tuple[str, float], ...] = ()
+    """Units sold per delivery region (orders that carried one), sorted by region."""
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Outcome:
@@ -126,14 +128,15 @@ class Outcome:
         return cls(record["sale_id"], record["sku"], record.get("expert"), float(record["actual"]),
                    bool(record.get("censored")), record.get("low"), record.get("high"), record.get("buyer_id"),
                    record.get("category"), record.get("price"), record.get("brand"), record.get("sale_hours"),
-                   ended)
+                   ended, tuple(sorted((r["region"], float(r["units"])) for r in record.get("regions") or ())))
 
     def to_record(self) -> dict[str, Any]:
         """The ``ForecastOutcome`` Avro record."""
         return {"event_id": f"{self.sale_id}:{self.sku}:outcome", "sale_id": self.sale_id, "sku": self.sku,
                 "expert": self.expert, "low": self.low, "high": self.high, "actual": float(self.actual),
                 "censored": self.censored, "buyer_id": self.buyer_id, "category": self.category,
-                "price": self.price, "brand": self.brand, "sale_hours": self.sale_hours, "ended_at": self.ended_ms}
+                "price": self.price, "brand": self.brand, "sale_hours": self.sale_hours, "ended_at": self.ended_ms,
+                "regions": [{"region": r, "units": u} for r, u in self.regions]}
 
 
 # ----------------------------------------------------------------------------------------------------
