@@ -25,6 +25,7 @@ demo: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 # The dashboard tests drive Debian's headless Chromium; install it when missing (CI runs as root).
 browser:

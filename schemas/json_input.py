@@ -35,8 +35,9 @@ import numpy as np
 
 from salepulse.schemas import limits as L
 from salepulse.schemas.validation import excerpt, problems, time_ms
+from salepulse.streams.topology import EVENT_RECORDS
 
-KINDS = {"browse": "BrowseEvent", "cart": "CartEvent", "order": "OrderEvent"}
+KINDS = EVENT_RECORDS
 CHANNELS = ("web", "app")
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _OPEN = np.frombuffer(b"[{", dtype=np.uint8)

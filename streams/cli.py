@@ -117,8 +117,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     require_port(settings.http_host, settings.http_port, "SALEPULSE_HTTP_PORT", "the worker's HTTP API")
     require_kafka(settings)
     ensure_topics(settings)
-    from salepulse.streams.app import app
+    from salepulse.streams.worker import build_worker
 
+    app = build_worker(settings).app
     sys.argv = ["salepulse", "worker", "--loglevel", args.loglevel, "--web-port", str(settings.http_port),
                 "--web-host", settings.http_host]
     app.main()

@@ -47,11 +47,11 @@ from salepulse.streams.poison import (
     message_budget,
     text_bytes,
 )
+from salepulse.streams.topology import RECORD_KINDS
 from salepulse.streams.velocity import Fact, extract_facts, facts_by_sale, to_ms
 
 log = get_logger(__name__)
 
-RECORD_KIND = {"BrowseEvent": "browse", "CartEvent": "cart", "OrderEvent": "order"}
 
 MAX_SIGNAL_LINES = 50
 """Lines of one order the preference model learns from: a 500-line wholesale invoice says little more about taste
@@ -86,7 +86,7 @@ def member_partition(member_id: str, partitions: int) -> int:
 def decode_event(codec: Codec, data: bytes | None) -> tuple[str, dict[str, Any]]:
     """Decode and validate one event; raises DecodeError or ValueError with the reason."""
     name, record = codec.decode(data or b"", timestamps="ms")
-    if name not in RECORD_KIND:
+    if name not in RECORD_KINDS:
         raise ValueError(f"{name} is not an event (expected BrowseEvent, CartEvent or OrderEvent)")
     found = problems(name, record)
     if found:
@@ -180,7 +180,7 @@ class BatchSplitter:
                 if problem:
                     self._dead_letter(out, message, "limits", f"limits: {problem}")
                     continue
-                kind = RECORD_KIND[name]
+                kind = RECORD_KINDS[name]
                 event_facts = extract_facts(name, record)
                 event_signals = signals_of(kind, record)
                 target = member_partition(record["member_id"], self.partitions)

@@ -13,7 +13,7 @@ toward the one before it with a prior strength of ``prior_strength`` forecasts (
 
 ``c_level = (n c_hat + k c_parent) / (n + k)``: a buyer with ten forecasts is mostly read like everyone else, one
 with hundreds by their own record. Size is ``floor(log2(forecast + 1))``; price band is
-:func:`salepulse.streams.forecast.price_band`.
+:func:`salepulse.streams.forecast.price_octave`.
 
 **Censoring.** A sold-out sku's sales understate its demand; learning from them would teach a downward bias
 exactly where buyers were right to be bold. Its demand is imputed as ``E[D | D >= sold]`` under the current
@@ -50,7 +50,7 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import log_ndtr, ndtr, ndtri
 
-from salepulse.streams.forecast import price_band
+from salepulse.streams.forecast import price_octave
 
 __all__ = [
     "DEFAULT_PRIOR_STRENGTH",
@@ -380,7 +380,7 @@ class CorrectionModel:
     @staticmethod
     def keys(expert: float, buyer_id: str | None, category: str | None,
              price: float | None) -> list[tuple[str, tuple[Any, ...]]]:
-        s, b = size_bucket(expert), price_band(price)
+        s, b = size_bucket(expert), price_octave(price)
         keys: list[tuple[str, tuple[Any, ...]]] = [("all", ()), ("size", (s,))]
         if category is not None:
             keys += [("category", (category,)), ("category_size", (category, s))]
@@ -470,7 +470,7 @@ class FeatureModel:
     def keys(category: str | None, price: float | None, brand: str | None,
              sale_hours: float | None) -> list[tuple[Any, ...]]:
         length = None if sale_hours is None else round(math.log2(max(sale_hours, 0.25)))
-        return [("all",), ("length", length), ("category", category), ("category_band", category, price_band(price)),
+        return [("all",), ("length", length), ("category", category), ("category_band", category, price_octave(price)),
                 ("brand", brand), ("brand_category", brand, category)]
 
     def observe(self, units: float, category: str | None = None, price: float | None = None,
@@ -666,7 +666,7 @@ class PresaleDesk:
                     price: float | None) -> tuple[Correction, str]:
         """The correction and its reason; it depends on the forecast only through its groups, so it is computed
         once per group per state of the desk (a plan of thousands of products touches a few hundred groups)."""
-        group = (size_bucket(expert), buyer_id, category, price_band(price), self.version)
+        group = (size_bucket(expert), buyer_id, category, price_octave(price), self.version)
         cached = self._corrections.get(group)
         if cached is None:
             if len(self._corrections) > 50_000:

@@ -22,6 +22,11 @@ MODULES = [
     "salepulse.streams.clock", "salepulse.streams.poison", "salepulse.streams.bounded", "salepulse.streams.ingest",
     "salepulse.streams.live", "salepulse.consumers.sink_errors", "salepulse.consumers.deadletters",
     "salepulse.consumers.clickhouse_sink",
+    # forecast package (issue 10/11)
+    "salepulse.streams.forecast", "salepulse.streams.forecast.distributions",
+    "salepulse.streams.forecast.priors", "salepulse.streams.forecast.curves", "salepulse.streams.forecast.dispersion",
+    "salepulse.streams.forecast.forecaster", "salepulse.streams.forecast.calibration",
+    "salepulse.consumers.forecast_baselines", "salepulse.consumers.evaluate_forecast",
 ]
 
 
