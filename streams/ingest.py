@@ -288,16 +288,19 @@ def facts_record(sale_id: str, items: Sequence[tuple[Fact, str, int]]) -> dict[s
         "ts": [f.ts_ms for f in facts],
         "sources": [source for _, source, _ in items],
         "offsets": [offset for _, _, offset in items],
+        "regions": [f.region for f in facts],
     }
 
 
 def facts_of(record: dict[str, Any]) -> list[tuple[Fact, str, int]]:
     """Inverse of :func:`facts_record`."""
     sale_id = record["sale_id"]
-    return [(Fact(event_id, sale_id, sku, kind, units, revenue, ts), source, offset)
-            for event_id, sku, kind, units, revenue, ts, source, offset in zip(
+    # a record written before regions existed reads with an empty list: no fact has a region
+    regions = record.get("regions") or [None] * len(record["event_ids"])
+    return [(Fact(event_id, sale_id, sku, kind, units, revenue, ts, region), source, offset)
+            for event_id, sku, kind, units, revenue, ts, source, offset, region in zip(
                 record["event_ids"], record["skus"], record["kinds"], record["units"], record["revenues"],
-                record["ts"], record["sources"], record["offsets"], strict=True)]
+                record["ts"], record["sources"], record["offsets"], regions, strict=True)]
 
 
 class IngestError(RuntimeError):

@@ -301,7 +301,10 @@ class LiveBoard:
             return (tracked is not None and tracked.forecaster.stockout_fraction is not None) or (
                 on_hand is not None and units(sku) >= on_hand)
 
-        return sale_outcomes(self.catalog, sale, units, sold_out)
+        def regions(sku: str) -> dict[str, float]:
+            return {r: float(u) for r, u in self.totals.get((sale.sale_id, sku), SkuTotals()).regions.items()}
+
+        return sale_outcomes(self.catalog, sale, units, sold_out, regions)
 
     def open_active(self) -> list[tuple[str, str]]:
         """(sale, sku) pairs with counted facts whose sale is open at stream time."""

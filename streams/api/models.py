@@ -187,6 +187,8 @@ class OrderIn(EventIn):
     order_id: str | None = None
     currency: str | None = None
     lines: list[OrderLine] = Field(min_length=1)
+    region: str | None = Field(None, description="The member's delivery region (warehouse), when known: stocking "
+                               "plans are split by region from it.")
 
 
 Event = Annotated[BrowseIn | CartIn | OrderIn, Field(discriminator="type")]
