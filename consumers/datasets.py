@@ -71,6 +71,10 @@ DATASETS: dict[str, PublicDataset] = {
 }
 
 
+REPLAYABLE: tuple[str, ...] = ("rees46", "taobao", "online-retail")
+"""The datasets with a reader in :mod:`salepulse.consumers.data`: what ``replay`` streams and the evaluations read."""
+
+
 def missing(data_dir: Path, names: Iterable[str]) -> list[PublicDataset]:
     """The datasets among ``names`` whose file is not under ``data_dir``."""
     return [DATASETS[name] for name in names if not DATASETS[name].path(data_dir).is_file()]

@@ -34,6 +34,7 @@ import numpy as np
 from tqdm import tqdm
 
 from salepulse.consumers.data import Interaction, interactions
+from salepulse.consumers.datasets import REPLAYABLE
 from salepulse.consumers.recommend_baselines import (
     History,
     ItemKNN,
@@ -57,7 +58,7 @@ from salepulse.streams.preferences import (
 
 log = get_logger(__name__)
 
-DATASETS = ("rees46", "taobao", "online-retail")
+DATASETS = REPLAYABLE  # the datasets with a reader in consumers/data
 RANKERS = ("model", "repeat", "popular", "trending", "item_knn", "session_knn", "category_trend")
 SALE_RANKERS = ("model", "repeat", "popular", "trending")
 TASKS = ("product", "reengage", "discover", "sale")

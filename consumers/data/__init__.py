@@ -16,25 +16,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from salepulse.consumers.data.common import Interaction, Line
-from salepulse.consumers.datasets import DATASETS
+from salepulse.consumers.datasets import DATASETS, REPLAYABLE
 
-RELATIVE_PATHS: dict[str, str] = {name: DATASETS[name].relative_path for name in ("rees46", "taobao", "online-retail")}
-"""Where each dataset read here sits under ``Settings.data_dir`` (``SALEPULSE_DATA_DIR``); the one list of files is
-:data:`salepulse.consumers.datasets.DATASETS`."""
-
-__all__ = ["RELATIVE_PATHS", "Interaction", "Line", "dataset_path", "interactions"]
+__all__ = ["Interaction", "Line", "dataset_path", "interactions"]
 
 
 def dataset_path(name: str, data_dir: Path) -> Path:
-    """The file of dataset ``name`` under ``data_dir``.
+    """The file of dataset ``name`` under ``data_dir`` (``SALEPULSE_DATA_DIR``), as the one registry
+    :data:`salepulse.consumers.datasets.DATASETS` names it.
 
     >>> dataset_path("taobao", Path("/data")).as_posix()
     '/data/taobao-user-behavior-sample/UserBehavior.csv.gz'
     """
-    try:
-        return Path(data_dir) / RELATIVE_PATHS[name]
-    except KeyError:
-        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(RELATIVE_PATHS)}") from None
+    if name not in REPLAYABLE:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(REPLAYABLE)}")
+    return DATASETS[name].path(Path(data_dir))
 
 
 def interactions(name: str, path: Path) -> list[Interaction]:

@@ -30,6 +30,9 @@ MODULES = [
     "salepulse.streams.forecast.priors", "salepulse.streams.forecast.curves", "salepulse.streams.forecast.dispersion",
     "salepulse.streams.forecast.forecaster", "salepulse.streams.forecast.calibration",
     "salepulse.consumers.forecast_baselines", "salepulse.consumers.evaluate_forecast",
+    # module splits (issue 11)
+    "salepulse.streams.presale_outcome", "salepulse.streams.presale_spread", "salepulse.streams.presale_correction",
+    "salepulse.consumers.replay", "salepulse.consumers.simulate_world",
 ]
 
 
