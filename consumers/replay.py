@@ -14,6 +14,10 @@ Two layers, so the mapping is tested without a broker:
    events, so the 431k-row retail file never sits in memory as records.
 2. **Kafka** - :func:`run_replay` sends the catalogue, then the events, paced by event time.
 
+The plan and catalogue live in :mod:`salepulse.consumers.replay_plan`, the three readers in
+:mod:`salepulse.consumers.replay_readers` (both re-exported here); which file a dataset is comes from the one
+registry, :data:`salepulse.consumers.datasets.DATASETS`.
+
 Every id is derived from the data (no random, no clock), so replaying a file twice yields identical event ids
 and the consumers' ``event_id`` de-duplication makes a second replay a no-op. The mapping rules are spelled
 out in the docstrings of the three readers (and in the README section "Replaying real data").

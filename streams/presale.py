@@ -27,6 +27,10 @@ that sold-out skus count as "at least this much" (right-censored) instead of bei
 the chain ``all -> sale length -> category -> (category, price band) -> brand -> (brand, category)``, with the same
 shrinkage, and its own residual law.
 
+The pieces: :mod:`salepulse.streams.presale_outcome` (outcomes, size buckets, defaults),
+:mod:`salepulse.streams.presale_spread` (the residual law), :mod:`salepulse.streams.presale_correction` (correction
+and feature model); this module is the desk and re-exports their public names.
+
 >>> desk = PresaleDesk(prior_strength=5)
 >>> for i in range(40):  # alice's shoe forecasts sell 1/1.25 of what she says
 ...     _ = desk.observe(Outcome(f"s{i}", "k", expert=250.0, actual=200.0, buyer_id="alice", category="shoes",
