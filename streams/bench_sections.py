@@ -26,8 +26,9 @@ def run_sections(settings: Settings, bootstrap: str, dsn: str, state_dir: Path, 
     if "stages" in sections:
         from salepulse.streams.bench_stages import bench_stages
 
+        # The bench's own ClickHouse: one process can open only one chdb path (an embedded server per process).
         results["stages"] = bench_stages(5_000 if quick else 20_000, rounds=3 if quick else 5, settings=settings,
-                                         dsn=f"chdb://{state_dir / 'stages-chdb'}" if dsn.startswith("chdb") else dsn)
+                                         dsn=dsn)
     if "floor" in sections:
         from salepulse.streams.bench_floor import bench_floor
 
