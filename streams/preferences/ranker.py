@@ -471,8 +471,9 @@ class Ranker:
     # -- weights
     @property
     def product_weights(self) -> dict[str, float]:
-        """Current weights of the product blends, ``again.<name>`` and ``new.<name>``."""
-        return {**{f"again.{k}": v for k, v in self.again.weights().items()},
+        """Weights that score products now, ``again.<name>`` (the gated order) and ``new.<name>``."""
+        again = dict(zip(self.again.names, self.again_vector().tolist(), strict=True))
+        return {**{f"again.{k}": v for k, v in again.items()},
                 **{f"new.{k}": v for k, v in self.new.weights().items()}}
 
     @property
