@@ -4,7 +4,8 @@ The "again" part of a member's ranking is ordered by recency ("most recently tou
 baseline) unless the learnt blend has ranked the member's chosen items better on the events seen so far. Each
 event is scored by both orderings BEFORE anything learns from it (prequential), so the comparison is on unseen
 data; the sums decay, so a blend that stops winning hands the order back to recency. The gate starts on the
-baseline and the blend must win strictly: on a dataset where recency alone is right, the ranking IS recency.
+baseline and the blend must win significantly: on a dataset where recency alone is right, the ranking IS
+recency.
 """
 
 from __future__ import annotations
@@ -33,51 +34,67 @@ def reciprocal_rank(scores: np.ndarray, chosen: Sequence[int]) -> float:
 
 
 class PrequentialGate:
-    """Decayed sums of the reciprocal rank of a learnt ordering and of a baseline; the learnt one is used only
-    while its sum is strictly larger.
+    """Paired prequential comparison of a learnt ordering with a baseline: the learnt one is used only while its
+    decayed mean gain in reciprocal rank is significantly above 0 (one-sided lower bound ``mean - z * se > 0``)
+    over at least ``min_events`` events. A few lucky events cannot flip the order; a tie keeps the baseline.
 
-    >>> g = PrequentialGate()
+    >>> g = PrequentialGate(min_events=5)
     >>> g.use_learnt
     False
-    >>> g.update(learnt=1.0, baseline=0.5); g.use_learnt
+    >>> g.update(learnt=1.0, baseline=0.5); g.use_learnt  # one win is no evidence
+    False
+    >>> for _ in range(10): g.update(learnt=1.0, baseline=0.5 if _ % 3 else 1.0)
+    >>> g.use_learnt
     True
-    >>> for _ in range(3): g.update(learnt=0.2, baseline=1.0)
+    >>> for _ in range(40): g.update(learnt=0.5, baseline=1.0)
     >>> g.use_learnt
     False
     >>> PrequentialGate.from_dict(g.to_dict()).to_dict() == g.to_dict()
     True
     """
 
-    __slots__ = ("decay", "learnt", "baseline", "n")
+    __slots__ = ("decay", "z", "min_events", "w", "s1", "s2", "learnt", "baseline", "n")
 
-    def __init__(self, half_life: float = 2000.0) -> None:
-        # A half-life in events: long enough that a lucky streak does not flip the order, short enough to follow
-        # a shop whose shoppers change habits.
+    def __init__(self, half_life: float = 2000.0, z: float = 1.645, min_events: int = 30) -> None:
+        # A half-life in events: long enough to average many members, short enough to follow a shop whose
+        # shoppers change habits. z = 1.645: a one-sided 95 % bound on the mean gain.
         self.decay = 0.5 ** (1.0 / half_life)
-        self.learnt = 0.0
-        self.baseline = 0.0
+        self.z = z
+        self.min_events = min_events
+        self.w = self.s1 = self.s2 = 0.0
+        self.learnt = self.baseline = 0.0
         self.n = 0
 
     @property
     def use_learnt(self) -> bool:
-        """True when the learnt ordering has won so far (strictly)."""
-        return self.learnt > self.baseline
+        """True when the learnt ordering's mean gain over the baseline is significantly positive."""
+        if self.n < self.min_events or self.w <= 0.0:
+            return False
+        mean = self.s1 / self.w
+        var = max(self.s2 / self.w - mean * mean, 0.0)
+        return mean - self.z * (var / self.w) ** 0.5 > 0.0
 
     def update(self, learnt: float, baseline: float) -> None:
         """Add one event's reciprocal ranks (each computed before either side learnt the event)."""
-        self.learnt = self.learnt * self.decay + learnt
-        self.baseline = self.baseline * self.decay + baseline
+        d = learnt - baseline
+        k = self.decay
+        self.w = self.w * k + 1.0
+        self.s1 = self.s1 * k + d
+        self.s2 = self.s2 * k + d * d
+        self.learnt = self.learnt * k + learnt
+        self.baseline = self.baseline * k + baseline
         self.n += 1
 
     def to_dict(self) -> dict[str, float]:
-        """The sums and the count (to checkpoint with the blend weights)."""
-        return {"learnt": self.learnt, "baseline": self.baseline, "n": float(self.n)}
+        """The decayed sums and the count (to checkpoint with the blend weights)."""
+        return {"w": self.w, "s1": self.s1, "s2": self.s2, "learnt": self.learnt, "baseline": self.baseline,
+                "n": float(self.n)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, float], half_life: float = 2000.0) -> PrequentialGate:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict` (a missing key starts at 0)."""
         g = cls(half_life)
-        g.learnt = float(d.get("learnt", 0.0))
-        g.baseline = float(d.get("baseline", 0.0))
+        for key in ("w", "s1", "s2", "learnt", "baseline"):
+            setattr(g, key, float(d.get(key, 0.0)))
         g.n = int(d.get("n", 0))
         return g
