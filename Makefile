@@ -9,7 +9,7 @@ DEMO_ARGS ?=
 BENCH_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint bench kafka-up kafka-down clean browser
+.PHONY: install demo test lint bench profile kafka-up kafka-down clean browser
 
 install: $(STAMP)
 
@@ -25,6 +25,7 @@ demo: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 # The dashboard tests drive Debian's headless Chromium; install it when missing (CI runs as root).
 browser:
@@ -38,6 +39,10 @@ test: install lint browser
 
 bench: install
 	$(BIN)/salepulse bench $(BENCH_ARGS)
+
+# py-spy profiles of each role (issue #13): docs/profiles/*.txt and the profile section of BENCHMARKS.md.
+profile: install
+	$(BIN)/salepulse bench --profile $(BENCH_ARGS)
 
 kafka-up: install
 	$(BIN)/salepulse kafka up

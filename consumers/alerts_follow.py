@@ -50,6 +50,7 @@ from salepulse.schemas.codec import Codec, DecodeError
 from salepulse.streams.config import Settings
 from salepulse.streams.logs import get_logger
 from salepulse.streams.metrics import Registry
+from salepulse.streams.topology import Groups
 
 log = get_logger(__name__)
 
@@ -260,7 +261,7 @@ def default_group_id(output: str, webhook: str | None) -> str:
         sink = "webhook-" + re.sub(r"[^A-Za-z0-9._-]+", "-", parts.netloc.rsplit("@", 1)[-1]).strip("-")
     else:
         sink = output
-    return f"salepulse-alerts-{sink}"
+    return Groups.alerts_follower(sink)
 
 
 # --- webhook --------------------------------------------------------------------------------------------------

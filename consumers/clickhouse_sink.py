@@ -35,6 +35,7 @@ from salepulse.schemas.codec import Codec, DecodeError
 from salepulse.streams.config import Settings
 from salepulse.streams.logs import get_logger
 from salepulse.streams.metrics import Registry
+from salepulse.streams.topology import sink_topics
 
 log = get_logger(__name__)
 
@@ -162,7 +163,7 @@ class ClickHouseSink:
         settings: Settings,
         *,
         client_factory: Callable[[str], Any] = connect,
-        group_id: str = "salepulse-sink",
+        group_id: str | None = None,
         metrics: Registry | None = None,
         on_written: Callable[[Batch], None] | None = None,
     ) -> None:
@@ -170,11 +171,11 @@ class ClickHouseSink:
         self.on_written = on_written  # called after each accepted batch; the benchmarks time visibility with it
         self.client_factory = client_factory
         self.codec = Codec(settings.schema_registry_url)
-        self.topics = [settings.topics.facts, settings.topics.snapshots, settings.topics.alerts, settings.topics.plans]
+        self.topics = sink_topics(settings.topics)
         self.consumer = Consumer(
             settings.kafka_config(
                 **{
-                    "group.id": group_id,
+                    "group.id": group_id or settings.groups.sink,
                     "enable.auto.commit": False,
                     "auto.offset.reset": "earliest",
                     "fetch.min.bytes": 1,

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,9 +36,11 @@ from tqdm import tqdm
 
 from salepulse.consumers.data import online_retail
 from salepulse.consumers.data.online_retail import is_product  # noqa: F401  (one rule; re-exported)
-from salepulse.streams.forecast import DemandModel, ExpertPrior, Forecast, elapsed_fraction
+from salepulse.consumers.forecast_baselines import BaselineBook
+from salepulse.streams.clock import elapsed_fraction
+from salepulse.streams.forecast import DemandModel, ExpertPrior, Forecast
 
-CHECKPOINTS: tuple[float, ...] = (0.1, 0.25, 0.5)
+CHECKPOINTS: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5)
 WARMUP_SALES = 8
 HISTORY_WEEKS = 4
 
@@ -72,72 +74,79 @@ def load_online_retail(path: Path) -> tuple[dict[date, list[tuple[float, str, in
 # Scoring
 # ----------------------------------------------------------------------------------------------------
 
+POINT_METHODS: tuple[str, ...] = ("prior", "velocity", "so_far_plus_prior", "tuned_blend", "blended", "mean")
+QUANTILES: tuple[tuple[str, float], ...] = (("p10", 0.1), ("p50", 0.5), ("p90", 0.9))
+
+
+def checkpoint_key(cp: float) -> str:
+    """JSON key of a checkpoint: ``"0"`` before the sale opens, else ``str(cp)``.
+
+    >>> [checkpoint_key(c) for c in CHECKPOINTS]
+    ['0', '0.1', '0.25', '0.5']
+    """
+    return "0" if cp == 0 else str(cp)
+
+
+def _nan_to_none(x: float) -> float | None:
+    return None if math.isnan(x) else x
+
 
 class _Scores:
-    """Collects per-(series, checkpoint) forecasts as arrays for the metrics."""
+    """Per-(series, checkpoint) forecasts keyed by series, so that overlapping sales cannot misalign them."""
 
     def __init__(self, checkpoints: Iterable[float]) -> None:
         self.cps = tuple(checkpoints)
-        self.cols: dict[float, dict[str, list[float]]] = {c: defaultdict(list) for c in self.cps}
-        self.truth: list[float] = []
+        self.rows: dict[float, dict[Hashable, dict[str, float]]] = {c: {} for c in self.cps}
+        self.truth: dict[Hashable, float] = {}
 
-    def add(self, cp: float, **values: float) -> None:
-        col = self.cols[cp]
-        for k, v in values.items():
-            col[k].append(v)
-
-    def add_forecast(self, cp: float, f: Forecast) -> None:
-        """One series' forecast at checkpoint ``cp``, with the two baselines it is scored against."""
-        self.add(cp, prior=f.prior_mean, velocity=f.units_so_far / cp, p10=f.p10, p50=f.p50, p90=f.p90,
-                 mean=f.mean)
+    def add(self, cp: float, key: Hashable, f: Forecast, baselines: dict[str, float]) -> None:
+        """One series' forecast at checkpoint ``cp`` with the baselines it is scored against."""
+        self.rows[cp][key] = {**baselines, "p10": f.p10, "p50": f.p50, "p90": f.p90, "mean": f.mean}
 
     def result(self) -> dict[str, Any]:
-        truth = np.asarray(self.truth, dtype=float)
+        keys = list(self.truth)
+        truth = np.asarray([self.truth[k] for k in keys], dtype=float)
         tot = float(truth.sum())
+        sold = truth > 0
+        cov = {"inside": {}, "below_p10": {}, "above_p90": {}}
         out: dict[str, Any] = {
             "series": int(truth.size),
+            "series_sold": int(sold.sum()),
             "checkpoints": list(self.cps),
-            "wape": {"prior": {}, "velocity": {}, "blended": {}},
-            "bias": {"blended": {}},
+            "wape": {m: {} for m in POINT_METHODS},
+            "bias": {m: {} for m in POINT_METHODS},
+            "pinball": {q: {} for q, _ in QUANTILES},
+            "coverage": {k: {} for k in cov},
+            "coverage_sold": {k: {} for k in cov},
             "coverage_p10_p90": {},
-            "extras": {
-                "blended_point": "p50",
-                "truth_units": tot,
-                "wape_posterior_mean": {},
-                "bias_prior": {},
-                "bias_velocity": {},
-                "bias_posterior_mean": {},
-                "coverage_below_p10": {},
-                "coverage_above_p90": {},
-                "mean_band_width_rel": {},
-            },
+            "extras": {"blended_point": "p50", "truth_units": tot, "mean_band_width_rel": {}},
         }
         if truth.size == 0 or tot <= 0:
             return out
         for c in self.cps:
-            col = {k: np.asarray(v, dtype=float) for k, v in self.cols[c].items()}
-            key = str(c)
-
-            def wape(f: np.ndarray) -> float:
-                return float(np.abs(f - truth).sum() / tot)
-
-            def bias(f: np.ndarray) -> float:
-                return float((f - truth).sum() / tot)
-
-            out["wape"]["prior"][key] = wape(col["prior"])
-            out["wape"]["velocity"][key] = wape(col["velocity"])
-            out["wape"]["blended"][key] = wape(col["p50"])
-            out["bias"]["blended"][key] = bias(col["p50"])
-            inside = (truth >= col["p10"] - 1e-9) & (truth <= col["p90"] + 1e-9)
-            out["coverage_p10_p90"][key] = float(inside.mean())
-            ex = out["extras"]
-            ex["wape_posterior_mean"][key] = wape(col["mean"])
-            ex["bias_prior"][key] = bias(col["prior"])
-            ex["bias_velocity"][key] = bias(col["velocity"])
-            ex["bias_posterior_mean"][key] = bias(col["mean"])
-            ex["coverage_below_p10"][key] = float((truth < col["p10"] - 1e-9).mean())
-            ex["coverage_above_p90"][key] = float((truth > col["p90"] + 1e-9).mean())
-            ex["mean_band_width_rel"][key] = float((col["p90"] - col["p10"]).sum() / tot)
+            rows = self.rows[c]
+            col = {
+                name: np.asarray([rows[k][name] for k in keys], dtype=float)
+                for name in ("prior", "velocity", "so_far_plus_prior", "tuned_blend", "p10", "p50", "p90", "mean")
+            }
+            col["blended"] = col["p50"]
+            key = checkpoint_key(c)
+            for m in POINT_METHODS:
+                err = col[m] - truth
+                out["wape"][m][key] = _nan_to_none(float(np.abs(err).sum() / tot))
+                out["bias"][m][key] = _nan_to_none(float(err.sum() / tot))
+            for name, q in QUANTILES:
+                diff = truth - col[name]
+                out["pinball"][name][key] = float(np.maximum(q * diff, (q - 1.0) * diff).sum() / tot)
+            below = truth < col["p10"] - 1e-9
+            above = truth > col["p90"] + 1e-9
+            for block, mask in (("coverage", np.ones_like(sold)), ("coverage_sold", sold)):
+                n = max(int(mask.sum()), 1)
+                out[block]["below_p10"][key] = float((below & mask).sum() / n)
+                out[block]["above_p90"][key] = float((above & mask).sum() / n)
+                out[block]["inside"][key] = float((~below & ~above & mask).sum() / n)
+            out["coverage_p10_p90"][key] = out["coverage"]["inside"][key]
+            out["extras"]["mean_band_width_rel"][key] = float((col["p90"] - col["p10"]).sum() / tot)
         return out
 
 
@@ -151,6 +160,7 @@ def _run_online_retail(
 ) -> dict[str, Any]:
     weeks, first_ts, last_ts = load_online_retail(path)
     model = model if model is not None else DemandModel()
+    book = BaselineBook()
     scores = _Scores(CHECKPOINTS)
     totals: dict[date, dict[str, int]] = {}
     for monday, lines in weeks.items():
@@ -167,9 +177,10 @@ def _run_online_retail(
         mondays.append(m)
         m += timedelta(days=7)
     scored_weeks = 0
+    blend_params: dict[str, dict[str, dict[str, float]]] = {}
     for idx, monday in enumerate(tqdm(mondays, desc="online-retail weeks", disable=not progress)):
         history = [totals.get(monday - timedelta(days=7 * k), {}) for k in range(1, HISTORY_WEEKS + 1)]
-        codes = set().union(*history)
+        codes = sorted(set().union(*history))
         scored = idx >= WARMUP_SALES and (score_from is None or monday >= score_from)
         sale_id = monday.isoformat()
         fcs = {}
@@ -178,6 +189,7 @@ def _run_online_retail(
             fcs[code] = model.start(sale_id, code, category=None, expert=ExpertPrior(prior))
         lines = sorted(weeks.get(monday, ()))
         pos = 0
+        seen: dict[float, tuple[list[float], list[float]]] = {}
         for cp in CHECKPOINTS:
             while pos < len(lines) and lines[pos][0] <= cp:
                 frac, code, q = lines[pos]
@@ -185,18 +197,25 @@ def _run_online_retail(
                 if fc is not None:
                     fc.update(q, frac)
                 pos += 1
+            priors = [fc.prior.mean for fc in fcs.values()]
+            so_far = [fc.units for fc in fcs.values()]
+            seen[cp] = (priors, so_far)
             if scored:
-                for fc in fcs.values():
-                    f = fc.forecast(cp)
-                    scores.add_forecast(cp, f)
+                for (code, fc), p, n in zip(fcs.items(), priors, so_far, strict=True):
+                    scores.add(cp, (sale_id, code), fc.forecast(cp), book.points(cp, p, n))
+        if scored:
+            blend_params[sale_id] = {checkpoint_key(c): book.params(c) for c in CHECKPOINTS}
         for frac, code, q in lines[pos:]:
             fc = fcs.get(code)
             if fc is not None:
                 fc.update(q, frac)
+        truth = [fc.units for fc in fcs.values()]
         if scored:
             scored_weeks += 1
-            scores.truth.extend(fc.units for fc in fcs.values())
-        # the sale is over: learn (curve, expert errors, dispersion) - only now, no look-ahead
+            for code, u in zip(fcs, truth, strict=True):
+                scores.truth[(sale_id, code)] = u
+        # the sale is over: learn (curve, expert errors, dispersion, baselines) - only now, no look-ahead
+        book.finish({c: (*seen[c], truth) for c in CHECKPOINTS}, (x for fc in fcs.values() for x in fc.sold))
         for fc in fcs.values():
             model.finish(fc)
         for _, code, q in lines:
@@ -204,28 +223,27 @@ def _run_online_retail(
                 model.dispersion.observe(code, None, q)
     out = scores.result()
     out["extras"]["scored_sales"] = scored_weeks
+    out["extras"]["tuned_blend_params_last_sale"] = blend_params[max(blend_params)] if blend_params else {}
     grid = model.curves.global_curve.grid
     out["extras"]["curve"] = f"global (no category in this dataset), grid of {grid}"
-    out["extras"]["curve_at_checkpoints"] = {str(c): model.curves.global_curve(c) for c in CHECKPOINTS}
+    out["extras"]["curve_at_checkpoints"] = {checkpoint_key(c): model.curves.global_curve(c) for c in CHECKPOINTS}
     return out
 
 
 def _run_simulated(seed: int, score_from: date | None, progress: bool) -> dict[str, Any]:
-    try:
-        from salepulse.consumers.simulate import SimulatedWorld  # type: ignore[import-not-found]
-    except ImportError as exc:  # pragma: no cover - depends on another engineer's file
-        raise NotImplementedError(
-            "dataset 'simulated' needs consumers/simulate.py with SimulatedWorld(seed) (.sales, .priors, "
-            ".true_demand, .events()); it is not importable here"
-        ) from exc
+    from salepulse.consumers.simulate import SimulatedWorld
+
     world = SimulatedWorld(seed=seed)
     model = DemandModel()
+    book = BaselineBook()
     scores = _Scores(CHECKPOINTS)
     sales = sorted(world.sales, key=lambda s: s["starts_at"])
     priors = {(p["sale_id"], p["sku"]): p for p in world.priors}
     sale_by_id = {s["sale_id"]: s for s in sales}
     truth = world.true_demand
+    on_hand_by_sku = {r["sku"]: r["on_hand"] for r in world.stock}
     fcs: dict[tuple[str, str], Any] = {}
+    seen: dict[str, dict[float, tuple[list[float], list[float]]]] = defaultdict(dict)
     pending_cp: list[tuple[datetime, float, str]] = []  # (time, checkpoint, sale_id)
     started: set[str] = set()
     finished: set[str] = set()
@@ -254,22 +272,29 @@ def _run_simulated(seed: int, score_from: date | None, progress: bool) -> dict[s
         nonlocal scored_sales
         while pending_cp and (until is None or pending_cp[0][0] <= until):
             _, cp, sid = pending_cp.pop(0)
+            series = [fcs[(sid, p["sku"])] for p in sale_by_id[sid]["products"]]
+            seen[sid][cp] = ([fc.prior.mean for fc in series], [fc.units for fc in series])
             if not scored(sid):
                 continue
-            for p in sale_by_id[sid]["products"]:
-                f = fcs[(sid, p["sku"])].forecast(cp)
-                scores.add_forecast(cp, f)
+            for fc in series:
+                scores.add(cp, (sid, fc.sku), fc.forecast(cp), book.points(cp, fc.prior.mean, fc.units))
         while ends and (until is None or ends[0][0] <= until):
             _, sid = ends.pop(0)
             if sid not in started:
                 start_sale(sale_by_id[sid])
             finished.add(sid)
+            series = [fcs[(sid, p["sku"])] for p in sale_by_id[sid]["products"]]
+            final = [float(truth.get((sid, fc.sku), fc.units)) for fc in series]
             if scored(sid):
                 scored_sales += 1
-                for p in sale_by_id[sid]["products"]:
-                    scores.truth.append(float(truth.get((sid, p["sku"]), fcs[(sid, p["sku"])].units)))
-            for p in sale_by_id[sid]["products"]:
-                model.finish(fcs[(sid, p["sku"])], price=p.get("price"))
+                for fc, u in zip(series, final, strict=True):
+                    scores.truth[(sid, fc.sku)] = u
+            book.finish(
+                {c: (*seen[sid][c], final) for c in CHECKPOINTS if c in seen[sid]},
+                (x for fc in series for x in fc.sold),
+            )
+            for p, fc in zip(sale_by_id[sid]["products"], series, strict=True):
+                model.finish(fc, price=p.get("price"))
 
     sale_iter = iter(sales)
     next_sale = next(sale_iter, None)
@@ -287,7 +312,13 @@ def _run_simulated(seed: int, score_from: date | None, progress: bool) -> dict[s
             if fc is None or line["sale_id"] in finished:
                 continue
             s = sale_by_id[line["sale_id"]]
-            fc.update(float(line["quantity"]), elapsed_fraction(ts, s["starts_at"], s["ends_at"]))
+            at = elapsed_fraction(ts, s["starts_at"], s["ends_at"])
+            fc.update(float(line["quantity"]), at)
+            # the live agent's rule (streams/live.py): sold out once units reach the stock on hand; the truth is
+            # demand, so the forecast must know the sales were censored
+            on_hand = on_hand_by_sku.get(line["sku"])
+            if on_hand is not None and fc.units >= on_hand:
+                fc.mark_stockout(at)
     while next_sale is not None:
         start_sale(next_sale)
         next_sale = next(sale_iter, None)
@@ -295,6 +326,7 @@ def _run_simulated(seed: int, score_from: date | None, progress: bool) -> dict[s
     flush(None)
     out = scores.result()
     out["extras"]["scored_sales"] = scored_sales
+    # scored series whose sale never reached a checkpoint before the data ended have no row: none expected
     return out
 
 
@@ -332,17 +364,24 @@ def run(
 
 
 def print_table(result: dict[str, Any]) -> None:
-    """Short table: WAPE per method, bias and p10-p90 coverage per checkpoint."""
-    cps = [str(c) for c in result["checkpoints"]]
-    print(f"dataset={result['dataset']}  series={result['series']}")
-    print(f"{'metric':<22}" + "".join(f"{'t=' + c:>10}" for c in cps))
-    for name in ("prior", "velocity", "blended"):
-        row = result["wape"][name]
-        print(f"{'WAPE ' + name:<22}" + "".join(f"{row.get(c, math.nan):>10.3f}" for c in cps))
-    row = result["bias"]["blended"]
-    print(f"{'bias blended':<22}" + "".join(f"{row.get(c, math.nan):>+10.3f}" for c in cps))
-    row = result["coverage_p10_p90"]
-    print(f"{'coverage p10-p90':<22}" + "".join(f"{row.get(c, math.nan):>10.3f}" for c in cps))
+    """WAPE of every method, bias, pinball loss and p10-p90 coverage (all series, sold series) per checkpoint."""
+    keys = [checkpoint_key(c) for c in result["checkpoints"]]
+
+    def line(label: str, row: dict[str, float | None], fmt: str = ">10.3f") -> None:
+        cells = "".join(f"{'-':>10}" if row.get(k) is None else f"{row[k]:{fmt}}" for k in keys)
+        print(f"{label:<26}" + cells)
+
+    print(f"dataset={result['dataset']}  series={result['series']}  sold={result.get('series_sold')}")
+    print(f"{'metric':<26}" + "".join(f"{'t=' + k:>10}" for k in keys))
+    for name in POINT_METHODS:
+        line(f"WAPE {name}", result["wape"][name])
+    for name in ("blended", "mean"):
+        line(f"bias {name}", result["bias"][name], ">+10.3f")
+    for name in result["pinball"]:
+        line(f"pinball {name}", result["pinball"][name])
+    for block in ("coverage", "coverage_sold"):
+        for part in ("inside", "below_p10", "above_p90"):
+            line(f"{block} {part}", result[block][part])
     from salepulse.consumers.evaluate_presale import print_presale  # issue 15
 
     print_presale(result)

@@ -58,7 +58,7 @@ class Pipeline:
             **(extra_env or {}),
         }
         self.settings = Settings.from_env(self.env)
-        self.sink_group = f"salepulse-sink-{tag}"
+        self.sink_group = f"{self.settings.groups.sink}-{tag}"
         self.worker: subprocess.Popen[bytes] | None = None
         self.worker_log = state_dir / f"worker-{tag}.log"
         self.preferences_worker: subprocess.Popen[bytes] | None = None

@@ -1,4 +1,4 @@
-"""Produce salepulse records to Kafka: the one place that knows which record goes to which topic under which key.
+"""Produce salepulse records to Kafka, routed by :data:`salepulse.streams.topology.ROUTES` (record, topic, key).
 
 Used by ``simulate``, ``replay``, ``priors load``, the HTTP collector and the tests, so every producer agrees on
 topics, keys and encoding. Delivery is idempotent at the producer (``enable.idempotence``) and at-least-once end
@@ -10,31 +10,13 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 
 from salepulse.schemas.codec import Codec
-from salepulse.streams.config import Settings, Topics
-
-
-@dataclass(frozen=True)
-class Route:
-    record: str
-    topic: Callable[[Topics], str]
-    key: Callable[[Mapping[str, Any]], str]
-
-
-ROUTES: dict[str, Route] = {
-    "browse": Route("BrowseEvent", lambda t: t.browse, lambda r: r["member_id"]),
-    "cart": Route("CartEvent", lambda t: t.cart, lambda r: r["member_id"]),
-    "order": Route("OrderEvent", lambda t: t.order, lambda r: r["member_id"]),
-    "sale": Route("Sale", lambda t: t.sales, lambda r: r["sale_id"]),
-    "prior": Route("ExpertForecast", lambda t: t.priors, lambda r: f"{r['sale_id']}:{r['sku']}"),
-    "stock": Route("StockLevel", lambda t: t.stock, lambda r: r["sku"]),
-}
-RECORD_KINDS = {route.record: kind for kind, route in ROUTES.items()}
+from salepulse.streams.config import Settings
+from salepulse.streams.topology import ROUTES
 
 
 class Publisher:

@@ -55,6 +55,7 @@ from salepulse.consumers.data.csvio import (  # noqa: F401  (re-exported: replay
 )
 from salepulse.schemas.validation import problems
 from salepulse.streams.config import Settings
+from salepulse.streams.topology import EVENT_RECORDS
 
 if TYPE_CHECKING:
     from salepulse.consumers.publish import Publisher
@@ -67,7 +68,6 @@ UNKNOWN_STOCK = 1_000_000
 unlimited' and replenishment alerts stay quiet unless real stock levels are loaded on top (stock.levels is
 compacted by sku)."""
 CHANNEL = "replay"
-KIND_RECORD = {"browse": "BrowseEvent", "cart": "CartEvent", "order": "OrderEvent"}
 DAY_MS = 86_400_000
 
 # Skip reasons (keys of ReplayPlan.skipped / ReplayReport.skipped).
@@ -114,7 +114,7 @@ class ReplayPlan:
         """
         counter: Counter[str] = Counter() if skipped is None else skipped
         for kind, record in self._stream(counter):
-            if problems(KIND_RECORD[kind], record):
+            if problems(EVENT_RECORDS[kind], record):
                 counter[INVALID_RECORD] += 1
                 continue
             yield kind, record

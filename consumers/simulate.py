@@ -647,6 +647,7 @@ class SimulatedWorld:
                 yield "order", {
                     "event_id": order_id, "order_id": order_id, "member_id": f"m{entry[5]:06d}", "lines": lines,
                     "currency": CURRENCY, "ts": _dt(t), "channel": entry[6],
+                    "region": REGIONS[int(self._region[entry[5]])],
                 }
             else:
                 alive = entry[9]

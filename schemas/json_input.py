@@ -35,8 +35,9 @@ import numpy as np
 
 from salepulse.schemas import limits as L
 from salepulse.schemas.validation import excerpt, problems, time_ms
+from salepulse.streams.topology import EVENT_RECORDS
 
-KINDS = {"browse": "BrowseEvent", "cart": "CartEvent", "order": "OrderEvent"}
+KINDS = EVENT_RECORDS
 CHANNELS = ("web", "app")
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _OPEN = np.frombuffer(b"[{", dtype=np.uint8)
@@ -170,8 +171,9 @@ def parse_event(obj: Any, now_ms: int | None = None, *, window: bool = True,
         if "action" in record and not _choice(record["action"], ("add", "remove")):
             found.append(f"action: must be add or remove, got {excerpt(record['action'])}")
     else:
-        record = _take(obj, {**common, "order_id": str, "currency": str}, "", found,
-                       optional=("order_id", "currency"))
+        record = _take(obj, {**common, "order_id": str, "currency": str, "region": str}, "", found,
+                       optional=("order_id", "currency", "region"))
+        record.setdefault("region", None)
         record.setdefault("order_id", record.get("event_id"))
         record.setdefault("currency", "EUR")
         lines = obj.get("lines")

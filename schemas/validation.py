@@ -191,6 +191,7 @@ def _order(record: Record, found: list[str]) -> None:
     if not (isinstance(currency, str) and len(currency) == 3 and currency.isascii() and currency.isupper()
             and currency.isalpha()):
         found.append(f"currency: expected an ISO 4217 code such as EUR, got {excerpt(currency)}")
+    check_string(record.get("region"), "region", found, required=False)
     for i, line in enumerate(_items(record.get("lines"), "lines", found, 1, L.MAX_ORDER_LINES)):
         if not isinstance(line, Mapping):
             found.append(f"lines[{i}]: expected an object, got {type(line).__name__}")
@@ -294,6 +295,9 @@ def _order_ok(r: Record) -> bool:
     lines, event_id = r.get("lines"), r.get("event_id")
     if not (_fast_ts(r.get("ts")) and type(lines) is list and 0 < len(lines) <= L.MAX_ORDER_LINES
             and r.get("order_id") == event_id and r.get("currency", "EUR") in _CODES):
+        return False
+    region = r.get("region")
+    if region is not None and not (type(region) is str and 0 < len(region) <= _ID and region.isprintable()):
         return False
     member = r.get("member_id")
     for line in lines:

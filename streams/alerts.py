@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
+from salepulse.streams.clock import elapsed_fraction
+
 __all__ = [
     "SEVERITIES",
     "Alert",
@@ -77,13 +79,6 @@ def available_stock(on_hand: float, inbound: Iterable[tuple[datetime, float]], s
     return float(on_hand) + float(sum(q for at, q in inbound if at < sale_end))
 
 
-def _fraction(ts: datetime, starts_at: datetime, ends_at: datetime) -> float:
-    span = (ends_at - starts_at).total_seconds()
-    if span <= 0:
-        return 1.0
-    return min(max((ts - starts_at).total_seconds() / span, 0.0), 1.0)
-
-
 def project_stockout(
     remaining_demand: float,
     available: float,
@@ -104,7 +99,7 @@ def project_stockout(
     if remaining_demand <= available:
         return None
     f = curve if curve is not None else (lambda t: t)
-    t0 = _fraction(now, starts_at, ends_at)
+    t0 = elapsed_fraction(now, starts_at, ends_at)
     f0 = f(t0)
     if available <= 0:
         return max(now, starts_at)
@@ -174,7 +169,7 @@ def assess(
     reorder 152 units, too late for the 1d lead time
     """
     policy = policy if policy is not None else AlertPolicy()
-    t = _fraction(now, starts_at, ends_at)
+    t = elapsed_fraction(now, starts_at, ends_at)
     fcst = forecaster.forecast(t)
     sold = float(forecaster.units)
     available = available_stock(on_hand, inbound, ends_at)

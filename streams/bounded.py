@@ -1,6 +1,6 @@
 """Bounded live state: the decoded sale states a velocity worker keeps in memory, with caps and eviction.
 
-Pure (no Kafka, no Faust); ``sale_state`` in :mod:`salepulse.streams.app` is the glue.
+Pure (no Kafka, no Faust); ``sale_state`` in :mod:`salepulse.streams.worker` is the glue.
 
 Rules:
 

@@ -37,8 +37,10 @@ from salepulse.streams.stocking import PlanLine, RegionShares, newsvendor_servic
 
 
 def sale_outcomes(catalog: Catalog, sale: Sale, units: Callable[[str], float],
-                  sold_out: Callable[[str], bool]) -> list[dict[str, Any]]:
-    """``ForecastOutcome`` records of every product of a finished sale (``units``/``sold_out`` per sku)."""
+                  sold_out: Callable[[str], bool],
+                  regions: Callable[[str], Mapping[str, float]] | None = None) -> list[dict[str, Any]]:
+    """``ForecastOutcome`` records of every product of a finished sale (``units``/``sold_out``/``regions`` per
+    sku; ``regions``: units by delivery region)."""
     records = []
     for sku in sale.skus:
         prior = catalog.priors.get((sale.sale_id, sku)) or {}
@@ -47,7 +49,7 @@ def sale_outcomes(catalog: Catalog, sale: Sale, units: Callable[[str], float],
             sale.sale_id, sku, prior.get("expected_units"), float(units(sku)), bool(sold_out(sku)),
             prior.get("low"), prior.get("high"), prior.get("buyer_id"), product.category if product else None,
             product.price if product else None, sale.brand, (sale.ends_ms - sale.starts_ms) / 3_600_000,
-            sale.ends_ms)
+            sale.ends_ms, tuple(sorted((regions(sku) if regions else {}).items())))
         records.append(outcome.to_record())
     return records
 
@@ -77,10 +79,14 @@ class BuyerDesk:
         seen = {key: (record.get("actual"), record.get("censored")) for key, record in items}
         if any(key in self._learned and self._learned[key] != value for key, value in seen.items()):
             self.desk = PresaleDesk(prior_strength=self.desk.corrections.prior_strength)
+            self.regions = RegionShares()
             self._learned = {}
             self._rebuilds += 1
         new = [Outcome.from_record(dict(record)) for key, record in items if key not in self._learned]
         self._learned.update(seen)
+        for outcome in new:
+            if outcome.regions:
+                self.regions.observe(dict(outcome.regions), brand=outcome.brand, category=outcome.category)
         return self.desk.observe_many(new)
 
     # --- forecasts and plans -----------------------------------------------------------------------------
@@ -112,7 +118,10 @@ class BuyerDesk:
         return ExpertPrior(f.mean, f.p10, f.p90)
 
     def plan(self, sale: Sale) -> list[PlanLine]:
-        return plan_sale(self.forecasts(sale), self.service_level, self.regions.shares(sale.brand))
+        def shares(f: PresaleForecast) -> Mapping[str, float]:
+            return self.regions.shares(brand=sale.brand, category=f.category)
+
+        return plan_sale(self.forecasts(sale), self.service_level, shares)
 
     def _signature(self, sale: Sale) -> tuple[Any, ...]:
         priors = tuple((self.catalog.priors.get((sale.sale_id, sku)) or {}).get("event_id") for sku in sale.skus)

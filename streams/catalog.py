@@ -1,9 +1,8 @@
 """The catalogue every worker needs whole: sales with their products, expert forecasts and stock levels.
 
 They are small (a few hundred sales a day) and read by every agent and view, whatever partition of events a worker
-owns, so each worker keeps all of it, fed from the three compacted topics by :class:`CatalogFollower` (a
-confluent-kafka consumer assigned to every partition, reading from the beginning, with no consumer group).
-:class:`Catalog` itself is pure state.
+owns, so each worker keeps all of it, fed from the three compacted topics by
+:class:`salepulse.streams.followers.CatalogFollower`. :class:`Catalog` itself is pure state.
 
 >>> catalog = Catalog()
 >>> catalog.apply("Sale", {"sale_id": "s1", "brand": "nike", "starts_at": 0, "ends_at": 3_600_000,
@@ -19,14 +18,13 @@ False
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from salepulse.streams.clock import elapsed_fraction
 from salepulse.streams.logs import get_logger
-from salepulse.streams.poison import bounded_reason, catalog_problem
+from salepulse.streams.poison import catalog_problem
 from salepulse.streams.velocity import to_ms
 
 log = get_logger(__name__)
@@ -54,7 +52,7 @@ class Sale:
         return self.starts_ms <= now_ms < self.ends_ms
 
     def elapsed_fraction(self, now_ms: int) -> float:
-        return min(1.0, max(0.0, (now_ms - self.starts_ms) / max(1, self.ends_ms - self.starts_ms)))
+        return elapsed_fraction(now_ms, self.starts_ms, self.ends_ms)
 
 
 @dataclass(frozen=True)
@@ -140,80 +138,3 @@ class Catalog:
         sale_id = sale_id or self.product_sale.get(sku, "")
         on_hand = self.on_hand(sale_id, sku)
         return on_hand is None or on_hand - sold > 0
-
-
-class CatalogFollower:
-    """Keeps a :class:`Catalog` current from the compacted topics, in a daemon thread.
-
-    ``ready`` is set once everything that existed at start-up has been read, so views never answer from a
-    half-loaded catalogue.
-    """
-
-    def __init__(self, kafka_config: Mapping[str, Any], topics: list[str], decode: Callable[[bytes], Any],
-                 catalog: Catalog | None = None) -> None:
-        self.kafka_config = dict(kafka_config)
-        self.topics = topics
-        self.decode = decode
-        self.catalog = catalog or Catalog()
-        self.ready = threading.Event()
-        self.errors = 0
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="catalog-follower", daemon=True)
-
-    def start(self) -> CatalogFollower:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
-        consumer = Consumer({**self.kafka_config, "group.id": "salepulse-catalog-unused",
-                             "enable.auto.commit": False, "enable.partition.eof": True})
-        metadata = consumer.list_topics(timeout=30)
-        partitions = [TopicPartition(topic, p, OFFSET_BEGINNING) for topic in self.topics
-                      for p in metadata.topics[topic].partitions]
-        ends = {}
-        for tp in partitions:
-            low, high = consumer.get_watermark_offsets(tp, timeout=10)
-            ends[(tp.topic, tp.partition)] = high
-        pending = {key for key, high in ends.items() if high > 0}
-        consumer.assign(partitions)
-        if not pending:
-            self.ready.set()
-        try:
-            while not self._stop.is_set():
-                for message in consumer.consume(num_messages=1000, timeout=0.2):
-                    key = (message.topic(), message.partition())
-                    if message.error():
-                        pending.discard(key)  # end of partition
-                        continue
-                    if message.offset() + 1 >= ends.get(key, 0):
-                        pending.discard(key)
-                    if message.value() is None:
-                        continue
-                    try:
-                        name, record = self.decode(message.value())
-                        with self._lock:
-                            problem = self.catalog.apply(name, record)
-                    except Exception as exc:  # noqa: BLE001 - one bad record must not stop the whole catalogue
-                        problem = f"{type(exc).__name__}: {exc}"
-                    if problem:
-                        self.errors += 1
-                        log.warning("catalogue record skipped", topic=message.topic(),
-                                    partition=message.partition(), offset=message.offset(),
-                                    reason=bounded_reason(problem))
-                if not pending and not self.ready.is_set():
-                    self.ready.set()
-        finally:
-            consumer.close()
-
-    def wait_ready(self, timeout: float = 30.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not self.ready.is_set():
-            self.ready.wait(0.1)
-        return self.ready.is_set()

@@ -117,8 +117,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     require_port(settings.http_host, settings.http_port, "SALEPULSE_HTTP_PORT", "the worker's HTTP API")
     require_kafka(settings)
     ensure_topics(settings)
-    from salepulse.streams.app import app
+    from salepulse.streams.worker import build_worker
 
+    app = build_worker(settings).app
     sys.argv = ["salepulse", "worker", "--loglevel", args.loglevel, "--web-port", str(settings.http_port),
                 "--web-host", settings.http_host]
     app.main()
@@ -275,7 +276,13 @@ def cmd_plan(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     from salepulse.streams.bench import run_bench
+    from salepulse.streams.bench_sections import SECTIONS, run_alone
 
+    sections = {"profile"} if args.profile else {s.strip() for s in (args.only or "").split(",") if s.strip()}
+    if sections - set(SECTIONS):
+        raise SystemExit(f"--only takes {', '.join(SECTIONS)}; not {', '.join(sorted(sections - set(SECTIONS)))}")
+    if sections:
+        return run_alone(settings, args.output, sections, args.quick)
     return run_bench(settings, output=args.output, quick=args.quick)
 
 
@@ -385,6 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="run the benchmarks and write BENCHMARKS.md")
     bench.add_argument("--output", type=Path, default=Path("BENCHMARKS.md"))
     bench.add_argument("--quick", action="store_true", help="smaller runs, for a smoke check")
+    bench.add_argument("--only", help="run only these sections (floor, stages, profile; comma-separated) and "
+                       "splice them into the existing report")
+    bench.add_argument("--profile", action="store_true", help="profile each role with py-spy (same as --only profile)")
     bench.set_defaults(func=cmd_bench)
     return parser
 

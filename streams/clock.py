@@ -17,6 +17,8 @@ The rule now, in two parts:
 Event times arrive close to sorted (replays, simulations, live traffic), so the 90th percentile of the last 512
 trails the newest event by about one twentieth of the window's span: milliseconds live, seconds in a fast replay.
 
+The module also holds :func:`elapsed_fraction`, the one rule placing "now" inside a sale.
+
 Pure: the wall clock is a parameter (``wall_ms``), so tests and doctests control it.
 
 >>> wall = [1_000_000_000]
@@ -40,6 +42,8 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
+from datetime import datetime
+from typing import TypeVar
 
 
 def _wall_ms() -> int:
@@ -86,3 +90,34 @@ class StreamClock:
             rank = min(len(ordered), max(1, math.ceil(self.quantile * len(ordered))))
             self.now_ms = max(self.now_ms, ordered[rank - 1])
         return self.now_ms
+
+
+T = TypeVar("T", datetime, int, float)
+
+
+def elapsed_fraction(now: T, starts_at: T, ends_at: T) -> float:
+    """Elapsed fraction of a sale at ``now``, clipped to [0, 1] (datetimes, or epoch ms / s numbers).
+
+    The one rule for the forecast, the alert rules and the catalogue: before the start is 0, after the end is 1,
+    and a sale of zero (or negative) length is 0 before its start and 1 from its start on.
+
+    >>> from datetime import datetime
+    >>> elapsed_fraction(datetime(2024, 1, 1, 6), datetime(2024, 1, 1), datetime(2024, 1, 2))
+    0.25
+    >>> elapsed_fraction(datetime(2024, 1, 3), datetime(2024, 1, 1), datetime(2024, 1, 2))
+    1.0
+    >>> elapsed_fraction(1_500, 1_000, 3_000), elapsed_fraction(500, 1_000, 3_000)
+    (0.25, 0.0)
+    >>> elapsed_fraction(999, 1_000, 1_000), elapsed_fraction(1_000, 1_000, 1_000)  # zero-length sale
+    (0.0, 1.0)
+    """
+    if isinstance(now, datetime):
+        span = (ends_at - starts_at).total_seconds()  # type: ignore[operator]
+        done = (now - starts_at).total_seconds()  # type: ignore[operator]
+    else:
+        span = float(ends_at - starts_at)  # type: ignore[operator]
+        done = float(now - starts_at)  # type: ignore[operator]
+    if span <= 0:
+        return 0.0 if done < 0 else 1.0
+    t = done / span
+    return 0.0 if t < 0.0 else (1.0 if t > 1.0 else t)

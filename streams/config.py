@@ -17,41 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from salepulse.schemas import limits
+from salepulse.streams.topology import WORKER_ROLES, Groups, Topics, counts_velocity, learns_preferences
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-@dataclass(frozen=True)
-class Topics:
-    """Kafka topic names: ``SALEPULSE_TOPIC_PREFIX`` prefixes them all, ``SALEPULSE_TOPIC_<FIELD>`` renames one."""
-
-    browse: str = "events.browse"
-    cart: str = "events.cart"
-    order: str = "events.order"
-    sales: str = "catalog.sales"
-    priors: str = "forecast.priors"
-    stock: str = "stock.levels"
-    facts: str = "velocity.facts"
-    signals: str = "member.signals"
-    snapshots: str = "velocity.snapshots"
-    alerts: str = "replenishment.alerts"
-    deadletter: str = "events.deadletter"
-    outcomes: str = "forecast.outcomes"
-    plans: str = "stock.plans"
-
-    @property
-    def events(self) -> tuple[str, str, str]:
-        return (self.browse, self.cart, self.order)
-
-    @property
-    def compacted(self) -> tuple[str, ...]:
-        """Topics that hold the latest value per key (catalogue, priors, stock)."""
-        return (self.sales, self.priors, self.stock, self.outcomes, self.plans)
-
-    @property
-    def followed(self) -> tuple[str, ...]:
-        """Compacted topics every worker reads whole: the catalogue, and the outcomes the pre-sale desk learns."""
-        return (self.sales, self.priors, self.stock, self.outcomes)
 
 
 # Passed through to every Kafka client as librdkafka / aiokafka settings; secrets come only from here.
@@ -65,8 +33,6 @@ KAFKA_SECURITY_VARIABLES = {
     "KAFKA_SSL_KEY_LOCATION": "ssl.key.location",
 }
 
-
-WORKER_ROLES = ("all", "velocity", "preferences")
 
 
 def _one_of(variable: str, value: str, allowed: tuple[str, ...]) -> str:
@@ -108,6 +74,8 @@ class Settings:
     """SALEPULSE_WORKER_ROLE: ``all`` (one process does everything), or ``velocity`` / ``preferences`` to run the
     two workloads as separate, separately scaled workers."""
     api_token: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    """SALEPULSE_CORS_ORIGINS: comma-separated origins a browser may call the HTTP API from (none by default)."""
     read_token: str | None = None
     """SALEPULSE_READ_TOKEN: when set (or when SALEPULSE_API_TOKEN is), ``/members/…`` needs one of the two."""
     event_time_window: bool = True
@@ -115,6 +83,9 @@ class Settings:
     event_max_age_s: float = limits.DEFAULT_MAX_EVENT_AGE_MS / 1000
     event_max_lead_s: float = limits.DEFAULT_MAX_EVENT_LEAD_MS / 1000
     max_body_bytes: int = 1_048_576
+    ingest_fetch_backoff_ms: int = 1000
+    """SALEPULSE_INGEST_FETCH_BACKOFF_MS: librdkafka's ``fetch.queue.backoff.ms`` for the ingest's consumer (how
+    long a partition's fetch pauses once its local queue is full); ``salepulse bench --only floor`` measures it."""
     sink_batch_rows: int = 20_000
     sink_flush_seconds: float = 1.0
     sink_metrics_port: int = 6067
@@ -148,17 +119,22 @@ class Settings:
     @property
     def counts_velocity(self) -> bool:
         """This worker ingests events and keeps sale state, forecasts and alerts."""
-        return self.worker_role in ("all", "velocity")
+        return counts_velocity(self.worker_role)
 
     @property
     def learns_preferences(self) -> bool:
         """This worker keeps member preferences and answers the member rankings."""
-        return self.worker_role in ("all", "preferences")
+        return learns_preferences(self.worker_role)
 
     @property
     def worker_group(self) -> str:
         """The Faust app id (consumer group) of this worker's role."""
-        return f"{self.app_id}-preferences" if self.worker_role == "preferences" else self.app_id
+        return self.groups.worker(self.worker_role)
+
+    @property
+    def groups(self) -> Groups:
+        """Consumer groups of every salepulse process (:mod:`salepulse.streams.topology`)."""
+        return Groups(self.app_id)
 
     @property
     def chdb_path(self) -> Path:
@@ -197,11 +173,13 @@ class Settings:
             worker_role=_one_of("SALEPULSE_WORKER_ROLE", get("SALEPULSE_WORKER_ROLE", defaults.worker_role),
                                 WORKER_ROLES),
             api_token=get("SALEPULSE_API_TOKEN") or None,
+            cors_origins=tuple(o.strip() for o in get("SALEPULSE_CORS_ORIGINS", "").split(",") if o.strip()),
             read_token=get("SALEPULSE_READ_TOKEN") or None,
             event_time_window=_switch("SALEPULSE_EVENT_TIME_WINDOW", get("SALEPULSE_EVENT_TIME_WINDOW", "on")),
             event_max_age_s=float(get("SALEPULSE_EVENT_MAX_AGE_S", defaults.event_max_age_s)),
             event_max_lead_s=float(get("SALEPULSE_EVENT_MAX_LEAD_S", defaults.event_max_lead_s)),
             max_body_bytes=int(get("SALEPULSE_MAX_BODY_BYTES", defaults.max_body_bytes)),
+            ingest_fetch_backoff_ms=int(get("SALEPULSE_INGEST_FETCH_BACKOFF_MS", defaults.ingest_fetch_backoff_ms)),
             sink_batch_rows=int(get("SALEPULSE_SINK_BATCH_ROWS", defaults.sink_batch_rows)),
             sink_flush_seconds=float(get("SALEPULSE_SINK_FLUSH_SECONDS", defaults.sink_flush_seconds)),
             sink_metrics_port=int(get("SALEPULSE_SINK_METRICS_PORT", defaults.sink_metrics_port)),

@@ -30,7 +30,6 @@ from salepulse.streams.logs import get_logger
 
 log = get_logger(__name__)
 DRAIN_TIMEOUT_SECONDS = 180.0
-SINK_GROUP = "salepulse-sink"  # the `salepulse sink` default; per-run topics give it fresh offsets each run
 
 
 @dataclass
@@ -168,7 +167,7 @@ def drain(settings: Settings, children: Children, messages_produced: int, stop: 
         children.check_alive()
         stats = _worker_stats(settings)
         handled = stats["events_processed"] + stats["deadletters"]
-        sink_lag = group_lag(settings, SINK_GROUP, [topics.facts, topics.snapshots])
+        sink_lag = group_lag(settings, settings.groups.sink, [topics.facts, topics.snapshots])
         if handled >= messages_produced and stats["facts_counted"] + stats["facts_duplicate"] >= stats["facts_sent"] \
                 and sink_lag == 0:
             if caught_up_once:  # twice in a row: the snapshot timer and the sink's last flush have run
@@ -182,9 +181,13 @@ def drain(settings: Settings, children: Children, messages_produced: int, stop: 
 
 
 def units_in_clickhouse(settings: Settings, sale_ids: list[str]) -> int:
-    from salepulse.consumers.clickhouse import connect
+    """Units of these sales in ClickHouse. The schema is applied first (idempotent): a run stopped within seconds
+    may end before the sink got to its migrations, and then the answer is 0, not an error."""
+    from salepulse.consumers.clickhouse import connect, migrate
 
-    row = connect(settings.clickhouse_dsn).query(
+    client = connect(settings.clickhouse_dsn)
+    migrate(client)
+    row = client.query(
         "SELECT sum(units) FROM velocity_minute WHERE sale_id IN {sales:Array(String)}",
         parameters={"sales": sale_ids},
     ).result_rows[0]

@@ -47,11 +47,11 @@ from salepulse.streams.poison import (
     message_budget,
     text_bytes,
 )
+from salepulse.streams.topology import RECORD_KINDS
 from salepulse.streams.velocity import Fact, extract_facts, facts_by_sale, to_ms
 
 log = get_logger(__name__)
 
-RECORD_KIND = {"BrowseEvent": "browse", "CartEvent": "cart", "OrderEvent": "order"}
 
 MAX_SIGNAL_LINES = 50
 """Lines of one order the preference model learns from: a 500-line wholesale invoice says little more about taste
@@ -86,7 +86,7 @@ def member_partition(member_id: str, partitions: int) -> int:
 def decode_event(codec: Codec, data: bytes | None) -> tuple[str, dict[str, Any]]:
     """Decode and validate one event; raises DecodeError or ValueError with the reason."""
     name, record = codec.decode(data or b"", timestamps="ms")
-    if name not in RECORD_KIND:
+    if name not in RECORD_KINDS:
         raise ValueError(f"{name} is not an event (expected BrowseEvent, CartEvent or OrderEvent)")
     found = problems(name, record)
     if found:
@@ -180,7 +180,7 @@ class BatchSplitter:
                 if problem:
                     self._dead_letter(out, message, "limits", f"limits: {problem}")
                     continue
-                kind = RECORD_KIND[name]
+                kind = RECORD_KINDS[name]
                 event_facts = extract_facts(name, record)
                 event_signals = signals_of(kind, record)
                 target = member_partition(record["member_id"], self.partitions)
@@ -288,16 +288,19 @@ def facts_record(sale_id: str, items: Sequence[tuple[Fact, str, int]]) -> dict[s
         "ts": [f.ts_ms for f in facts],
         "sources": [source for _, source, _ in items],
         "offsets": [offset for _, _, offset in items],
+        "regions": [f.region for f in facts],
     }
 
 
 def facts_of(record: dict[str, Any]) -> list[tuple[Fact, str, int]]:
     """Inverse of :func:`facts_record`."""
     sale_id = record["sale_id"]
-    return [(Fact(event_id, sale_id, sku, kind, units, revenue, ts), source, offset)
-            for event_id, sku, kind, units, revenue, ts, source, offset in zip(
+    # a record written before regions existed reads with an empty list: no fact has a region
+    regions = record.get("regions") or [None] * len(record["event_ids"])
+    return [(Fact(event_id, sale_id, sku, kind, units, revenue, ts, region), source, offset)
+            for event_id, sku, kind, units, revenue, ts, source, offset, region in zip(
                 record["event_ids"], record["skus"], record["kinds"], record["units"], record["revenues"],
-                record["ts"], record["sources"], record["offsets"], strict=True)]
+                record["ts"], record["sources"], record["offsets"], regions, strict=True)]
 
 
 class IngestError(RuntimeError):
@@ -327,6 +330,7 @@ class EventIngest:
             "session.timeout.ms": 10_000,  # a killed worker's partitions move in seconds
             "heartbeat.interval.ms": 2_000,
             "queued.max.messages.kbytes": 65_536,
+            "fetch.queue.backoff.ms": settings.ingest_fetch_backoff_ms,
         }))
         # Idempotent (ordered, no duplicates per partition: sale_state relies on it) and murmur2-partitioned like
         # Faust's router and tables; see Publisher.

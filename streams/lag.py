@@ -8,11 +8,12 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartiti
 from confluent_kafka.admin import AdminClient
 
 from salepulse.streams.config import Settings
+from salepulse.streams.topology import LAG_PROBE_GROUP
 
 
 def end_offsets(settings: Settings, topics: Iterable[str], timeout: float = 10.0) -> dict[tuple[str, int], int]:
     """High watermark of every partition of ``topics``."""
-    probe = Consumer(settings.kafka_config(**{"group.id": "salepulse-lag-probe", "enable.auto.commit": False}))
+    probe = Consumer(settings.kafka_config(**{"group.id": LAG_PROBE_GROUP, "enable.auto.commit": False}))
     try:
         metadata = probe.list_topics(timeout=timeout)
         ends = {}

@@ -10,6 +10,7 @@ times faster than real time forecasts exactly as it would have live, and one eve
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -76,6 +77,8 @@ class LiveBoard:
         self._forecast_cache: dict[tuple[str, str], tuple[tuple[Any, ...], dict[str, Any]]] = {}
         self.clock = clock or StreamClock()
         self.finish_failures = 0
+        self._unlearned: deque[tuple[DemandForecaster, float | None]] = deque()
+        """Forecasters of finished series the model has not learned from yet (see :meth:`finish_ended_sales`)."""
 
     @property
     def stream_ms(self) -> int:
@@ -243,8 +246,13 @@ class LiveBoard:
             self.open_alerts[(sale_id, sku)] = record
         return record
 
-    def finish_ended_sales(self) -> list[str]:
-        """Teach the model from sales that ended (stream time), once each; returns their ids."""
+    def finish_ended_sales(self, learn_budget_s: float = math.inf) -> list[str]:
+        """Teach the model from sales that ended (stream time), once each; returns their ids.
+
+        Learning from a finished series costs about a millisecond (the calibration's grid), and a weekly sale can end
+        thousands at once: the worker passes a ``learn_budget_s`` so the event loop never stalls for seconds, and
+        calls :meth:`learn_finished` on later ticks for the rest (in order, so the model learns the same things).
+        """
         ended = [s for s in self.catalog.all_sales() if s.ends_ms <= self.stream_ms and s.sale_id not in
                  self.finished]
         late, self._late = self._late, set()
@@ -260,17 +268,28 @@ class LiveBoard:
                 tracked = self.tracked.pop((sale.sale_id, sku), None)
                 if tracked is not None:
                     product = self.catalog.products.get((sale.sale_id, sku))
-                    try:
-                        self.model.finish(tracked.forecaster, price=product.price if product else None)
-                    except (ArithmeticError, ValueError):  # one odd sku must not keep its sale from finishing
-                        self.finish_failures += 1
+                    self._unlearned.append((tracked.forecaster, product.price if product else None))
                 self.open_alerts.pop((sale.sale_id, sku), None)
                 self.alerts.forget(sale.sale_id, sku)
                 self._forecast_cache.pop((sale.sale_id, sku), None)
             self.active.pop(sale.sale_id, None)
             self.velocity_history.pop(sale.sale_id, None)
             self.finished.add(sale.sale_id)
+        self.learn_finished(learn_budget_s)
         return [s.sale_id for s in ended]
+
+    def learn_finished(self, budget_s: float = math.inf) -> int:
+        """Teach the model from finished series still queued, for at most ``budget_s`` seconds; returns how many."""
+        deadline = time.perf_counter() + budget_s
+        learned = 0
+        while self._unlearned and time.perf_counter() < deadline:
+            forecaster, price = self._unlearned.popleft()
+            learned += 1
+            try:
+                self.model.finish(forecaster, price=price)
+            except (ArithmeticError, ValueError):  # one odd sku must not keep its sale from finishing
+                self.finish_failures += 1
+        return learned
 
     def _sale_outcomes(self, sale: Sale) -> list[dict[str, Any]]:
         def units(sku: str) -> float:
@@ -282,7 +301,10 @@ class LiveBoard:
             return (tracked is not None and tracked.forecaster.stockout_fraction is not None) or (
                 on_hand is not None and units(sku) >= on_hand)
 
-        return sale_outcomes(self.catalog, sale, units, sold_out)
+        def regions(sku: str) -> dict[str, float]:
+            return {r: float(u) for r, u in self.totals.get((sale.sale_id, sku), SkuTotals()).regions.items()}
+
+        return sale_outcomes(self.catalog, sale, units, sold_out, regions)
 
     def open_active(self) -> list[tuple[str, str]]:
         """(sale, sku) pairs with counted facts whose sale is open at stream time."""

@@ -18,7 +18,7 @@ the parts add up to the whole).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,38 +48,56 @@ def split_by_region(quantity: int, shares: Mapping[str, float]) -> dict[str, int
 
 
 class RegionShares:
-    """Expected regional share of demand, learned from finished sales' units by region (brand, then all).
+    """Expected regional share of a product's units, learned from finished sales' units by region.
 
-    >>> rs = RegionShares()
-    >>> rs.observe("acme", {"north": 30, "south": 10})
-    >>> rs.shares("acme")
+    Groups form a chain, each shrunk toward the one before it with ``prior_strength`` pseudo-units:
+    ``shop -> category -> brand -> (brand, category)``, so a brand seen in a few hundred units is mostly read like
+    the shop, and one with thousands by its own record. Shares are fractions of units (they sum to 1).
+
+    >>> rs = RegionShares(prior_strength=0)
+    >>> rs.observe({"north": 30, "south": 10}, brand="acme", category="shoes")
+    >>> rs.shares(brand="acme", category="shoes")
     {'north': 0.75, 'south': 0.25}
-    >>> rs.shares("unknown brand") == rs.shares(None)
+    >>> rs.shares(brand="unknown brand") == rs.shares()
     True
+    >>> RegionShares().shares()  # nothing learned: no split
+    {}
     """
 
-    def __init__(self, prior_strength: float = 50.0) -> None:
+    def __init__(self, prior_strength: float = 200.0) -> None:
         self.prior_strength = prior_strength
-        self._units: dict[str | None, dict[str, float]] = {}
+        self._units: dict[tuple[Any, ...], dict[str, float]] = {}
 
-    def observe(self, brand: str | None, units_by_region: Mapping[str, float]) -> None:
-        for key in {None, brand}:
+    @staticmethod
+    def keys(brand: str | None, category: str | None) -> list[tuple[Any, ...]]:
+        return [("shop",), ("category", category), ("brand", brand), ("brand_category", brand, category)]
+
+    def observe(self, units_by_region: Mapping[str, float], brand: str | None = None,
+                category: str | None = None) -> None:
+        """Learn one finished product's units by region."""
+        if not any(u > 0 for u in units_by_region.values()):
+            return
+        for key in self.keys(brand, category):
             acc = self._units.setdefault(key, {})
             for region, units in units_by_region.items():
-                acc[region] = acc.get(region, 0.0) + float(units)
+                acc[region] = acc.get(region, 0.0) + max(float(units), 0.0)
 
-    def shares(self, brand: str | None) -> dict[str, float]:
-        pooled = self._units.get(None, {})
-        total = sum(pooled.values())
+    def shares(self, brand: str | None = None, category: str | None = None) -> dict[str, float]:
+        """Each region's expected share of a product of this brand and category ({} before any region is known)."""
+        shop = self._units.get(("shop",), {})
+        total = sum(shop.values())
         if total <= 0:
             return {}
-        base = {r: u / total for r, u in pooled.items()}
-        own = self._units.get(brand, {}) if brand is not None else {}
-        n = sum(own.values())
+        share = {r: u / total for r, u in sorted(shop.items())}
         k = self.prior_strength
-        if brand is None or n == 0:
-            return base
-        return {r: (own.get(r, 0.0) + k * base[r]) / (n + k) for r in base}
+        for key in self.keys(brand, category)[1:]:
+            if any(part is None for part in key[1:]):
+                continue
+            own = self._units.get(key)
+            n = sum(own.values()) if own else 0.0
+            if own and n > 0:
+                share = {r: (own.get(r, 0.0) + k * s) / (n + k) for r, s in share.items()}
+        return share
 
 
 @dataclass(frozen=True)
@@ -122,6 +140,9 @@ def plan_line(forecast: PresaleForecast, service_level: float,
 
 
 def plan_sale(forecasts: Iterable[PresaleForecast], service_level: float,
-              region_shares: Mapping[str, float] | None = None) -> list[PlanLine]:
-    """Plan lines of every product of a sale."""
+              region_shares: Mapping[str, float] | Callable[[PresaleForecast], Mapping[str, float]] | None = None,
+              ) -> list[PlanLine]:
+    """Plan lines of every product of a sale; ``region_shares`` is one split for all, or one per forecast."""
+    if callable(region_shares):
+        return [plan_line(f, service_level, region_shares(f)) for f in forecasts]
     return [plan_line(f, service_level, region_shares) for f in forecasts]

@@ -22,7 +22,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     wanted = [
         NewTopic(name, num_partitions=settings.partitions, replication_factor=-1,
                  config={"cleanup.policy": "compact"} if name in compacted else {})
-        for name in vars(settings.topics).values()
+        for name in settings.topics.all()
         if name not in existing
     ]
     if not wanted:

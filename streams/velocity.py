@@ -13,7 +13,7 @@ Two stages, matching the two agents:
 ...          "lines": [{"sale_id": "s1", "sku": "k1", "quantity": 2, "unit_price": 10.0}]}
 >>> facts = extract_facts("OrderEvent", order)
 >>> facts
-[Fact(event_id='o1', sale_id='s1', sku='k1', kind='order', units=2, revenue=20.0, ts_ms=3600000)]
+[Fact(event_id='o1', sale_id='s1', sku='k1', kind='order', units=2, revenue=20.0, ts_ms=3600000, region=None)]
 >>> state = SaleState("s1")
 >>> state.apply(facts[0], source="events.order:0", offset=41)
 True
@@ -57,6 +57,8 @@ class Fact(NamedTuple):
     units: int
     revenue: float
     ts_ms: int
+    region: str | None = None
+    """The ordering member's delivery region, when the order carried one (orders only)."""
 
 
 def extract_facts(record_name: str, record: Mapping[str, Any]) -> list[Fact]:
@@ -74,7 +76,7 @@ def extract_facts(record_name: str, record: Mapping[str, Any]) -> list[Fact]:
             units_revenue[0] += line["quantity"]
             units_revenue[1] += line["quantity"] * line["unit_price"]
         return [
-            Fact(record["event_id"], sale_id, sku, "order", int(units), round(revenue, 6), ts)
+            Fact(record["event_id"], sale_id, sku, "order", int(units), round(revenue, 6), ts, record.get("region"))
             for (sale_id, sku), (units, revenue) in merged.items()
         ]
     raise ValueError(f"{record_name} is not an event with velocity")
@@ -97,6 +99,9 @@ class SkuTotals:
     rate_uph: float = 0.0
     rate_ms: int = 0
     last_ms: int = 0
+    regions: dict[str, int] = field(default_factory=dict)
+    """Units ordered per delivery region (orders that carried one): what the stocking plan splits by. Last, so
+    that the positional state of an earlier release still reads (with no regions)."""
 
     def add(self, fact: Fact) -> None:
         if fact.kind == "view":
@@ -109,6 +114,8 @@ class SkuTotals:
             self.orders += 1
             self.units += fact.units
             self.revenue += fact.revenue
+            if fact.region is not None:
+                self.regions[fact.region] = self.regions.get(fact.region, 0) + fact.units
             self.rate_uph = self.velocity_at(fact.ts_ms) + fact.units * HOUR_MS / _TAU_MS
             self.rate_ms = max(self.rate_ms, fact.ts_ms)
         self.last_ms = max(self.last_ms, fact.ts_ms)
@@ -235,6 +242,7 @@ def facts_by_sale(
         for event in events:
             known = None if event_bytes is None else event_bytes.get((event[0][1], event[0][2]))
             this = known if known is not None else sum(fact_bytes(f.event_id, f.sku, f.kind, source)
+                                                       + len((f.region or "").encode("utf-8", "surrogatepass"))
                                                        for f, source, _ in event)
             if chunk and size + this > budget:
                 messages.append((sale_id, chunk))

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import errno
 import fcntl
 import hashlib
 import logging
@@ -30,6 +29,7 @@ import re
 import shutil
 import signal
 import socket
+import string
 import subprocess
 import tempfile
 import time
@@ -38,6 +38,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from salepulse.deploy.kafka.processes import (
+    CHILDREN,
+    free_port,
+    free_ports,
+    is_kafka_process,
+    pid_alive,
+    port_is_free,
+    tail,
+)
 
 __all__ = [
     "ALTERNATIVES_HINT",
@@ -72,9 +82,6 @@ _POM_STAMP = ".pom-sha256"
 _FORMAT_STAMP = "salepulse-format.properties"
 _MAVEN_TIMEOUT_S = 1800.0
 
-# Brokers started by this process, so their exit status is collected (no zombies, no Popen
-# "still running" ResourceWarnings) while the JVM itself outlives us in its own session.
-_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
 class LocalBrokerError(RuntimeError):
@@ -91,28 +98,6 @@ def default_state_dir() -> Path:
 
 def _default_home() -> Path:
     return default_state_dir() / "kafka"
-
-
-def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """Return ``count`` distinct TCP ports that are free right now (kept bound together so they differ).
-
-    Used by tests to run a private broker next to any developer broker on 9092/9093.
-    """
-    sockets: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind((host, 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """Return one TCP port that is free right now."""
-    return free_ports(1, host)[0]
 
 
 def _split_bootstrap(bootstrap: str) -> list[tuple[str, int]]:
@@ -175,70 +160,13 @@ def _new_cluster_id() -> str:
             return text
 
 
+def _template(name: str) -> string.Template:
+    return string.Template(Path(__file__).with_name(name).read_text())
+
+
 def _escape_properties_value(value: str) -> str:
     """Java .properties treats backslashes as escapes; paths must survive the round trip."""
     return value.replace("\\", "\\\\")
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        with path.open("rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(size - 64 * 1024, 0))
-            data = fh.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(data.splitlines()[-lines:])
-
-
-def _pid_alive(pid: int) -> bool:
-    """True when ``pid`` is a live (non-zombie) process; reaps it first if it is our exited child."""
-    child = _CHILDREN.get(pid)
-    if child is not None:
-        if child.poll() is None:
-            return True
-        del _CHILDREN[pid]
-        return False
-    with contextlib.suppress(ChildProcessError, OSError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    with contextlib.suppress(OSError, IndexError):
-        # Field 3 is the state; "Z" is a zombie that only waits for its (other) parent to reap it.
-        if stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
-
-
-def _is_kafka_process(pid: int) -> bool:
-    """Guard against a recycled pid: only signal processes whose command line runs ``kafka.Kafka``."""
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    if not cmdline.parent.exists():
-        return True  # No procfs (e.g. macOS): trust the pid file.
-    try:
-        return _MAIN_CLASS in cmdline.read_bytes().decode(errors="replace").split("\0")
-    except OSError:
-        return False
-
-
-def _port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
-                return False
-            raise
-    return True
 
 
 @dataclass
@@ -448,73 +376,15 @@ class LocalBroker:
     # ------------------------------------------------------------------ config
 
     def server_properties(self) -> str:
-        """The broker's KRaft config: one node acting as broker and controller, sized for a laptop."""
-        data = _escape_properties_value(str(self.data_dir))
-        h, p, cp = self.host, self.port, self.controller_port
-        return "\n".join(
-            [
-                "# Written by deploy/kafka/local_broker.py on every start; edits here are overwritten.",
-                "process.roles=broker,controller",
-                f"node.id={self.node_id}",
-                # Dynamic (KIP-853) quorum, formatted with --standalone: the node is its own voter.
-                f"controller.quorum.bootstrap.servers={h}:{cp}",
-                f"listeners=PLAINTEXT://{h}:{p},CONTROLLER://{h}:{cp}",
-                f"advertised.listeners=PLAINTEXT://{h}:{p},CONTROLLER://{h}:{cp}",
-                "inter.broker.listener.name=PLAINTEXT",
-                "controller.listener.names=CONTROLLER",
-                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-                f"log.dirs={data}",
-                "num.partitions=4",
-                "default.replication.factor=1",
-                "min.insync.replicas=1",
-                "offsets.topic.replication.factor=1",
-                # Fewer internal partitions than the default 50: faster first consumer group on 2 cores.
-                "offsets.topic.num.partitions=10",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
-                "transaction.state.log.num.partitions=10",
-                "share.coordinator.state.topic.replication.factor=1",
-                "share.coordinator.state.topic.min.isr=1",
-                "group.initial.rebalance.delay.ms=0",
-                "auto.create.topics.enable=true",
-                "delete.topic.enable=true",
-                "num.network.threads=2",
-                "num.io.threads=4",
-                "num.recovery.threads.per.data.dir=1",
-                "log.retention.hours=72",
-                "log.segment.bytes=268435456",
-                "",
-            ]
-        )
+        """The broker's KRaft config (``server.properties`` next to this module): one node acting as broker and
+        controller, sized for a laptop."""
+        return _template("server.properties").substitute(
+            node_id=self.node_id, host=self.host, port=self.port, controller_port=self.controller_port,
+            data_dir=_escape_properties_value(str(self.data_dir)))
 
     def log4j_properties(self) -> str:
-        """Log4j2 config: everything to ``logs/server.log`` (size-rolled), nothing to the console."""
-        logs = _escape_properties_value(str(self.logs_dir))
-        return "\n".join(
-            [
-                "# Written by deploy/kafka/local_broker.py on every start.",
-                "status = warn",
-                "name = salepulse-local-kafka",
-                "appender.server.type = RollingFile",
-                "appender.server.name = SERVER",
-                f"appender.server.fileName = {logs}/server.log",
-                f"appender.server.filePattern = {logs}/server.log.%i",
-                "appender.server.layout.type = PatternLayout",
-                "appender.server.layout.pattern = [%d] %p %m (%c)%n",
-                "appender.server.policies.type = Policies",
-                "appender.server.policies.size.type = SizeBasedTriggeringPolicy",
-                "appender.server.policies.size.size = 50MB",
-                "appender.server.strategy.type = DefaultRolloverStrategy",
-                "appender.server.strategy.max = 3",
-                "rootLogger.level = INFO",
-                "rootLogger.appenderRef.server.ref = SERVER",
-                "logger.requests.name = kafka.request.logger",
-                "logger.requests.level = WARN",
-                "logger.statechange.name = state.change.logger",
-                "logger.statechange.level = WARN",
-                "",
-            ]
-        )
+        """Log4j2 config (``log4j2.properties``): everything to ``logs/server.log`` (size-rolled), no console."""
+        return _template("log4j2.properties").substitute(logs_dir=_escape_properties_value(str(self.logs_dir)))
 
     def _write_configs(self) -> None:
         for folder in (self.home, self.data_dir, self.logs_dir):
@@ -585,7 +455,7 @@ class LocalBroker:
         pid = self._read_pid()
         if pid is None:
             return None
-        if _pid_alive(pid) and _is_kafka_process(pid):
+        if pid_alive(pid) and is_kafka_process(pid, _MAIN_CLASS):
             return pid
         with contextlib.suppress(FileNotFoundError):
             self.pid_file.unlink()
@@ -594,7 +464,7 @@ class LocalBroker:
     def _failure_details(self) -> str:
         parts = []
         for path in (self.stdout_log, self.server_log):
-            text = _tail(path)
+            text = tail(path)
             if text:
                 parts.append(f"--- tail of {path} ---\n{text}")
         return "\n".join(parts) or f"(no output in {self.logs_dir})"
@@ -618,7 +488,7 @@ class LocalBroker:
             java = self._java()
             self._check_java_version(java)
             for name, port in (("port", self.port), ("controller_port", self.controller_port)):
-                if not _port_is_free(self.host, port):
+                if not port_is_free(self.host, port):
                     raise LocalBrokerError(
                         f"{self.host}:{port} ({name}) is in use by something that is not an answering "
                         f"Kafka broker; pick another port or stop that process. {ALTERNATIVES_HINT}"
@@ -639,7 +509,7 @@ class LocalBroker:
                     close_fds=True,
                 )
             pid = proc.pid
-            _CHILDREN[pid] = proc
+            CHILDREN[pid] = proc
             self.pid_file.write_text(f"{pid}\n")
             log.info(
                 "kafka broker starting (pid %d, %s)",
@@ -653,7 +523,7 @@ class LocalBroker:
         started = time.monotonic()
         deadline = started + timeout
         while time.monotonic() < deadline:
-            if not _pid_alive(pid):
+            if not pid_alive(pid):
                 with contextlib.suppress(FileNotFoundError):
                     self.pid_file.unlink()
                 raise LocalBrokerError(
@@ -693,16 +563,16 @@ class LocalBroker:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _pid_alive(pid):
+        while time.monotonic() < deadline and pid_alive(pid):
             time.sleep(0.2)
-        if _pid_alive(pid):
+        if pid_alive(pid):
             log.warning("kafka broker ignored SIGTERM; killing it", extra={"pid": pid, "timeout": timeout})
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             kill_deadline = time.monotonic() + 10.0
-            while time.monotonic() < kill_deadline and _pid_alive(pid):
+            while time.monotonic() < kill_deadline and pid_alive(pid):
                 time.sleep(0.1)
-            if _pid_alive(pid):
+            if pid_alive(pid):
                 raise LocalBrokerError(f"Kafka broker pid {pid} survived SIGKILL")
         with contextlib.suppress(FileNotFoundError):
             self.pid_file.unlink()

@@ -73,7 +73,7 @@ def test_an_optimistic_buyer_is_corrected_planned_and_told_why(pipeline: Pipelin
             for o in range(10):
                 publisher.send("order", {
                     "event_id": f"{sale_id}-o{o}", "order_id": f"{sale_id}-o{o}", "member_id": f"m{o}",
-                    "ts": start + 10 * 60_000 + o * 1000,
+                    "ts": start + 10 * 60_000 + o * 1000, **_region(o),
                     "lines": [{"sale_id": sale_id, "sku": f"{sale_id}-{sku}", "quantity": SOLD // 10,
                                "unit_price": 80.0} for sku in SKUS]})
     # every order counted before stream time jumps ahead (a sale's outcome is taken when stream time passes its
@@ -112,7 +112,14 @@ def test_an_optimistic_buyer_is_corrected_planned_and_told_why(pipeline: Pipelin
     assert plan["quantity"] >= plan["p50"] and plan["service_level"] == pytest.approx(0.9)
     assert "alice's forecasts on shoes.sneakers" in plan["reason"] and "% high over 6 sales" in plan["reason"]
 
+    # per warehouse: the regions' shares of the units that carried one (north 60, south 30), in whole units
+    assert plan["warehouses"], "no per-warehouse split"
+    parts = {w["region"]: w["quantity"] for w in plan["warehouses"]}
+    assert set(parts) == {"north", "south"} and sum(parts.values()) == plan["quantity"]
+    assert parts["north"] > parts["south"] > 0
+
     api = pipeline.get(f"/sales/{upcoming[0]}/plan")
+    assert all(sum(p["warehouses"].values()) == p["quantity"] for p in api["products"])
     assert {p["sku"] for p in api["products"]} == {f"{upcoming[0]}-{s}" for s in SKUS}
     assert all(p["source"] == "expert-corrected" for p in api["products"])
 
@@ -138,10 +145,18 @@ def test_an_optimistic_buyer_is_corrected_planned_and_told_why(pipeline: Pipelin
     rows = list(csv.DictReader(io.StringIO(out)))
     assert {r["sku"] for r in rows} == {f"{upcoming[0]}-{s}" for s in SKUS}
     assert all(int(r["quantity"]) >= 1 and "alice's forecasts" in r["reason"] for r in rows)
+    assert {r["warehouse"] for r in rows} == {"north", "south"}
     url = f"http://127.0.0.1:{pipeline.settings.http_port}/dashboard/buyers/alice"
     with urllib.request.urlopen(url, timeout=5) as response:
         page = response.read().decode()
     assert "Buyer alice" in page and "+50%" in page and "shoes.sneakers" in page
+
+
+def _region(order: int) -> dict:
+    """Members m0-m5 live in the north, m6-m8 in the south; m9's orders carry no region (an older producer)."""
+    if order < 6:
+        return {"region": "north"}
+    return {"region": "south"} if order < 9 else {}
 
 
 def _known(pipeline: Pipeline, sale_id: str) -> bool:

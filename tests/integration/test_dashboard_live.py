@@ -4,13 +4,18 @@ numbers match ClickHouse once the stream has drained."""
 from __future__ import annotations
 
 import threading
+import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer
 
 from salepulse.consumers.harness import Pipeline, wait_until
 from salepulse.consumers.simulate import SimulatedWorld, run_simulation
+from salepulse.schemas.codec import Codec
+from salepulse.streams.lag import end_offsets
 from tests.integration.test_dashboard_page import check_dashboard_page
 
 pytestmark = pytest.mark.integration
@@ -33,7 +38,8 @@ def test_dashboard_follows_the_stream_and_matches_clickhouse(pipeline: Pipeline,
         # Buying journeys take a few simulated minutes: check the page once orders flow steadily, so that units
         # must grow between its two loads.
         wait_until(lambda: pipeline.get("/api/dashboard")["totals"]["units"] >= 100, 120, "orders flowing")
-        check_dashboard_page(f"http://127.0.0.1:{pipeline.settings.http_port}", tmp_path / "chromium")
+        check_dashboard_page(f"http://127.0.0.1:{pipeline.settings.http_port}", tmp_path / "chromium",
+                             raised_alerts=lambda: alert_ids_raised(pipeline))
     finally:
         stop.set()
         producer.join(60)
@@ -45,3 +51,25 @@ def test_dashboard_follows_the_stream_and_matches_clickhouse(pipeline: Pipeline,
         parameters={"ids": list(shown)}).result_rows)
     assert shown and sum(shown.values()) > 0
     assert {sale: units for sale, units in shown.items() if units} == {s: int(u) for s, u in in_clickhouse.items()}
+
+
+def alert_ids_raised(pipeline: Pipeline, timeout: float = 20.0) -> set[str]:
+    """Every alert id on the pipeline's alerts topic so far (open, escalated and resolved)."""
+    topic = pipeline.settings.topics.alerts
+    ends = end_offsets(pipeline.settings, [topic])
+    consumer = Consumer(pipeline.settings.kafka_config(**{"group.id": f"diag-{uuid.uuid4().hex}",
+                                                          "auto.offset.reset": "earliest",
+                                                          "enable.auto.commit": False}))
+    consumer.subscribe([topic])
+    codec, found, seen = Codec(), set(), {tp: -1 for tp in ends}
+    deadline = time.monotonic() + timeout
+    try:
+        while any(seen[tp] < end - 1 for tp, end in ends.items()) and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None or message.error():
+                continue
+            seen[(message.topic(), message.partition())] = message.offset()
+            found.add(codec.decode(message.value())[1]["alert_id"])
+    finally:
+        consumer.close()
+    return found

@@ -43,8 +43,10 @@ def _start_demo(kafka_bootstrap: str, tmp_path: Path, *args: str) -> tuple[subpr
            "SALEPULSE_HTTP_PORT": str(port), "SALEPULSE_SINK_METRICS_PORT": str(free_port()),
            "SALEPULSE_PARTITIONS": "2"}
     env.pop("CLICKHOUSE_URL", None)  # the demo's own chdb under its state dir
+    errors = open(tmp_path / "demo.stderr", "w")  # noqa: SIM115 - read back by _stop_and_check on failure
     process = subprocess.Popen([sys.executable, "-m", "salepulse.streams.cli", "demo", "--rate", "200", *args],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                               env=env, stdout=subprocess.PIPE, stderr=errors, text=True)
+    process.stderr_path = tmp_path / "demo.stderr"  # type: ignore[attr-defined]
     return process, port
 
 
@@ -67,7 +69,10 @@ def _stop_and_check(process: subprocess.Popen[str], lines: list[str]) -> dict:
     process.send_signal(signal.SIGTERM)
     out, _ = process.communicate(timeout=90)
     lines.extend(out.splitlines())
-    assert process.returncode == 0, lines
+    if process.returncode != 0:
+        stderr = process.stderr_path.read_text(errors="replace")  # type: ignore[attr-defined]
+        tail = [line for line in stderr.replace("\r", "\n").splitlines() if not line.startswith("simulate")][-15:]
+        raise AssertionError(f"demo exited {process.returncode}; stdout tail {lines[-3:]}; stderr tail {tail}")
     summary = json.loads(lines[-1])
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(_alive(pid) for pid in children):

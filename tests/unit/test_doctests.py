@@ -22,6 +22,14 @@ MODULES = [
     "salepulse.streams.clock", "salepulse.streams.poison", "salepulse.streams.bounded", "salepulse.streams.ingest",
     "salepulse.streams.live", "salepulse.consumers.sink_errors", "salepulse.consumers.deadletters",
     "salepulse.consumers.clickhouse_sink",
+    # throughput measurement (issue 13)
+    "salepulse.streams.bench_floor", "salepulse.streams.bench_stages", "salepulse.streams.profiles",
+    "salepulse.streams.bench_sections",
+    # forecast package (issue 10/11)
+    "salepulse.streams.forecast", "salepulse.streams.forecast.distributions",
+    "salepulse.streams.forecast.priors", "salepulse.streams.forecast.curves", "salepulse.streams.forecast.dispersion",
+    "salepulse.streams.forecast.forecaster", "salepulse.streams.forecast.calibration",
+    "salepulse.consumers.forecast_baselines", "salepulse.consumers.evaluate_forecast",
 ]
 
 

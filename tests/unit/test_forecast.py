@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import gzip
+import importlib
 import json
 import math
 import random
@@ -31,8 +32,12 @@ from salepulse.streams.forecast import (
 
 
 def test_doctests() -> None:
-    res = doctest.testmod(forecast_mod)
-    assert res.attempted > 20 and res.failed == 0
+    attempted = 0
+    for name in ("distributions", "priors", "curves", "dispersion", "forecaster"):
+        res = doctest.testmod(importlib.import_module(f"{forecast_mod.__name__}.{name}"))
+        assert res.failed == 0, name
+        attempted += res.attempted
+    assert attempted > 20
 
 
 def _nb_pmf(k: int, r: float, p: float) -> float:
@@ -254,13 +259,53 @@ def test_run_on_synthetic_online_retail(tmp_path: Path) -> None:
     res = run("online-retail", path, out, progress=False)
     data = json.loads(out.read_text())
     assert data["dataset"] == "online-retail"
-    assert data["checkpoints"] == [0.1, 0.25, 0.5]
+    assert data["checkpoints"] == [0.0, 0.1, 0.25, 0.5]
     assert data["series"] == res["series"] == 3 * (14 - 8)
-    assert set(data["wape"]["velocity"]) == {"0.1", "0.25", "0.5"}
-    for key in ("prior", "blended"):  # "0": the pre-sale forecast (raw expert / corrected p50), issue 15
+    for key in ("prior", "velocity", "so_far_plus_prior", "tuned_blend", "blended", "mean"):
         assert set(data["wape"][key]) == {"0", "0.1", "0.25", "0.5"}
     assert set(data["bias"]["blended"]) == {"0", "0.1", "0.25", "0.5"}
     assert data["presale"]["series"] == data["series"] and 0.0 <= data["plan"]["service_level_achieved"] <= 1.0
     assert all(0.0 <= v <= 1.0 for v in data["coverage_p10_p90"].values())
     later = run("online-retail", path, None, score_from=start.date() + timedelta(days=7 * 12), progress=False)
     assert later["series"] == 3 * 2
+
+
+def test_calibration_learns_a_biased_expert_from_finished_sales_only() -> None:
+    # experts say 40, demand is Poisson(20) sold uniformly over the sale: the raw model stays near the expert early
+    rng = random.Random(5)
+
+    def sale(model: DemandModel, i: int) -> tuple[float, float, DemandForecaster]:
+        fc = model.start(f"s{i}", "k", expert=ExpertPrior(40.0, low=30.0, high=55.0))
+        lam = 20.0
+        n = 0
+        # Poisson(20) by inversion, one unit per order at a uniform time
+        p, u, cdf = math.exp(-lam), rng.random(), math.exp(-lam)
+        while cdf < u:
+            n += 1
+            p *= lam / n
+            cdf += p
+        times = sorted(rng.random() for _ in range(n))
+        for t in (t for t in times if t <= 0.1):
+            fc.update(1, t)
+        mean_at_01 = fc.forecast(0.1).mean
+        for t in (t for t in times if t > 0.1):
+            fc.update(1, t)
+        return float(n), mean_at_01, fc
+
+    def mean_bias(model: DemandModel, learn: bool) -> float:
+        err = 0.0
+        for i in range(400):
+            truth, mean_at_01, fc = sale(model, i)
+            err += mean_at_01 - truth
+            if learn:
+                model.finish(fc)
+        return err / 400
+
+    untrained = DemandModel()
+    before = mean_bias(untrained, learn=False)
+    trained = DemandModel()
+    mean_bias(trained, learn=True)  # learns only from sales it has finished
+    after = mean_bias(trained, learn=False)
+    assert before > 5.0  # the expert's +20 is still half there at t = 0.1
+    assert abs(after) < before / 2
+    assert trained.calibration.n_series == 400

@@ -1,0 +1,99 @@
+"""Process and port helpers of the local broker: free ports, live pids, log tails (standard library only)."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+# Brokers started by this process, so their exit status is collected (no zombies, no Popen
+# "still running" ResourceWarnings) while the JVM itself outlives us in its own session.
+CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """Return ``count`` distinct TCP ports that are free right now (kept bound together so they differ).
+
+    Used by tests to run a private broker next to any developer broker on 9092/9093.
+    """
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind((host, 0))
+            sockets.append(sock)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return one TCP port that is free right now."""
+    return free_ports(1, host)[0]
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(size - 64 * 1024, 0))
+            data = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(data.splitlines()[-lines:])
+
+
+def pid_alive(pid: int) -> bool:
+    """True when ``pid`` is a live (non-zombie) process; reaps it first if it is our exited child."""
+    child = CHILDREN.get(pid)
+    if child is not None:
+        if child.poll() is None:
+            return True
+        del CHILDREN[pid]
+        return False
+    with contextlib.suppress(ChildProcessError, OSError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    with contextlib.suppress(OSError, IndexError):
+        # Field 3 is the state; "Z" is a zombie that only waits for its (other) parent to reap it.
+        if stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    return True
+
+
+def is_kafka_process(pid: int, main_class: str) -> bool:
+    """Guard against a recycled pid: only signal processes whose command line runs ``main_class``."""
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if not cmdline.parent.exists():
+        return True  # No procfs (e.g. macOS): trust the pid file.
+    try:
+        return main_class in cmdline.read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return False
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return False
+            raise
+    return True
+
+

@@ -1,0 +1,41 @@
+"""The worker is assembled by build_worker from Settings: nothing at import, agents and tables by role, every
+router mounted. No broker is needed to build one (only to start it)."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from salepulse.streams.config import Settings
+
+
+def test_importing_the_worker_builds_nothing() -> None:
+    worker_module = importlib.import_module("salepulse.streams.worker")
+    importlib.import_module("salepulse.streams.api")
+    assert "app" not in vars(worker_module), "a Faust app was built at import"
+
+
+@pytest.mark.parametrize(("role", "agents", "tables"), [
+    ("all", {"sale_state", "member_preferences"}, {"sale-state", "member-prefs"}),
+    ("velocity", {"sale_state"}, {"sale-state"}),
+    ("preferences", {"member_preferences", "follow_velocity"}, {"member-prefs"}),
+])
+def test_agents_and_tables_follow_the_role(role: str, agents: set[str], tables: set[str]) -> None:
+    from salepulse.streams.worker import build_worker
+
+    worker = build_worker(Settings(worker_role=role, app_id=f"assembly-{role}"))
+    assert {agent.name.rsplit(".", 1)[-1] for agent in worker.app.agents.values()} == agents
+    assert set(worker.app.tables.keys()) == tables
+    assert worker.app.conf.id == Settings(worker_role=role, app_id=f"assembly-{role}").worker_group
+    paths = {endpoint.path for endpoint in worker.extensions["endpoints"]}
+    assert {"/sales", "/members/{member_id}/sales", "/events", "/openapi.json", "/docs", "/health"} <= paths
+
+
+def test_two_workers_share_nothing() -> None:
+    from salepulse.streams.worker import build_worker
+
+    one, two = build_worker(Settings(app_id="a1")), build_worker(Settings(app_id="a2"))
+    assert one.app is not two.app and one.board is not two.board and one.metrics is not two.metrics
+    one.metrics.events_processed.inc(3, kind="order")
+    assert two.metrics.events_processed.total() == 0
