@@ -10,6 +10,12 @@ Learning is pairwise (BPR-like): the chosen row against sampled rows of the same
 prior and move by River's own learning: each feature enters the regression multiplied by its prior weight and
 River starts every weight at 1.0 (:class:`river.optim.initializers.Constant`), so the effective weight is
 ``prior * learnt`` without touching River's private state.
+
+Recency may only ever help the "again" part: its effective weight is read as ``max(0, w)`` (a monotone feature),
+and the "again" part is ordered by recency alone - the ``repeat`` baseline - until the learnt blend has ranked
+the chosen items better prequentially (:class:`~salepulse.streams.preferences.gate.PrequentialGate`). Learning
+that inverts the re-engagement order (as it did on Taobao: recency weight -0.97 from a prior of +6) therefore
+never reaches the member page.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from river import linear_model, optim
 
 from salepulse.streams.preferences.candidates import ProductCandidates, SaleCandidates
 from salepulse.streams.preferences.covisit import CoVisitation, SessionKNN
+from salepulse.streams.preferences.gate import PrequentialGate, reciprocal_rank
 from salepulse.streams.preferences.state import MemberState, hashes, lookup, sorted_table
 
 AGAIN_OFFSET = 1000.0
@@ -259,6 +266,8 @@ SALE_FEATURE_SET: dict[str, Feature] = {
     )
 }
 AGAIN_PRIOR = {"recency": 6.0, "seen": 1.0, "cart": 1.0, "pop": 0.2}
+MONOTONE = ("recency",)
+"""Features that can only raise a score: their effective weight is clipped at 0 (more recent is never worse)."""
 NEW_PRIOR = {"covisit": 2.0, "session": 2.0, "category": 0.5, "category_recent": 0.5, "category_trend": 1.0,
              "brand": 0.5,
              "brand_ordered": 0.3, "band": 0.2, "pop": 1.0}
@@ -278,9 +287,10 @@ class Blend:
     True
     """
 
-    def __init__(self, prior: Mapping[str, float], lr: float = 0.05) -> None:
+    def __init__(self, prior: Mapping[str, float], lr: float = 0.05, monotone: Sequence[str] = ()) -> None:
         self.names: tuple[str, ...] = tuple(prior)
         self.prior = np.array([prior[n] for n in self.names], dtype=np.float64)
+        self._floor = np.array([0.0 if n in monotone else -np.inf for n in self.names])
         self.lr = lr
         self.model = self._new_model()
 
@@ -292,7 +302,8 @@ class Blend:
     def vector(self) -> np.ndarray:
         """Effective weights in :attr:`names` order."""
         w = self.model.weights
-        return self.prior * np.array([w.get(n, 1.0) for n in self.names])
+        # The projection is applied where the weights are used, not written back: River's state stays its own.
+        return np.maximum(self.prior * np.array([w.get(n, 1.0) for n in self.names]), self._floor)
 
     def weights(self) -> dict[str, float]:
         """Effective weight of each feature."""
@@ -360,7 +371,9 @@ class Ranker:
         self.sessions = sessions if sessions is not None else SessionKNN()
         self.n_negatives = n_negatives
         self._rng = random.Random(seed)
-        self.again = Blend(AGAIN_PRIOR, lr)
+        self.again = Blend(AGAIN_PRIOR, lr, MONOTONE)
+        self.again_gate = PrequentialGate()
+        self._recency_only = np.array([1.0 if n == "recency" else 0.0 for n in self.again.names])
         self.new = Blend(NEW_PRIOR, lr)
         self.sale = Blend(SALE_PRIOR, lr)
 
@@ -383,9 +396,13 @@ class Ranker:
         cols = self.product_columns(state, cands, now)
         return _stack(cols, PRODUCT_FEATURES)
 
+    def again_vector(self) -> np.ndarray:
+        """Weights that order the "again" part: the learnt blend while it wins prequentially, else recency alone."""
+        return self.again.vector() if self.again_gate.use_learnt else self._recency_only
+
     def score_columns(self, cols: Mapping[str, np.ndarray]) -> np.ndarray:
-        """Scores from feature columns: again items ``AGAIN_OFFSET + again blend``, the others the new blend."""
-        again = _stack(cols, self.again.names) @ self.again.vector()
+        """Scores from feature columns: again items ``AGAIN_OFFSET + again order``, the others the new blend."""
+        again = _stack(cols, self.again.names) @ self.again_vector()
         new = _stack(cols, self.new.names) @ self.new.vector()
         return np.where(cols["touched"] > 0, AGAIN_OFFSET + again, new)
 
@@ -404,9 +421,10 @@ class Ranker:
         top = _topk(scores, k)
         touched = cols["touched"][top] > 0
         out = []
-        for part, blend, mask in (("again", self.again, touched), ("new", self.new, ~touched)):
+        for part, blend, w, mask in (("again", self.again, self.again_vector(), touched),
+                                     ("new", self.new, self.new.vector(), ~touched)):
             rows = top[mask]
-            reasons = _reasons(PRODUCT_FEATURE_SET, _stack(cols, blend.names), blend.vector(), blend.names, rows)
+            reasons = _reasons(PRODUCT_FEATURE_SET, _stack(cols, blend.names), w, blend.names, rows)
             out += [(int(i), r, part) for i, r in zip(rows.tolist(), reasons, strict=True)]
         out.sort(key=lambda e: (-scores[e[0]], e[0]))
         return [Ranked(cands.sku[i], float(scores[i]), r, part) for i, r, part in out]
@@ -418,7 +436,11 @@ class Ranker:
             rows = np.flatnonzero(touched == part)
             chosen = [int(np.searchsorted(rows, p)) for p in positives if touched[p] == part]
             if chosen and rows.size > len(chosen):
-                blend.learn(_stack(cols, blend.names)[rows], np.empty(0), chosen, self._rng, self.n_negatives)
+                x = _stack(cols, blend.names)[rows]
+                if part:  # score both "again" orders on this event before the blend learns it
+                    self.again_gate.update(reciprocal_rank(x @ blend.vector(), chosen),
+                                           reciprocal_rank(x @ self._recency_only, chosen))
+                blend.learn(x, np.empty(0), chosen, self._rng, self.n_negatives)
 
     # -- sales
     def sale_features(self, state: MemberState | None, cands: SaleCandidates,
@@ -449,8 +471,9 @@ class Ranker:
     # -- weights
     @property
     def product_weights(self) -> dict[str, float]:
-        """Current weights of the product blends, ``again.<name>`` and ``new.<name>``."""
-        return {**{f"again.{k}": v for k, v in self.again.weights().items()},
+        """Weights that score products now, ``again.<name>`` (the gated order) and ``new.<name>``."""
+        again = dict(zip(self.again.names, self.again_vector().tolist(), strict=True))
+        return {**{f"again.{k}": v for k, v in again.items()},
                 **{f"new.{k}": v for k, v in self.new.weights().items()}}
 
     @property
@@ -459,11 +482,14 @@ class Ranker:
         return self.sale.weights()
 
     def to_dict(self) -> dict:
-        """Blend weights (to checkpoint the ranker; the co-visitation and sessions are kept separately)."""
-        return {"again": self.again.weights(), "new": self.new.weights(), "sale": self.sale.weights()}
+        """Blend weights and the again gate (to checkpoint the ranker; co-visitation and sessions are kept apart)."""
+        return {"again": self.again.weights(), "new": self.new.weights(), "sale": self.sale.weights(),
+                "again_gate": self.again_gate.to_dict()}
 
     def load_weights(self, d: Mapping[str, Mapping[str, float]]) -> None:
         """Restore weights from :meth:`to_dict`."""
         for name in ("again", "new", "sale"):
             if name in d:
                 getattr(self, name).load(d[name])
+        if "again_gate" in d:  # checkpoints written before the gate existed start on recency, as a new ranker
+            self.again_gate = PrequentialGate.from_dict(d["again_gate"])
