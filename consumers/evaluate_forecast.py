@@ -70,6 +70,33 @@ def load_online_retail(path: Path) -> tuple[dict[date, list[tuple[float, str, in
     return weeks, datetime.fromisoformat(span[0]), datetime.fromisoformat(span[1])
 
 
+def weekly_totals(weeks: dict[date, list[tuple[float, str, int]]]) -> dict[date, dict[str, int]]:
+    """Units per stock code of each week: a series' truth."""
+    totals: dict[date, dict[str, int]] = {}
+    for monday, lines in weeks.items():
+        week: dict[str, int] = defaultdict(int)
+        for _, code, units in lines:
+            week[code] += units
+        totals[monday] = week
+    return totals
+
+
+def complete_weeks(first_ts: datetime, last_ts: datetime) -> list[date]:
+    """Mondays of the weeks wholly inside the data (Monday 00:00 .. Sunday 24:00): only those are sales.
+
+    >>> complete_weeks(datetime(2011, 1, 4, 9), datetime(2011, 1, 24, 12))
+    [datetime.date(2011, 1, 10), datetime.date(2011, 1, 17)]
+    """
+    mondays: list[date] = []
+    monday = first_ts.date() - timedelta(days=first_ts.weekday())
+    if datetime.combine(monday, datetime.min.time()) < first_ts:
+        monday += timedelta(days=7)
+    while datetime.combine(monday + timedelta(days=7), datetime.min.time()) <= last_ts:
+        mondays.append(monday)
+        monday += timedelta(days=7)
+    return mondays
+
+
 # ----------------------------------------------------------------------------------------------------
 # Scoring
 # ----------------------------------------------------------------------------------------------------
@@ -162,20 +189,8 @@ def _run_online_retail(
     model = model if model is not None else DemandModel()
     book = BaselineBook()
     scores = _Scores(CHECKPOINTS)
-    totals: dict[date, dict[str, int]] = {}
-    for monday, lines in weeks.items():
-        t: dict[str, int] = defaultdict(int)
-        for _, code, q in lines:
-            t[code] += q
-        totals[monday] = t
-    # complete weeks only: Monday 00:00 .. Sunday 24:00 inside the data
-    mondays: list[date] = []
-    m = first_ts.date() - timedelta(days=first_ts.weekday())
-    if datetime.combine(m, datetime.min.time()) < first_ts:
-        m += timedelta(days=7)
-    while datetime.combine(m + timedelta(days=7), datetime.min.time()) <= last_ts:
-        mondays.append(m)
-        m += timedelta(days=7)
+    totals = weekly_totals(weeks)
+    mondays = complete_weeks(first_ts, last_ts)
     scored_weeks = 0
     blend_params: dict[str, dict[str, dict[str, float]]] = {}
     for idx, monday in enumerate(tqdm(mondays, desc="online-retail weeks", disable=not progress)):

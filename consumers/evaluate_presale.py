@@ -106,23 +106,12 @@ def _prices(path: Path) -> dict[str, float]:
 
 def run_online_retail(path: Path, service_level: float = 0.9, progress: bool = True,
                       score_from: date | None = None) -> dict[str, Any]:
-    from salepulse.consumers.evaluate_forecast import load_online_retail
+    from salepulse.consumers.evaluate_forecast import complete_weeks, load_online_retail, weekly_totals
 
     weeks, first_ts, last_ts = load_online_retail(Path(path))
     prices = _prices(Path(path))
-    totals: dict[date, dict[str, int]] = {}
-    for monday, lines in weeks.items():
-        t: dict[str, int] = defaultdict(int)
-        for _, code, q in lines:
-            t[code] += q
-        totals[monday] = t
-    mondays: list[date] = []
-    m = first_ts.date() - timedelta(days=first_ts.weekday())
-    if datetime.combine(m, datetime.min.time()) < first_ts:
-        m += timedelta(days=7)
-    while datetime.combine(m + timedelta(days=7), datetime.min.time()) <= last_ts:
-        mondays.append(m)
-        m += timedelta(days=7)
+    totals = weekly_totals(weeks)
+    mondays = complete_weeks(first_ts, last_ts)
     desk = PresaleDesk()
     scores = PresaleScores(service_level)
     for idx, monday in enumerate(tqdm(mondays, desc="online-retail pre-sale", disable=not progress)):

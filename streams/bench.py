@@ -170,8 +170,15 @@ def baseline_consume_decode(settings: Settings, n_events: int) -> float:
     consumer = Consumer(settings.kafka_config(**{"group.id": f"bench-baseline-{uuid.uuid4().hex}",
                                                  "auto.offset.reset": "earliest", "enable.auto.commit": False}))
     consumer.subscribe(list(settings.topics.events))
+    seen, elapsed = consume_decode(consumer, codec, n_events)
+    return seen / elapsed if elapsed else 0.0
+
+
+def consume_decode(consumer: Any, codec: Codec, n_events: int, wait_s: float = 300.0) -> tuple[int, float]:
+    """Read and decode up to ``n_events`` messages; returns how many and the seconds from the first one (the
+    consumer is closed). The floor of every throughput ratio: no processing at all."""
     seen, started = 0, None
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + wait_s
     while seen < n_events and time.monotonic() < deadline:
         for message in consumer.consume(num_messages=5000, timeout=1.0):
             if message.error():
@@ -182,7 +189,7 @@ def baseline_consume_decode(settings: Settings, n_events: int) -> float:
             seen += 1
     elapsed = time.perf_counter() - (started or time.perf_counter())
     consumer.close()
-    return seen / elapsed if elapsed else 0.0
+    return seen, elapsed
 
 
 def worker_rate(pipeline: Pipeline, n_events: int, role: str = "all") -> dict[str, Any]:

@@ -14,7 +14,6 @@ the machine is shared, so the spread is reported with the medians.
 from __future__ import annotations
 
 import statistics
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -50,18 +49,9 @@ def consume_decode_rate(settings: Settings, n_events: int, fetch: dict[str, Any]
     metadata = consumer.list_topics(timeout=30)
     consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING) for topic in settings.topics.events
                      for partition in metadata.topics[topic].partitions])
-    seen, started = 0, None
-    deadline = time.monotonic() + 300
-    while seen < n_events and time.monotonic() < deadline:
-        for message in consumer.consume(num_messages=5000, timeout=1.0):
-            if message.error():
-                continue
-            if started is None:
-                started = time.perf_counter()
-            codec.decode(message.value())
-            seen += 1
-    elapsed = time.perf_counter() - (started or time.perf_counter())
-    consumer.close()
+    from salepulse.streams.bench import consume_decode
+
+    seen, elapsed = consume_decode(consumer, codec, n_events)
     if seen < n_events:
         raise AssertionError(f"the floor consumer read {seen} of {n_events} events within its wait")
     return seen / elapsed if elapsed else 0.0
