@@ -90,7 +90,7 @@ class _SaleDraft:
     products: dict[str, Record]
 
 
-class _Catalogue:
+class Catalogue:
     """Collects sales and their products during the first pass; products keep their first-seen price ('opening
     price' of the sale) and the first non-empty name, in order of first appearance, so output is
     deterministic."""
@@ -186,21 +186,21 @@ class _Catalogue:
 _EXPECTED_FILES = ", ".join(DATASETS[name].relative_path for name in REPLAYABLE)
 
 
-def _require_file(path: Path) -> None:
+def require_replay_file(path: Path) -> None:
     require_file(path, _EXPECTED_FILES)
 
 
-def _open_csv(path: Path) -> Iterator[list[str]]:
+def open_replay_csv(path: Path) -> Iterator[list[str]]:
     return open_csv(path, _EXPECTED_FILES)
 
 
-def _row_hash(*parts: str) -> str:
+def row_hash(*parts: str) -> str:
     """A short stable digest of the given fields: identical input -> identical id, on any machine, in any
     run."""
     return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=10).hexdigest()
 
 
-def _lines(items: dict[tuple[str, str], list[float]]) -> list[Record]:
+def order_lines(items: dict[tuple[str, str], list[float]]) -> list[Record]:
     """Order lines from ``(sale_id, sku) -> [units, revenue]``; the unit price is revenue / units, so merging
     lines of one sku keeps the revenue (and a single line keeps its price, up to the 6-decimal rounding)."""
     return [
@@ -209,7 +209,7 @@ def _lines(items: dict[tuple[str, str], list[float]]) -> list[Record]:
     ]
 
 
-def _add_line(
+def add_line(
     items: dict[tuple[str, str], list[float]], sale_id: str, sku: str, units: int, price: float
 ) -> None:
     acc = items.setdefault((sale_id, sku), [0, 0.0])

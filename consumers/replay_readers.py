@@ -24,15 +24,15 @@ from salepulse.consumers.replay_plan import (
     DAY_MS,
     DUPLICATE_PURCHASE,
     FAV_SKIPPED,
+    Catalogue,
     Event,
     Record,
     ReplayPlan,
-    _add_line,
-    _Catalogue,
-    _lines,
-    _open_csv,
-    _require_file,
-    _row_hash,
+    add_line,
+    open_replay_csv,
+    order_lines,
+    require_replay_file,
+    row_hash,
 )
 
 # ------------------------------------------------------------------------------------------------------------
@@ -71,13 +71,13 @@ def read_rees46(path: Path) -> ReplayPlan:
       file (a view x4, a view x2, a cart x2) therefore share their event_id, so consumers drop the repeats
       exactly as they would a redelivery. Two rows differing in any field get different ids.
     """
-    rows = _open_csv(path)
+    rows = open_replay_csv(path)
     header = next(rows, None)
     if header is None:
         raise ValueError(f"{path} is empty; expected a header row {','.join(rees46.COLUMNS)}")
     cols = columns(header, rees46.COLUMNS, path)
 
-    catalogue = _Catalogue()
+    catalogue = Catalogue()
     skipped: Counter[str] = Counter()
     orders_at: dict[int, Record] = {}  # index of an order's last purchase row -> the order
     duplicates: set[int] = set()  # purchase rows that exactly repeat an earlier row of the same order
@@ -93,16 +93,16 @@ def read_rees46(path: Path) -> ReplayPlan:
                 skipped[DUPLICATE_PURCHASE] += 1
                 continue
             seen.add(tuple(raw))
-            _add_line(items, f"rees46-{parsed.brand}", parsed.sku, 1, parsed.price)
+            add_line(items, f"rees46-{parsed.brand}", parsed.sku, 1, parsed.price)
         first, last = run[0][1], run[-1][1]
         for sale_id, _ in items:
             catalogue.cover(sale_id, last.ts)
-        order_id = f"rees46-order-{_row_hash(session_key, str(first.ts))}"
+        order_id = f"rees46-order-{row_hash(session_key, str(first.ts))}"
         orders_at[run[-1][0]] = {
             "event_id": order_id,
             "order_id": order_id,
             "member_id": last.member,
-            "lines": _lines(items),
+            "lines": order_lines(items),
             "currency": "USD",
             "ts": last.ts,
             "channel": CHANNEL,
@@ -135,7 +135,7 @@ def read_rees46(path: Path) -> ReplayPlan:
     events += len(orders_at)
 
     def stream(skips: Counter[str]) -> Iterator[Event]:
-        body = _open_csv(path)
+        body = open_replay_csv(path)
         next(body, None)
         for index, raw in enumerate(body):
             parsed = _rees46_row(raw, cols)
@@ -147,7 +147,7 @@ def read_rees46(path: Path) -> ReplayPlan:
                 yield (
                     "browse",
                     {
-                        "event_id": f"rees46-{_row_hash(*raw)}",
+                        "event_id": f"rees46-{row_hash(*raw)}",
                         "member_id": parsed.member,
                         "sale_id": sale_id,
                         "sku": parsed.sku,
@@ -160,7 +160,7 @@ def read_rees46(path: Path) -> ReplayPlan:
                 yield (
                     "cart",
                     {
-                        "event_id": f"rees46-{_row_hash(*raw)}",
+                        "event_id": f"rees46-{row_hash(*raw)}",
                         "member_id": parsed.member,
                         "sale_id": sale_id,
                         "sku": parsed.sku,
@@ -209,11 +209,11 @@ def read_taobao(path: Path, *, fav: Literal["browse", "skip"] = "browse") -> Rep
     - event_id (= order_id for buys) = ``taobao-<hash of the whole row>``: deterministic, and an exact
       duplicate row (none in the shipped slice) would share its id. No session id in the source.
     """
-    _require_file(path)
-    catalogue = _Catalogue()
+    require_replay_file(path)
+    catalogue = Catalogue()
     skipped: Counter[str] = Counter()
     events = n_rows = 0
-    for raw in _open_csv(path):
+    for raw in open_replay_csv(path):
         n_rows += 1
         parsed = _taobao_row(raw, fav)
         if isinstance(parsed, str):
@@ -231,12 +231,12 @@ def read_taobao(path: Path, *, fav: Literal["browse", "skip"] = "browse") -> Rep
         )
 
     def stream(skips: Counter[str]) -> Iterator[Event]:
-        for raw in _open_csv(path):
+        for raw in open_replay_csv(path):
             parsed = _taobao_row(raw, fav)
             if isinstance(parsed, str):
                 skips[parsed] += 1
                 continue
-            event_id = f"taobao-{_row_hash(*raw)}"
+            event_id = f"taobao-{row_hash(*raw)}"
             sale_id = f"taobao-{parsed.category}"
             if parsed.kind == "browse":
                 yield (
@@ -344,13 +344,13 @@ def read_online_retail(path: Path) -> ReplayPlan:
       ``non_positive_quantity``, ``negative_price``, ``zero_price``, ``non_product``, ``missing_id``.
       StockCodes are kept upper-cased.
     """
-    rows = _open_csv(path)
+    rows = open_replay_csv(path)
     header = next(rows, None)
     if header is None:
         raise ValueError(f"{path} is empty; expected a header row {','.join(online_retail.COLUMNS)}")
     cols = columns(header, online_retail.COLUMNS, path)
 
-    catalogue = _Catalogue()
+    catalogue = Catalogue()
     skipped: Counter[str] = Counter()
     last_row: dict[str, int] = {}  # invoice -> index of its last kept row, where its order is emitted
     n_rows = 0
@@ -373,7 +373,7 @@ def read_online_retail(path: Path) -> ReplayPlan:
         )
 
     def stream(skips: Counter[str]) -> Iterator[Event]:
-        body = _open_csv(path)
+        body = open_replay_csv(path)
         next(body, None)
         open_orders: dict[str, tuple[str, dict[tuple[str, str], list[float]]]] = {}
         for index, raw in enumerate(body):
@@ -382,7 +382,7 @@ def read_online_retail(path: Path) -> ReplayPlan:
                 skips[parsed] += 1
                 continue
             member, items = open_orders.setdefault(parsed.invoice, (parsed.member, {}))
-            _add_line(items, parsed.sale_id, parsed.sku, parsed.quantity, parsed.price)
+            add_line(items, parsed.sale_id, parsed.sku, parsed.quantity, parsed.price)
             if last_row.get(parsed.invoice) == index:
                 del open_orders[parsed.invoice]
                 order_id = f"retail-{parsed.invoice}"
@@ -392,7 +392,7 @@ def read_online_retail(path: Path) -> ReplayPlan:
                         "event_id": order_id,
                         "order_id": order_id,
                         "member_id": member,
-                        "lines": _lines(items),
+                        "lines": order_lines(items),
                         "currency": "GBP",
                         "ts": parsed.ts,
                         "channel": CHANNEL,
