@@ -9,6 +9,7 @@ import pytest
 
 MODULES = [
     "salepulse.schemas.codec", "salepulse.schemas.validation", "salepulse.schemas.json_input",
+    "salepulse.schemas.requests",
     "salepulse.schemas.limits", "salepulse.streams.collector",
     "salepulse.streams.config", "salepulse.streams.velocity", "salepulse.streams.metrics", "salepulse.streams.catalog",
     "salepulse.consumers.priors", "salepulse.consumers.publish",
