@@ -12,11 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from salepulse.consumers.data.csvio import (
-    SECOND_MS,
-    open_csv,
-    require_file,
-)
+from salepulse.consumers.data.csvio import SECOND_MS, require_file
 from salepulse.consumers.datasets import DATASETS, REPLAYABLE
 from salepulse.schemas.validation import problems
 from salepulse.streams.topology import EVENT_RECORDS
@@ -187,11 +183,8 @@ _EXPECTED_FILES = ", ".join(DATASETS[name].relative_path for name in REPLAYABLE)
 
 
 def require_replay_file(path: Path) -> None:
+    """Fail with the path, the setting and the expected file names when ``path`` is not a file (before Kafka)."""
     require_file(path, _EXPECTED_FILES)
-
-
-def open_replay_csv(path: Path) -> Iterator[list[str]]:
-    return open_csv(path, _EXPECTED_FILES)
 
 
 def row_hash(*parts: str) -> str:
