@@ -35,9 +35,8 @@ from salepulse.schemas import limits as L
 from salepulse.schemas import requests
 from salepulse.schemas.requests import KINDS, forecast_id
 
-__all__ = ["CHANNELS", "KINDS", "InputError", "forecast_id", "json_depth", "load_json", "parse_event",
+__all__ = ["KINDS", "InputError", "forecast_id", "json_depth", "load_json", "parse_event",
            "parse_forecast"]
-CHANNELS = ("web", "app")
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _OPEN = np.frombuffer(b"[{", dtype=np.uint8)
 _CLOSE = np.frombuffer(b"]}", dtype=np.uint8)

@@ -296,21 +296,22 @@ def refusals(error: ValidationError, what: str = "event", listed: bool = True) -
     return found
 
 
-def window(now_ms: int | None, *, window: bool = True, max_age_ms: int = L.DEFAULT_MAX_EVENT_AGE_MS,
-           max_lead_ms: int = L.DEFAULT_MAX_EVENT_LEAD_MS) -> dict[str, Any]:
-    """The validation context: the time of ingestion and, for live traffic, the event-time window around it."""
+def validation_context(now_ms: int | None, *, window: bool = True, max_age_ms: int = L.DEFAULT_MAX_EVENT_AGE_MS,
+                       max_lead_ms: int = L.DEFAULT_MAX_EVENT_LEAD_MS) -> dict[str, Any]:
+    """The time of ingestion and, for live traffic (``window``), the event-time window around it."""
     return {"now_ms": now_ms if now_ms is not None else int(time.time() * 1000), "window": window,
             "max_age_ms": max_age_ms, "max_lead_ms": max_lead_ms}
 
 
-def check_events(rows: list[Any], now_ms: int | None = None, **limits: Any) -> tuple[dict[int, Checked],
-                                                                                     dict[int, list[str]]]:
-    """``(index -> (kind, record), index -> problems)`` for every item of ``rows``; ``limits`` as :func:`window`.
+def check_events(rows: list[Any], now_ms: int | None = None, *, window: bool = True,
+                 max_age_ms: int = L.DEFAULT_MAX_EVENT_AGE_MS, max_lead_ms: int = L.DEFAULT_MAX_EVENT_LEAD_MS,
+                 ) -> tuple[dict[int, Checked], dict[int, list[str]]]:
+    """``(index -> (kind, record), index -> problems)`` for every item of ``rows``, checked at ``now_ms``.
 
     One validation of the whole list; when some item fails, the others are validated again one by one (pydantic
     returns nothing of a list that fails), so a bad event costs a little and a good batch nothing extra.
     """
-    context = window(now_ms, **limits)
+    context = validation_context(now_ms, window=window, max_age_ms=max_age_ms, max_lead_ms=max_lead_ms)
     try:
         return dict(enumerate(_EVENTS.validate_python(rows, context=context))), {}
     except ValidationError as error:
@@ -322,19 +323,22 @@ def check_events(rows: list[Any], now_ms: int | None = None, **limits: Any) -> t
     return good, refused
 
 
-def check_event(obj: Any, now_ms: int | None = None, **limits: Any) -> Checked:
-    """``(kind, record)`` of one event; ``ValueError`` carrying ``.problems`` otherwise (see ``json_input``)."""
-    return cast(Checked, _EVENT.validate_python(obj, context=window(now_ms, **limits)))
+def check_event(obj: Any, now_ms: int | None = None, *, window: bool = True,
+                max_age_ms: int = L.DEFAULT_MAX_EVENT_AGE_MS,
+                max_lead_ms: int = L.DEFAULT_MAX_EVENT_LEAD_MS) -> Checked:
+    """``(kind, record)`` of one event; :class:`pydantic.ValidationError` otherwise (:func:`refusals` words it)."""
+    context = validation_context(now_ms, window=window, max_age_ms=max_age_ms, max_lead_ms=max_lead_ms)
+    return cast(Checked, _EVENT.validate_python(obj, context=context))
 
 
 def check_forecasts(rows: list[Any], now_ms: int | None = None) -> tuple[list[Record], dict[int, list[str]]]:
     """Every ExpertForecast record of ``rows``, or (none and) the problems of each refused one."""
     try:
-        return _FORECASTS.validate_python(rows, context=window(now_ms)), {}
+        return _FORECASTS.validate_python(rows, context=validation_context(now_ms)), {}
     except ValidationError as error:
         return [], refusals(error, "forecast")
 
 
 def check_forecast(obj: Any, now_ms: int | None = None) -> Record:
     """One ExpertForecast record; :class:`pydantic.ValidationError` otherwise."""
-    return cast(Record, _FORECAST.validate_python(obj, context=window(now_ms)))
+    return cast(Record, _FORECAST.validate_python(obj, context=validation_context(now_ms)))
