@@ -1,9 +1,10 @@
 """JSON from HTTP callers into contract records, with errors that name the field and say what to fix.
 
 The site and app teams post JSON; this module turns the body into Python (:func:`load_json`: bounded nesting,
-UTF-8 only) and one JSON object into the Avro record it stands for (:func:`parse_event`, :func:`parse_forecast`),
-or raises :class:`InputError` listing every problem at once (not just the first), so a caller fixes a payload in one
-go. Nothing here raises anything else, whatever the input: the HTTP layer turns ``InputError`` into a 4xx.
+UTF-8 only) and one JSON object into the Avro record it stands for (:func:`parse_event`, :func:`parse_forecast`,
+through the typed models of :mod:`salepulse.schemas.requests`, the ones ``/openapi.json`` publishes), or raises
+:class:`InputError` listing every problem at once (not just the first), so a caller fixes a payload in one go.
+Nothing here raises anything else, whatever the input: the HTTP layer turns ``InputError`` into a 4xx.
 
 >>> kind, record = parse_event({"type": "browse", "event_id": "e1", "member_id": "m1", "sale_id": "s1",
 ...                             "sku": "k1", "ts": "2026-11-29T10:00:00Z"})
@@ -23,22 +24,19 @@ go. Nothing here raises anything else, whatever the input: the HTTP layer turns 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-import time
-from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from salepulse.schemas import limits as L
-from salepulse.schemas.validation import excerpt, problems, time_ms
-from salepulse.streams.platform.topology import EVENT_RECORDS
+from salepulse.schemas import requests
+from salepulse.schemas.requests import KINDS, forecast_id
 
-KINDS = EVENT_RECORDS
-CHANNELS = ("web", "app")
+__all__ = ["KINDS", "InputError", "forecast_id", "json_depth", "load_json", "parse_event",
+           "parse_forecast"]
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _OPEN = np.frombuffer(b"[{", dtype=np.uint8)
 _CLOSE = np.frombuffer(b"]}", dtype=np.uint8)
@@ -97,139 +95,23 @@ def load_json(body: bytes, max_depth: int = L.MAX_JSON_DEPTH) -> Any:
         raise InputError([f"body: not JSON: {str(exc)[:200]}"]) from None
 
 
-def _timestamp(value: Any, field: str, found: list[str], now_ms: int) -> int:
-    if value is None:
-        return now_ms
-    if isinstance(value, str):
-        if len(value) > 40:
-            found.append(f"{field}: {excerpt(value)} is not an ISO 8601 time (e.g. 2026-11-29T10:00:00Z)")
-            return 0
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            ms = time_ms(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
-        except (ValueError, OverflowError, OSError):
-            found.append(f"{field}: {excerpt(value)} is not an ISO 8601 time (e.g. 2026-11-29T10:00:00Z)")
-            return 0
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        ms = time_ms(value)
-    else:
-        found.append(f"{field}: expected epoch milliseconds or an ISO 8601 time, got {type(value).__name__}")
-        return 0
-    if ms is None:
-        found.append(f"{field}: must be 2000-01-01 .. 2100-01-01 (epoch ms or ISO 8601), got {excerpt(value)}")
-        return 0
-    return ms
-
-
-def _take(obj: Mapping[str, Any], spec: dict[str, type], prefix: str, found: list[str],
-          optional: tuple[str, ...] = ()) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, kind in spec.items():
-        value = obj.get(name)
-        if value is None:
-            if name not in optional:
-                found.append(f"{prefix}{name}: required")
-            continue
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            # ints are numbers too; one too large for a float stays an int, and the range check refuses it
-            out[name] = float(value) if abs(value) < 2**63 else value
-            continue
-        if not isinstance(value, kind) or isinstance(value, bool):
-            expected = {str: "string", int: "integer", float: "number"}[kind]
-            found.append(f"{prefix}{name}: expected {expected}, got {type(value).__name__}")
-            continue
-        out[name] = value
-    return out
-
-
-def _choice(value: Any, allowed: tuple[str, ...] | dict[str, Any]) -> bool:
-    return isinstance(value, str) and value in allowed
-
-
 def parse_event(obj: Any, now_ms: int | None = None, *, window: bool = True,
                 max_age_ms: int = L.DEFAULT_MAX_EVENT_AGE_MS,
                 max_lead_ms: int = L.DEFAULT_MAX_EVENT_LEAD_MS) -> tuple[str, dict[str, Any]]:
-    """``(kind, record)`` of one JSON event; ``type`` says which: browse, cart or order.
+    """``(kind, record)`` of one JSON event, validated by its typed model (:mod:`salepulse.schemas.requests`).
 
     ``now_ms`` is the time of ingestion: it stamps an event sent without ``ts`` and, with ``window``, bounds the
     event time of live traffic (see :func:`salepulse.schemas.validation.problems`).
     """
-    if not isinstance(obj, Mapping):
-        raise InputError([f"event: expected a JSON object, got {type(obj).__name__}"])
-    kind = obj.get("type")
-    if not _choice(kind, KINDS):
-        raise InputError([f"type: must be one of {', '.join(KINDS)}, got {excerpt(kind)}"])
-    now = int(time.time() * 1000) if now_ms is None else now_ms
-    found: list[str] = []
-    common: dict[str, type] = {"event_id": str, "member_id": str}
-    if kind == "browse":
-        record = _take(obj, {**common, "sale_id": str, "sku": str, "session_id": str}, "", found,
-                       optional=("session_id",))
-    elif kind == "cart":
-        record = _take(obj, {**common, "sale_id": str, "sku": str, "action": str, "quantity": int,
-                             "unit_price": float, "session_id": str}, "", found, optional=("session_id",))
-        if "action" in record and not _choice(record["action"], ("add", "remove")):
-            found.append(f"action: must be add or remove, got {excerpt(record['action'])}")
-    else:
-        record = _take(obj, {**common, "order_id": str, "currency": str, "region": str}, "", found,
-                       optional=("order_id", "currency", "region"))
-        record.setdefault("region", None)
-        record.setdefault("order_id", record.get("event_id"))
-        record.setdefault("currency", "EUR")
-        lines = obj.get("lines")
-        if not isinstance(lines, list) or not lines:
-            found.append("lines: required, a non-empty list of {sale_id, sku, quantity, unit_price}")
-            lines = []
-        if len(lines) > L.MAX_ORDER_LINES:
-            found.append(f"lines: at most {L.MAX_ORDER_LINES} per order, got {len(lines)}")
-            lines = []
-        record["lines"] = []
-        for i, line in enumerate(lines):
-            if not isinstance(line, Mapping):
-                found.append(f"lines[{i}]: expected an object, got {type(line).__name__}")
-                continue
-            record["lines"].append(_take(line, {"sale_id": str, "sku": str, "quantity": int, "unit_price": float},
-                                         f"lines[{i}].", found))
-    channel = obj.get("channel", "web")
-    if not _choice(channel, CHANNELS):
-        found.append(f"channel: must be web or app, got {excerpt(channel)}")
-    record["channel"] = channel
-    record["ts"] = _timestamp(obj.get("ts"), "ts", found, now)
-    if not found:
-        found = problems(KINDS[kind], record, now_ms=now if window else None, max_age_ms=max_age_ms,
-                         max_lead_ms=max_lead_ms)
-    if found:
-        raise InputError(found)
-    return kind, record
-
-
-def forecast_id(record: Mapping[str, Any]) -> str:
-    """The id of a forecast: its content, never its arrival time, so a retried submission keeps its identity.
-
-    >>> forecast_id({"sale_id": "s1", "sku": "k1", "expected_units": 120.0, "low": None, "high": None,
-    ...              "author": "anna"})
-    's1:k1:8b9e121d23e3eee5'
-    """
-    fields = ("sale_id", "sku", "expected_units", "low", "high", "author", "buyer_id")
-    content = json.dumps([record.get(k) for k in fields])
-    return f"{record['sale_id']}:{record['sku']}:{hashlib.sha256(content.encode()).hexdigest()[:16]}"
+    try:
+        return requests.check_event(obj, now_ms, window=window, max_age_ms=max_age_ms, max_lead_ms=max_lead_ms)
+    except ValidationError as error:
+        raise InputError(requests.refusals(error, listed=False)[0]) from None
 
 
 def parse_forecast(obj: Any, submitted_at_ms: int | None = None) -> dict[str, Any]:
     """An ExpertForecast record from JSON ``{sale_id, sku, expected_units, low?, high?, author?, buyer_id?}``."""
-    if not isinstance(obj, Mapping):
-        raise InputError([f"forecast: expected a JSON object, got {type(obj).__name__}"])
-    found: list[str] = []
-    record = _take(obj, {"sale_id": str, "sku": str, "expected_units": float, "low": float, "high": float,
-                         "author": str, "buyer_id": str}, "", found, optional=("low", "high", "author", "buyer_id"))
-    record.setdefault("low", None)
-    record.setdefault("high", None)
-    record.setdefault("author", None)
-    record.setdefault("buyer_id", None)
-    record["submitted_at"] = submitted_at_ms if submitted_at_ms is not None else int(time.time() * 1000)
-    if not found:
-        found = problems("ExpertForecast", record)
-    if found:
-        raise InputError(found)
-    record["event_id"] = forecast_id(record)
-    return record
+    try:
+        return requests.check_forecast(obj, submitted_at_ms)
+    except ValidationError as error:
+        raise InputError(requests.refusals(error, "forecast", listed=False)[0]) from None

@@ -91,19 +91,27 @@ def parse_row(
                brand.strip().lower(), amount, member, session or None)
 
 
-def rows(path: Path, skipped: dict[str, int] | None = None) -> Iterator[Row]:
-    """The parsed rows in file order; skipped rows are counted in ``skipped`` by reason."""
+def rows_with_cells(path: Path, skipped: dict[str, int] | None = None,
+                    types: frozenset[str] | None = None) -> Iterator[tuple[Row, list[str]]]:
+    """Each kept row with its raw cells (replay hashes them into ids), in file order; skipped rows are counted in
+    ``skipped`` by reason; ``types`` as :func:`parse_row`."""
     body = open_csv(path)
     header = next(body, None)
     if header is None:
         raise ValueError(f"{path} is empty; expected a header row {','.join(COLUMNS)}")
     cols = columns(header, COLUMNS, path)
     for raw in body:
-        parsed = parse_row(raw, cols)
+        parsed = parse_row(raw, cols, types)
         if isinstance(parsed, str):
             if skipped is not None:
                 skipped[parsed] = skipped.get(parsed, 0) + 1
             continue
+        yield parsed, raw
+
+
+def rows(path: Path, skipped: dict[str, int] | None = None) -> Iterator[Row]:
+    """The parsed rows in file order; skipped rows are counted in ``skipped`` by reason."""
+    for parsed, _ in rows_with_cells(path, skipped):
         yield parsed
 
 

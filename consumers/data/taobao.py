@@ -51,10 +51,25 @@ def parse_row(row: list[str]) -> Row | str:
     return Row(member, sku, f"cat-{category}", behavior, kind, ts_ms)
 
 
+def rows_with_cells(path: Path, skipped: dict[str, int] | None = None) -> Iterator[tuple[Row, list[str]]]:
+    """Each kept row with its raw cells (replay hashes them into ids), in file order; skipped rows are counted in
+    ``skipped`` by reason."""
+    for raw in open_csv(path):
+        parsed = parse_row(raw)
+        if isinstance(parsed, str):
+            if skipped is not None:
+                skipped[parsed] = skipped.get(parsed, 0) + 1
+            continue
+        yield parsed, raw
+
+
+def rows(path: Path, skipped: dict[str, int] | None = None) -> Iterator[Row]:
+    """The parsed rows in file order; skipped rows are counted in ``skipped`` by reason."""
+    for parsed, _ in rows_with_cells(path, skipped):
+        yield parsed
+
+
 def interactions(path: Path) -> Iterator[Interaction]:
     """One :class:`Interaction` per kept row."""
-    for raw in open_csv(path):
-        r = parse_row(raw)
-        if isinstance(r, str):
-            continue
+    for r in rows(path):
         yield Interaction(r.ts / 1000.0, r.member, r.kind, [Line(r.sku, "", r.category, 0.0, 1)])

@@ -25,9 +25,6 @@ generated: the outcome of a sku is ``min(true demand, stock)``, censored when it
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -39,6 +36,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from salepulse.consumers.data import online_retail
 from salepulse.streams.domain.presale import Outcome, PresaleDesk
 
 HISTORY_WEEKS = 4
@@ -92,15 +90,11 @@ class PresaleScores:
 
 
 def _prices(path: Path) -> dict[str, float]:
-    """Median unit price per stock code (the product's price band)."""
+    """Median unit price per stock code (the product's price band), over the sold product lines of the one
+    Online Retail reader (the rule replay and the forecast evaluation use)."""
     prices: dict[str, list[float]] = defaultdict(list)
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as raw:
-        reader = csv.DictReader(io.TextIOWrapper(raw, encoding="utf-8", newline=""))
-        for row in reader:
-            price = float(row["UnitPrice"])
-            if price > 0 and int(row["Quantity"]) > 0:
-                prices[row["StockCode"].strip().upper()].append(price)
+    for row in online_retail.rows(path):
+        prices[row.sku].append(row.price)
     return {code: median(v) for code, v in prices.items()}
 
 

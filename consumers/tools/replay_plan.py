@@ -12,11 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from salepulse.consumers.data.csvio import (
-    SECOND_MS,
-    open_csv,
-    require_file,
-)
+from salepulse.consumers.data.csvio import SECOND_MS, require_file
 from salepulse.consumers.data.datasets import DATASETS, REPLAYABLE
 from salepulse.schemas.validation import problems
 from salepulse.streams.platform.topology import EVENT_RECORDS
@@ -90,7 +86,7 @@ class _SaleDraft:
     products: dict[str, Record]
 
 
-class _Catalogue:
+class Catalogue:
     """Collects sales and their products during the first pass; products keep their first-seen price ('opening
     price' of the sale) and the first non-empty name, in order of first appearance, so output is
     deterministic."""
@@ -186,21 +182,18 @@ class _Catalogue:
 _EXPECTED_FILES = ", ".join(DATASETS[name].relative_path for name in REPLAYABLE)
 
 
-def _require_file(path: Path) -> None:
+def require_replay_file(path: Path) -> None:
+    """Fail with the path, the setting and the expected file names when ``path`` is not a file (before Kafka)."""
     require_file(path, _EXPECTED_FILES)
 
 
-def _open_csv(path: Path) -> Iterator[list[str]]:
-    return open_csv(path, _EXPECTED_FILES)
-
-
-def _row_hash(*parts: str) -> str:
+def row_hash(*parts: str) -> str:
     """A short stable digest of the given fields: identical input -> identical id, on any machine, in any
     run."""
     return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=10).hexdigest()
 
 
-def _lines(items: dict[tuple[str, str], list[float]]) -> list[Record]:
+def order_lines(items: dict[tuple[str, str], list[float]]) -> list[Record]:
     """Order lines from ``(sale_id, sku) -> [units, revenue]``; the unit price is revenue / units, so merging
     lines of one sku keeps the revenue (and a single line keeps its price, up to the 6-decimal rounding)."""
     return [
@@ -209,7 +202,7 @@ def _lines(items: dict[tuple[str, str], list[float]]) -> list[Record]:
     ]
 
 
-def _add_line(
+def add_line(
     items: dict[tuple[str, str], list[float]], sale_id: str, sku: str, units: int, price: float
 ) -> None:
     acc = items.setdefault((sale_id, sku), [0, 0.0])

@@ -8,31 +8,27 @@ The mapping rules are in each reader's docstring (and in the README section "Rep
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal, NamedTuple
 
 from salepulse.consumers.data import online_retail, rees46, taobao
-from salepulse.consumers.data.csvio import (
-    SECOND_MS,
-    columns,
-)
+from salepulse.consumers.data.csvio import SECOND_MS
 from salepulse.consumers.tools.replay_plan import (
     CHANNEL,
     DAY_MS,
     DUPLICATE_PURCHASE,
     FAV_SKIPPED,
+    Catalogue,
     Event,
     Record,
     ReplayPlan,
-    _add_line,
-    _Catalogue,
-    _lines,
-    _open_csv,
-    _require_file,
-    _row_hash,
+    add_line,
+    order_lines,
+    require_replay_file,
+    row_hash,
 )
 
 # ------------------------------------------------------------------------------------------------------------
@@ -40,27 +36,29 @@ from salepulse.consumers.tools.replay_plan import (
 
 
 REES46_UNBRANDED = "unbranded"
-REES46_TYPES = frozenset({"view", "cart", "purchase"})
-"""What replay streams; ``remove_from_cart`` (absent from the shipped sample) is passed over as
-``unknown_event_type`` until the contract's cart removals are wired for this dataset."""
+REES46_TYPES = frozenset(rees46.EVENT_TYPES)
+"""What replay streams: every type of the shared reader, ``remove_from_cart`` included (as a cart removal)."""
 _Rees46Row = rees46.Row
 
 
-def _rees46_row(row: list[str], cols: Callable[[list[str]], tuple[str, ...]]) -> _Rees46Row | str:
-    parsed = rees46.parse_row(row, cols, REES46_TYPES)
-    if isinstance(parsed, str):
-        return parsed
-    return parsed._replace(brand=parsed.brand or REES46_UNBRANDED)
+def _rees46_rows(path: Path, skipped: Counter[str]) -> Iterator[tuple[_Rees46Row, list[str]]]:
+    for parsed, raw in rees46.rows_with_cells(path, skipped, REES46_TYPES):
+        yield (parsed if parsed.brand else parsed._replace(brand=REES46_UNBRANDED)), raw
 
 
 def read_rees46(path: Path) -> ReplayPlan:
     """Map the REES46 multi-category store log (``event_time,event_type,product_id,...``, header row).
 
-    - A sale is a **brand**: ``rees46-<brand>`` (brand lower-cased); rows with an empty brand go to the
-      catch-all sale ``rees46-unbranded``. Window = [first, last event of the brand + 1 s).
-    - Products: sku = product_id, category = category_code, or ``cat-<category_id>`` when empty; price = the
-      first price seen; stock = :data:`UNKNOWN_STOCK` (the log has no stock).
-    - view -> BrowseEvent; cart -> CartEvent(add, quantity 1, unit_price = price); session_id = user_session.
+    Rows come from the shared reader :mod:`salepulse.consumers.data.rees46` (its rules: types, brand, category,
+    skips); replay adds:
+
+    - A sale is a **brand**: ``rees46-<brand>``; rows with an empty brand go to the catch-all sale
+      ``rees46-unbranded``. Window = [first, last event of the brand + 1 s).
+    - Products: sku = product_id, category as the reader gives it (category_code, or ``cat-<category_id>``);
+      price = the first price seen; stock = :data:`UNKNOWN_STOCK` (the log has no stock).
+    - view -> BrowseEvent; cart -> CartEvent(add, quantity 1, unit_price = price); remove_from_cart ->
+      CartEvent(**remove**, quantity 1, unit_price = price), the contract's removal (a negative signal for the
+      ranker, an ``uncart`` for velocity); session_id = user_session.
     - purchase -> OrderEvent. An order = a run of purchase rows of one user_session not interrupted by another
       event of that session (rows at the same second are such a run). It is emitted at its LAST row, with that
       row's time (the moment the basket is complete), so the stream stays in time order. order_id = event_id =
@@ -71,18 +69,13 @@ def read_rees46(path: Path) -> ReplayPlan:
       file (a view x4, a view x2, a cart x2) therefore share their event_id, so consumers drop the repeats
       exactly as they would a redelivery. Two rows differing in any field get different ids.
     """
-    rows = _open_csv(path)
-    header = next(rows, None)
-    if header is None:
-        raise ValueError(f"{path} is empty; expected a header row {','.join(rees46.COLUMNS)}")
-    cols = columns(header, rees46.COLUMNS, path)
-
-    catalogue = _Catalogue()
+    require_replay_file(path)
+    catalogue = Catalogue()
     skipped: Counter[str] = Counter()
-    orders_at: dict[int, Record] = {}  # index of an order's last purchase row -> the order
+    orders_at: dict[int, Record] = {}  # index (among kept rows) of an order's last purchase row -> the order
     duplicates: set[int] = set()  # purchase rows that exactly repeat an earlier row of the same order
     open_runs: dict[str, list[tuple[int, _Rees46Row, list[str]]]] = {}
-    events = n_rows = 0
+    events = kept = 0
 
     def close(session_key: str, run: list[tuple[int, _Rees46Row, list[str]]]) -> None:
         items: dict[tuple[str, str], list[float]] = {}
@@ -93,27 +86,24 @@ def read_rees46(path: Path) -> ReplayPlan:
                 skipped[DUPLICATE_PURCHASE] += 1
                 continue
             seen.add(tuple(raw))
-            _add_line(items, f"rees46-{parsed.brand}", parsed.sku, 1, parsed.price)
+            add_line(items, f"rees46-{parsed.brand}", parsed.sku, 1, parsed.price)
         first, last = run[0][1], run[-1][1]
         for sale_id, _ in items:
             catalogue.cover(sale_id, last.ts)
-        order_id = f"rees46-order-{_row_hash(session_key, str(first.ts))}"
+        order_id = f"rees46-order-{row_hash(session_key, str(first.ts))}"
         orders_at[run[-1][0]] = {
             "event_id": order_id,
             "order_id": order_id,
             "member_id": last.member,
-            "lines": _lines(items),
+            "lines": order_lines(items),
             "currency": "USD",
             "ts": last.ts,
             "channel": CHANNEL,
         }
 
-    for index, raw in enumerate(rows):
-        n_rows += 1
-        parsed = _rees46_row(raw, cols)
-        if isinstance(parsed, str):
-            skipped[parsed] += 1
-            continue
+    read_skips: Counter[str] = Counter()
+    for index, (parsed, raw) in enumerate(_rees46_rows(path, read_skips)):
+        kept += 1
         catalogue.add(
             f"rees46-{parsed.brand}",
             parsed.brand,
@@ -130,24 +120,20 @@ def read_rees46(path: Path) -> ReplayPlan:
         run = open_runs.pop(session_key, None)
         if run:
             close(session_key, run)
+    n_rows = kept + sum(read_skips.values())
+    skipped.update(read_skips)
     for session_key, run in open_runs.items():
         close(session_key, run)
     events += len(orders_at)
 
     def stream(skips: Counter[str]) -> Iterator[Event]:
-        body = _open_csv(path)
-        next(body, None)
-        for index, raw in enumerate(body):
-            parsed = _rees46_row(raw, cols)
-            if isinstance(parsed, str):
-                skips[parsed] += 1
-                continue
+        for index, (parsed, raw) in enumerate(_rees46_rows(path, skips)):
             sale_id = f"rees46-{parsed.brand}"
             if parsed.kind == "browse":
                 yield (
                     "browse",
                     {
-                        "event_id": f"rees46-{_row_hash(*raw)}",
+                        "event_id": f"rees46-{row_hash(*raw)}",
                         "member_id": parsed.member,
                         "sale_id": sale_id,
                         "sku": parsed.sku,
@@ -160,11 +146,11 @@ def read_rees46(path: Path) -> ReplayPlan:
                 yield (
                     "cart",
                     {
-                        "event_id": f"rees46-{_row_hash(*raw)}",
+                        "event_id": f"rees46-{row_hash(*raw)}",
                         "member_id": parsed.member,
                         "sale_id": sale_id,
                         "sku": parsed.sku,
-                        "action": "add",
+                        "action": parsed.action,
                         "quantity": 1,
                         "unit_price": parsed.price,
                         "ts": parsed.ts,
@@ -187,13 +173,14 @@ def read_rees46(path: Path) -> ReplayPlan:
 # Taobao
 
 
-def _taobao_row(row: list[str], fav: str) -> taobao.Row | str:
-    parsed = taobao.parse_row(row)
-    if isinstance(parsed, str):
-        return parsed
-    if parsed.kind == "fav":
-        return FAV_SKIPPED if fav == "skip" else parsed._replace(kind="browse")
-    return parsed
+def _taobao_rows(path: Path, fav: str, skipped: Counter[str]) -> Iterator[tuple[taobao.Row, list[str]]]:
+    for parsed, raw in taobao.rows_with_cells(path, skipped):
+        if parsed.kind == "fav":
+            if fav == "skip":
+                skipped[FAV_SKIPPED] += 1
+                continue
+            parsed = parsed._replace(kind="browse")
+        yield parsed, raw
 
 
 def read_taobao(path: Path, *, fav: Literal["browse", "skip"] = "browse") -> ReplayPlan:
@@ -209,16 +196,11 @@ def read_taobao(path: Path, *, fav: Literal["browse", "skip"] = "browse") -> Rep
     - event_id (= order_id for buys) = ``taobao-<hash of the whole row>``: deterministic, and an exact
       duplicate row (none in the shipped slice) would share its id. No session id in the source.
     """
-    _require_file(path)
-    catalogue = _Catalogue()
+    require_replay_file(path)
+    catalogue = Catalogue()
     skipped: Counter[str] = Counter()
-    events = n_rows = 0
-    for raw in _open_csv(path):
-        n_rows += 1
-        parsed = _taobao_row(raw, fav)
-        if isinstance(parsed, str):
-            skipped[parsed] += 1
-            continue
+    events = 0
+    for parsed, _ in _taobao_rows(path, fav, skipped):
         events += 1
         sale_id = f"taobao-{parsed.category}"
         catalogue.add(
@@ -229,14 +211,11 @@ def read_taobao(path: Path, *, fav: Literal["browse", "skip"] = "browse") -> Rep
             price=0.0,
             category=parsed.category,
         )
+    n_rows = events + sum(skipped.values())
 
     def stream(skips: Counter[str]) -> Iterator[Event]:
-        for raw in _open_csv(path):
-            parsed = _taobao_row(raw, fav)
-            if isinstance(parsed, str):
-                skips[parsed] += 1
-                continue
-            event_id = f"taobao-{_row_hash(*raw)}"
+        for parsed, raw in _taobao_rows(path, fav, skips):
+            event_id = f"taobao-{row_hash(*raw)}"
             sale_id = f"taobao-{parsed.category}"
             if parsed.kind == "browse":
                 yield (
@@ -314,14 +293,12 @@ class _RetailRow(NamedTuple):
     week: tuple[int, int]
 
 
-def _retail_row(row: list[str], cols: Callable[[list[str]], tuple[str, ...]]) -> _RetailRow | str:
-    parsed = online_retail.parse_row(row, cols)
-    if isinstance(parsed, str):
-        return parsed
-    sale_id, week = _iso_week(parsed.when[:10])
-    member = parsed.member or f"guest-{parsed.invoice}"
-    return _RetailRow(parsed.invoice, parsed.sku, parsed.name, parsed.quantity, parsed.ts, parsed.price, member,
-                      sale_id, week)
+def _retail_rows(path: Path, skipped: Counter[str]) -> Iterator[_RetailRow]:
+    for parsed in online_retail.rows(path, skipped):
+        sale_id, week = _iso_week(parsed.when[:10])
+        member = parsed.member or f"guest-{parsed.invoice}"
+        yield _RetailRow(parsed.invoice, parsed.sku, parsed.name, parsed.quantity, parsed.ts, parsed.price, member,
+                         sale_id, week)
 
 
 def read_online_retail(path: Path) -> ReplayPlan:
@@ -344,22 +321,13 @@ def read_online_retail(path: Path) -> ReplayPlan:
       ``non_positive_quantity``, ``negative_price``, ``zero_price``, ``non_product``, ``missing_id``.
       StockCodes are kept upper-cased.
     """
-    rows = _open_csv(path)
-    header = next(rows, None)
-    if header is None:
-        raise ValueError(f"{path} is empty; expected a header row {','.join(online_retail.COLUMNS)}")
-    cols = columns(header, online_retail.COLUMNS, path)
-
-    catalogue = _Catalogue()
+    require_replay_file(path)
+    catalogue = Catalogue()
     skipped: Counter[str] = Counter()
-    last_row: dict[str, int] = {}  # invoice -> index of its last kept row, where its order is emitted
-    n_rows = 0
-    for index, raw in enumerate(rows):
-        n_rows += 1
-        parsed = _retail_row(raw, cols)
-        if isinstance(parsed, str):
-            skipped[parsed] += 1
-            continue
+    last_row: dict[str, int] = {}  # invoice -> index (among kept rows) of its last row, where its order is emitted
+    kept = 0
+    for index, parsed in enumerate(_retail_rows(path, skipped)):
+        kept += 1
         last_row[parsed.invoice] = index
         catalogue.add(
             parsed.sale_id,
@@ -372,17 +340,13 @@ def read_online_retail(path: Path) -> ReplayPlan:
             window=parsed.week,
         )
 
+    n_rows = kept + sum(skipped.values())
+
     def stream(skips: Counter[str]) -> Iterator[Event]:
-        body = _open_csv(path)
-        next(body, None)
         open_orders: dict[str, tuple[str, dict[tuple[str, str], list[float]]]] = {}
-        for index, raw in enumerate(body):
-            parsed = _retail_row(raw, cols)
-            if isinstance(parsed, str):
-                skips[parsed] += 1
-                continue
+        for index, parsed in enumerate(_retail_rows(path, skips)):
             member, items = open_orders.setdefault(parsed.invoice, (parsed.member, {}))
-            _add_line(items, parsed.sale_id, parsed.sku, parsed.quantity, parsed.price)
+            add_line(items, parsed.sale_id, parsed.sku, parsed.quantity, parsed.price)
             if last_row.get(parsed.invoice) == index:
                 del open_orders[parsed.invoice]
                 order_id = f"retail-{parsed.invoice}"
@@ -392,7 +356,7 @@ def read_online_retail(path: Path) -> ReplayPlan:
                         "event_id": order_id,
                         "order_id": order_id,
                         "member_id": member,
-                        "lines": _lines(items),
+                        "lines": order_lines(items),
                         "currency": "GBP",
                         "ts": parsed.ts,
                         "channel": CHANNEL,

@@ -1,6 +1,6 @@
 """The shape of a simulated world, shared by its parts: ids and times, the fixed vocabulary (categories, names,
-price bands, regions) and what is decided about one sale before it opens (:class:`_SalePlan`) and while it runs
-(:class:`_SaleRun`). Part of :mod:`salepulse.consumers.tools.simulate` (pure, no Kafka, no Faust).
+price bands, regions) and what is decided about one sale before it opens (:class:`SalePlan`) and while it runs
+(:class:`SaleRun`). Part of :mod:`salepulse.consumers.tools.simulate` (pure, no Kafka, no Faust).
 """
 
 from __future__ import annotations
@@ -50,20 +50,21 @@ REGION_WEIGHTS = (0.35, 0.3, 0.2, 0.15)
 """Members' delivery regions (one warehouse each) and how the membership is spread over them."""
 CURRENCY = "EUR"
 
-# heap entry kinds
-_VIEW, _CART, _UNCART, _ORDER = 0, 1, 2, 3
+# heap entry kinds (public: simulate_traffic orders its event heap by them)
+VIEW, CART, UNCART, ORDER = 0, 1, 2, 3
 
 
-def _ms(moment: datetime) -> int:
+def epoch_ms(moment: datetime) -> int:
     """Epoch milliseconds of an aware datetime (exact integer arithmetic, no float rounding)."""
     return (moment - EPOCH) // timedelta(milliseconds=1)
 
 
-def _dt(ms: int) -> datetime:
+def from_epoch_ms(ms: int) -> datetime:
+    """The aware UTC datetime of epoch milliseconds (the inverse of :func:`epoch_ms`)."""
     return EPOCH + timedelta(milliseconds=ms)
 
 
-def _nice(value: float) -> float:
+def round_like_a_buyer(value: float) -> float:
     """Round the way people round forecasts: to 1 below 10, 5 below 100, 10 below 300, then 25, 50, 100."""
     for limit, step in ((10, 1), (100, 5), (300, 10), (1000, 25), (3000, 50)):
         if value < limit:
@@ -72,7 +73,7 @@ def _nice(value: float) -> float:
 
 
 @dataclass
-class _SalePlan:
+class SalePlan:
     """Everything decided about one sale before it opens (numpy arrays are per product)."""
 
     index: int
@@ -109,10 +110,10 @@ class _SalePlan:
 
 
 @dataclass
-class _SaleRun:
+class SaleRun:
     """The state of an open sale while its slices are being generated; dropped after its last slice."""
 
-    plan: _SalePlan
+    plan: SalePlan
     rng: np.random.Generator
     audience: np.ndarray  # cumulative visit weights over members
     orders: list[tuple[tuple[int, int], ...]]  # planned orders: ((product, units), ...), in arrival order

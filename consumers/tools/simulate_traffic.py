@@ -16,22 +16,22 @@ from typing import Any
 import numpy as np
 
 from salepulse.consumers.tools.simulate_plan import (
-    _CART,
-    _ORDER,
-    _UNCART,
-    _VIEW,
     APP_SHARE,
     BRAND_BOOST,
+    CART,
     CATEGORY_BOOST,
     CURRENCY,
     EPOCH,
+    ORDER,
     PRICE_AFFINITY,
     PRICE_BANDS,
     REGIONS,
+    UNCART,
+    VIEW,
     Event,
-    _dt,
-    _SalePlan,
-    _SaleRun,
+    SalePlan,
+    SaleRun,
+    from_epoch_ms,
 )
 
 
@@ -44,7 +44,7 @@ class SaleTraffic:
     n_members: int
     prefix: str
     stockouts: dict[tuple[str, str], datetime]
-    _plans: list[_SalePlan]
+    _plans: list[SalePlan]
     _activity: np.ndarray
     _fav_brands: np.ndarray
     _fav_categories: np.ndarray
@@ -52,7 +52,7 @@ class SaleTraffic:
     _region: np.ndarray
 
     # ------------------------------------------------------------------ lazy events
-    def _open(self, plan: _SalePlan) -> _SaleRun:
+    def _open(self, plan: SalePlan) -> SaleRun:
         """Draw what a sale needs only once it opens: its audience, its orders and its arrival schedule."""
         rng = np.random.default_rng([self.seed, 1_000 + plan.index])
         fans = (self._fav_brands == plan.brand).any(axis=1)
@@ -101,20 +101,20 @@ class SaleTraffic:
         probs = np.diff(plan.arrival_cdf(edges))
         probs = np.clip(probs, 0.0, None)
         probs /= probs.sum()
-        return _SaleRun(plan, rng, audience, orders, 0, rng.multinomial(len(orders), probs),
+        return SaleRun(plan, rng, audience, orders, 0, rng.multinomial(len(orders), probs),
                         rng.multinomial(sessions, probs), p_cart)
 
-    def _members(self, run: _SaleRun, n: int) -> np.ndarray:
+    def _members(self, run: SaleRun, n: int) -> np.ndarray:
         picks = np.searchsorted(run.audience, run.rng.random(n) * run.audience[-1], side="right")
         return np.minimum(picks, self.n_members - 1)
 
-    def _affinity(self, members: np.ndarray, plan: _SalePlan) -> np.ndarray:
+    def _affinity(self, members: np.ndarray, plan: SalePlan) -> np.ndarray:
         """(members x products) attractiveness of each product to each member: category and price band."""
         fav = (self._fav_categories[members][:, :, None] == plan.categories[None, None, :]).any(axis=1)
         gap = np.abs(self._price_band[members][:, None] - plan.bands[None, :])
         return (1.0 + CATEGORY_BOOST * fav) * PRICE_AFFINITY[np.minimum(gap, PRICE_BANDS - 1)]
 
-    def _expand(self, run: _SaleRun, j: int, heap: list[tuple[Any, ...]], counters: list[int]) -> None:
+    def _expand(self, run: SaleRun, j: int, heap: list[tuple[Any, ...]], counters: list[int]) -> None:
         """Generate the journeys that start in slice ``j`` of a sale and push their events onto ``heap``.
 
         Every event of a journey is at or after the journey's start, which is at or after the slice's start;
@@ -164,15 +164,15 @@ class SaleTraffic:
             for v, (r, k, t) in enumerate(zip(row.tolist(), picked.tolist(), view_t.tolist(), strict=True)):
                 m, ch, sess = members_l[r], channels[r], sessions[r]
                 counters[0] += 1
-                push(heap, (t, counters[0], _VIEW, plan.index, k, m, ch, sess))
+                push(heap, (t, counters[0], VIEW, plan.index, k, m, ch, sess))
                 if carted[v]:
                     alive = [True]  # cleared if the add is refused (sold out), so the remove goes too
                     q = int(cart_units[v])
                     counters[0] += 1
-                    push(heap, (int(cart_t[v]), counters[0], _CART, plan.index, k, m, ch, sess, q, alive))
+                    push(heap, (int(cart_t[v]), counters[0], CART, plan.index, k, m, ch, sess, q, alive))
                     if removed[v]:
                         counters[0] += 1
-                        push(heap, (int(remove_t[v]), counters[0], _UNCART, plan.index, k, m, ch, sess, q, alive))
+                        push(heap, (int(remove_t[v]), counters[0], UNCART, plan.index, k, m, ch, sess, q, alive))
 
         # ---- buying journeys: the order is planned; find a member who fits it, then walk her to checkout
         n_o = int(run.order_counts[j])
@@ -198,20 +198,20 @@ class SaleTraffic:
                 sess = f"{prefix}-s{counters[1]}"
                 for k in rng.choice(n_products, size=int(rng.poisson(1.2)), p=browse_p).tolist():
                     counters[0] += 1
-                    push(heap, (min(last, t), counters[0], _VIEW, plan.index, k, m, ch, sess))
+                    push(heap, (min(last, t), counters[0], VIEW, plan.index, k, m, ch, sess))
                     t += int(rng.exponential(40_000.0))
                 for k, q in lines:
                     for _ in range(1 + (rng.random() < 0.3)):
                         counters[0] += 1
-                        push(heap, (min(last, t), counters[0], _VIEW, plan.index, k, m, ch, sess))
+                        push(heap, (min(last, t), counters[0], VIEW, plan.index, k, m, ch, sess))
                         t += 5_000 + int(rng.exponential(50_000.0))
                     t += int(rng.integers(10_000, 200_000))
                     counters[0] += 1
-                    push(heap, (min(last, t), counters[0], _CART, plan.index, k, m, ch, sess, q, [True]))
+                    push(heap, (min(last, t), counters[0], CART, plan.index, k, m, ch, sess, q, [True]))
                     t += int(rng.exponential(40_000.0))
                 t += int(rng.integers(60_000, 600_000))
                 counters[0] += 1
-                push(heap, (min(last, t), counters[0], _ORDER, plan.index, lines, m, ch))
+                push(heap, (min(last, t), counters[0], ORDER, plan.index, lines, m, ch))
 
     def events(self) -> Iterator[Event]:
         """Yield ``(kind, record)`` in event-time order; kind is ``browse``, ``cart`` or ``order``.
@@ -228,7 +228,7 @@ class SaleTraffic:
         prices = [p.prices for p in plans]
         left = [list(p.stock) for p in plans]
         self.stockouts = stockouts = {}
-        runs: dict[int, _SaleRun] = {}
+        runs: dict[int, SaleRun] = {}
         slices: list[tuple[int, int, int]] = [(p.start_ms, p.index, 0) for p in plans]
         heapq.heapify(slices)
         heap: list[tuple[Any, ...]] = []
@@ -252,14 +252,14 @@ class SaleTraffic:
                 continue
             entry = pop(heap)
             t, code, s = entry[0], entry[2], entry[3]
-            if code == _VIEW:
+            if code == VIEW:
                 n_view += 1
                 yield "browse", {
                     "event_id": f"{prefix}-v{n_view}", "member_id": f"m{entry[5]:06d}", "sale_id": sale_ids[s],
                     "sku": skus[s][entry[4]], "ts": EPOCH + timedelta(milliseconds=t), "channel": entry[6],
                     "session_id": entry[7],
                 }
-            elif code == _ORDER:
+            elif code == ORDER:
                 stock_left = left[s]
                 lines = []
                 for k, q in entry[4]:
@@ -269,7 +269,7 @@ class SaleTraffic:
                     q = min(q, have)
                     stock_left[k] = have - q
                     if have == q:
-                        stockouts[(sale_ids[s], skus[s][k])] = _dt(t)
+                        stockouts[(sale_ids[s], skus[s][k])] = from_epoch_ms(t)
                     lines.append({"sale_id": sale_ids[s], "sku": skus[s][k], "quantity": q,
                                   "unit_price": prices[s][k]})
                 if not lines:
@@ -278,13 +278,13 @@ class SaleTraffic:
                 order_id = f"{prefix}-o{n_order}"
                 yield "order", {
                     "event_id": order_id, "order_id": order_id, "member_id": f"m{entry[5]:06d}", "lines": lines,
-                    "currency": CURRENCY, "ts": _dt(t), "channel": entry[6],
+                    "currency": CURRENCY, "ts": from_epoch_ms(t), "channel": entry[6],
                     "region": REGIONS[int(self._region[entry[5]])],
                 }
             else:
                 alive = entry[9]
                 k = entry[4]
-                if code == _CART:
+                if code == CART:
                     if left[s][k] <= 0:
                         alive[0] = False
                         continue
@@ -293,6 +293,6 @@ class SaleTraffic:
                 n_cart += 1
                 yield "cart", {
                     "event_id": f"{prefix}-c{n_cart}", "member_id": f"m{entry[5]:06d}", "sale_id": sale_ids[s],
-                    "sku": skus[s][k], "action": "add" if code == _CART else "remove", "quantity": entry[8],
-                    "unit_price": prices[s][k], "ts": _dt(t), "channel": entry[6], "session_id": entry[7],
+                    "sku": skus[s][k], "action": "add" if code == CART else "remove", "quantity": entry[8],
+                    "unit_price": prices[s][k], "ts": from_epoch_ms(t), "channel": entry[6], "session_id": entry[7],
                 }

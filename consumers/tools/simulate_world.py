@@ -24,10 +24,10 @@ from salepulse.consumers.tools.simulate_plan import (
     REGIONS,
     SYLLABLES,
     Record,
-    _dt,
-    _ms,
-    _nice,
-    _SalePlan,
+    SalePlan,
+    epoch_ms,
+    from_epoch_ms,
+    round_like_a_buyer,
 )
 from salepulse.consumers.tools.simulate_traffic import SaleTraffic
 
@@ -137,9 +137,9 @@ class SimulatedWorld(SaleTraffic):
         open_at_start: int,
         products_per_sale: tuple[int, int],
         lines_per_member: float,
-    ) -> list[_SalePlan]:
-        start_ms = _ms(self.start)
-        plans: list[_SalePlan] = []
+    ) -> list[SalePlan]:
+        start_ms = epoch_ms(self.start)
+        plans: list[SalePlan] = []
         offset = 0.0
         brand_p = self._brand_pop / self._brand_pop.sum()
         lo, hi = products_per_sale
@@ -176,7 +176,7 @@ class SimulatedWorld(SaleTraffic):
             carts = exp_lines / cart_to_order
             expected_events = carts / view_to_cart + carts * 1.45 + exp_lines / 1.2
             sale_id = f"{self.prefix}-sale{i:03d}"
-            plans.append(_SalePlan(
+            plans.append(SalePlan(
                 index=i, sale_id=sale_id, brand=brand, start_ms=opens, end_ms=closes,
                 skus=[f"{sale_id}-p{j:02d}" for j in range(n_products)], categories=cats, bands=bands,
                 prices=prices, view_weight=view_weight, extra_units=extra, expected=expected, demand=demand,
@@ -206,7 +206,7 @@ class SimulatedWorld(SaleTraffic):
         for plan in self._plans:
             buyer = int(rng.integers(n_buyers))
             author = f"buyer-{buyer + 1:02d}"
-            starts = _dt(plan.start_ms)
+            starts = from_epoch_ms(plan.start_ms)
             submitted = starts - timedelta(minutes=int(rng.integers(18 * 60, 72 * 60)))
             updated = starts - timedelta(minutes=int(rng.integers(24 * 60, 96 * 60)))
             typical = float(np.exp(np.log(plan.expected + 0.5).mean()))
@@ -220,7 +220,7 @@ class SimulatedWorld(SaleTraffic):
                     log_f += rng.normal(0.0, 1.1)
                 log_f = 0.8 * log_f + 0.2 * math.log(typical)  # anchoring on the sale's typical product
                 forecast = max(1.0, math.exp(log_f))
-                forecast = _nice(forecast) if rng.random() < 0.75 else float(round(forecast))
+                forecast = round_like_a_buyer(forecast) if rng.random() < 0.75 else float(round(forecast))
                 has_forecast = rng.random() >= 0.04
                 if has_forecast:
                     low = high = None
@@ -250,7 +250,7 @@ class SimulatedWorld(SaleTraffic):
             ]
             self.sales.append({
                 "event_id": f"{plan.sale_id}-v1", "sale_id": plan.sale_id, "brand": brand, "starts_at": starts,
-                "ends_at": _dt(plan.end_ms), "products": products, "updated_at": updated,
+                "ends_at": from_epoch_ms(plan.end_ms), "products": products, "updated_at": updated,
             })
             # Restocking a flash sale comes from the central depot, hours not days away; scaled to the sale's
             # length so that a replenishment alert can still help before the sale ends.
@@ -271,7 +271,7 @@ class SimulatedWorld(SaleTraffic):
     @property
     def ends_at(self) -> datetime:
         """When the last sale closes: the end of simulated time."""
-        return _dt(max(p.end_ms for p in self._plans))
+        return from_epoch_ms(max(p.end_ms for p in self._plans))
 
     @property
     def expected_demand(self) -> dict[tuple[str, str], float]:

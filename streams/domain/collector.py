@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from salepulse.schemas import limits as L
-from salepulse.schemas.json_input import InputError, load_json, parse_event, parse_forecast
+from salepulse.schemas import requests
+from salepulse.schemas.json_input import InputError, load_json
 from salepulse.schemas.validation import excerpt
 
 TS_HEADER = "salepulse-ts"
@@ -191,16 +192,19 @@ def _id_of(row: Any, name: str) -> str | None:
 def collect_events(body: bytes, now_ms: int, *, window: bool = True,
                    max_age_ms: int = L.DEFAULT_MAX_EVENT_AGE_MS,
                    max_lead_ms: int = L.DEFAULT_MAX_EVENT_LEAD_MS) -> EventBatch:
-    """Parse and validate every event of ``body`` (one JSON object or a list) at ingestion time ``now_ms``."""
+    """Parse ``body`` (one JSON object or a list) and validate every event by its typed model
+    (:mod:`salepulse.schemas.requests`) at ingestion time ``now_ms``."""
     rows, trouble = _items(body)
     batch = EventBatch(body_problem=trouble)
+    good, refused = requests.check_events(rows, now_ms, window=window, max_age_ms=max_age_ms,
+                                          max_lead_ms=max_lead_ms)
     seen: dict[tuple[str, str], int] = {}
     for index, row in enumerate(rows):
-        try:
-            kind, record = parse_event(row, now_ms, window=window, max_age_ms=max_age_ms, max_lead_ms=max_lead_ms)
-        except InputError as error:
-            batch.refused.append({"index": index, "event_id": _id_of(row, "event_id"), "problems": error.problems})
+        checked = good.get(index)
+        if checked is None:
+            batch.refused.append({"index": index, "event_id": _id_of(row, "event_id"), "problems": refused[index]})
             continue
+        kind, record = checked
         identity = (kind, record["event_id"])
         if identity in seen:  # the same event twice in one request: store it once, say so
             batch.refused.append({"index": index, "event_id": record["event_id"],
@@ -216,12 +220,8 @@ def collect_forecasts(body: bytes, now_ms: int) -> tuple[list[dict[str, Any]], A
     rows, trouble = _items(body)
     if trouble is not None:
         return [], trouble
-    records, refused = [], []
-    for index, row in enumerate(rows):
-        try:
-            records.append(parse_forecast(row, submitted_at_ms=now_ms))
-        except InputError as error:
-            refused.append({"index": index, "problems": error.problems})
+    records, refused = requests.check_forecasts(rows, now_ms)
     if refused:
-        return [], problem(422, f"{len(refused)} of {len(rows)} forecasts are invalid; none was applied", refused)
+        problems = [{"index": index, "problems": found} for index, found in sorted(refused.items())]
+        return [], problem(422, f"{len(refused)} of {len(rows)} forecasts are invalid; none was applied", problems)
     return records, None

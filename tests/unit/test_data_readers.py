@@ -24,11 +24,11 @@ def test_rees46_remove_from_cart_is_a_removal_never_a_positive_add(tmp_path: Pat
     assert [(e.kind, e.action, e.positive) for e in events] == [
         ("browse", "add", False), ("cart", "add", True), ("cart", "remove", False), ("order", "add", True)]
     assert events[0].lines[0].brand == "acme" and events[0].lines[0].category == "cat-10"
-    # replay streams no removal for this dataset yet: it is passed over, never turned into a cart add
+    # replay reads the same rows: the removal is streamed as the contract's removal, never as a cart add
     plan = read_rees46(path)
     carts = [r for kind, r in plan.events() if kind == "cart"]
-    assert [c["action"] for c in carts] == ["add"]
-    assert plan.skipped[UNKNOWN_TYPE] == 1
+    assert [(c["action"], c["sku"], c["quantity"]) for c in carts] == [("add", "1", 1), ("remove", "1", 1)]
+    assert plan.skipped[UNKNOWN_TYPE] == 0 and plan.rows == 4
 
 
 def test_online_retail_one_rule() -> None:

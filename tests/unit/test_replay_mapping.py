@@ -193,6 +193,7 @@ def test_rees46_purchases_group_into_orders(tmp_path: Path, codec: Codec) -> Non
         "browse",
         "browse",
         "order",
+        "cart",
     ]
     orders = [record for kind, record in events if kind == "order"]
     # sB's one-row order is emitted at its row, before sA's basket, which closes with its row at 00:00:04
@@ -212,7 +213,11 @@ def test_rees46_purchases_group_into_orders(tmp_path: Path, codec: Codec) -> Non
     # a view in between closes the run: the purchase at 00:00:06 is a second order of the same session
     assert orders[2]["lines"] == [{"sale_id": "rees46-acme", "sku": "3", "quantity": 1, "unit_price": 5.0}]
     assert orders[2]["order_id"] != basket["order_id"]
-    assert plan.skipped == Counter({DUPLICATE_PURCHASE: 1, UNKNOWN_TYPE: 1, MALFORMED: 1})
+    assert plan.skipped == Counter({DUPLICATE_PURCHASE: 1, MALFORMED: 1})
+    # remove_from_cart is the contract's removal: a CartEvent with action remove, never a cart add
+    assert events[-1][1] | {"event_id": "-"} == {
+        "event_id": "-", "member_id": "100", "sale_id": "rees46-acme", "sku": "3", "action": "remove",
+        "quantity": 1, "unit_price": 5.0, "ts": ms("2019-10-01 00:00:07"), "channel": "replay", "session_id": "sA"}
     skipped: Counter[str] = Counter()
     list(plan.events(skipped))
     assert skipped == plan.skipped
@@ -236,7 +241,7 @@ def test_rees46_purchases_group_into_orders(tmp_path: Path, codec: Codec) -> Non
     sales = {sale["sale_id"]: sale for sale in plan.sales}
     assert set(sales) == {"rees46-acme", "rees46-unbranded", "rees46-other"}
     acme = sales["rees46-acme"]
-    assert (acme["starts_at"], acme["ends_at"]) == (ms("2019-10-01 00:00:00"), ms("2019-10-01 00:00:07"))
+    assert (acme["starts_at"], acme["ends_at"]) == (ms("2019-10-01 00:00:00"), ms("2019-10-01 00:00:08"))
     assert [(p["sku"], p["price"]) for p in acme["products"]] == [("1", 9.5), ("3", 5.0)]
     unbranded = sales["rees46-unbranded"]
     assert unbranded["products"][0]["category"] == "cat-20"

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
 from faust.web import Request
@@ -39,8 +39,10 @@ class Schemas:
     def __init__(self) -> None:
         self.components: dict[str, Any] = {}
 
-    def ref(self, annotation: Any) -> dict[str, Any]:
-        schema = TypeAdapter(annotation).json_schema(ref_template=REF, mode="serialization")
+    def ref(self, annotation: Any, mode: Literal["validation", "serialization"] = "serialization") -> dict[str, Any]:
+        """A reference to ``annotation``'s schema; ``validation`` for request bodies (what is accepted: defaults
+        may be left out), ``serialization`` for answers (what is sent)."""
+        schema = TypeAdapter(annotation).json_schema(ref_template=REF, mode=mode)
         self.components.update(schema.pop("$defs", {}))
         title = schema.get("title")
         if schema.get("type") == "object" and title and isinstance(annotation, type):
@@ -70,7 +72,7 @@ def _operation(endpoint: Endpoint, schemas: Schemas) -> dict[str, Any]:
         op["parameters"] = params
     if endpoint.body is not None:
         op["requestBody"] = {"required": True,
-                             "content": {"application/json": {"schema": schemas.ref(endpoint.body)}}}
+                             "content": {"application/json": {"schema": schemas.ref(endpoint.body, "validation")}}}
     if endpoint.response is not None:
         content = {"application/json": {"schema": schemas.ref(endpoint.response)}}
     else:

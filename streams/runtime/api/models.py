@@ -1,7 +1,6 @@
-"""Typed request and response bodies of the HTTP API (pydantic v2): ``/openapi.json`` is generated from these,
-every JSON answer is checked against its model, and ``tests/unit/test_api_models.py`` checks that the request
-models accept exactly what :mod:`salepulse.schemas.json_input` (the one validation boundary for HTTP, Kafka and
-CSV input, whose field-by-field messages callers see) accepts.
+"""Typed request and response bodies of the HTTP API (pydantic v2): ``/openapi.json`` is generated from these, and
+every JSON answer is checked against its model. The request bodies are the models that validate the requests
+(:mod:`salepulse.schemas.requests`, re-exported here): the collector refuses what they refuse, with their words.
 
 Response models allow extra fields: a field added to a payload is documented when it is added here, and never
 breaks an answer meanwhile. The items of long lists (products, sales, ranked items) are TypedDicts: checking them
@@ -14,6 +13,16 @@ from typing import Annotated, Any, Literal, NotRequired
 
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict  # pydantic needs this one on Python 3.11
+
+# The request bodies are the models that validate them (re-exported here for the routers and /openapi.json)
+from salepulse.schemas.requests import BrowseIn as BrowseIn
+from salepulse.schemas.requests import CartIn as CartIn
+from salepulse.schemas.requests import Event as Event
+from salepulse.schemas.requests import EventsIn as EventsIn
+from salepulse.schemas.requests import ForecastIn as ForecastIn
+from salepulse.schemas.requests import ForecastsIn as ForecastsIn
+from salepulse.schemas.requests import OrderIn as OrderIn
+from salepulse.schemas.requests import OrderLine as OrderLine
 
 
 class Model(BaseModel):
@@ -138,62 +147,8 @@ class MemberProducts(Model):
 
 
 # --- writes ------------------------------------------------------------------------------------------------
-Timestamp = Annotated[int | str | None, Field(
-    description="Epoch milliseconds or an ISO 8601 time (e.g. 2026-11-29T10:00:00Z); absent means now.")]
-Channel = Literal["web", "app"]
-
-
-class EventIn(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    event_id: str
-    member_id: str
-    channel: Channel = "web"
-    ts: Timestamp = None
-
-
-class BrowseIn(EventIn):
-    """A product page view."""
-
-    type: Literal["browse"]
-    sale_id: str
-    sku: str
-    session_id: str | None = None
-
-
-class CartIn(EventIn):
-    """A product added to or removed from the cart."""
-
-    type: Literal["cart"]
-    sale_id: str
-    sku: str
-    action: Literal["add", "remove"]
-    quantity: int
-    unit_price: float
-    session_id: str | None = None
-
-
-class OrderLine(BaseModel):
-    sale_id: str
-    sku: str
-    quantity: int
-    unit_price: float
-
-
-class OrderIn(EventIn):
-    """A placed order; ``order_id`` defaults to ``event_id``."""
-
-    type: Literal["order"]
-    order_id: str | None = None
-    currency: str | None = None
-    lines: list[OrderLine] = Field(min_length=1)
-    region: str | None = Field(None, description="The member's delivery region (warehouse), when known: stocking "
-                               "plans are split by region from it.")
-
-
-Event = Annotated[BrowseIn | CartIn | OrderIn, Field(discriminator="type")]
-EventsIn = Event | list[Event]
-
+# The request bodies are the models that validate them (salepulse.schemas.requests): what /openapi.json
+# publishes is what POST /events and POST /forecasts check, field by field, with the same words in the 422.
 
 class Refused(TypedDict):
     index: Annotated[int, Field(description="Position in the posted list (0 for a single object).")]
@@ -211,20 +166,6 @@ class EventsRefused(Problem):
 
     accepted: int
     refused: list[Refused]
-
-
-class ForecastIn(BaseModel):
-    """A buyer's expert forecast of a product's total demand in a sale, with an optional 80% range."""
-
-    sale_id: str
-    sku: str
-    expected_units: float
-    low: float | None = None
-    high: float | None = None
-    author: str | None = None
-
-
-ForecastsIn = ForecastIn | list[ForecastIn]
 
 
 class ForecastsAccepted(Model):
