@@ -240,7 +240,8 @@ class Worker:
         # Whole-shop answers (README, "Scaling out"): the sales this worker owns from its state, the others from
         # the snapshots and alerts their owners publish, which every velocity worker follows.
         self.shop_view = ShopView()
-        self.view_follower = TopicFollower(settings.kafka_config(), list(names.shop_view), self.codec.decode,
+        self.view_follower = TopicFollower(settings.kafka_config(), list(names.shop_view),
+                                           lambda value: self.codec.decode(value, timestamps="ms"),
                                            self.shop_view, name="shop-view-follower")
         self.handover: Handover | None = Handover(self) if settings.counts_velocity else None
         self.board = ShopBoard(self.catalog, alert_probability=settings.alert_probability,
