@@ -178,7 +178,16 @@ def same_from_everyone(pipeline: Pipeline, workers: list[WorkerProcess], sales: 
         assert set(sales) <= listed, f"{when}: {child.name} lists {len(set(sales) & listed)} of {len(sales)} sales"
         live = live_totals(pipeline, child, sales)
         wrong = {s: (dict(live[s]), dict(expected[s])) for s in sales if live[s] != expected[s]}
-        assert not wrong, f"{when}: {child.name} answers wrong live totals (got, produced): {wrong}"
+        if wrong:  # say whether the figures were late (converge) or lost (never do), then fail either way
+            waited = time.monotonic()
+            try:
+                wait_until(lambda c=child: live_totals(pipeline, c, sales) == expected, 20, "convergence")
+                late = f"they converged {time.monotonic() - waited:.1f} s later"
+            except AssertionError:
+                late = "they did not converge within 20 s"
+            raise AssertionError(f"{when}: {child.name} answers wrong live totals (got, produced): {wrong}; {late}; "
+                                 f"sale partitions {[(s, sale_partition(s, PARTITIONS)) for s in wrong]}; "
+                                 f"log {child.log}")
 
 
 def test_two_velocity_workers_a_sigkill_and_a_restart_keep_the_whole_shop_exact(pipeline: Pipeline) -> None:
