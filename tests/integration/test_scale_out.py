@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from salepulse.consumers.harness import Pipeline, WorkerProcess, wait_until
-from salepulse.consumers.publish import Pacer, Publisher
+from salepulse.consumers.io.publish import Pacer, Publisher
+from salepulse.consumers.tools.harness import Pipeline, WorkerProcess, wait_until
 from salepulse.schemas.codec import Codec
-from salepulse.streams.handover import sale_partition
-from salepulse.streams.lag import group_lag
+from salepulse.streams.io.lag import group_lag
+from salepulse.streams.runtime.handover import sale_partition
 
 pytestmark = pytest.mark.integration
 

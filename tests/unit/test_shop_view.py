@@ -10,12 +10,12 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-import salepulse.streams.handover as handover_mod
-import salepulse.streams.shop_view as shop_view_mod
-from salepulse.streams.buyer_desk import BuyerDesk
-from salepulse.streams.catalog import Catalog
-from salepulse.streams.shop_view import ALERT, SNAPSHOT, ShopBoard, ShopView
-from salepulse.streams.velocity import Fact, SaleState
+import salepulse.streams.domain.shop_view as shop_view_mod
+import salepulse.streams.runtime.handover as handover_mod
+from salepulse.streams.domain.buyer_desk import BuyerDesk
+from salepulse.streams.domain.catalog import Catalog
+from salepulse.streams.domain.shop_view import ALERT, SNAPSHOT, ShopBoard, ShopView
+from salepulse.streams.domain.velocity import Fact, SaleState
 
 HOUR = 3_600_000
 START = 1_764_403_200_000
