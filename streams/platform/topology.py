@@ -177,6 +177,8 @@ TABLES: Mapping[str, str] = {
     "member-prefs": "member_id -> MemberState bytes (preferences role)",
     "alert-state": "sale_id -> alert state JSON of the sale's skus: sequence, open, severity (velocity role)",
 }
+#: The role whose workers keep each table (``all`` keeps every one).
+TABLE_ROLES: Mapping[str, str] = {"sale-state": "velocity", "member-prefs": "preferences", "alert-state": "velocity"}
 
 
 #: The catalogue follower assigns partitions itself and commits nothing; librdkafka still wants a group id.
