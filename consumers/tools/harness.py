@@ -17,6 +17,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,7 @@ class Pipeline:
         self.preferences_worker: subprocess.Popen[bytes] | None = None
         self.preferences_port = free_port()
         self.preferences_log = state_dir / f"preferences-{tag}.log"
+        self.children: list[WorkerProcess] = []
         self._sink_stop = threading.Event()
         self._sink_thread: threading.Thread | None = None
         self.sink: ClickHouseSink | None = None
@@ -211,6 +213,42 @@ class Pipeline:
         consumer.close()
         return found
 
+    # --- several workers of one role (scale-out tests) ----------------------------------------------------
+    def spawn(self, role: str, name: str) -> WorkerProcess:
+        """One more worker of ``role`` on its own port and log, started now (wait with :meth:`wait_ready`)."""
+        port, log = free_port(), self.worker_log.parent / f"{name}-{self.worker_log.stem}.log"
+        child = WorkerProcess(name, role, port, log, self._spawn(role, port, log))
+        self.children.append(child)
+        return child
+
+    def wait_ready(self, child: WorkerProcess, timeout: float = 90.0) -> None:
+        wait_until(lambda: self._answers(child.process, child.port, child.log), timeout,
+                   f"worker {child.name} ({child.role}) to answer /health with ready")
+
+    def kill(self, child: WorkerProcess) -> None:
+        """SIGKILL: no shutdown hook, no final commit, no flush."""
+        os.kill(child.process.pid, signal.SIGKILL)
+        child.process.wait(10)
+
     def close(self) -> None:
         self.stop_sink()
         self.stop_worker()
+        for child in self.children:
+            if child.process.poll() is None:
+                child.process.terminate()
+                try:
+                    child.process.wait(30)
+                except subprocess.TimeoutExpired:
+                    child.process.kill()
+                    child.process.wait()
+
+
+@dataclass
+class WorkerProcess:
+    """A worker started by :meth:`Pipeline.spawn`."""
+
+    name: str
+    role: str
+    port: int
+    log: Path
+    process: subprocess.Popen[bytes]

@@ -376,6 +376,26 @@ class AlertStateMachine:
         return {f"{k[0]}\x1f{k[1]}": [s.sequence, s.active, s.severity, s.available, s.p90, s.probability]
                 for k, s in self._states.items()}
 
+    def sale_dict(self, sale_id: str, skus: Iterable[str]) -> dict[str, list[Any]]:
+        """The state of one sale's ``skus`` (those with one), as :meth:`to_dict` writes it: what a changelog-backed
+        table keeps per sale, so that a sale's next owner continues its sequences (:meth:`restore`).
+
+        >>> from datetime import datetime
+        >>> sm = AlertStateMachine()
+        >>> _ = sm.update("s1", "A", Assessment(True, False, "high", 0.9, 5.0, datetime(2024, 5, 2), 1, 2, 3, "r"))
+        >>> moved = AlertStateMachine()
+        >>> moved.restore(sm.sale_dict("s1", ["A", "B"]))
+        >>> moved.state("s1", "A"), moved.sale_dict("s1", ["B"])
+        ((1, True, 'high'), {})
+        """
+        found = ((sku, self._states.get((sale_id, sku))) for sku in skus)
+        return {f"{sale_id}\x1f{sku}": [s.sequence, s.active, s.severity, s.available, s.p90, s.probability]
+                for sku, s in found if s is not None}
+
+    def restore(self, data: dict[str, list[Any]]) -> None:
+        """Adopt states written by :meth:`to_dict` or :meth:`sale_dict`, replacing those of the same keys."""
+        self._states.update(AlertStateMachine.from_dict(data)._states)
+
     @classmethod
     def from_dict(cls, data: dict[str, list[Any]]) -> AlertStateMachine:
         sm = cls()

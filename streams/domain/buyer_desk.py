@@ -66,6 +66,8 @@ class BuyerDesk:
         self._learned: dict[tuple[str, str], Any] = {}
         self._rebuilds = 0
         self._planned: dict[str, tuple[Any, ...]] = {}
+        self._elsewhere: set[str] = set()
+        """Sales seen while another worker owned them (see :meth:`plans_due`)."""
 
     # --- learning ----------------------------------------------------------------------------------------
     def sync(self) -> int:
@@ -127,18 +129,28 @@ class BuyerDesk:
         priors = tuple((self.catalog.priors.get((sale.sale_id, sku)) or {}).get("event_id") for sku in sale.skus)
         return (self._rebuilds, self.desk.version, sale.skus, priors)
 
-    def plans_due(self, stream_ms: int, now_ms: int) -> list[dict[str, Any]]:
+    def plans_due(self, stream_ms: int, now_ms: int,
+                  owns: Callable[[str], bool] | None = None) -> list[dict[str, Any]]:
         """``StockPlan`` records of the sales not yet open (at stream time) whose plan changed since it was sent.
 
-        A sale first seen already open is planned once, so the warehouse still gets its numbers.
+        A sale first seen already open is planned once, so the warehouse still gets its numbers. With ``owns``,
+        only the sales it accepts (the worker's own: one publisher per sale). A sale gained from another worker is
+        re-planned if it has not opened (the plan topic is compacted, so a repeat is harmless), never once open:
+        its previous owner planned it, and an open sale's plan is frozen.
         """
         self.sync()
         records = []
         for sale in self.catalog.all_sales():
             if sale.ends_ms <= stream_ms:
                 continue
+            if owns is not None and not owns(sale.sale_id):
+                self._elsewhere.add(sale.sale_id)
+                continue
             signature = self._signature(sale)
             sent = self._planned.get(sale.sale_id)
+            if sent is None and sale.sale_id in self._elsewhere and sale.starts_ms <= stream_ms:
+                self._planned[sale.sale_id] = signature
+                continue
             if sent == signature or (sent is not None and sale.starts_ms <= stream_ms):
                 continue
             self._planned[sale.sale_id] = signature

@@ -71,7 +71,7 @@ def dashboard_payload(board: LiveBoard, events_processed: int, currency: str = "
             "products": rows,
         })
     alerts = sorted(
-        (dict(alert) for alert in board.open_alerts.values()),
+        (dict(alert) for alert in board.shop_alerts()),
         key=lambda a: (SEVERITY_RANK.get(a["severity"], 9), a["projected_stockout_at"] or float("inf")),
     )
     for alert in alerts:

@@ -247,6 +247,11 @@ class LiveBoard:
             self.open_alerts[(sale_id, sku)] = record
         return record
 
+    def shop_alerts(self) -> list[dict[str, Any]]:
+        """The open alerts the dashboard lists (a :class:`~salepulse.streams.domain.shop_view.ShopBoard` adds the
+        rest of the shop's)."""
+        return list(self.open_alerts.values())
+
     def finish_ended_sales(self, learn_budget_s: float = math.inf) -> list[str]:
         """Teach the model from sales that ended (stream time), once each; returns their ids.
 

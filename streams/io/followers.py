@@ -1,15 +1,16 @@
 """Followers: threads of the worker that keep in-memory state current from Kafka topics read whole.
 
-:class:`CatalogFollower` is a confluent-kafka consumer assigned to every partition of the compacted catalogue
-topics, reading from the beginning, with no consumer group: every worker needs the whole catalogue, whatever
-partitions of events it owns.
+A :class:`TopicFollower` is a confluent-kafka consumer assigned to every partition of its topics, reading from the
+beginning, with no consumer group: every worker needs that state whole, whatever partitions of events it owns.
+:class:`CatalogFollower` follows the compacted catalogue topics; the worker's shop view follower
+(:class:`salepulse.streams.domain.shop_view.ShopView`) follows the snapshots and alerts the other workers publish.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
@@ -21,26 +22,32 @@ from salepulse.streams.platform.topology import CATALOG_FOLLOWER_GROUP
 log = get_logger(__name__)
 
 
-class CatalogFollower:
-    """Keeps a :class:`Catalog` current from the compacted topics, in a daemon thread.
+class Applies(Protocol):
+    """State a follower keeps current: ``apply`` takes one decoded record and says why it was refused, if it was."""
 
-    ``ready`` is set once everything that existed at start-up has been read, so views never answer from a
-    half-loaded catalogue.
+    def apply(self, name: str, record: dict[str, Any]) -> str | None: ...
+
+
+class TopicFollower:
+    """Keeps ``target`` current from ``topics`` read whole, in a daemon thread.
+
+    ``ready`` is set once everything that existed at start-up has been read, so views never answer from half-read
+    state.
     """
 
     def __init__(self, kafka_config: Mapping[str, Any], topics: list[str], decode: Callable[[bytes], Any],
-                 catalog: Catalog | None = None) -> None:
+                 target: Applies, name: str = "follower") -> None:
         self.kafka_config = dict(kafka_config)
         self.topics = topics
         self.decode = decode
-        self.catalog = catalog or Catalog()
+        self.target = target
         self.ready = threading.Event()
         self.errors = 0
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="catalog-follower", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    def start(self) -> CatalogFollower:
+    def start(self) -> TopicFollower:
         self._thread.start()
         return self
 
@@ -76,15 +83,24 @@ class CatalogFollower:
                     try:
                         name, record = self.decode(message.value())
                         with self._lock:
-                            problem = self.catalog.apply(name, record)
+                            problem = self.target.apply(name, record)
                     except Exception as exc:  # noqa: BLE001 - one bad record must not stop the whole catalogue
                         problem = f"{type(exc).__name__}: {exc}"
                     if problem:
                         self.errors += 1
-                        log.warning("catalogue record skipped", topic=message.topic(),
+                        log.warning("followed record skipped", topic=message.topic(),
                                     partition=message.partition(), offset=message.offset(),
                                     reason=bounded_reason(problem))
                 if not pending and not self.ready.is_set():
                     self.ready.set()
         finally:
             consumer.close()
+
+
+class CatalogFollower(TopicFollower):
+    """Keeps a :class:`Catalog` current from the compacted catalogue topics (sales, priors, stock, outcomes)."""
+
+    def __init__(self, kafka_config: Mapping[str, Any], topics: list[str], decode: Callable[[bytes], Any],
+                 catalog: Catalog | None = None) -> None:
+        self.catalog = catalog or Catalog()
+        super().__init__(kafka_config, topics, decode, self.catalog, name="catalog-follower")

@@ -10,19 +10,35 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from salepulse.streams.platform.config import Settings
 from salepulse.streams.platform.logs import get_logger
+from salepulse.streams.platform.topology import TABLE_ROLES
 
 log = get_logger(__name__)
 
 
+def table_changelogs(settings: Settings) -> list[str]:
+    """Faust's changelog topic (``<app id>-<table>-changelog``) of each table a worker of this role keeps.
+
+    >>> table_changelogs(Settings(app_id="shop", worker_role="velocity"))
+    ['shop-sale-state-changelog', 'shop-alert-state-changelog']
+    """
+    return [f"{settings.worker_group}-{table}-changelog" for table, role in TABLE_ROLES.items()
+            if settings.worker_role in ("all", role)]
+
+
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
-    """Create any missing salepulse topic; returns the names created now."""
+    """Create any missing salepulse topic, and the changelogs of this role's tables; returns the names created now.
+
+    The changelogs are created here, before the Faust app starts, because a changelog that Faust creates itself
+    can be missing from its consumer's metadata when the group assigns partitions ("Ignoring missing topic"):
+    the table is then never recovered on that worker until a later rebalance (seen with ``alert-state`` under load).
+    """
     admin = AdminClient(settings.kafka_config())
     existing = set(admin.list_topics(timeout=timeout).topics)
-    compacted = set(settings.topics.compacted)
+    compacted = set(settings.topics.compacted) | set(table_changelogs(settings))
     wanted = [
         NewTopic(name, num_partitions=settings.partitions, replication_factor=-1,
                  config={"cleanup.policy": "compact"} if name in compacted else {})
-        for name in settings.topics.all()
+        for name in (*settings.topics.all(), *table_changelogs(settings))
         if name not in existing
     ]
     if not wanted:

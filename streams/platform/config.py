@@ -107,6 +107,9 @@ class Settings:
     log_format: str = "console"
     currency: str = "EUR"
     """SALEPULSE_CURRENCY: ISO 4217 code of the prices and revenue the dashboard shows."""
+    table_standby_replicas: int = 1
+    """SALEPULSE_TABLE_STANDBY_REPLICAS: workers that keep a standby copy of each table partition (Faust's
+    ``table_standby_replicas``), so a partition's next owner is already following its changelog."""
 
     @property
     def bootstrap(self) -> str:
@@ -195,4 +198,5 @@ class Settings:
             log_level=get("SALEPULSE_LOG_LEVEL", defaults.log_level).upper(),
             log_format=get("SALEPULSE_LOG_FORMAT", defaults.log_format),
             currency=_currency(get("SALEPULSE_CURRENCY", defaults.currency)),
+            table_standby_replicas=int(get("SALEPULSE_TABLE_STANDBY_REPLICAS", defaults.table_standby_replicas)),
         )

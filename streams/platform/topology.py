@@ -49,13 +49,18 @@ class Topics:
 
     @property
     def compacted(self) -> tuple[str, ...]:
-        """Topics that hold the latest value per key (catalogue, priors, stock, outcomes, plans)."""
+        """Topics that hold the latest value per key (catalogue, priors, stock, snapshots, outcomes, plans)."""
         return tuple(getattr(self, name) for name in COMPACTED_FIELDS)
 
     @property
     def followed(self) -> tuple[str, ...]:
         """Compacted topics every worker reads whole: the catalogue, and the outcomes the pre-sale desk learns."""
         return tuple(getattr(self, name) for name in FOLLOWED_FIELDS)
+
+    @property
+    def shop_view(self) -> tuple[str, ...]:
+        """What every velocity worker reads whole to answer for the sales it does not own (README, "Scaling out")."""
+        return tuple(getattr(self, name) for name in SHOP_VIEW_FIELDS)
 
     def all(self) -> tuple[str, ...]:
         """Every topic name, in declaration order (what ``ensure_topics`` creates)."""
@@ -94,9 +99,9 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("signals", "none (partition chosen from member_id)", ("MemberSignals",), ("ingest",),
               ("member_preferences agent",), partitioning="by member partition"),
     TopicSpec("snapshots", "sale_id:sku", ("VelocitySnapshot",), ("live-state timer",),
-              ("sink", "follow_velocity agent")),
+              ("sink", "follow_velocity agent", "shop view follower"), compacted=True),
     TopicSpec("alerts", "sale_id:sku", ("ReplenishmentAlert",), ("live-state timer",),
-              ("sink", "alerts follow")),
+              ("sink", "alerts follow", "shop view follower")),
     TopicSpec("deadletter", "source key", ("DeadLetter",), ("ingest", "sale_state and member_preferences agents"),
               ("salepulse deadletters",)),
     TopicSpec("outcomes", "sale_id:sku", ("ForecastOutcome",), ("live-state timer (sales that ended)",),
@@ -107,6 +112,8 @@ TOPICS: tuple[TopicSpec, ...] = (
 COMPACTED_FIELDS: tuple[str, ...] = tuple(spec.field for spec in TOPICS if spec.compacted)
 #: What the catalogue follower of every worker reads whole (plans are written, never read back).
 FOLLOWED_FIELDS: tuple[str, ...] = ("sales", "priors", "stock", "outcomes")
+#: What every velocity worker reads whole for the sales other workers own: their snapshots and their alerts.
+SHOP_VIEW_FIELDS: tuple[str, ...] = ("snapshots", "alerts")
 SPECS: Mapping[str, TopicSpec] = {spec.field: spec for spec in TOPICS}
 
 #: Event kind (the ``type`` of a posted JSON event, the name used in counters) ↔ Avro record name.
@@ -168,7 +175,10 @@ def learns_preferences(role: str) -> bool:
 TABLES: Mapping[str, str] = {
     "sale-state": "sale_id -> SaleState JSON (velocity role)",
     "member-prefs": "member_id -> MemberState bytes (preferences role)",
+    "alert-state": "sale_id -> alert state JSON of the sale's skus: sequence, open, severity (velocity role)",
 }
+#: The role whose workers keep each table (``all`` keeps every one).
+TABLE_ROLES: Mapping[str, str] = {"sale-state": "velocity", "member-prefs": "preferences", "alert-state": "velocity"}
 
 
 #: The catalogue follower assigns partitions itself and commits nothing; librdkafka still wants a group id.

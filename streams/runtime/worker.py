@@ -47,12 +47,12 @@ from faust.streams import _current_event
 from salepulse.schemas.codec import Codec, DecodeError
 from salepulse.streams.domain.buyer_desk import BuyerDesk
 from salepulse.streams.domain.catalog import Catalog
-from salepulse.streams.domain.live import LiveBoard
 from salepulse.streams.domain.poison import dead_letter
 from salepulse.streams.domain.preferences import MemberState, PreferenceModel
+from salepulse.streams.domain.shop_view import ShopBoard, ShopView
 from salepulse.streams.domain.steps import MemberCache, count, lag_groups, preference_update, totals_of_snapshot
 from salepulse.streams.domain.velocity import SaleState, SkuTotals
-from salepulse.streams.io.followers import CatalogFollower
+from salepulse.streams.io.followers import CatalogFollower, TopicFollower
 from salepulse.streams.io.ingest import EventIngest, IngestBatch, facts_of
 from salepulse.streams.io.lag import group_lag
 from salepulse.streams.platform.bounded import SaleCache
@@ -61,6 +61,7 @@ from salepulse.streams.platform.config import Settings
 from salepulse.streams.platform.logs import get_logger
 from salepulse.streams.platform.metrics import Metric, Registry
 from salepulse.streams.platform.topology import sku_key
+from salepulse.streams.runtime.handover import Handover
 
 log = get_logger(__name__)
 
@@ -101,6 +102,13 @@ class WorkerMetrics:
         self.collector_events: Metric = r.counter("salepulse_collector_events_total", "Events posted, by outcome.",
                                                    ["outcome"])
         self.plans_sent: Metric = r.counter("salepulse_plans_total", "Stock plan lines sent to stock.plans.")
+        # Whole-shop gauges (README, "Scaling out"): the same on every velocity worker, so take one, never the sum.
+        self.shop: Metric = r.gauge("salepulse_shop", "The whole shop as this worker answers for it (open_sales, "
+                                    "units and open_alerts of the open sales); equal on every worker.", ["figure"])
+        self.owned_partitions: Metric = r.gauge("salepulse_owned_partitions",
+                                                "Partitions of velocity.facts whose sales this worker owns.")
+        self.recovering: Metric = r.gauge("salepulse_recovering",
+                                          "1 while this worker rebuilds the state of partitions it gained.")
 
 
 def _credentials(security: dict[str, str]) -> Any:
@@ -153,6 +161,7 @@ def faust_app(settings: Settings) -> faust.App:
         broker_max_poll_records=2000,
         stream_buffer_maxsize=8192,
         consumer_auto_offset_reset="earliest",
+        table_standby_replicas=settings.table_standby_replicas,
     )
 
 
@@ -217,6 +226,10 @@ class Worker:
         self.sale_states: faust.Table | None = (
             self.app.Table("sale-state", key_type=str, value_type=bytes, partitions=settings.partitions)
             if settings.counts_velocity else None)
+        # Alert sequences and open alerts per sale (issue 12): a sale's next owner continues them.
+        self.alert_states: faust.Table | None = (
+            self.app.Table("alert-state", key_type=str, value_type=bytes, partitions=settings.partitions)
+            if settings.counts_velocity else None)
         self.member_prefs: faust.Table | None = (
             self.app.Table("member-prefs", key_type=str, value_type=bytes, partitions=settings.partitions)
             if settings.learns_preferences else None)
@@ -224,9 +237,17 @@ class Worker:
         self.catalog: Catalog = self.catalog_follower.catalog
         # The buyer desk (issue 15): pre-sale correction, stocking plans, scorecards.
         self.buyer_desk = BuyerDesk(self.catalog, settings.plan_cost_ratio, settings.presale_prior_strength)
-        self.board = LiveBoard(self.catalog, alert_probability=settings.alert_probability,
+        # Whole-shop answers (README, "Scaling out"): the sales this worker owns from its state, the others from
+        # the snapshots and alerts their owners publish, which every velocity worker follows.
+        self.shop_view = ShopView()
+        self.view_follower = TopicFollower(settings.kafka_config(), list(names.shop_view),
+                                           lambda value: self.codec.decode(value, timestamps="ms"),
+                                           self.shop_view, name="shop-view-follower")
+        self.handover: Handover | None = Handover(self) if settings.counts_velocity else None
+        self.board = ShopBoard(self.catalog, alert_probability=settings.alert_probability,
                                clock=StreamClock(skew_ms=int(settings.clock_skew_seconds * 1000)),
-                               corrected_prior=self.buyer_desk.corrected_prior)
+                               corrected_prior=self.buyer_desk.corrected_prior, view=self.shop_view,
+                               owns=self.handover.owns if self.handover else None)
         self.preferences = PreferenceModel()
         self.members: MemberCache[MemberState, faust.EventT] = MemberCache(
             settings.max_members, self._load_member,
@@ -460,7 +481,8 @@ class Worker:
         """
         self.ticks += 1
         self.promote_catalogued_sales()
-        dirty = set(self.dirty)
+        owns = self.board.owns  # a sale that moved away is its new owner's to publish
+        dirty = {key for key in self.dirty if owns(key[0])}
         self.dirty.clear()
         board, codec, m = self.board, self.codec, self.metrics
         for n, (sale_id, sku) in enumerate(dirty, start=1):
@@ -485,15 +507,24 @@ class Worker:
             _tick_failed("clock work", "*", "*", exc)
         if self.ticks % 5 == 0:
             await self.publish_buyer_desk()
+        raised: list[tuple[str, str, dict[str, Any], bytes]] = []
         for n, (sale_id, sku) in enumerate(to_check, start=1):
             if n % 200 == 0:
                 await asyncio.sleep(0)
+            if not owns(sale_id):
+                continue
             try:
                 alert = board.check_alert(sale_id, sku)
                 value = None if alert is None else codec.encode("ReplenishmentAlert", alert)
             except Exception as exc:  # noqa: BLE001
                 _tick_failed("alert rule", sale_id, sku, exc)
                 continue
+            if alert is not None:
+                raised.append((sale_id, sku, alert, value))
+        if raised and self.handover is not None:
+            # The new sequence is on its way to the changelog before the alert leaves (see handover.py).
+            self.handover.save_alerts({sale_id for sale_id, *_ in raised})
+        for sale_id, sku, alert, value in raised:
             if alert is not None:
                 await self.alerts_topic.send(key=sku_key(sale_id, sku), value=value)
                 m.alerts_sent.inc(status=alert["status"])
@@ -504,10 +535,10 @@ class Worker:
         """Outcomes of the sales that ended here (what every worker's desk learns), then the plans that changed."""
         board = self.board
         outcomes, board.finished_outcomes = board.finished_outcomes, []
-        for record in outcomes:
+        for record in (r for r in outcomes if board.owns(r["sale_id"])):
             await self.outcomes_topic.send(key=sku_key(record["sale_id"], record["sku"]),
                                            value=self.codec.encode("ForecastOutcome", record))
-        for n, record in enumerate(self.buyer_desk.plans_due(board.stream_ms, _now_ms()), start=1):
+        for n, record in enumerate(self.buyer_desk.plans_due(board.stream_ms, _now_ms(), owns=board.owns), start=1):
             await self.plans_topic.send(key=sku_key(record["sale_id"], record["sku"]),
                                         value=self.codec.encode("StockPlan", record))
             self.metrics.plans_sent.inc()
@@ -529,6 +560,9 @@ class Worker:
     async def start_catalog(self) -> None:
         self.catalog_follower.start()
 
+    async def start_shop_view(self) -> None:
+        self.view_follower.start()
+
     async def widen_producer_buffer(self) -> None:
         """Faust flushes its producer buffer every 100 messages, one await each; batches here send thousands."""
         self.app.producer.buffer.max_messages = 10_000
@@ -549,7 +583,10 @@ class Worker:
         app.task(self.widen_producer_buffer)
         app.on_partitions_revoked.connect(self.forget_cached_state)
         app.on_before_shutdown.connect(self.stop_ingest)
-        if settings.counts_velocity:
+        if settings.counts_velocity and self.handover is not None:
+            app.task(self.start_shop_view)
+            app.on_partitions_revoked.connect(self.handover.on_revoked)
+            self.sale_states.on_recover(self.handover.on_recovered)
             app.task(self.start_ingest)
             app.agent(self.facts_topic, name="sale_state")(self.sale_state)
             app.timer(interval=1.0, name="publish_live_state")(self.publish_live_state)

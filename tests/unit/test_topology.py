@@ -45,8 +45,10 @@ def test_topic_names_follow_the_prefix_and_overrides() -> None:
     assert settings.topics.alerts == "ops.alerts"
     assert settings.topics.facts == "t1.velocity.facts"
     assert settings.topics.compacted == ("t1.catalog.sales", "t1.forecast.priors", "t1.stock.levels",
-                                         "t1.forecast.outcomes", "t1.stock.plans")
-    assert settings.topics.followed == settings.topics.compacted[:4]
+                                         "t1.velocity.snapshots", "t1.forecast.outcomes", "t1.stock.plans")
+    assert settings.topics.followed == ("t1.catalog.sales", "t1.forecast.priors", "t1.stock.levels",
+                                        "t1.forecast.outcomes")
+    assert settings.topics.shop_view == ("t1.velocity.snapshots", "ops.alerts")
     assert len(set(settings.topics.all())) == len(TOPICS)
 
 

@@ -13,7 +13,7 @@ from faust.web import Request
 from salepulse.streams.domain.dashboard import dashboard_payload
 from salepulse.streams.runtime.api import models
 from salepulse.streams.runtime.api.errors import HTTPProblem
-from salepulse.streams.runtime.api.routing import Router
+from salepulse.streams.runtime.api.routing import Router, require_ready
 
 if TYPE_CHECKING:
     from salepulse.streams.runtime.worker import Worker
@@ -33,9 +33,12 @@ def static_file(folders: tuple[Path, ...], name: str) -> web.Response:
     raise HTTPProblem(404, f"no static file {name!r}")
 
 
-@router.get("/api/dashboard", "Dashboard data", response=models.Dashboard, needs_state=False)
+@router.get("/api/dashboard", "Dashboard data", response=models.Dashboard, needs_state=False, errors=(503,))
 async def dashboard_data(worker: Worker, request: Request) -> dict[str, Any]:
-    """Everything the dashboard page shows, in one poll."""
+    """Everything the dashboard page shows, in one poll (503 with ``Retry-After`` while a velocity worker is
+    rebuilding the state of partitions it gained: the page keeps its last figures rather than show partial ones)."""
+    if worker.handover is not None:
+        require_ready(worker)
     payload = dashboard_payload(worker.board, int(worker.metrics.events_processed.total()),
                                 currency=worker.settings.currency)
     return json.loads(json.dumps(payload, default=str))

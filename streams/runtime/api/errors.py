@@ -20,9 +20,11 @@ log = get_logger(__name__)
 class HTTPProblem(Exception):
     """Raised by a handler: the status, a message that says what to do, and optionally the itemised problems."""
 
-    def __init__(self, status: int, message: str, problems: list[Any] | None = None) -> None:
+    def __init__(self, status: int, message: str, problems: list[Any] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.problems = status, message, problems
+        self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"error": self.message}
@@ -47,7 +49,7 @@ def error_middleware(requests: Metric) -> Any:
         try:
             response = await handler(request)
         except HTTPProblem as problem:
-            response = web.json_response(problem.body(), status=problem.status)
+            response = web.json_response(problem.body(), status=problem.status, headers=problem.headers)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise

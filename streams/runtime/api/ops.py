@@ -58,5 +58,15 @@ async def stats(worker: Worker, request: Request) -> dict[str, Any]:
 
 @router.get("/metrics", "Prometheus metrics", media_type="text/plain", needs_state=False)
 async def metrics(worker: Worker, request: Request) -> web.Response:
-    """The worker's counters and gauges in the Prometheus text format."""
+    """The worker's counters and gauges in the Prometheus text format; ``salepulse_shop`` is the whole shop (the
+    same from any velocity worker), left at its last value while the worker rebuilds gained partitions."""
+    handover, m = worker.handover, worker.metrics
+    if handover is not None:
+        m.owned_partitions.set(len(handover.owned))
+        m.recovering.set(1 if handover.not_ready() else 0)
+        if not handover.not_ready():
+            sales = worker.board.sales_view()
+            m.shop.set(len(sales), figure="open_sales")
+            m.shop.set(sum(sale["units"] for sale in sales), figure="units")
+            m.shop.set(sum(sale["open_alerts"] for sale in sales), figure="open_alerts")
     return web.Response(text=worker.metrics.registry.render(), headers={"Content-Type": "text/plain; version=0.0.4"})

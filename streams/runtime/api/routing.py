@@ -129,13 +129,21 @@ def authorize(auth: Auth, api_token: str | None, read_token: str | None, request
         raise HTTPProblem(refusal.status, refusal.body["error"])
 
 
+RETRY_AFTER = {"Retry-After": "2"}
+
+
 def require_ready(worker: Worker) -> None:
-    """Table-backed answers need partitions assigned and the catalogue loaded; until then say so, with 503."""
+    """Table-backed answers need partitions assigned, their state rebuilt (velocity workers, see
+    ``streams/runtime/handover.py``) and the catalogue loaded; until then say so, with 503 and ``Retry-After``,
+    never with partial totals."""
     app = worker.app
     if app.rebalancing or not app.consumer.assignment():
-        raise HTTPProblem(503, "the worker is joining its consumer group; retry in a moment")
+        raise HTTPProblem(503, "the worker is joining its consumer group; retry in a moment", headers=RETRY_AFTER)
     if not worker.catalog_follower.ready.is_set():
-        raise HTTPProblem(503, "the worker is still loading the catalogue; retry in a moment")
+        raise HTTPProblem(503, "the worker is still loading the catalogue; retry in a moment", headers=RETRY_AFTER)
+    reason = worker.handover.not_ready() if worker.handover is not None else None
+    if reason:
+        raise HTTPProblem(503, f"{reason}; retry in a moment", headers=RETRY_AFTER)
 
 
 def served(endpoint: Endpoint, role: str) -> bool:
