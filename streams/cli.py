@@ -216,7 +216,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from salepulse.streams.demo import run_demo
 
     return run_demo(settings, duration=args.duration, rate=args.rate, seed=args.seed, bad_rate=args.bad_rate,
-                    keep_serving=args.keep_serving)
+                    keep_serving=args.keep_serving, workers=args.workers, preference_workers=args.preference_workers)
 
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
@@ -370,6 +370,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--bad-rate", type=share, default=0.002)
     demo.add_argument("--keep-serving", action="store_true",
                       help="keep the worker and dashboard up after the summary, until Ctrl-C or SIGTERM")
+    demo.add_argument("--workers", type=positive_int, default=None,
+                      help="run N velocity workers (and --preference-workers preferences workers) instead of one "
+                      "worker with every role; HTTP ports follow SALEPULSE_HTTP_PORT")
+    demo.add_argument("--preference-workers", type=int, default=None, metavar="M",
+                      help="preferences workers beside --workers (default 1; 0 = no member rankings)")
     demo.set_defaults(func=cmd_demo)
 
     evaluate = sub.add_parser("evaluate", help="offline evaluation on real data")

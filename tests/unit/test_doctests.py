@@ -17,7 +17,7 @@ MODULES = [
     "salepulse.consumers.recommend_baselines", "salepulse.consumers.evaluate_recommend",
     "salepulse.streams.presale", "salepulse.streams.stocking", "salepulse.streams.buyer_desk",
     "salepulse.consumers.datasets", "salepulse.streams.preflight", "salepulse.streams.dashboard",
-    "salepulse.streams.demo", "salepulse.streams.cli",
+    "salepulse.streams.demo", "salepulse.streams.cli", "salepulse.streams.demo_fleet",
     # poison-proofing (issue 9)
     "salepulse.streams.clock", "salepulse.streams.poison", "salepulse.streams.bounded", "salepulse.streams.ingest",
     "salepulse.streams.live", "salepulse.consumers.sink_errors", "salepulse.consumers.deadletters",
