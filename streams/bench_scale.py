@@ -188,6 +188,22 @@ def bench_one_vs_two(bootstrap: str, dsn: str, state_dir: Path, n_events: int, p
 
 
 # --- 2 and 3. two velocity workers under load: GET /sales from each, then SIGKILLs -----------------------------
+def open_sales_catalogue(now_ms: int, tag: str, sales: int = 200, products: int = 30) -> list[dict[str, Any]]:
+    """``sales`` open sales of ``products`` products each (the simulator's sales have 10–60), with an expert
+    forecast on none: ``GET /sales`` then costs what the catalogue's size makes it cost, not what priors add.
+
+    >>> catalogue = open_sales_catalogue(0, "t", sales=3, products=2)
+    >>> len(catalogue), [len(s["products"]) for s in catalogue], catalogue[0]["products"][1]["sku"]
+    (3, [2, 2, 2], 't-s0-p1')
+    """
+    hour = 3_600_000
+    return [{"event_id": f"{tag}-s{i}-v1", "sale_id": f"{tag}-s{i}", "brand": f"{tag}-brand{i}",
+             "starts_at": now_ms - hour, "ends_at": now_ms + 6 * hour, "updated_at": now_ms,
+             "products": [{"sku": f"{tag}-s{i}-p{j}", "name": "", "category": f"cat{j % 7}", "price": 10.0 + j,
+                           "stock": 1000} for j in range(products)]}
+            for i in range(sales)]
+
+
 def sales_from_any_worker(fleet: list[WorkerProcess], seconds: float, rps: float = 20.0) -> dict[str, Any]:
     """``GET /sales`` at ``rps``, asking each worker in turn; per worker latency and how many sales it listed."""
     from salepulse.consumers.publish import Pacer
@@ -270,18 +286,17 @@ def bench_handover_and_sales(bootstrap: str, dsn: str, state_dir: Path, *, kills
                              sales_seconds: float, kill_rate: float, partitions: int = 4) -> dict[str, Any]:
     """Two velocity workers and the sink on one pipeline: GET /sales under ``sales_rate``, then ``kills`` SIGKILLs
     under ``kill_rate`` (the load a kill and a rebalance are usually survived at; the /sales load is the peak)."""
-    from salepulse.streams.bench import Background, probe_catalogue
+    from salepulse.streams.bench import Background
 
     pipeline = Pipeline(bootstrap, dsn, state_dir / "scale-handover", partitions=partitions)
     fleet: list[WorkerProcess] = []
     result: dict[str, Any] = {"partitions": partitions, "workers": 2}
     try:
-        tag = f"scale{uuid.uuid4().hex[:4]}"
-        sales, priors, stock = probe_catalogue(int(time.time() * 1000), tag)
+        catalogue = open_sales_catalogue(int(time.time() * 1000), f"scale{uuid.uuid4().hex[:4]}")
+        result["catalogue"] = {"sales": len(catalogue), "products": sum(len(s["products"]) for s in catalogue)}
         with Publisher(pipeline.settings) as publisher:
-            for kind, records in (("sale", sales), ("prior", priors), ("stock", stock)):
-                for record in records:
-                    publisher.send(kind, record)
+            for sale in catalogue:
+                publisher.send("sale", sale)
         fleet = [start_worker(pipeline, "velocity-1"), start_worker(pipeline, "velocity-2")]
         pipeline.start_sink()
         for worker in fleet:
@@ -358,7 +373,8 @@ def render_scale(r: dict[str, Any]) -> list[str]:
     ...               "requested_rps": 20.0, "background_events_sent": 10, "worker_lag_at_end": 0,
     ...               "per_worker": {"velocity-1": {"n": 1, "p50": 9.0, "p99": 9.0, "open_sales_listed_min": 231}}},
     ...     "handover": {"n": 1, "p50": 12.0, "p99": 12.0, "missed": 0, "rounds": [{"partitions_moved": 6}]},
-    ...     "kill_offered_events_per_s": 1000.0, "rebalance_back_s": 8.0, "partitions": 4, "workers": 2})
+    ...     "kill_offered_events_per_s": 1000.0, "rebalance_back_s": 8.0, "partitions": 4, "workers": 2,
+    ...     "catalogue": {"sales": 200, "products": 6000}})
     >>> [line.rsplit("|", 3)[1:3] for line in lines if line.startswith("| partition handover")]
     [[' p50 12.0 s, p99 12.0 s (n=1, 0 never) ', ' met ']]
     >>> [line.rsplit("|", 2)[1] for line in lines if line.startswith("| GET /sales")]
@@ -391,8 +407,9 @@ def render_scale(r: dict[str, Any]) -> list[str]:
         f"- 1 → 2 velocity workers on {rate['partitions']} partitions, {one['events']:,} pre-filled events: "
         f"×{rate['speedup_steady']} steady, ×{rate['speedup_end_to_end']} end to end. Both workers, the broker and "
         "the probe share the machine's cores.",
-        f"- GET /sales: {sales['requested_rps']:.0f} requests/s alternating between the two velocity workers "
-        f"(sink running, no preferences worker), "
+        f"- GET /sales: {r['catalogue']['sales']} sales of {r['catalogue']['products'] // r['catalogue']['sales']} "
+        f"products each plus the simulated world's own; {sales['requested_rps']:.0f} requests/s requested, one "
+        "synchronous client alternating between the two velocity workers (sink running, no preferences worker), "
         f"{sales['background_events_sent']:,} background events sent; worker lag at the end "
         f"{sales['worker_lag_at_end']:,} events. Per worker: "
         + "; ".join(f"{name} {_ms(stats)}" for name, stats in sales["per_worker"].items()) + ".",
