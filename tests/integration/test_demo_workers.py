@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from salepulse.deploy.kafka.local_broker import free_port
+from tests.integration.test_demo_signals import _alive, _children
 
 pytestmark = pytest.mark.integration
 
@@ -64,3 +66,37 @@ def test_demo_with_two_velocity_workers_reaches_clickhouse_exactly(kafka_bootstr
     assert workers["velocity-1"]["events_processed"] + workers["velocity-2"]["events_processed"] \
         >= summary["events_produced"]
     assert workers["preferences-1"]["signals_learned"] > 0
+
+
+def test_sigterm_stops_every_worker_of_the_fleet(kafka_bootstrap: str, tmp_path: Path) -> None:
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "SALEPULSE_STATE_DIR": str(tmp_path / "state"),
+           "SALEPULSE_HTTP_PORT": str(free_port()), "SALEPULSE_SINK_METRICS_PORT": str(free_port()),
+           "SALEPULSE_PARTITIONS": "2"}
+    env.pop("CLICKHOUSE_URL", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "salepulse.streams.cli", "demo", "--workers", "2", "--preference-workers", "1",
+         "--rate", "200", "--duration", "300"],
+        env=env, stdout=subprocess.PIPE, stderr=(tmp_path / "demo.stderr").open("w"), text=True)
+    lines: list[str] = []
+    try:
+        assert process.stdout is not None
+        while not lines or not lines[-1].startswith("simulator"):
+            line = process.stdout.readline()
+            assert line, f"demo ended before the simulator started: {lines}"
+            lines.append(line.rstrip("\n"))
+        children = _children(process.pid)
+        assert len(children) == 4, f"three workers and the sink run as children: {children}"
+        time.sleep(3)
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, (tmp_path / "demo.stderr").read_text()[-2000:]
+    summary = json.loads(out.splitlines()[-1])
+    assert summary["interrupted"] is True and len(summary["workers"]) == 3
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(pid) for pid in children):
+        time.sleep(0.2)
+    assert not [pid for pid in children if _alive(pid)], "orphaned workers after SIGTERM"
