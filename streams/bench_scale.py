@@ -4,9 +4,10 @@ Three measurements, each on its own private pipeline (:class:`salepulse.consumer
 broker:
 
 1. **1 → 2 velocity workers**: the same pre-filled events read by one velocity worker, then by two (one consumer
-   group, the partitions split between them). Two rates each: *steady*, the slope of the events the workers
-   report processed between 20 % and 80 % of the run (start-up and the joining rebalance left out), and *end to
-   end*, all events over the time from the first processed one to the last fact counted into sale state.
+   group, the partitions split between them), three rounds alternating 1 and 2, medians. Two rates each:
+   *steady*, the slope of the events the workers report processed between 20 % and 80 % of the run (start-up and
+   the joining rebalance left out), and *end to end*, all events over the time from the first processed one to
+   the last fact counted into sale state.
 2. **GET /sales from any worker** under a background load (5,000 events/s by default) with 200+ open sales, two
    velocity workers and the sink running: latency of the full HTTP round trip, asked of each worker in turn.
 3. **Partition handover after a SIGKILL**: two velocity workers under a background load; one is killed, and the
@@ -168,22 +169,34 @@ def fleet_rate(pipeline: Pipeline, n_events: int, workers: int) -> dict[str, Any
             worker.stop()
 
 
-def bench_one_vs_two(bootstrap: str, dsn: str, state_dir: Path, n_events: int, partitions: int = 4) -> dict[str, Any]:
-    """The same simulated events (same seed) read by one velocity worker, then by two, each on its own topics."""
+def bench_one_vs_two(bootstrap: str, dsn: str, state_dir: Path, n_events: int, partitions: int = 4,
+                     repeats: int = 3) -> dict[str, Any]:
+    """The same simulated events (same seed) read by one velocity worker, then by two, each run on its own topics;
+    ``repeats`` rounds alternating 1 and 2, medians reported: on a shared machine the others' load drifts during
+    the section, and alternating spreads that drift over both counts."""
     from salepulse.streams.bench import prefill
 
-    result: dict[str, Any] = {"partitions": partitions}
-    for workers in (1, 2):
-        pipeline = Pipeline(bootstrap, dsn, state_dir / f"scale-rate-{workers}", partitions=partitions)
-        try:
-            prefill(pipeline, n_events, seed=11)
-            result[f"workers_{workers}"] = fleet_rate(pipeline, n_events, workers)
-        finally:
-            pipeline.close()
-    one, two = result["workers_1"]["steady_per_s"], result["workers_2"]["steady_per_s"]
-    result["speedup_steady"] = round(two / one, 2) if one and two else None
-    result["speedup_end_to_end"] = round(result["workers_2"]["end_to_end_per_s"]
-                                         / result["workers_1"]["end_to_end_per_s"], 2)
+    runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
+    for round_ in range(repeats):
+        for workers in (1, 2):
+            pipeline = Pipeline(bootstrap, dsn, state_dir / f"scale-rate-{round_}-{workers}", partitions=partitions)
+            try:
+                prefill(pipeline, n_events, seed=11)
+                runs[workers].append(fleet_rate(pipeline, n_events, workers))
+            finally:
+                pipeline.close()
+    result: dict[str, Any] = {"partitions": partitions, "repeats": repeats}
+    for workers, done in runs.items():
+        steady = [run["steady_per_s"] or 0.0 for run in done]
+        result[f"workers_{workers}"] = {
+            "workers": workers, "events": n_events, "runs": done,
+            "steady_per_s": round(float(np.median(steady)), 1), "steady_min": min(steady), "steady_max": max(steady),
+            "end_to_end_per_s": round(float(np.median([run["end_to_end_per_s"] for run in done])), 1),
+            "events_processed_per_worker": done[-1]["events_processed_per_worker"],
+        }
+    one, two = result["workers_1"], result["workers_2"]
+    result["speedup_steady"] = round(two["steady_per_s"] / one["steady_per_s"], 2) if one["steady_per_s"] else None
+    result["speedup_end_to_end"] = round(two["end_to_end_per_s"] / one["end_to_end_per_s"], 2)
     return result
 
 
@@ -353,7 +366,7 @@ def bench_scale(settings: Settings, bootstrap: str, dsn: str, state_dir: Path, q
     machine it says how much of the cores the run had."""
     before = [round(x, 1) for x in os.getloadavg()]
     result = {
-        "rate": bench_one_vs_two(bootstrap, dsn, state_dir, 30_000 if quick else 150_000),
+        "rate": bench_one_vs_two(bootstrap, dsn, state_dir, 30_000 if quick else 100_000, repeats=1 if quick else 3),
         **bench_handover_and_sales(bootstrap, dsn, state_dir, kills=2 if quick else 5, sales_rate=5000.0,
                                    sales_seconds=10.0 if quick else 30.0, kill_rate=1000.0),
     }
@@ -408,15 +421,18 @@ def render_scale(r: dict[str, Any]) -> list[str]:
         f"| {_ms(sales['all'])}, {sales['errors']} errors, fewest sales listed {listed}; with no event load: "
         f"{_ms(r.get('sales_idle', {}).get('all', {}))} | {_verdict(bool(sales_ok))} |",
         "",
-        "| velocity workers | steady events/s (20–80 % of the run) | end to end events/s | events per worker |",
+        "| velocity workers | steady events/s (20–80 % of the run) | end to end events/s | events per worker (last "
+        "run) |",
         "|---|---|---|---|",
-        *[f"| {len(w['events_processed_per_worker'])} | {w['steady_per_s'] or 0:,.0f} | "
-          f"{w['end_to_end_per_s']:,.0f} | {', '.join(f'{n:,}' for n in w['events_processed_per_worker'])} |"
+        *[f"| {len(w['events_processed_per_worker'])} | {w['steady_per_s'] or 0:,.0f}"
+          + (f" (min {w['steady_min']:,.0f}, max {w['steady_max']:,.0f})" if "steady_min" in w else "")
+          + f" | {w['end_to_end_per_s']:,.0f} | {', '.join(f'{n:,}' for n in w['events_processed_per_worker'])} |"
           for w in (one, two)],
         "",
-        f"- 1 → 2 velocity workers on {rate['partitions']} partitions, {one['events']:,} pre-filled events: "
-        f"×{rate['speedup_steady']} steady, ×{rate['speedup_end_to_end']} end to end. Both workers, the broker and "
-        "the probe share the machine's cores.",
+        f"- 1 → 2 velocity workers on {rate['partitions']} partitions, {one['events']:,} pre-filled events"
+        + (f", medians of {rate['repeats']} runs alternating 1 and 2" if "repeats" in rate else "")
+        + f": ×{rate['speedup_steady']} steady, ×{rate['speedup_end_to_end']} end to end. Both workers, the broker "
+        "and the probe share the machine's cores.",
         f"- GET /sales: {r['catalogue']['sales']} sales of {r['catalogue']['products'] // r['catalogue']['sales']} "
         f"products each plus the simulated world's own; {sales['requested_rps']:.0f} requests/s requested, one "
         "synchronous client alternating between the two velocity workers (sink running, no preferences worker), "
