@@ -28,7 +28,7 @@ def test_demo_with_two_velocity_workers_reaches_clickhouse_exactly(kafka_bootstr
     env.pop("CLICKHOUSE_URL", None)  # the demo's own chdb under its state dir
     errors = tmp_path / "demo.stderr"
     process = subprocess.Popen(
-        [sys.executable, "-m", "salepulse.streams.cli", "demo", "--workers", "2", "--preference-workers", "1",
+        [sys.executable, "-m", "salepulse.streams.tools.cli", "demo", "--workers", "2", "--preference-workers", "1",
          "--rate", "300", "--duration", "20", "--seed", "7"],
         env=env, stdout=subprocess.PIPE, stderr=errors.open("w"), text=True)
     lines: list[str] = []
@@ -74,7 +74,7 @@ def test_sigterm_stops_every_worker_of_the_fleet(kafka_bootstrap: str, tmp_path:
            "SALEPULSE_PARTITIONS": "2"}
     env.pop("CLICKHOUSE_URL", None)
     process = subprocess.Popen(
-        [sys.executable, "-m", "salepulse.streams.cli", "demo", "--workers", "2", "--preference-workers", "1",
+        [sys.executable, "-m", "salepulse.streams.tools.cli", "demo", "--workers", "2", "--preference-workers", "1",
          "--rate", "200", "--duration", "300"],
         env=env, stdout=subprocess.PIPE, stderr=(tmp_path / "demo.stderr").open("w"), text=True)
     lines: list[str] = []

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from salepulse.streams.demo_fleet import combined_stats, fleet_partitions, plan_fleet, worker_lag
-from salepulse.streams.topology import WORKER_ROLES
+from salepulse.streams.platform.topology import WORKER_ROLES
+from salepulse.streams.tools.demo_fleet import combined_stats, fleet_partitions, plan_fleet, worker_lag
 
 
 @given(first=st.integers(1024, 60_000), velocity=st.integers(1, 12), preferences=st.integers(0, 6),
