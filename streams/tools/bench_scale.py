@@ -418,7 +418,8 @@ def render_scale(r: dict[str, Any]) -> list[str]:
         "",
         "| target | measured | |",
         "|---|---|---|",
-        f"| partition handover after SIGKILL: survivor processing again p99 <= 15 s (5 kills) | {hand_text} | "
+        f"| partition handover after SIGKILL: survivor processing again p99 <= 15 s ({len(hand['rounds'])} kills) | "
+        f"{hand_text} | "
         f"{_verdict(bool(hand_ok))} |",
         f"| GET /sales from any worker at {sales['offered_events_per_s']:,.0f} events/s, 200+ open sales: p99 <= 50 ms "
         f"| {_ms(sales['all'])}, {sales['errors']} errors, fewest sales listed {listed}; with no event load: "
