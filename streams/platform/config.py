@@ -11,6 +11,7 @@ Every process (worker, sink, producers, CLI) builds it with :meth:`Settings.from
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -114,6 +115,19 @@ class Settings:
     @property
     def bootstrap(self) -> str:
         return self.kafka_bootstrap_servers or f"127.0.0.1:{self.local_kafka_port}"
+
+    @property
+    def http_advertised_host(self) -> str:
+        """Where other workers reach this one (Faust's table route forwards a member request to the worker owning
+        the member): the bind address, or this machine's name when bound to every interface, since ``0.0.0.0`` is
+        nobody's address and every worker would take itself for the owner.
+
+        >>> Settings(http_host="127.0.0.1").http_advertised_host
+        '127.0.0.1'
+        >>> Settings(http_host="0.0.0.0").http_advertised_host == socket.gethostname()
+        True
+        """
+        return socket.gethostname() if self.http_host in ("0.0.0.0", "::", "") else self.http_host
 
     @property
     def uses_local_kafka(self) -> bool:

@@ -151,7 +151,7 @@ def faust_app(settings: Settings) -> faust.App:
         value_serializer="raw",
         web_port=settings.http_port,
         web_bind=settings.http_host,
-        web_host=settings.http_host,
+        web_host=settings.http_advertised_host,  # the URL other workers forward member requests to
         web_cors_options=cors,
         producer_acks=-1,
         producer_linger_ms=5,

@@ -589,10 +589,12 @@ def run_bench(settings: Settings, output: Path, quick: bool = False) -> int:
     results["latency_all"] = bench_latency(bootstrap, dsn, state_dir, rate=5000.0, seconds=seconds, layout="all")
     results["latency_light"] = bench_latency(bootstrap, dsn, state_dir, rate=1000.0, seconds=seconds, layout="all")
     results["sink"] = bench_sink(dsn, 50_000 if quick else 400_000)
-    # Issue #13: both consume+decode floors, the ingest's fetch settings and the per-stage costs (bench_sections).
+    # Issue #13: both consume+decode floors, the ingest's fetch settings and the per-stage costs (bench_sections);
+    # issue #12: several workers (1 -> 2, GET /sales from any worker, handover after SIGKILL).
     from salepulse.streams.tools import bench_sections
 
-    results.update(bench_sections.run_sections(settings, bootstrap, dsn, state_dir, {"floor", "stages"}, quick))
+    results.update(bench_sections.run_sections(settings, bootstrap, dsn, state_dir, {"floor", "stages", "scale"},
+                                               quick))
     results["seconds"] = round(time.time() - started, 1)
     output.with_suffix(".json").write_text(json.dumps(results, indent=2))
     bench_sections.write(output, results, results["command"], results["date"], markdown=render_markdown(results))

@@ -1,4 +1,5 @@
-"""The bench sections of issue #13 (floor, per-stage costs, profiles), run alone or inside ``make bench``.
+"""The bench sections of issues #13 (floor, per-stage costs, profiles) and #12 (scale: several workers), run alone
+or inside ``make bench``.
 
 ``salepulse bench --only floor,stages`` or ``salepulse bench --profile`` run just those sections and splice
 their markdown into an existing BENCHMARKS.md between ``<!-- bench:NAME -->`` markers (their raw figures into
@@ -16,7 +17,7 @@ from typing import Any
 
 from salepulse.streams.platform.config import Settings
 
-SECTIONS = ("floor", "stages", "profile")
+SECTIONS = ("floor", "stages", "profile", "scale")
 
 
 def run_sections(settings: Settings, bootstrap: str, dsn: str, state_dir: Path, sections: set[str],
@@ -41,12 +42,17 @@ def run_sections(settings: Settings, bootstrap: str, dsn: str, state_dir: Path, 
                                            seconds=5.0 if quick else 15.0,
                                            sink_rows=200_000 if quick else 1_000_000)
         write_summaries(results["profile"])
+    if "scale" in sections:
+        from salepulse.streams.tools.bench_scale import bench_scale
+
+        results["scale"] = bench_scale(settings, bootstrap, dsn, state_dir, quick)
     return results
 
 
 def render_sections(results: dict[str, Any]) -> dict[str, list[str]]:
     """Markdown lines per section present in ``results`` (``pipeline``, when there, adds its workers' ratios)."""
     from salepulse.streams.tools.bench_floor import render_floor
+    from salepulse.streams.tools.bench_scale import render_scale
     from salepulse.streams.tools.bench_stages import render_stages
     from salepulse.streams.tools.profiles import render_profiles
 
@@ -57,6 +63,8 @@ def render_sections(results: dict[str, Any]) -> dict[str, list[str]]:
         rendered["stages"] = render_stages(results["stages"])
     if "profile" in results:
         rendered["profile"] = render_profiles(results["profile"])
+    if "scale" in results:
+        rendered["scale"] = render_scale(results["scale"])
     return rendered
 
 

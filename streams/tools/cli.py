@@ -216,7 +216,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from salepulse.streams.tools.demo import run_demo
 
     return run_demo(settings, duration=args.duration, rate=args.rate, seed=args.seed, bad_rate=args.bad_rate,
-                    keep_serving=args.keep_serving)
+                    keep_serving=args.keep_serving, workers=args.workers, preference_workers=args.preference_workers)
 
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
@@ -370,6 +370,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--bad-rate", type=share, default=0.002)
     demo.add_argument("--keep-serving", action="store_true",
                       help="keep the worker and dashboard up after the summary, until Ctrl-C or SIGTERM")
+    demo.add_argument("--workers", type=positive_int, default=None,
+                      help="run N velocity workers (and --preference-workers preferences workers) instead of one "
+                      "worker with every role; HTTP ports follow SALEPULSE_HTTP_PORT")
+    demo.add_argument("--preference-workers", type=int, default=None, metavar="M",
+                      help="preferences workers beside --workers (default 1; 0 = no member rankings)")
     demo.set_defaults(func=cmd_demo)
 
     evaluate = sub.add_parser("evaluate", help="offline evaluation on real data")
@@ -392,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="run the benchmarks and write BENCHMARKS.md")
     bench.add_argument("--output", type=Path, default=Path("BENCHMARKS.md"))
     bench.add_argument("--quick", action="store_true", help="smaller runs, for a smoke check")
-    bench.add_argument("--only", help="run only these sections (floor, stages, profile; comma-separated) and "
+    bench.add_argument("--only", help="run only these sections (floor, stages, profile, scale; comma-separated) and "
                        "splice them into the existing report")
     bench.add_argument("--profile", action="store_true", help="profile each role with py-spy (same as --only profile)")
     bench.set_defaults(func=cmd_bench)

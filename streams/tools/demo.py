@@ -1,8 +1,10 @@
 """``salepulse demo``: the whole pipeline on one machine, then a JSON account of what went in and what came out.
 
-Order of events: broker (local unless one is configured or already answers) → topics → worker and sink as child
-processes → simulator in this process for ``duration`` seconds → drain (bounded wait until both consumer groups
-have caught up and ClickHouse holds every produced unit) → clean shutdown → the summary as the last line.
+Order of events: broker (local unless one is configured or already answers) → topics → workers and sink as child
+processes (one worker with every role, or ``--workers N`` velocity and ``--preference-workers M`` preferences
+workers, each on its own HTTP port: :mod:`salepulse.streams.tools.demo_fleet`) → simulator in this process for
+``duration`` seconds → drain (bounded wait until the workers and the sink have caught up and ClickHouse holds every
+produced unit) → clean shutdown → the summary as the last line.
 
 Each run has its own namespace: topics prefixed ``demo-<run id>.`` and its own Faust app id (so its tables'
 changelogs too), so sales and units of earlier runs on the same broker never show up in this one. SIGTERM (systemd,
@@ -24,9 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from salepulse.streams.io.lag import group_lag
+from salepulse.streams.io.lag import end_offsets, group_lag
 from salepulse.streams.platform.config import Settings
 from salepulse.streams.platform.logs import get_logger
+from salepulse.streams.tools.demo_fleet import FleetMember, combined_stats, fleet_partitions, plan_fleet, worker_lag
 
 log = get_logger(__name__)
 DRAIN_TIMEOUT_SECONDS = 180.0
@@ -41,13 +44,13 @@ class Children:
 
     env: dict[str, str] | None = None
 
-    def start(self, name: str, *args: str) -> None:
+    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
         logfile = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
         # Own session: a Ctrl-C in the terminal reaches only the demo, which then stops the children in order
         # (worker first, so the sink can still write what the worker sent).
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", "salepulse.streams.tools.cli", *args], stdout=logfile, stderr=subprocess.STDOUT,
-            start_new_session=True, env=self.env,
+            start_new_session=True, env=env if env is not None else self.env,
         )
 
     def check_alive(self) -> None:
@@ -97,33 +100,47 @@ def demo_settings(settings: Settings, run_id: str, environ: dict[str, str] | Non
     return Settings.from_env(environ), environ
 
 
-def _worker_stats(settings: Settings) -> dict[str, Any]:
-    url = f"http://{settings.http_host}:{settings.http_port}/stats"
+def _worker_stats(settings: Settings, port: int | None = None) -> dict[str, Any]:
+    url = f"http://{settings.http_host}:{port or settings.http_port}/stats"
     with urllib.request.urlopen(url, timeout=5) as response:
         return json.loads(response.read())
 
 
-def _final_stats(settings: Settings) -> dict[str, Any]:
-    """The worker's counters, or zeros when it never answered (stopped before it was up)."""
-    try:
-        return _worker_stats(settings)
-    except OSError:
-        return {"events_processed": 0, "deadletters": 0, "alerts": {}}
+def _fleet_stats(settings: Settings, fleet: list[FleetMember]) -> dict[str, Any]:
+    """The counters of every worker of the fleet as one (:func:`combined_stats`)."""
+    return combined_stats(_worker_stats(settings, member.port) for member in fleet)
+
+
+def _final_stats(settings: Settings, fleet: list[FleetMember]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The counters of the fleet's counting workers (velocity or all) and each worker's events processed (and
+    member signals learned); a worker that never answered (stopped before it was up) counts zeros."""
+    per_worker, stats = [], []
+    for member in fleet:
+        try:
+            one = _worker_stats(settings, member.port)
+        except OSError:
+            one = {"events_processed": 0, "deadletters": 0, "alerts": {}}
+        if member.role != "preferences":
+            stats.append(one)
+        per_worker.append({"name": member.name, "role": member.role, "port": member.port,
+                           "events_processed": one["events_processed"],
+                           "signals_learned": one.get("signals_learned", 0)})
+    return combined_stats(stats), per_worker
 
 
 def wait_for_worker(settings: Settings, children: Children, timeout: float = 120.0,
-                    stop: threading.Event | None = None) -> None:
+                    stop: threading.Event | None = None, port: int | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
         children.check_alive()
         try:
-            _worker_stats(settings)
+            _worker_stats(settings, port)
             return
         except OSError:
             time.sleep(0.5)
     if stop is not None and stop.is_set():
         return
-    raise TimeoutError(f"worker did not answer on port {settings.http_port} within {timeout:.0f}s")
+    raise TimeoutError(f"worker did not answer on port {port or settings.http_port} within {timeout:.0f}s")
 
 
 def ensure_broker(settings: Settings) -> str:
@@ -152,30 +169,36 @@ def ensure_broker(settings: Settings) -> str:
     return bootstrap
 
 
-def drain(settings: Settings, children: Children, messages_produced: int, stop: threading.Event | None = None) -> bool:
+def drain(settings: Settings, children: Children, messages_produced: int, stop: threading.Event | None = None,
+          fleet: list[FleetMember] | None = None) -> bool:
     """Wait until the worker has handled every produced message and the sink has written everything the worker
     sent on; False if the bounded wait ran out.
 
-    Progress is read from the worker's own counters and the sink's consumer group rather than the worker's
+    Progress is read from the workers' own counters and the sink's consumer group rather than the workers'
     committed offsets: Faust's commits can trail far behind processing (see the README's known issues), and the
-    demo should report what was processed, not when Faust last committed.
+    demo should report what was processed, not when Faust last committed. With several workers, sums of counters
+    would count twice what a moved partition re-delivered, so progress is the highest offset any worker handled
+    per partition of the event and facts topics (:func:`worker_lag`).
     """
     deadline = time.monotonic() + DRAIN_TIMEOUT_SECONDS
     topics = settings.topics
+    fleet = fleet or [FleetMember("worker", settings.worker_role, settings.http_port)]
+    counting = [member for member in fleet if member.role != "preferences"]
     caught_up_once = False
     while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
         children.check_alive()
-        stats = _worker_stats(settings)
+        stats = _fleet_stats(settings, counting)
         handled = stats["events_processed"] + stats["deadletters"]
+        lag = worker_lag(end_offsets(settings, [*topics.events, topics.facts]), stats["processed_offsets"])
         sink_lag = group_lag(settings, settings.groups.sink, [topics.facts, topics.snapshots])
-        if handled >= messages_produced and stats["facts_counted"] + stats["facts_duplicate"] >= stats["facts_sent"] \
-                and sink_lag == 0:
+        counted = stats["facts_counted"] + stats["facts_duplicate"] >= stats["facts_sent"]
+        if handled >= messages_produced and counted and lag == 0 and sink_lag == 0:
             if caught_up_once:  # twice in a row: the snapshot timer and the sink's last flush have run
                 return True
             caught_up_once = True
         else:
             caught_up_once = False
-            log.info("draining", worker_handled=handled, produced=messages_produced, sink_lag=sink_lag)
+            log.info("draining", worker_handled=handled, produced=messages_produced, worker_lag=lag, sink_lag=sink_lag)
         time.sleep(1.5)
     return False
 
@@ -195,45 +218,71 @@ def units_in_clickhouse(settings: Settings, sale_ids: list[str]) -> int:
 
 
 def run_demo(settings: Settings, *, duration: float, rate: float, seed: int | None, bad_rate: float,
-             keep_serving: bool = False) -> int:
+             keep_serving: bool = False, workers: int | None = None, preference_workers: int | None = None) -> int:
+    """The demo; ``workers`` (``--workers N``) runs N velocity workers and ``preference_workers`` (default 1)
+    preferences workers instead of one worker with every role."""
     from salepulse.consumers.tools.simulate import run_simulation
     from salepulse.streams.io.topics import ensure_topics
-    from salepulse.streams.tools.preflight import require_port
+    from salepulse.streams.tools.preflight import CliError, require_port
 
-    require_port(settings.http_host, settings.http_port, "SALEPULSE_HTTP_PORT", "the worker's HTTP API and dashboard")
+    if workers is None and preference_workers is not None:
+        raise CliError("--preference-workers goes with --workers N (the velocity workers); without it the demo runs "
+                       "one worker with every role")
+    try:
+        fleet = plan_fleet(settings.http_port, workers, 1 if preference_workers is None else preference_workers,
+                           reserved={settings.sink_metrics_port}, single_role=settings.worker_role)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    for member in fleet:  # the workers take consecutive ports from SALEPULSE_HTTP_PORT
+        what = "the worker's HTTP API and dashboard" if len(fleet) == 1 else f"worker {member.name}'s HTTP API"
+        require_port(settings.http_host, member.port, "SALEPULSE_HTTP_PORT", what)
     require_port(settings.http_host, settings.sink_metrics_port, "SALEPULSE_SINK_METRICS_PORT", "the sink's metrics")
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     seed = seed if seed is not None else int(time.time()) % 1_000_000
     run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     settings, env = demo_settings(settings, run_id)
+    partitions = fleet_partitions(settings.partitions, fleet)
+    if partitions != settings.partitions:
+        # The run's topics are its own, so they can have what the fleet needs whatever SALEPULSE_PARTITIONS says.
+        env["SALEPULSE_PARTITIONS"] = str(partitions)
+        settings = Settings.from_env(env)
     children = Children(settings.state_dir, env=env)
     stop = threading.Event()
     # SIGTERM is how systemd, Docker and CI stop a process: it must end the run the way Ctrl-C does.
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    dashboard = f"http://{settings.http_host}:{settings.http_port}/dashboard"
+    dashboard = f"{fleet[0].url(settings.http_host)}/dashboard"
+
+    def stop_fleet() -> None:
+        for member in fleet:  # workers first, so the sink can still write what they sent
+            children.stop(member.name)
+        children.stop("sink")
+
     try:
         print(f"dashboard  {dashboard}  (live once the worker answers)", flush=True)
         prefix = env["SALEPULSE_TOPIC_PREFIX"]
-        print(f"run        {run_id}: topics {prefix}*, app id {settings.app_id}", flush=True)
+        print(f"run        {run_id}: topics {prefix}* ({partitions} partitions), app id {settings.app_id}", flush=True)
         print(f"alerts     SALEPULSE_TOPIC_PREFIX={prefix} salepulse alerts follow --from-beginning", flush=True)
         ensure_broker(settings)
         ensure_topics(settings)
-        children.start("worker", "worker")
+        for member in fleet:
+            children.start(member.name, "worker", env=member.env(env))
         children.start("sink", "sink")
-        print(f"worker     http://{settings.http_host}:{settings.http_port}  (log {settings.state_dir}/worker.log)",
-              flush=True)
+        for member in fleet:
+            role = "" if member.name == "worker" else f" {member.role:<11}"
+            print(f"{member.name:<10}{role} {member.url(settings.http_host)}  (log {settings.state_dir}/"
+                  f"{member.name}.log)", flush=True)
         print(f"sink       {settings.clickhouse_dsn}  (log {settings.state_dir}/sink.log)", flush=True)
-        wait_for_worker(settings, children, stop=stop)
+        for member in fleet:
+            wait_for_worker(settings, children, stop=stop, port=member.port)
         print(f"simulator  seed {seed}, {rate:.0f} events/s for {duration:.0f}s; dashboard {dashboard}", flush=True)
         report = run_simulation(settings, seed=seed, rate=rate, duration=duration, bad_rate=bad_rate, stop=stop)
         interrupted = stop.is_set()
         produced = sum(report.events_produced.values()) + report.bad_produced
-        drained = False if interrupted else drain(settings, children, produced, stop)
+        drained = False if interrupted else drain(settings, children, produced, stop, fleet)
         interrupted = stop.is_set()
-        stats = _final_stats(settings)
+        stats, per_worker = _final_stats(settings, fleet)
         if not keep_serving or interrupted:
-            children.stop("worker")
-            children.stop("sink")
+            stop_fleet()
         units_stored = None if keep_serving and not interrupted else units_in_clickhouse(settings, report.sale_ids)
         summary = {
             "events_produced": sum(report.events_produced.values()),
@@ -251,14 +300,17 @@ def run_demo(settings: Settings, *, duration: float, rate: float, seed: int | No
             "seconds": round(report.seconds, 1),
             "run_id": run_id,
         }
+        if len(fleet) > 1:
+            # Per worker: a partition that moved mid-run is handled by both, so these can add up to more than
+            # events_produced; events_processed above is the same sum.
+            summary["workers"] = per_worker
         if keep_serving and not interrupted:
             # chdb is in process: the sink still holds it, so ClickHouse is read after Ctrl-C, not now.
-            print(f"serving    {dashboard} until Ctrl-C or SIGTERM (worker and sink keep running)", flush=True)
+            print(f"serving    {dashboard} until Ctrl-C or SIGTERM (workers and sink keep running)", flush=True)
             print(json.dumps({**summary, "units_in_clickhouse": "read at exit"}), flush=True)
             while not stop.wait(0.5):
                 children.check_alive()
-            children.stop("worker")
-            children.stop("sink")
+            stop_fleet()
             summary["units_in_clickhouse"] = units_in_clickhouse(settings, report.sale_ids)
             summary["interrupted"] = False
         print(json.dumps(summary), flush=True)

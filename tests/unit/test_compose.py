@@ -31,7 +31,10 @@ DASHBOARDS = GRAFANA / "dashboards"
 DDL_DIR = REPO / "deploy" / "clickhouse"
 
 #: The services that run the salepulse image, so their environment is read by Settings.from_env.
-SALEPULSE_SERVICES = ("migrate", "worker", "sink", "simulator")
+SALEPULSE_SERVICES = ("migrate", "worker", "preferences", "sink", "simulator")
+#: The worker services, one per role (issue #12: scaled by replicas, behind the load balancer).
+WORKER_SERVICES = {"worker": "velocity", "preferences": "preferences"}
+NGINX_CONF = REPO / "deploy" / "nginx" / "salepulse.conf"
 ENV_EXAMPLE = REPO / ".env.example"
 #: Compose interpolation: ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?err}, $VAR; `$$` is a dollar.
 _INTERPOLATION = re.compile(r"\$(?:\{(\w+)(?:(:?[-?+])([^}]*))?\}|(\w+))")
@@ -86,9 +89,9 @@ def test_secrets_have_no_defaults_and_are_documented_in_env_example() -> None:
 
 
 def test_the_worker_requires_a_write_token(services: dict[str, dict[str, Any]]) -> None:
-    env = _environment(services["worker"])
-    settings = config.Settings.from_env(env)
-    assert settings.api_token and settings.http_host == "0.0.0.0"
+    for name in WORKER_SERVICES:
+        settings = config.Settings.from_env(_environment(services[name]))
+        assert settings.api_token and settings.http_host == "0.0.0.0", name
 
 
 @pytest.fixture(scope="module")
@@ -278,6 +281,7 @@ def test_salepulse_commands_are_real_subcommands(services: dict[str, dict[str, A
     expected = {
         "migrate": ("db", "migrate"),
         "worker": ("worker",),
+        "preferences": ("worker",),
         "sink": ("sink",),
         "simulator": ("simulate",),
     }
@@ -307,18 +311,68 @@ def test_salepulse_services_share_the_image_built_here(services: dict[str, dict[
 
 
 def test_worker_port_and_healthcheck_match_the_settings(services: dict[str, dict[str, Any]]) -> None:
-    worker = services["worker"]
     default_port = config.Settings().http_port
-    env = _environment(worker)
-    settings = config.Settings.from_env(env)
-    assert settings.http_port == default_port, "the compose worker must listen on the default port"
-    assert settings.http_host == "0.0.0.0", "bound to localhost the port would not be reachable from the host"
-    targets = [target for _, target in _published_ports(worker)]
-    published = [host for host, _ in _published_ports(worker)]
-    assert targets == [default_port], f"worker publishes {targets}, expected [{default_port}]"
-    assert published == [str(default_port)], f"worker is published on host port {published}"
-    test = " ".join(str(part) for part in worker["healthcheck"]["test"])
-    assert f":{default_port}/health" in test
+    for name in WORKER_SERVICES:
+        worker = services[name]
+        settings = config.Settings.from_env(_environment(worker))
+        assert settings.http_port == default_port, f"the compose {name} must listen on the default port"
+        assert settings.http_host == "0.0.0.0", "bound to localhost the port would not be reachable from the api"
+        # Replicas cannot share a host port: only the load balancer publishes one.
+        assert not _published_ports(worker), f"{name} publishes {worker.get('ports')}; the api service does"
+        assert [int(port) for port in worker.get("expose") or []] == [default_port]
+        test = " ".join(str(part) for part in worker["healthcheck"]["test"])
+        assert f":{default_port}/health" in test
+    assert _published_ports(services["api"]) == [(str(default_port), default_port)], (
+        "the HTTP API is published on the default port, through the load balancer")
+
+
+def test_split_roles_with_replicas_within_the_partitions(services: dict[str, dict[str, Any]]) -> None:
+    for name, role in WORKER_SERVICES.items():
+        env = _environment(services[name])
+        settings = config.Settings.from_env(env)
+        assert settings.worker_role == role, f"{name} runs role {settings.worker_role}, expected {role}"
+        assert not _volume_mounts(services[name]), f"{name}: replicas must not share a state volume"
+        replicas = int(_interpolate(str(services[name]["deploy"]["replicas"])))
+        # A consumer group gives each partition to one member: more replicas than partitions would idle.
+        assert 1 <= replicas <= settings.partitions, f"{name}: {replicas} replicas, {settings.partitions} partitions"
+    assert int(_interpolate(str(services["worker"]["deploy"]["replicas"]))) >= 2, "several velocity workers"
+
+
+def _nginx_blocks(text: str) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """(upstream name -> its ``server`` addresses, location prefix -> the upstream it proxies to)."""
+    text = re.sub(r"#.*", "", text)
+    upstreams = {m.group(1): re.findall(r"\bserver\s+([\w.-]+:\d+)", m.group(2))
+                 for m in re.finditer(r"upstream\s+(\w+)\s*\{([^}]*)\}", text)}
+    locations = {m.group(1): m.group(2)
+                 for m in re.finditer(r"location\s+([^\s{]+)\s*\{[^}]*?proxy_pass\s+http://(\w+)\s*;", text)}
+    return upstreams, locations
+
+
+def test_load_balancer_routes_each_path_to_its_role(services: dict[str, dict[str, Any]]) -> None:
+    api = services["api"]
+    assert api["image"].startswith("nginx:")
+    major, minor = (int(part) for part in api["image"].split(":")[1].split("-")[0].split(".")[:2])
+    assert (major, minor) >= (1, 28), "`server ... resolve` in an upstream needs nginx >= 1.27.3 (a stable 1.28)"
+    mounts = {(COMPOSE_FILE.parent / source).resolve(): target for kind, source, target in _volume_mounts(api)
+              if kind == "bind"}
+    assert mounts.get(NGINX_CONF.resolve()) == "/etc/nginx/conf.d/default.conf"
+    assert set(WORKER_SERVICES) <= set(_depends_on(api))
+    upstreams, locations = _nginx_blocks(NGINX_CONF.read_text())
+    port = config.Settings().http_port
+    assert re.search(rf"\blisten\s+{port}\s*;", NGINX_CONF.read_text())
+
+    def roles(upstream: str) -> set[str]:
+        found = set()
+        for address in upstreams[upstream]:
+            host, server_port = address.rsplit(":", 1)
+            assert host in services, f"nginx upstream {upstream} names {host}, which is no compose service"
+            assert int(server_port) == config.Settings.from_env(_environment(services[host])).http_port
+            found.add(config.Settings.from_env(_environment(services[host])).worker_role)
+        return found
+
+    assert roles(locations["/members/"]) == {"preferences"}, "member requests go to preferences workers"
+    assert roles(locations["/"]) == {"velocity"}, "sales, dashboard, writes and ops go to velocity workers"
+    assert set(locations) == {"/members/", "/"}
 
 
 def test_infrastructure_services(services: dict[str, dict[str, Any]]) -> None:
