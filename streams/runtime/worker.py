@@ -146,6 +146,8 @@ def faust_app(settings: Settings) -> faust.App:
         broker=f"kafka://{settings.bootstrap}",
         broker_credentials=_credentials(dict(settings.kafka_security)),
         store="memory://",  # tables are rebuilt from their changelog topics on start
+        # Faust's own files (its lock, table offsets) under the state dir, not `<group>-data` in the cwd.
+        datadir=str(settings.state_dir / "faust" / settings.worker_group),
         topic_partitions=settings.partitions,
         key_serializer="raw",
         value_serializer="raw",
