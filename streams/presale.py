@@ -55,6 +55,7 @@ from scipy.special import ndtr, ndtri
 
 from salepulse.streams.forecast import price_octave
 from salepulse.streams.presale_correction import Correction, CorrectionModel, FeatureModel
+from salepulse.streams.presale_history import HistoryBlend
 from salepulse.streams.presale_outcome import (
     DEFAULT_PRIOR_STRENGTH,
     Outcome,
@@ -67,6 +68,7 @@ __all__ = [
     "DEFAULT_PRIOR_STRENGTH",
     "CorrectionModel",
     "FeatureModel",
+    "HistoryBlend",
     "Outcome",
     "PresaleDesk",
     "PresaleForecast",
@@ -131,6 +133,7 @@ class PresaleDesk:
                  min_residuals: int = 100, min_group_residuals: int = 20) -> None:
         self.corrections = CorrectionModel(prior_strength)
         self.features = FeatureModel()
+        self.history = HistoryBlend()
         self.residuals = ResidualLaw(maxlen=residual_window, min_count=min_group_residuals,
                                      prior_strength=prior_strength, pooled_min=min_residuals)
         self.buyers: dict[str, _BuyerRecord] = {}
@@ -198,12 +201,15 @@ class PresaleDesk:
         if outcome.expert is not None and outcome.expert >= 0:
             f = float(outcome.expert)
             corr = self.corrections.correction(f, outcome.buyer_id, outcome.category, outcome.price)
-            center = f * corr.factor
+            corrected = f * corr.factor
+            center = self.history.center(corrected, outcome.sku)
             rkey = self.residual_chain(center, outcome.buyer_id, outcome.category)
             demand = self._impute(center, actual, rkey) if outcome.censored else actual
             self.residuals.add(rkey, self.residual(actual, center, outcome.censored), outcome.censored)
             self.corrections.observe(f, demand, outcome.sale_id, outcome.buyer_id, outcome.category,
                                      outcome.price)
+            # after the forecast above was scored against it: the product's record never includes its own sale
+            self.history.observe(outcome.sku, corrected, demand)
             if outcome.buyer_id:
                 self.buyers.setdefault(outcome.buyer_id, _BuyerRecord()).outcomes.append(outcome)
         else:
@@ -232,10 +238,13 @@ class PresaleDesk:
         """The corrected pre-sale forecast of one (sale, sku)."""
         if expert is not None and expert >= 0:
             corr, reason = self._correction(float(expert), buyer_id, category, price)
-            center = float(expert) * corr.factor
+            corrected = float(expert) * corr.factor
+            center = self.history.center(corrected, sku)
             rkey: Any = self.residual_chain(center, buyer_id, category)
-            source = "expert-corrected" if corr.forecasts else "expert"
-            factor = corr.factor
+            source = "expert-corrected" if corr.forecasts or center != corrected else "expert"
+            factor = center / float(expert) if expert > 0 else corr.factor
+            if center != corrected:
+                reason = f"{reason}; {self.history_reason(sku, corrected, center)}"
         else:
             center = math.expm1(self.features.log_mean(category, price, brand, sale_hours))
             rkey = (("features",),)
@@ -259,6 +268,15 @@ class PresaleDesk:
             corr = self.corrections.correction(expert, buyer_id, category, price)
             cached = self._corrections[group] = (corr, self.reason(corr, buyer_id, category))
         return cached
+
+    def history_reason(self, sku: str, corrected: float, blended: float) -> str:
+        """Why the product's own record moved the corrected number, in a buyer's words."""
+        rec = self.history.record(sku)
+        if rec is None or rec.n == 0:
+            return ""
+        sales = "sale" if rec.n == 1 else "sales"
+        return (f"this product sold {rec.last:.0f} units in its last sale ({rec.demand / rec.n:.0f} on average "
+                f"over {rec.n} earlier {sales}), so {corrected:.0f} is planned as {blended:.0f}")
 
     def _mean(self, center: float, rkey: Any) -> float:
         return max(0.0, (center + 1.0) * self.residuals.exp_mean(rkey) - 1.0)
