@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DEFAULT_RIDGE = 200.0
+DEFAULT_RIDGE = 20.0
 """Pseudo-forecasts behind the prior ``beta = 0`` (the corrected expert): the blend needs a few hundred finished
 forecasts of products with a record before it moves far from the expert."""
 MAX_PRODUCTS = 500_000
@@ -72,10 +72,9 @@ class HistoryBlend:
         self.ridge = ridge
         self.max_products = max_products
         self.max_shift = max_shift
-        self._xtx = np.zeros((d, d))
-        self._xty = np.zeros(d)
-        self._beta = np.zeros(d)
-        self._dirty = False
+        self._xtx: dict[Hashable, np.ndarray] = {}
+        self._xty: dict[Hashable, np.ndarray] = {}
+        self._beta: dict[Hashable, np.ndarray] = {}
         self.learned = 0
         self._records: OrderedDict[Hashable, ProductRecord] = OrderedDict()
 
@@ -92,21 +91,33 @@ class HistoryBlend:
         return np.asarray([1.0, a, math.log1p(rec.last) - a, math.log1p(rec.demand / rec.n) - a,
                            math.log((rec.demand + 1.0) / (rec.center + 1.0)), math.log1p(rec.n)])
 
-    @property
-    def beta(self) -> np.ndarray:
-        """The learned weights (refitted lazily after new outcomes)."""
-        if self._dirty:
-            a = self._xtx + self.ridge * np.eye(len(self.FEATURES))
-            self._beta = np.linalg.solve(a, self._xty)
-            self._dirty = False
-        return self._beta
+    @staticmethod
+    def group(center: float) -> int:
+        """The forecast-size group whose weights read a forecast: under 2 units, under 16, bigger."""
+        return 0 if center < 2.0 else 1 if center < 16.0 else 2
+
+    def beta(self, group: Hashable | None = None) -> np.ndarray:
+        """The learned weights of a size group (``None``: all forecasts), each group's shrunk toward all's with
+        the ridge prior; refitted lazily after new outcomes."""
+        cached = self._beta.get(group)
+        if cached is not None:
+            return cached
+        d = len(self.FEATURES)
+        prior = np.zeros(d) if group is None else self.beta(None)
+        xtx = self._xtx.get(group)
+        if xtx is None:
+            beta = prior
+        else:
+            beta = np.linalg.solve(xtx + self.ridge * np.eye(d), self._xty[group] + self.ridge * prior)
+        self._beta[group] = beta
+        return beta
 
     def shift(self, center: float, product: Hashable) -> float:
         """``ln(1 + blended) - ln(1 + center)``: 0 without a record; bounded (a factor ``e^max_shift``)."""
         x = self.features(center, product)
         if x is None:
             return 0.0
-        return float(min(max(float(x @ self.beta), -self.max_shift), self.max_shift))
+        return float(min(max(float(x @ self.beta(self.group(center))), -self.max_shift), self.max_shift))
 
     def center(self, center: float, product: Hashable) -> float:
         """The blended point: the corrected expert moved by the product's record."""
@@ -119,9 +130,11 @@ class HistoryBlend:
         x = self.features(center, product)
         if x is not None:
             r = math.log1p(max(demand, 0.0)) - math.log1p(max(center, 0.0))
-            self._xtx += np.outer(x, x)
-            self._xty += x * r
-            self._dirty = True
+            d = len(self.FEATURES)
+            for g in (None, self.group(center)):
+                self._xtx[g] = self._xtx.get(g, np.zeros((d, d))) + np.outer(x, x)
+                self._xty[g] = self._xty.get(g, np.zeros(d)) + x * r
+            self._beta.clear()
             self.learned += 1
         rec = self._records.pop(product, None) or ProductRecord()
         rec.add(max(center, 0.0), max(demand, 0.0))
