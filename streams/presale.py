@@ -33,7 +33,7 @@ and feature model); this module is the desk and re-exports their public names.
 
 >>> desk = PresaleDesk(prior_strength=5)
 >>> for i in range(40):  # alice's shoe forecasts sell 1/1.25 of what she says
-...     _ = desk.observe(Outcome(f"s{i}", "k", expert=250.0, actual=200.0, buyer_id="alice", category="shoes",
+...     _ = desk.observe(Outcome(f"s{i}", f"k{i}", expert=250.0, actual=200.0, buyer_id="alice", category="shoes",
 ...                              ended_ms=i))
 >>> f = desk.forecast("next", "k", expert=250.0, buyer_id="alice", category="shoes")
 >>> round(f.correction, 3), round(f.p50)
@@ -75,9 +75,33 @@ __all__ = [
     "ResidualLaw",
     "kaplan_meier_quantiles",
     "size_bucket",
+    "sellout_demand",
     "size_phrase",
     "tobit_fit",
 ]
+
+MIN_EXPOSURE = 0.05
+"""Below this share of the sale's demand, a sell-out time says too little (``units / exposure`` explodes): the
+censored-law imputation is used instead."""
+
+
+def sellout_demand(sold: float, exposure: float | None) -> float | None:
+    """Demand of a product that sold out when a share ``exposure`` of its sale's demand was expected to be in.
+
+    Orders arrive along the sale's curve ``G``; selling ``s`` units by ``t_s`` says the demand rate was about
+    ``s / G(t_s)``. With Poisson arrivals ``D G(t_s)`` is Gamma(s, 1) distributed, so ``(s - 1) / G(t_s)`` is the
+    unbiased estimate (``s / G`` overshoots by ``s / (s - 1)``); never below what sold. None when the time says
+    too little (no exposure, or under :data:`MIN_EXPOSURE`).
+
+    >>> sellout_demand(20.0, 0.5), sellout_demand(20.0, None), sellout_demand(20.0, 0.01)
+    (38.0, None, None)
+    >>> sellout_demand(5.0, 0.95)  # sold out at the very end: demand was about the stock
+    5.0
+    """
+    if exposure is None or not exposure >= MIN_EXPOSURE:
+        return None
+    return max(sold, (sold - 1.0) / min(exposure, 1.0))
+
 
 # ----------------------------------------------------------------------------------------------------
 # The desk: everything together
@@ -174,6 +198,13 @@ class PresaleDesk:
         above_sold = [v for v in values if v >= sold]
         return max(sold, float(np.median(above_sold))) if above_sold else sold
 
+    def _demand(self, outcome: Outcome, center: float, key: Any) -> float:
+        """What a finished product's demand was: the units sold, or for a sold-out one its imputed demand."""
+        if not outcome.censored:
+            return outcome.actual
+        from_time = sellout_demand(outcome.actual, outcome.exposure)
+        return from_time if from_time is not None else self._impute(center, outcome.actual, key)
+
     @staticmethod
     def residual(actual: float, center: float, censored: bool) -> float:
         """The log residual of a finished forecast; for a sold-out one, the point demand is known to exceed.
@@ -204,7 +235,7 @@ class PresaleDesk:
             corrected = f * corr.factor
             center = self.history.center(corrected, outcome.sku)
             rkey = self.residual_chain(center, outcome.buyer_id, outcome.category)
-            demand = self._impute(center, actual, rkey) if outcome.censored else actual
+            demand = self._demand(outcome, center, rkey)
             self.residuals.add(rkey, self.residual(actual, center, outcome.censored), outcome.censored)
             self.corrections.observe(f, demand, outcome.sale_id, outcome.buyer_id, outcome.category,
                                      outcome.price)
@@ -216,7 +247,7 @@ class PresaleDesk:
             log_mean = self.features.log_mean(outcome.category, outcome.price, outcome.brand, outcome.sale_hours)
             center = math.expm1(log_mean)
             rkey = (("features",),)
-            demand = self._impute(center, actual, rkey) if outcome.censored else actual
+            demand = self._demand(outcome, center, rkey)
             self.residuals.add(rkey, self.residual(actual, center, outcome.censored), outcome.censored)
         # the feature model learns every product's demand: comparable sales, whoever forecast them
         self.features.observe(actual if not outcome.censored else demand, outcome.category, outcome.price,
@@ -243,7 +274,7 @@ class PresaleDesk:
             rkey: Any = self.residual_chain(center, buyer_id, category)
             source = "expert-corrected" if corr.forecasts or center != corrected else "expert"
             factor = center / float(expert) if expert > 0 else corr.factor
-            if center != corrected:
+            if abs(math.log1p(center) - math.log1p(corrected)) >= 0.01:  # a shift a buyer would notice
                 reason = f"{reason}; {self.history_reason(sku, corrected, center)}"
         else:
             center = math.expm1(self.features.log_mean(category, price, brand, sale_hours))

@@ -68,7 +68,6 @@ class HistoryBlend:
 
     def __init__(self, ridge: float = DEFAULT_RIDGE, max_products: int = MAX_PRODUCTS,
                  max_shift: float = 3.0) -> None:
-        d = len(self.FEATURES)
         self.ridge = ridge
         self.max_products = max_products
         self.max_shift = max_shift
