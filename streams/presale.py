@@ -168,9 +168,12 @@ class PresaleDesk:
     RESIDUAL_LEVELS: tuple[str, ...] = ("expert", "size", "buyer_size")
     """The groups of an expert forecast's residual law, general to specific (see :class:`ResidualLaw`)."""
 
-    def residual_chain(self, center: float, buyer_id: str | None, category: str | None) -> tuple[Any, ...]:
-        """The groups whose residual laws an expert forecast of ``center`` units is read through."""
-        keys = {"expert": ("expert",), "size": ("expert", size_bucket(center)),
+    def residual_chain(self, center: float, buyer_id: str | None, category: str | None,
+                       record: bool = False) -> tuple[Any, ...]:
+        """The groups whose residual laws an expert forecast of ``center`` units is read through; ``record``: the
+        product's own record moved it (those errors have their own law: narrower once the record is read)."""
+        base = "expert+record" if record else "expert"
+        keys = {"expert": (base,), "size": (base, size_bucket(center)),
                 "category": ("category", category) if category is not None else None,
                 "buyer": ("buyer", buyer_id) if buyer_id else None,
                 "buyer_size": ("buyer_size", buyer_id, size_bucket(center)) if buyer_id else None,
@@ -234,7 +237,8 @@ class PresaleDesk:
             corr = self.corrections.correction(f, outcome.buyer_id, outcome.category, outcome.price)
             corrected = f * corr.factor
             center = self.history.center(corrected, outcome.sku)
-            rkey = self.residual_chain(center, outcome.buyer_id, outcome.category)
+            rkey = self.residual_chain(center, outcome.buyer_id, outcome.category,
+                                       self.history.record(outcome.sku) is not None)
             demand = self._demand(outcome, center, rkey)
             self.residuals.add(rkey, self.residual(actual, center, outcome.censored), outcome.censored)
             self.corrections.observe(f, demand, outcome.sale_id, outcome.buyer_id, outcome.category,
@@ -271,7 +275,7 @@ class PresaleDesk:
             corr, reason = self._correction(float(expert), buyer_id, category, price)
             corrected = float(expert) * corr.factor
             center = self.history.center(corrected, sku)
-            rkey: Any = self.residual_chain(center, buyer_id, category)
+            rkey: Any = self.residual_chain(center, buyer_id, category, self.history.record(sku) is not None)
             source = "expert-corrected" if corr.forecasts or center != corrected else "expert"
             factor = center / float(expert) if expert > 0 else corr.factor
             if abs(math.log1p(center) - math.log1p(corrected)) >= 0.01:  # a shift a buyer would notice
