@@ -211,3 +211,21 @@ def test_the_online_retail_evaluation_forecasts_a_week_only_from_earlier_weeks(
     weeks = sorted({sale for sale, _ in desk.forecasts})
     index = {sale: i + evaluate_presale.WARMUP_SALES for i, sale in enumerate(weeks)}
     assert all(learned == index[sale] - 1 for sale, learned in desk.forecasts)
+
+
+def test_the_worker_sends_a_sold_out_products_exposure_at_its_sell_out_time() -> None:
+    from tests.unit.test_live import HOUR, START, board_with_sale, sell
+
+    board, state = board_with_sale(stock=10, prior=20.0)
+    sell(board, state, 4, START + HOUR // 2, 1)
+    sell(board, state, 6, START + HOUR, 2)  # the tenth unit, a quarter into the four-hour sale: sold out
+    (record,) = board._sale_outcomes(board.catalog.sales["s"])
+    forecaster = board.tracked[("s", "k")].forecaster
+    assert record["censored"] and record["actual"] == 10.0
+    assert record["exposure"] == pytest.approx(forecaster.curve(0.25)) and 0.0 < record["exposure"] < 1.0
+    assert Outcome.from_record(record).exposure == record["exposure"]
+
+    board, state = board_with_sale(stock=100, prior=20.0)
+    sell(board, state, 10, START + HOUR, 1)
+    (record,) = board._sale_outcomes(board.catalog.sales["s"])
+    assert not record["censored"] and record["exposure"] is None  # not sold out: nothing to scale
