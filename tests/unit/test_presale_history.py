@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from salepulse.consumers import evaluate_presale
+from salepulse.consumers.tools import evaluate_presale
 from salepulse.schemas.check import SAMPLES
 from salepulse.schemas.codec import SCHEMA_DIR, Codec
-from salepulse.streams.presale import HistoryBlend, Outcome, PresaleDesk, sellout_demand
+from salepulse.streams.domain.presale import HistoryBlend, Outcome, PresaleDesk, sellout_demand
 
 
 def _products(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -178,7 +178,7 @@ def test_the_simulated_evaluation_forecasts_a_sale_only_from_sales_ended_before_
     desks: list[_Recording] = []
     monkeypatch.setattr(evaluate_presale, "PresaleDesk", lambda: desks.append(_Recording()) or desks[-1])
     evaluate_presale.run_simulated(seed=2, n_sales=30, min_sales=2, progress=False)
-    from salepulse.consumers.simulate import SimulatedWorld
+    from salepulse.consumers.tools.simulate import SimulatedWorld
 
     opens = {s["sale_id"]: s["starts_at"].timestamp() * 1000 for s in SimulatedWorld(seed=2, n_sales=30).sales}
     (desk,) = desks
