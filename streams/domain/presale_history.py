@@ -9,7 +9,9 @@ look-ahead: a sale is forecast from what finished before it, and learned the sam
 
     ln(1 + demand) - a  ~  beta . x(a, record)
 
-The ridge prior (``ridge`` pseudo-forecasts) pulls ``beta`` toward 0, that is toward the corrected expert: with
+One ``beta`` per forecast-size group (:meth:`HistoryBlend.group`: small numbers of sporadic products are misread
+differently from big ones), each shrunk toward the weights of all forecasts with the same ridge. The ridge prior
+(``ridge`` pseudo-forecasts) pulls ``beta`` toward 0, that is toward the corrected expert: with
 no record, or little evidence that records help, the forecast is the expert's (the anchor). Every feature is
 multiplied by "this product has a record", so products seen for the first time (all products of a flash-sale
 shop whose skus are new each sale) are left exactly as the correction reads them.
@@ -36,8 +38,8 @@ from dataclasses import dataclass
 import numpy as np
 
 DEFAULT_RIDGE = 20.0
-"""Pseudo-forecasts behind the prior ``beta = 0`` (the corrected expert): the blend needs a few hundred finished
-forecasts of products with a record before it moves far from the expert."""
+"""Pseudo-forecasts behind the prior ``beta = 0`` (the corrected expert), and behind each size group's pull toward
+all forecasts' weights. 200 read Online Retail 0.3 % worse (WAPE 0.6986 against 0.6973 with one set of weights)."""
 MAX_PRODUCTS = 500_000
 """Products whose record is kept (least recently seen dropped first): bounded state in a shop that never stops."""
 
