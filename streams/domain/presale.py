@@ -280,11 +280,12 @@ class PresaleDesk:
         if expert is not None and expert >= 0:
             corr, reason = self._correction(float(expert), buyer_id, category, price)
             corrected = float(expert) * corr.factor
-            center = self.history.center(corrected, sku)
-            rkey: Any = self.residual_chain(center, buyer_id, category, self.history.record(sku) is not None)
+            record = self.history.record(sku) is not None
+            center = self.history.center(corrected, sku) if record else corrected
+            rkey: Any = self.residual_chain(center, buyer_id, category, record)
             source = "expert-corrected" if corr.forecasts or center != corrected else "expert"
             factor = center / float(expert) if expert > 0 else corr.factor
-            if abs(math.log1p(center) - math.log1p(corrected)) >= 0.01:  # a shift a buyer would notice
+            if record and abs(math.log1p(center) - math.log1p(corrected)) >= 0.01:  # a shift a buyer would notice
                 reason = f"{reason}; {self.history_reason(sku, corrected, center)}"
         else:
             center = math.expm1(self.features.log_mean(category, price, brand, sale_hours))

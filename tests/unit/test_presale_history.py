@@ -231,18 +231,22 @@ def test_the_worker_sends_a_sold_out_products_exposure_at_its_sell_out_time() ->
     assert not record["censored"] and record["exposure"] is None  # not sold out: nothing to scale
 
 
-def test_the_cli_takes_a_seed_for_the_simulated_evaluation(monkeypatch: pytest.MonkeyPatch,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_cli_takes_a_seed_for_the_simulated_evaluation(monkeypatch: pytest.MonkeyPatch) -> None:
     """``--dataset simulated --path SEED`` (the README's form) used to be refused as a missing file."""
     from salepulse.consumers.tools import evaluate_forecast
+    from salepulse.streams.platform.config import Settings
     from salepulse.streams.tools import cli
 
     seen: list[Any] = []
     monkeypatch.setattr(evaluate_forecast, "run", lambda dataset, path, out, score_from=None: seen.append(
         (dataset, str(path))) or {})
     monkeypatch.setattr(evaluate_forecast, "print_table", lambda result: None)
-    assert cli.main(["evaluate", "forecast", "--dataset", "simulated", "--path", "1"]) == 0
+    parser, settings = cli.build_parser(), Settings.from_env()  # not main(): it configures the process's logging
+    assert cli.cmd_evaluate(parser.parse_args(["evaluate", "forecast", "--dataset", "simulated", "--path", "1"]),
+                            settings) == 0
     assert seen == [("simulated", "1")]
     # a data file is still required where the dataset is one
-    assert cli.main(["evaluate", "forecast", "--dataset", "online-retail", "--path", "7"]) == 2
-    assert "does not exist" in capsys.readouterr().err and len(seen) == 1
+    with pytest.raises(cli.CliError, match="does not exist"):
+        cli.cmd_evaluate(parser.parse_args(["evaluate", "forecast", "--dataset", "online-retail", "--path", "7"]),
+                         settings)
+    assert len(seen) == 1
