@@ -126,8 +126,28 @@ def run_online_retail(path: Path, service_level: float = 0.9, progress: bool = T
     return scores.result()
 
 
+class _LearnedCurve:
+    """The sales curve the worker would know when a sale ends: the mean curve of the sales finished before it
+    (the worker learns one from their orders), not the sale's own true curve."""
+
+    def __init__(self, world: Any, window: int = 200) -> None:
+        self.world = world
+        self.finished: list[str] = []
+        self.window = window
+
+    def learn(self, sale_id: str) -> None:
+        self.finished = [*self.finished[-(self.window - 1):], sale_id]
+
+    def __call__(self, fraction: float) -> float:
+        if not self.finished:
+            return fraction
+        return float(np.mean([self.world.arrival_share(s, fraction) for s in self.finished]))
+
+
 def run_simulated(seed: int = 0, n_sales: int = 360, service_level: float = 0.9, min_sales: int = 30,
-                  progress: bool = True) -> dict[str, Any]:
+                  progress: bool = True, sellout_times: bool = True) -> dict[str, Any]:
+    """``sellout_times``: sold-out outcomes carry the exposure at their sell-out time (as the worker sends them);
+    False reproduces outcomes without it (records from before that field, or a sku whose time is unknown)."""
     from salepulse.consumers.tools.simulate import SimulatedWorld
 
     world = SimulatedWorld(seed=seed, n_members=20_000, n_sales=n_sales)
@@ -143,11 +163,14 @@ def run_simulated(seed: int = 0, n_sales: int = 360, service_level: float = 0.9,
     pending = iter(ends)
     nxt = next(pending, None)
 
+    curve = _LearnedCurve(world)
+
     def finish_until(moment: datetime | None) -> None:
         nonlocal nxt
         while nxt is not None and (moment is None or nxt["ends_at"] <= moment):
             sale, nxt = nxt, next(pending, None)
-            desk.observe_many(_outcomes(world, sale, priors, stock))
+            desk.observe_many(_outcomes(world, sale, priors, stock, curve if sellout_times else None))
+            curve.learn(sale["sale_id"])
             buyer = _buyer_of(sale, priors)
             if buyer:
                 finished_by_buyer[buyer] += 1
@@ -195,7 +218,7 @@ def _buyer_of(sale: dict[str, Any], priors: dict[tuple[str, str], dict[str, Any]
 
 
 def _outcomes(world: Any, sale: dict[str, Any], priors: dict[tuple[str, str], dict[str, Any]],
-              stock: dict[str, int]) -> Iterable[Outcome]:
+              stock: dict[str, int], curve: Any = None) -> Iterable[Outcome]:
     hours = (sale["ends_at"] - sale["starts_at"]).total_seconds() / 3600
     ended = int(sale["ends_at"].timestamp() * 1000)
     for p in sale["products"]:
@@ -203,10 +226,14 @@ def _outcomes(world: Any, sale: dict[str, Any], priors: dict[tuple[str, str], di
         demand = world.true_demand[key]
         on_hand = stock.get(p["sku"], p["stock"])
         ef = priors.get(key)
+        exposure = None
+        if curve is not None and demand >= on_hand:
+            at = world.sellout_fraction(sale["sale_id"], p["sku"], on_hand)
+            exposure = None if at is None else curve(at)
         yield Outcome(sale["sale_id"], p["sku"], None if ef is None else float(ef["expected_units"]),
                       float(min(demand, on_hand)), demand >= on_hand, ef.get("low") if ef else None,
                       ef.get("high") if ef else None, ef.get("buyer_id") if ef else None, p["category"],
-                      p["price"], sale["brand"], hours, ended)
+                      p["price"], sale["brand"], hours, ended, exposure=exposure)
 
 
 def presale_block(dataset: str, path: Path | None, service_level: float = 0.9, progress: bool = True,

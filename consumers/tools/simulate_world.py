@@ -278,6 +278,45 @@ class SimulatedWorld(SaleTraffic):
         """(sale_id, sku) -> the mean demand the buyers try to forecast (``true_demand`` is one draw around it)."""
         return {(p.sale_id, sku): float(p.expected[k]) for p in self._plans for k, sku in enumerate(p.skus)}
 
+    def arrival_share(self, sale_id: str, fraction: float) -> float:
+        """The sale's true sales curve: the share of its demand that arrives before ``fraction`` of its life."""
+        plan = self._plan_of(sale_id)
+        return float(plan.arrival_cdf(np.asarray([min(max(fraction, 0.0), 1.0)]))[0])
+
+    def sellout_fraction(self, sale_id: str, sku: str, on_hand: float) -> float | None:
+        """When a product with ``on_hand`` units sells out, as a fraction of its sale's life; None if it does not.
+
+        Drawn without generating the sale's events (the pre-sale evaluation plans hundreds of sales): the
+        product's demand split into order lines of 1+ units by the same rule as :meth:`events`, each line at an
+        independent time from the sale's arrival curve; it sells out with the line that reaches ``on_hand``.
+        Deterministic for a given world.
+
+        >>> world = SimulatedWorld(seed=3, n_members=1_000, n_sales=4)
+        >>> sale = world.sales[0]["sale_id"]
+        >>> sku = max(world.sales[0]["products"], key=lambda p: world.true_demand[(sale, p["sku"])])["sku"]
+        >>> 0.0 < world.sellout_fraction(sale, sku, 1) < 1.0, world.sellout_fraction(sale, sku, 10**9)
+        (True, None)
+        """
+        plan = self._plan_of(sale_id)
+        k = plan.skus.index(sku)
+        demand = int(plan.demand[k])
+        if demand < on_hand or on_hand <= 0:
+            return None
+        rng = np.random.default_rng([self.seed, 2_000 + plan.index, k])
+        extra = float(plan.extra_units[k])
+        n = max(4, int(demand / (1.0 + extra) * 1.3) + 4)
+        units = 1 + np.minimum(11, rng.negative_binomial(0.6, 0.6 / (0.6 + extra), n))
+        units = units[: int(np.searchsorted(np.cumsum(units), demand)) + 1]
+        grid = np.linspace(0.0, 1.0, 2001)
+        times = np.sort(np.interp(rng.random(units.size), plan.arrival_cdf(grid), grid))
+        cut = min(int(np.searchsorted(np.cumsum(units), on_hand)), units.size - 1)
+        return float(times[cut])
+
+    def _plan_of(self, sale_id: str) -> Any:
+        if not hasattr(self, "_plan_index"):
+            self._plan_index = {p.sale_id: p for p in self._plans}
+        return self._plan_index[sale_id]
+
     def region(self, member_id: str) -> str:
         """The member's delivery region (the warehouse that serves her)."""
         return REGIONS[int(self._region[int(member_id.lstrip("m"))])]

@@ -38,9 +38,11 @@ from salepulse.streams.domain.stocking import PlanLine, RegionShares, newsvendor
 
 def sale_outcomes(catalog: Catalog, sale: Sale, units: Callable[[str], float],
                   sold_out: Callable[[str], bool],
-                  regions: Callable[[str], Mapping[str, float]] | None = None) -> list[dict[str, Any]]:
+                  regions: Callable[[str], Mapping[str, float]] | None = None,
+                  exposure: Callable[[str], float | None] | None = None) -> list[dict[str, Any]]:
     """``ForecastOutcome`` records of every product of a finished sale (``units``/``sold_out``/``regions`` per
-    sku; ``regions``: units by delivery region)."""
+    sku; ``regions``: units by delivery region; ``exposure``: for a sold-out sku, the sales curve at its
+    sell-out time, None when unknown)."""
     records = []
     for sku in sale.skus:
         prior = catalog.priors.get((sale.sale_id, sku)) or {}
@@ -49,7 +51,8 @@ def sale_outcomes(catalog: Catalog, sale: Sale, units: Callable[[str], float],
             sale.sale_id, sku, prior.get("expected_units"), float(units(sku)), bool(sold_out(sku)),
             prior.get("low"), prior.get("high"), prior.get("buyer_id"), product.category if product else None,
             product.price if product else None, sale.brand, (sale.ends_ms - sale.starts_ms) / 3_600_000,
-            sale.ends_ms, tuple(sorted((regions(sku) if regions else {}).items())))
+            sale.ends_ms, tuple(sorted((regions(sku) if regions else {}).items())),
+            exposure(sku) if exposure is not None and sold_out(sku) else None)
         records.append(outcome.to_record())
     return records
 

@@ -310,7 +310,13 @@ class LiveBoard:
         def regions(sku: str) -> dict[str, float]:
             return {r: float(u) for r, u in self.totals.get((sale.sale_id, sku), SkuTotals()).regions.items()}
 
-        return sale_outcomes(self.catalog, sale, units, sold_out, regions)
+        def exposure(sku: str) -> float | None:
+            # the share of demand the sales curve expected by the sell-out: what the desk scales units by
+            tracked = self.tracked.get((sale.sale_id, sku))
+            at = None if tracked is None else tracked.forecaster.stockout_fraction
+            return None if at is None else float(tracked.forecaster.curve(at))  # type: ignore[union-attr]
+
+        return sale_outcomes(self.catalog, sale, units, sold_out, regions, exposure)
 
     def open_active(self) -> list[tuple[str, str]]:
         """(sale, sku) pairs with counted facts whose sale is open at stream time."""

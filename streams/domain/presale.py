@@ -30,11 +30,16 @@ shrinkage, and its own residual law.
 The pieces: :mod:`salepulse.streams.domain.presale_outcome` (outcomes, size buckets, defaults),
 :mod:`salepulse.streams.domain.presale_spread` (the residual law),
 :mod:`salepulse.streams.domain.presale_correction` (correction
-and feature model); this module is the desk and re-exports their public names.
+and feature model), :mod:`salepulse.streams.domain.presale_history` (a product's own record of earlier sales);
+this module is the desk and re-exports their public names.
+
+**Sold-out products and their sell-out time.** When an outcome carries ``exposure`` (the sales curve at the
+sell-out time), its demand is :func:`sellout_demand`, ``(units - 1) / exposure``; the censored-law imputation
+above is the fallback.
 
 >>> desk = PresaleDesk(prior_strength=5)
 >>> for i in range(40):  # alice's shoe forecasts sell 1/1.25 of what she says
-...     _ = desk.observe(Outcome(f"s{i}", "k", expert=250.0, actual=200.0, buyer_id="alice", category="shoes",
+...     _ = desk.observe(Outcome(f"s{i}", f"k{i}", expert=250.0, actual=200.0, buyer_id="alice", category="shoes",
 ...                              ended_ms=i))
 >>> f = desk.forecast("next", "k", expert=250.0, buyer_id="alice", category="shoes")
 >>> round(f.correction, 3), round(f.p50)
@@ -56,6 +61,7 @@ from scipy.special import ndtr, ndtri
 
 from salepulse.streams.domain.forecast import price_octave
 from salepulse.streams.domain.presale_correction import Correction, CorrectionModel, FeatureModel
+from salepulse.streams.domain.presale_history import HistoryBlend
 from salepulse.streams.domain.presale_outcome import (
     DEFAULT_PRIOR_STRENGTH,
     Outcome,
@@ -68,15 +74,40 @@ __all__ = [
     "DEFAULT_PRIOR_STRENGTH",
     "CorrectionModel",
     "FeatureModel",
+    "HistoryBlend",
     "Outcome",
     "PresaleDesk",
     "PresaleForecast",
     "ResidualLaw",
     "kaplan_meier_quantiles",
     "size_bucket",
+    "sellout_demand",
     "size_phrase",
     "tobit_fit",
 ]
+
+MIN_EXPOSURE = 0.05
+"""Below this share of the sale's demand, a sell-out time says too little (``units / exposure`` explodes): the
+censored-law imputation is used instead."""
+
+
+def sellout_demand(sold: float, exposure: float | None) -> float | None:
+    """Demand of a product that sold out when a share ``exposure`` of its sale's demand was expected to be in.
+
+    Orders arrive along the sale's curve ``G``; selling ``s`` units by ``t_s`` says the demand rate was about
+    ``s / G(t_s)``. With Poisson arrivals ``D G(t_s)`` is Gamma(s, 1) distributed, so ``(s - 1) / G(t_s)`` is the
+    unbiased estimate (``s / G`` overshoots by ``s / (s - 1)``); never below what sold. None when the time says
+    too little (no exposure, or under :data:`MIN_EXPOSURE`).
+
+    >>> sellout_demand(20.0, 0.5), sellout_demand(20.0, None), sellout_demand(20.0, 0.01)
+    (38.0, None, None)
+    >>> sellout_demand(5.0, 0.95)  # sold out at the very end: demand was about the stock
+    5.0
+    """
+    if exposure is None or not exposure >= MIN_EXPOSURE:
+        return None
+    return max(sold, (sold - 1.0) / min(exposure, 1.0))
+
 
 # ----------------------------------------------------------------------------------------------------
 # The desk: everything together
@@ -132,6 +163,7 @@ class PresaleDesk:
                  min_residuals: int = 100, min_group_residuals: int = 20) -> None:
         self.corrections = CorrectionModel(prior_strength)
         self.features = FeatureModel()
+        self.history = HistoryBlend()
         self.residuals = ResidualLaw(maxlen=residual_window, min_count=min_group_residuals,
                                      prior_strength=prior_strength, pooled_min=min_residuals)
         self.buyers: dict[str, _BuyerRecord] = {}
@@ -142,9 +174,12 @@ class PresaleDesk:
     RESIDUAL_LEVELS: tuple[str, ...] = ("expert", "size", "buyer_size")
     """The groups of an expert forecast's residual law, general to specific (see :class:`ResidualLaw`)."""
 
-    def residual_chain(self, center: float, buyer_id: str | None, category: str | None) -> tuple[Any, ...]:
-        """The groups whose residual laws an expert forecast of ``center`` units is read through."""
-        keys = {"expert": ("expert",), "size": ("expert", size_bucket(center)),
+    def residual_chain(self, center: float, buyer_id: str | None, category: str | None,
+                       record: bool = False) -> tuple[Any, ...]:
+        """The groups whose residual laws an expert forecast of ``center`` units is read through; ``record``: the
+        product's own record moved it (those errors have their own law: narrower once the record is read)."""
+        base = "expert+record" if record else "expert"
+        keys = {"expert": (base,), "size": (base, size_bucket(center)),
                 "category": ("category", category) if category is not None else None,
                 "buyer": ("buyer", buyer_id) if buyer_id else None,
                 "buyer_size": ("buyer_size", buyer_id, size_bucket(center)) if buyer_id else None,
@@ -171,6 +206,13 @@ class PresaleDesk:
         values = [(center + 1.0) * math.exp(self.residuals.quantile(key, q)) - 1.0 for q in ResidualLaw.GRID]
         above_sold = [v for v in values if v >= sold]
         return max(sold, float(np.median(above_sold))) if above_sold else sold
+
+    def _demand(self, outcome: Outcome, center: float, key: Any) -> float:
+        """What a finished product's demand was: the units sold, or for a sold-out one its imputed demand."""
+        if not outcome.censored:
+            return outcome.actual
+        from_time = sellout_demand(outcome.actual, outcome.exposure)
+        return from_time if from_time is not None else self._impute(center, outcome.actual, key)
 
     @staticmethod
     def residual(actual: float, center: float, censored: bool) -> float:
@@ -199,19 +241,23 @@ class PresaleDesk:
         if outcome.expert is not None and outcome.expert >= 0:
             f = float(outcome.expert)
             corr = self.corrections.correction(f, outcome.buyer_id, outcome.category, outcome.price)
-            center = f * corr.factor
-            rkey = self.residual_chain(center, outcome.buyer_id, outcome.category)
-            demand = self._impute(center, actual, rkey) if outcome.censored else actual
+            corrected = f * corr.factor
+            center = self.history.center(corrected, outcome.sku)
+            rkey = self.residual_chain(center, outcome.buyer_id, outcome.category,
+                                       self.history.record(outcome.sku) is not None)
+            demand = self._demand(outcome, center, rkey)
             self.residuals.add(rkey, self.residual(actual, center, outcome.censored), outcome.censored)
             self.corrections.observe(f, demand, outcome.sale_id, outcome.buyer_id, outcome.category,
                                      outcome.price)
+            # after the forecast above was scored against it: the product's record never includes its own sale
+            self.history.observe(outcome.sku, corrected, demand)
             if outcome.buyer_id:
                 self.buyers.setdefault(outcome.buyer_id, _BuyerRecord()).outcomes.append(outcome)
         else:
             log_mean = self.features.log_mean(outcome.category, outcome.price, outcome.brand, outcome.sale_hours)
             center = math.expm1(log_mean)
             rkey = (("features",),)
-            demand = self._impute(center, actual, rkey) if outcome.censored else actual
+            demand = self._demand(outcome, center, rkey)
             self.residuals.add(rkey, self.residual(actual, center, outcome.censored), outcome.censored)
         # the feature model learns every product's demand: comparable sales, whoever forecast them
         self.features.observe(actual if not outcome.censored else demand, outcome.category, outcome.price,
@@ -233,10 +279,14 @@ class PresaleDesk:
         """The corrected pre-sale forecast of one (sale, sku)."""
         if expert is not None and expert >= 0:
             corr, reason = self._correction(float(expert), buyer_id, category, price)
-            center = float(expert) * corr.factor
-            rkey: Any = self.residual_chain(center, buyer_id, category)
-            source = "expert-corrected" if corr.forecasts else "expert"
-            factor = corr.factor
+            corrected = float(expert) * corr.factor
+            record = self.history.record(sku) is not None
+            center = self.history.center(corrected, sku) if record else corrected
+            rkey: Any = self.residual_chain(center, buyer_id, category, record)
+            source = "expert-corrected" if corr.forecasts or center != corrected else "expert"
+            factor = center / float(expert) if expert > 0 else corr.factor
+            if record and abs(math.log1p(center) - math.log1p(corrected)) >= 0.01:  # a shift a buyer would notice
+                reason = f"{reason}; {self.history_reason(sku, corrected, center)}"
         else:
             center = math.expm1(self.features.log_mean(category, price, brand, sale_hours))
             rkey = (("features",),)
@@ -260,6 +310,15 @@ class PresaleDesk:
             corr = self.corrections.correction(expert, buyer_id, category, price)
             cached = self._corrections[group] = (corr, self.reason(corr, buyer_id, category))
         return cached
+
+    def history_reason(self, sku: str, corrected: float, blended: float) -> str:
+        """Why the product's own record moved the corrected number, in a buyer's words."""
+        rec = self.history.record(sku)
+        if rec is None or rec.n == 0:
+            return ""
+        sales = "sale" if rec.n == 1 else "sales"
+        return (f"this product sold {rec.last:.0f} units in its last sale ({rec.demand / rec.n:.0f} on average "
+                f"over {rec.n} earlier {sales}), so {corrected:.0f} is planned as {blended:.0f}")
 
     def _mean(self, center: float, rkey: Any) -> float:
         return max(0.0, (center + 1.0) * self.residuals.exp_mean(rkey) - 1.0)

@@ -63,6 +63,9 @@ class Outcome:
     ended_ms: int = 0
     regions: tuple[tuple[str, float], ...] = ()
     """Units sold per delivery region (orders that carried one), sorted by region."""
+    exposure: float | None = None
+    """For a sold-out sku, the share of its sale's demand expected by the moment it sold out (the sales curve at
+    the sell-out time): ``actual / exposure`` is what it would have sold. None when unknown or not sold out."""
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Outcome:
@@ -73,7 +76,8 @@ class Outcome:
         return cls(record["sale_id"], record["sku"], record.get("expert"), float(record["actual"]),
                    bool(record.get("censored")), record.get("low"), record.get("high"), record.get("buyer_id"),
                    record.get("category"), record.get("price"), record.get("brand"), record.get("sale_hours"),
-                   ended, tuple(sorted((r["region"], float(r["units"])) for r in record.get("regions") or ())))
+                   ended, tuple(sorted((r["region"], float(r["units"])) for r in record.get("regions") or ())),
+                   record.get("exposure"))
 
     def to_record(self) -> dict[str, Any]:
         """The ``ForecastOutcome`` Avro record."""
@@ -81,4 +85,4 @@ class Outcome:
                 "expert": self.expert, "low": self.low, "high": self.high, "actual": float(self.actual),
                 "censored": self.censored, "buyer_id": self.buyer_id, "category": self.category,
                 "price": self.price, "brand": self.brand, "sale_hours": self.sale_hours, "ended_at": self.ended_ms,
-                "regions": [{"region": r, "units": u} for r, u in self.regions]}
+                "regions": [{"region": r, "units": u} for r, u in self.regions], "exposure": self.exposure}

@@ -103,7 +103,8 @@ def bench_presale(n_skus: int = 5000, learned_sales: int = 400, seed: int = 0) -
     for s in range(learned_sales):
         for k in range(30):
             mean = float(rng.lognormal(3.0, 1.2))
-            outcomes.append(Outcome(f"s{s}", f"k{k}", round(mean * float(rng.lognormal(0.1, 0.4))),
+            # each sale's products are new (a flash sale's skus): a recurring sku would be read through its record
+            outcomes.append(Outcome(f"s{s}", f"s{s}-k{k}", round(mean * float(rng.lognormal(0.1, 0.4))),
                                     float(rng.poisson(mean)), buyer_id=buyers[s % 6], category=cats[k % 12],
                                     price=float(rng.lognormal(3.5, 0.6)), brand=f"br{s % 40}", sale_hours=24.0,
                                     ended_ms=s))

@@ -225,7 +225,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
         from salepulse.consumers.data import dataset_path
 
         path = dataset_path(args.dataset, settings.data_dir)
-    if path is not None:
+    if path is not None and not (args.dataset == "simulated" and str(path).isdigit()):  # simulated: --path SEED
         require_file(path, f"the {args.dataset} file", "give --path, set SALEPULSE_DATA_DIR, or see `salepulse data "
                      "check`")
     if args.what == "forecast":
