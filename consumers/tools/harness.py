@@ -103,8 +103,20 @@ class Pipeline:
 
     def get(self, path: str, port: int | None = None) -> Any:
         url = f"http://127.0.0.1:{port or self.settings.http_port}{path}"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return json.loads(response.read())
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return json.loads(response.read())
+        except OSError:
+            self.raise_if_a_worker_died()
+            raise
+
+    def raise_if_a_worker_died(self) -> None:
+        """A worker that exited fails the test with its exit code and the end of its log, not with the
+        connection-refused error of the request that noticed."""
+        for worker, log in ((self.worker, self.worker_log), (self.preferences_worker, self.preferences_log)):
+            if worker is not None and worker.poll() is not None and worker.returncode != -signal.SIGKILL:
+                tail = log.read_text(errors="replace")[-4000:] if log.exists() else "(no log)"
+                raise AssertionError(f"worker exited with {worker.returncode}; end of {log}:\n{tail}")
 
     def stats(self) -> dict[str, Any]:
         return self.get("/stats")
