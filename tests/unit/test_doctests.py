@@ -24,7 +24,7 @@ MODULES = [
     "salepulse.consumers.clickhouse_sink",
     # throughput measurement (issue 13)
     "salepulse.streams.bench_floor", "salepulse.streams.bench_stages", "salepulse.streams.profiles",
-    "salepulse.streams.bench_sections",
+    "salepulse.streams.bench_sections", "salepulse.streams.gc_tuning", "salepulse.streams.serving",
     # forecast package (issue 10/11)
     "salepulse.streams.forecast", "salepulse.streams.forecast.distributions",
     "salepulse.streams.forecast.priors", "salepulse.streams.forecast.curves", "salepulse.streams.forecast.dispersion",
