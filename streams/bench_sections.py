@@ -16,7 +16,7 @@ from typing import Any
 
 from salepulse.streams.config import Settings
 
-SECTIONS = ("floor", "stages", "profile")
+SECTIONS = ("floor", "stages", "profile", "gc", "serving")
 
 
 def run_sections(settings: Settings, bootstrap: str, dsn: str, state_dir: Path, sections: set[str],
@@ -34,6 +34,15 @@ def run_sections(settings: Settings, bootstrap: str, dsn: str, state_dir: Path, 
 
         results["floor"] = bench_floor(bootstrap, dsn, state_dir, 30_000 if quick else 100_000,
                                        repeats=1 if quick else 3, backoff_events=0 if quick else 150_000)
+    if "gc" in sections:
+        from salepulse.streams.bench_speed import bench_gc
+
+        results["gc"] = bench_gc(bootstrap, dsn, state_dir, 30_000 if quick else 100_000, repeats=1 if quick else 2)
+    if "serving" in sections:
+        from salepulse.streams.bench_speed import bench_serving
+
+        results["serving"] = bench_serving(bootstrap, dsn, state_dir, 5000.0, 8.0 if quick else 20.0,
+                                           turns=1 if quick else 2)
     if "profile" in sections:
         from salepulse.streams.profiles import profile_roles, write_summaries
 
@@ -47,6 +56,7 @@ def run_sections(settings: Settings, bootstrap: str, dsn: str, state_dir: Path, 
 def render_sections(results: dict[str, Any]) -> dict[str, list[str]]:
     """Markdown lines per section present in ``results`` (``pipeline``, when there, adds its workers' ratios)."""
     from salepulse.streams.bench_floor import render_floor
+    from salepulse.streams.bench_speed import render_speed
     from salepulse.streams.bench_stages import render_stages
     from salepulse.streams.profiles import render_profiles
 
@@ -57,6 +67,10 @@ def render_sections(results: dict[str, Any]) -> dict[str, list[str]]:
         rendered["stages"] = render_stages(results["stages"])
     if "profile" in results:
         rendered["profile"] = render_profiles(results["profile"])
+    if "gc" in results:
+        rendered["gc"] = render_speed(results["gc"], None)
+    if "serving" in results:
+        rendered["serving"] = render_speed(None, results["serving"])
     return rendered
 
 
