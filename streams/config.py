@@ -92,6 +92,9 @@ class Settings:
     serving_port: int = 0
     """SALEPULSE_SERVING_PORT: the member rankings are also served on this port by a thread with its own event loop,
     off the learning path (salepulse.streams.serving); 0: not served there."""
+    serving_snapshot_s: float = 1.0
+    """SALEPULSE_SERVING_SNAPSHOT_S: with a serving port, the rankings come from a forked copy-on-write snapshot of
+    the worker renewed this often (how stale an answer may be); 0: from a thread reading the live state instead."""
     sink_batch_rows: int = 20_000
     sink_flush_seconds: float = 1.0
     sink_metrics_port: int = 6067
@@ -188,6 +191,7 @@ class Settings:
             ingest_fetch_backoff_ms=int(get("SALEPULSE_INGEST_FETCH_BACKOFF_MS", defaults.ingest_fetch_backoff_ms)),
             gc_gen0_threshold=int(get("SALEPULSE_GC_GEN0_THRESHOLD", defaults.gc_gen0_threshold)),
             serving_port=int(get("SALEPULSE_SERVING_PORT", defaults.serving_port)),
+            serving_snapshot_s=float(get("SALEPULSE_SERVING_SNAPSHOT_S", defaults.serving_snapshot_s)),
             sink_batch_rows=int(get("SALEPULSE_SINK_BATCH_ROWS", defaults.sink_batch_rows)),
             sink_flush_seconds=float(get("SALEPULSE_SINK_FLUSH_SECONDS", defaults.sink_flush_seconds)),
             sink_metrics_port=int(get("SALEPULSE_SINK_METRICS_PORT", defaults.sink_metrics_port)),

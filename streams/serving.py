@@ -22,13 +22,28 @@ catalogue and the live board of this worker:
 
 Candidate building reads the live board and the catalogue, which other threads change (the catalogue follower, the
 agents); a read that meets a dict changing size is retried (:func:`retried`).
+
+**Forked snapshots** (``SALEPULSE_SERVING_SNAPSHOT_S`` > 0, :class:`SnapshotServer`): the GIL is the thread's limit
+(measured: no better than the main port on a busy worker), so the rankings can instead come from a *process*: every
+``SALEPULSE_SERVING_SNAPSHOT_S`` the worker's loop, between two learner slices, forks a child that serves the state
+as it was at the fork (the kernel's copy-on-write pages: nothing is serialised) on a listening socket the worker
+opened once and every child shares. When the new child listens, the previous one stops accepting, answers what it
+holds and exits; no connection is refused in between. The child has a core and a GIL of its own; an event reaches its
+answers at the next snapshot. The child touches nothing another thread may hold a lock on (no Kafka client, no
+metrics, no log lines on the request path) and freezes its inherited heap so its collector copies no page.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
+import os
+import signal
+import socket
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +53,7 @@ from salepulse.streams.api import members, models
 from salepulse.streams.api.errors import HTTPProblem, error_middleware
 from salepulse.streams.api.routing import authorize, json_answer, require_ready
 from salepulse.streams.logs import get_logger
+from salepulse.streams.metrics import Registry
 
 if TYPE_CHECKING:
     from salepulse.streams.worker import Worker
@@ -72,6 +88,57 @@ async def retried(call: Callable[[], Awaitable[Any]], retries: int = RETRIES) ->
     raise AssertionError("unreachable")
 
 
+def ranking_app(worker: Worker, live: bool, requests: Any) -> web.Application:
+    """The two ranking endpoints. ``live``: reading the state other threads change (the thread server: readiness
+    checked per request, rankings under :attr:`Worker.learning`); else a forked snapshot's own copy (checked by the
+    worker before it forked)."""
+    app = web.Application(middlewares=[error_middleware(requests)])
+    app.router.add_get("/members/{member_id}/sales",
+                       _handler(worker, members.member_sales, models.MemberSales, live))
+    app.router.add_get("/members/{member_id}/products",
+                       _handler(worker, members.member_products, models.MemberProducts, live))
+    return app
+
+
+def _handler(worker: Worker, handler: Callable[..., Awaitable[dict[str, Any]]], model: Any, live: bool) -> Any:
+    settings = worker.settings
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        member_id = request.match_info["member_id"]
+        authorize("read", settings.api_token, settings.read_token, request)
+        if live:
+            require_ready(worker)
+        owner = _owner(worker, member_id)
+        if owner is not None:  # another worker owns the member: its main port routes as today
+            raise web.HTTPTemporaryRedirect(str(request.rel_url.with_scheme("http").with_host(owner[0])
+                                                .with_port(owner[1])))
+
+        async def answer() -> dict[str, Any]:
+            if not live:
+                return await handler(worker, request, member_id=member_id)
+            with worker.learning:  # between two of the learner's slices, never inside one
+                return await handler(worker, request, member_id=member_id)
+
+        result = await retried(answer)
+        model.model_validate(result)  # the documented contract holds, or this is a 500
+        return json_answer(result)
+
+    return serve
+
+
+def _owner(worker: Worker, member_id: str) -> tuple[str, int] | None:
+    """(host, port) of the worker owning the member's partition when it is not this one."""
+    app = worker.app
+    try:
+        url = app.router.key_store(worker.member_prefs.name, member_id)
+    except KeyError:
+        raise HTTPProblem(503, "the member's partition has no owner yet; retry in a moment") from None
+    here = app.conf.canonical_url
+    if (url.host, url.port) == (here.host, here.port):
+        return None
+    return str(url.host), int(url.port or 80)
+
+
 class RankingServer:
     """The rankings of ``worker`` on ``port``, in a daemon thread; :meth:`start` returns once it listens."""
 
@@ -84,45 +151,7 @@ class RankingServer:
         self.failure: BaseException | None = None
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[error_middleware(self.worker.metrics.http_requests)])
-        app.router.add_get("/members/{member_id}/sales", self._handler(members.member_sales, models.MemberSales))
-        app.router.add_get("/members/{member_id}/products",
-                           self._handler(members.member_products, models.MemberProducts))
-        return app
-
-    def _handler(self, handler: Callable[..., Awaitable[dict[str, Any]]], model: Any) -> Any:
-        worker, settings = self.worker, self.worker.settings
-
-        async def serve(request: web.Request) -> web.StreamResponse:
-            member_id = request.match_info["member_id"]
-            authorize("read", settings.api_token, settings.read_token, request)
-            require_ready(worker)
-            owner = self._owner(member_id)
-            if owner is not None:  # another worker owns the member: its main port routes as today
-                raise web.HTTPTemporaryRedirect(str(request.rel_url.with_scheme("http").with_host(owner[0])
-                                                    .with_port(owner[1])))
-
-            async def answer() -> dict[str, Any]:
-                with worker.learning:  # between two of the learner's slices, never inside one
-                    return await handler(worker, request, member_id=member_id)
-
-            result = await retried(answer)
-            model.model_validate(result)  # the documented contract holds, or this is a 500
-            return json_answer(result)
-
-        return serve
-
-    def _owner(self, member_id: str) -> tuple[str, int] | None:
-        """(host, port) of the worker owning the member's partition when it is not this one."""
-        app = self.worker.app
-        try:
-            url = app.router.key_store(self.worker.member_prefs.name, member_id)
-        except KeyError:
-            raise HTTPProblem(503, "the member's partition has no owner yet; retry in a moment") from None
-        here = app.conf.canonical_url
-        if (url.host, url.port) == (here.host, here.port):
-            return None
-        return str(url.host), int(url.port or 80)
+        return ranking_app(self.worker, live=True, requests=self.worker.metrics.http_requests)
 
     def start(self, timeout: float = 30.0) -> None:
         sys.setswitchinterval(SWITCH_INTERVAL_S)
@@ -150,3 +179,100 @@ class RankingServer:
         if self.loop is not None and self.thread.is_alive():
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(timeout)
+
+
+class SnapshotServer:
+    """Rankings from a forked copy-on-write snapshot of the worker, renewed every ``every_s`` (see the module)."""
+
+    def __init__(self, worker: Worker, port: int, host: str, every_s: float) -> None:
+        self.worker, self.every_s = worker, every_s
+        self.sock = socket.create_server((host, port), backlog=1024)
+        self.sock.setblocking(False)
+        self.child: tuple[int, int] | None = None  # (pid, write end of its "retire" pipe)
+        self.retired: list[int] = []
+        self.forks = 0
+        self.fork_ms: list[float] = []
+        """Milliseconds the worker's loop spent in each fork (kept to the last 100, for /stats and the bench)."""
+
+    async def refresh(self) -> None:
+        """Fork a new snapshot child, wait until it accepts, retire the previous one (called on the worker's loop,
+        so never inside a learner slice)."""
+        try:
+            require_ready(self.worker)
+        except HTTPProblem:
+            return  # nothing consistent to serve yet; the main port says why
+        self._reap()
+        ready_r, ready_w = os.pipe()
+        retire_r, retire_w = os.pipe()
+        started = time.perf_counter()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            os.close(ready_r)
+            os.close(retire_w)
+            code = 0
+            try:
+                self._serve(ready_w, retire_r)
+            except BaseException:  # noqa: BLE001 - the child's failure must not run the worker's code
+                code = 1
+            os._exit(code)
+        self.fork_ms = [*self.fork_ms[-99:], round((time.perf_counter() - started) * 1000, 3)]
+        os.close(ready_w)
+        os.close(retire_r)
+        ready = await asyncio.to_thread(os.read, ready_r, 1)
+        os.close(ready_r)
+        if ready != b"1":  # the child failed before listening: keep the previous one
+            os.close(retire_w)
+            self.retired.append(pid)
+            log.error("ranking snapshot failed to start; the previous one keeps serving", pid=pid)
+            return
+        previous, self.child = self.child, (pid, retire_w)
+        self.forks += 1
+        if previous is not None:
+            os.close(previous[1])  # EOF on its pipe: it stops accepting, answers what it holds, exits
+            self.retired.append(previous[0])
+
+    def _reap(self) -> None:
+        still = []
+        for pid in self.retired:
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                continue
+            if not done:
+                still.append(pid)
+        self.retired = still
+
+    def _serve(self, ready_w: int, retire_r: int) -> None:
+        """The child: a loop of its own on the shared socket until its retire pipe closes."""
+        signal.set_wakeup_fd(-1)  # the inherited one is the worker's loop: a signal here must not wake it
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_DFL)
+        gc.freeze()  # the inherited heap is read-only here: a collection walking it would copy every page
+        asyncio.events._set_running_loop(None)  # forked from inside the worker's running loop
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        runner = web.AppRunner(ranking_app(self.worker, live=False, requests=Registry().counter(
+            "salepulse_snapshot_requests_total", "Requests answered by the snapshot.", ["route", "status"])),
+            access_log=None, handle_signals=False, shutdown_timeout=5.0)
+        loop.run_until_complete(runner.setup())
+        loop.run_until_complete(web.SockSite(runner, self.sock).start())
+        os.write(ready_w, b"1")
+        os.close(ready_w)
+        done = loop.create_future()
+        loop.add_reader(retire_r, lambda: done.done() or done.set_result(None))
+        loop.run_until_complete(done)
+        loop.run_until_complete(runner.cleanup())
+
+    def stop(self) -> None:
+        if self.child is not None:
+            os.close(self.child[1])
+            self.retired.append(self.child[0])
+            self.child = None
+        deadline = time.monotonic() + 5
+        while self.retired and time.monotonic() < deadline:
+            self._reap()
+            time.sleep(0.05)
+        for pid in self.retired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.sock.close()

@@ -539,11 +539,21 @@ class Worker:
             log.info("garbage collector tuned", **tuned)
 
     async def start_serving(self) -> None:
-        """Rankings on SALEPULSE_SERVING_PORT from a thread of their own (salepulse.streams.serving)."""
-        from salepulse.streams.serving import RankingServer
+        """Rankings on SALEPULSE_SERVING_PORT off the learning path (salepulse.streams.serving): from forked
+        snapshots (refreshed by ``refresh_serving``), or from a thread when SALEPULSE_SERVING_SNAPSHOT_S is 0."""
+        from salepulse.streams.serving import RankingServer, SnapshotServer
 
-        self.ranking_server = RankingServer(self, self.settings.serving_port, self.settings.http_host)
+        settings = self.settings
+        if settings.serving_snapshot_s > 0:
+            self.ranking_server = SnapshotServer(self, settings.serving_port, settings.http_host,
+                                                 settings.serving_snapshot_s)
+            return
+        self.ranking_server = RankingServer(self, settings.serving_port, settings.http_host)
         await asyncio.to_thread(self.ranking_server.start)
+
+    async def refresh_serving(self) -> None:
+        if self.ranking_server is not None:
+            await self.ranking_server.refresh()
 
     async def stop_serving(self, *_args: Any, **_kwargs: Any) -> None:
         if self.ranking_server is not None:
@@ -580,6 +590,8 @@ class Worker:
             if settings.serving_port:
                 app.task(self.start_serving)
                 app.on_before_shutdown.connect(self.stop_serving)
+                if settings.serving_snapshot_s > 0:
+                    app.timer(interval=settings.serving_snapshot_s, name="refresh_serving")(self.refresh_serving)
         if not settings.counts_velocity:
             app.agent(self.snapshots_topic, name="follow_velocity")(self.follow_velocity)
         app.timer(interval=10.0, name="measure_lag")(self.measure_lag)

@@ -30,11 +30,13 @@ def fetch(port: int, path: str, token: str | None = "reader") -> tuple[int, obje
         return error.code, json.loads(error.read())
 
 
+@pytest.mark.parametrize("snapshot_s", ["1.0", "0"], ids=["forked snapshots", "thread"])
 def test_the_serving_port_ranks_like_the_main_port_and_sees_an_order_within_seconds(
-        kafka_bootstrap: str, clickhouse_dsn: str, tmp_path: Path) -> None:
+        kafka_bootstrap: str, clickhouse_dsn: str, tmp_path: Path, snapshot_s: str) -> None:
     serving = free_port()
     pipeline = Pipeline(kafka_bootstrap, clickhouse_dsn, tmp_path / "state",
-                        extra_env={"SALEPULSE_SERVING_PORT": str(serving), "SALEPULSE_READ_TOKEN": "reader"})
+                        extra_env={"SALEPULSE_SERVING_PORT": str(serving), "SALEPULSE_READ_TOKEN": "reader",
+                                   "SALEPULSE_SERVING_SNAPSHOT_S": snapshot_s})
     try:
         pipeline.start_worker()
         main = pipeline.settings.http_port
@@ -52,16 +54,17 @@ def test_the_serving_port_ranks_like_the_main_port_and_sees_an_order_within_seco
             return status == 200 and {item["sale_id"] for item in body["items"]} == set(sales.values())
 
         wait_until(all_listed, 60, "the serving port to rank every open sale")
-        assert fetch(serving, path) == fetch(main, path)
+        # a snapshot may trail the live state by one refresh: the same answer within seconds, not at once
+        wait_until(lambda: fetch(serving, path) == fetch(main, path), 10, "the same ranking on both ports")
 
         with Publisher(pipeline.settings) as publisher:
             publisher.send("order", order(f"sv-{tag}-mine", member, sales["delta"], f"{sales['delta']}-p1",
                                           int(time.time() * 1000)))
         wait_until(lambda: fetch(serving, path)[1]["items"][0]["sale_id"] == sales["delta"], 10,
                    "the ordered sale to top the serving port's ranking", every=0.05)
-        assert fetch(serving, path) == fetch(main, path)
+        wait_until(lambda: fetch(serving, path) == fetch(main, path), 10, "the same ranking on both ports")
         products = f"/members/{member}/products?sale_id={sales['delta']}&k=5"
-        assert fetch(serving, products) == fetch(main, products)
+        wait_until(lambda: fetch(serving, products) == fetch(main, products), 10, "the same products on both ports")
 
         assert fetch(serving, path, token=None)[0] == 401
         assert fetch(serving, f"/members/{member}/sales?k=0")[0] == 400
