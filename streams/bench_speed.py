@@ -49,7 +49,7 @@ def bench_gc(bootstrap: str, dsn: str, state_dir: Path, n_events: int, repeats: 
 
 
 def bench_serving(bootstrap: str, dsn: str, state_dir: Path, rate: float, seconds: float,
-                  turns: int = 2, probes: int = 15) -> dict[str, Any]:
+                  turns: int = 2, probes: int = 15, snapshot_s: float = 1.0) -> dict[str, Any]:
     """Ranking latency (``ranking_load`` at 200 req/s requested, ``seconds`` per port and turn) and event → ranking
     (``probes`` new members per port and turn) on the main port and the serving port, in turns, while simulated
     traffic arrives at ``rate`` events/s; one worker with every role (the demo's layout)."""
@@ -58,10 +58,13 @@ def bench_serving(bootstrap: str, dsn: str, state_dir: Path, rate: float, second
 
     serving = free_port()
     pipeline = Pipeline(bootstrap, dsn, state_dir / "serving", partitions=4,
-                        extra_env={"SALEPULSE_SERVING_PORT": str(serving)})
+                        extra_env={"SALEPULSE_SERVING_PORT": str(serving),
+                                   "SALEPULSE_SERVING_SNAPSHOT_S": str(snapshot_s)})
     tag = f"sv{uuid.uuid4().hex[:4]}"
     ports = {"main": pipeline.settings.http_port, "serving": serving}
+    mode = f"forked snapshots every {snapshot_s:g} s" if snapshot_s > 0 else "a thread reading the live state"
     results: dict[str, Any] = {"offered_events_per_s": rate, "seconds_per_load": seconds, "turns": turns,
+                               "serving_mode": mode,
                                **{name: {"load": [], "reflects": []} for name in ports}}
     try:
         sales, priors, stock = probe_catalogue(int(time.time() * 1000), tag)
@@ -87,6 +90,8 @@ def bench_serving(bootstrap: str, dsn: str, state_dir: Path, rate: float, second
                     results[name]["load"].append(ranking_load(clients[name], tag, rps=200, seconds=seconds))
             results["background_events_sent"] = background.sent
             results["lag_at_end"] = pipeline.lag()[0]
+        results["snapshot_log"] = [line for line in pipeline.worker_log.read_text().splitlines()
+                                   if "ranking snapshots" in line][-3:]
         probe_publisher.flush(10)
         for client in clients.values():
             client.close()
@@ -109,7 +114,9 @@ def render_speed(gc_result: dict[str, Any] | None, serving: dict[str, Any] | Non
         lines += ["", f"Ratio tuned / defaults: **{gc_result['ratio_tuned_to_defaults']}**.", ""]
     if serving:
         lines += ["## Rankings off the learning path (issue #13)", "",
-                  f"One worker with every role, `SALEPULSE_SERVING_PORT` set, {serving['offered_events_per_s']:,.0f} "
+                  f"One worker with every role, `SALEPULSE_SERVING_PORT` set (served by "
+                  f"{serving.get('serving_mode', 'a thread reading the live state')}), "
+                  f"{serving['offered_events_per_s']:,.0f} "
                   f"simulated events/s offered; main port and serving port in turns ({serving['turns']} turns, "
                   f"{serving['seconds_per_load']:.0f} s of ranking load per port and turn, 200 req/s requested "
                   "from one synchronous client). Latency is the client's full HTTP round trip.", "",
@@ -124,4 +131,7 @@ def render_speed(gc_result: dict[str, Any] | None, serving: dict[str, Any] | Non
                              f"{reflects.get('p50')} / {reflects.get('p99')} ({reflects['missed']}) |")
         lines += ["", f"Background events sent: {serving['background_events_sent']:,}; worker lag at the end: "
                       f"{serving['lag_at_end']:,}.", ""]
+        if serving.get("snapshot_log"):
+            lines += ["What the forks cost the worker's loop (its log):", "", "```",
+                      *serving["snapshot_log"], "```", ""]
     return lines

@@ -227,6 +227,9 @@ class SnapshotServer:
             return
         previous, self.child = self.child, (pid, retire_w)
         self.forks += 1
+        if self.forks % 60 == 1:  # what the snapshots cost the worker's loop, about once a minute
+            log.info("ranking snapshots", forks=self.forks, fork_ms_last=self.fork_ms[-1],
+                     fork_ms_max=max(self.fork_ms))
         if previous is not None:
             os.close(previous[1])  # EOF on its pipe: it stops accepting, answers what it holds, exits
             self.retired.append(previous[0])
