@@ -215,21 +215,19 @@ class BatchSplitter:
             kinds[kind] += 1
             facts_count += len(event_facts)
             signals_count += len(event_signals)
-            previous = None
-            for fact in event_facts:
-                sale_id = fact.sale_id
-                chunks = sales.get(sale_id)
-                if chunks is None:
-                    chunks = sales[sale_id] = [_FactColumns(source, offset)]
-                columns = chunks[-1]
-                if sale_id != previous:  # an event's facts of one sale are adjacent (extract_facts groups them)
-                    # the whole event's size counts against each of its sales: a safe upper estimate
-                    if columns.size and columns.size + fact_size > budget:
-                        columns = _FactColumns(source, offset)
-                        chunks.append(columns)
-                    columns.start(message, fact_size)
-                    previous = sale_id
-                columns.add(fact, source, offset)
+            if len(event_facts) == 1:
+                fact = event_facts[0]
+                self._start(sales, fact.sale_id, message, source, offset, fact_size).add(fact, source, offset)
+            else:
+                # An order's lines may alternate between sales; each sale's facts of this event must stay in one
+                # message (sale_state closes the event's offset with the first message carrying it).
+                started: dict[str, _FactColumns] = {}
+                for fact in event_facts:
+                    columns = started.get(fact.sale_id)
+                    if columns is None:
+                        columns = started[fact.sale_id] = self._start(sales, fact.sale_id, message, source, offset,
+                                                                      fact_size)
+                    columns.add(fact, source, offset)
             per_target = signals.get(target)
             if per_target is None:
                 signals[target] = [(event_signals, signal_size, source)]
@@ -250,6 +248,20 @@ class BatchSplitter:
                 size += signal_size
             out.signals.append((target, self._signals_message(target, chunk, first)))
         return out
+
+    def _start(self, sales: dict[str, list[_FactColumns]], sale_id: str, message: Message, source: str, offset: int,
+               size: int) -> _FactColumns:
+        """The sale's open message, with room for one more event of ``size`` bytes (a new one when it is full)."""
+        chunks = sales.get(sale_id)
+        if chunks is None:
+            chunks = sales[sale_id] = [_FactColumns(source, offset)]
+        columns = chunks[-1]
+        # the whole event's size counts against each of its sales: a safe upper estimate
+        if columns.size and columns.size + size > self.budget:
+            columns = _FactColumns(source, offset)
+            chunks.append(columns)
+        columns.start(message, size)
+        return columns
 
     def _encode_facts(self, out: IngestBatch, sale_id: str, columns: _FactColumns) -> list[tuple[str, bytes]]:
         """The facts message of one chunk; if it does not encode, each event on its own, dead-lettering those that

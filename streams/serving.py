@@ -60,6 +60,10 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
+MAX_FORK_SHARE = 0.05
+"""At most this share of the worker's loop goes to forking: a fork that took 150 ms (a large heap, a busy box: seen
+under load) puts the next one 3 s later instead of 1 s, so answers grow staler rather than the learner falling
+behind."""
 SWITCH_INTERVAL_S = 0.001
 """CPython's GIL switch interval while the server runs (default 0.005 s): each of a request's several GIL
 acquisitions waits up to this long behind a busy learner or ingest thread."""
@@ -191,12 +195,15 @@ class SnapshotServer:
         self.child: tuple[int, int] | None = None  # (pid, write end of its "retire" pipe)
         self.retired: list[int] = []
         self.forks = 0
+        self.last_fork = 0.0
         self.fork_ms: list[float] = []
         """Milliseconds the worker's loop spent in each fork (kept to the last 100, for /stats and the bench)."""
 
     async def refresh(self) -> None:
         """Fork a new snapshot child, wait until it accepts, retire the previous one (called on the worker's loop,
         so never inside a learner slice)."""
+        if self.fork_ms and time.monotonic() - self.last_fork < self.fork_ms[-1] / 1000 / MAX_FORK_SHARE:
+            return
         try:
             require_ready(self.worker)
         except HTTPProblem:
@@ -216,6 +223,7 @@ class SnapshotServer:
                 code = 1
             os._exit(code)
         self.fork_ms = [*self.fork_ms[-99:], round((time.perf_counter() - started) * 1000, 3)]
+        self.last_fork = time.monotonic()
         os.close(ready_w)
         os.close(retire_r)
         ready = await asyncio.to_thread(os.read, ready_r, 1)
@@ -229,7 +237,7 @@ class SnapshotServer:
         self.forks += 1
         if self.forks % 60 == 1:  # what the snapshots cost the worker's loop, about once a minute
             log.info("ranking snapshots", forks=self.forks, fork_ms_last=self.fork_ms[-1],
-                     fork_ms_max=max(self.fork_ms))
+                     fork_ms_median=sorted(self.fork_ms)[len(self.fork_ms) // 2], fork_ms_max=max(self.fork_ms))
         if previous is not None:
             os.close(previous[1])  # EOF on its pipe: it stops accepting, answers what it holds, exits
             self.retired.append(previous[0])
