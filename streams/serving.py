@@ -216,6 +216,10 @@ class SnapshotServer:
         if pid == 0:  # the child: never returns
             os.close(ready_r)
             os.close(retire_w)
+            if self.child is not None:
+                # the serving child's retire pipe: a copy held here would keep it from ever seeing EOF (a retired
+                # snapshot went on answering with the catalogue of its time)
+                os.close(self.child[1])
             code = 0
             try:
                 self._serve(ready_w, retire_r)

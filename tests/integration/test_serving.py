@@ -60,8 +60,15 @@ def test_the_serving_port_ranks_like_the_main_port_and_sees_an_order_within_seco
         with Publisher(pipeline.settings) as publisher:
             publisher.send("order", order(f"sv-{tag}-mine", member, sales["delta"], f"{sales['delta']}-p1",
                                           int(time.time() * 1000)))
-        wait_until(lambda: fetch(serving, path)[1]["items"][0]["sale_id"] == sales["delta"], 10,
-                   "the ordered sale to top the serving port's ranking", every=0.05)
+        answers: list[object] = []
+
+        def tops() -> bool:
+            status, body = fetch(serving, path)
+            answers.append((status, body))
+            assert status == 200 and body["items"], f"no ranking from the serving port: {answers[-3:]}"
+            return body["items"][0]["sale_id"] == sales["delta"]
+
+        wait_until(tops, 10, "the ordered sale to top the serving port's ranking", every=0.05)
         wait_until(lambda: fetch(serving, path) == fetch(main, path), 10, "the same ranking on both ports")
         products = f"/members/{member}/products?sale_id={sales['delta']}&k=5"
         wait_until(lambda: fetch(serving, products) == fetch(main, products), 10, "the same products on both ports")
