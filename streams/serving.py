@@ -97,11 +97,19 @@ def ranking_app(worker: Worker, live: bool, requests: Any) -> web.Application:
     checked per request, rankings under :attr:`Worker.learning`); else a forked snapshot's own copy (checked by the
     worker before it forked)."""
     app = web.Application(middlewares=[error_middleware(requests)])
+    if not live:
+        # A snapshot retires every refresh: a kept-alive connection would tie a client to it and be reset when it
+        # goes (seen in the bench), so each answer closes its connection and the next request reaches the newest.
+        app.on_response_prepare.append(_close_after)
     app.router.add_get("/members/{member_id}/sales",
                        _handler(worker, members.member_sales, models.MemberSales, live))
     app.router.add_get("/members/{member_id}/products",
                        _handler(worker, members.member_products, models.MemberProducts, live))
     return app
+
+
+async def _close_after(_request: web.Request, response: web.StreamResponse) -> None:
+    response.force_close()
 
 
 def _handler(worker: Worker, handler: Callable[..., Awaitable[dict[str, Any]]], model: Any, live: bool) -> Any:

@@ -10,6 +10,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 
 from salepulse.consumers.harness import Pipeline, wait_until
@@ -73,6 +74,11 @@ def test_the_serving_port_ranks_like_the_main_port_and_sees_an_order_within_seco
         products = f"/members/{member}/products?sale_id={sales['delta']}&k=5"
         wait_until(lambda: fetch(serving, products) == fetch(main, products), 10, "the same products on both ports")
 
+        # a snapshot retires every refresh: it closes each connection, so no client stays tied to a retired one
+        with httpx.Client(base_url=f"http://127.0.0.1:{serving}", headers={"Authorization": "Bearer reader"}) as c:
+            for _ in range(40 if snapshot_s != "0" else 1):
+                assert c.get(path).status_code == 200
+                time.sleep(0.05)
         assert fetch(serving, path, token=None)[0] == 401
         assert fetch(serving, f"/members/{member}/sales?k=0")[0] == 400
         assert fetch(serving, f"/members/{member}/products?sale_id=nope")[0] == 404
