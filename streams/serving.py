@@ -64,6 +64,8 @@ MAX_FORK_SHARE = 0.05
 """At most this share of the worker's loop goes to forking: a fork that took 150 ms (a large heap, a busy box: seen
 under load) puts the next one 3 s later instead of 1 s, so answers grow staler rather than the learner falling
 behind."""
+RETIRE_GRACE_S = 2.0
+"""A retired snapshot answers the connections it had accepted for this long before it closes."""
 SWITCH_INTERVAL_S = 0.001
 """CPython's GIL switch interval while the server runs (default 0.005 s): each of a request's several GIL
 acquisitions waits up to this long behind a busy learner or ingest thread."""
@@ -278,12 +280,16 @@ class SnapshotServer:
             "salepulse_snapshot_requests_total", "Requests answered by the snapshot.", ["route", "status"])),
             access_log=None, handle_signals=False, shutdown_timeout=5.0)
         loop.run_until_complete(runner.setup())
-        loop.run_until_complete(web.SockSite(runner, self.sock).start())
+        server = loop.run_until_complete(loop.create_server(runner.server, sock=self.sock, backlog=1024))
         os.write(ready_w, b"1")
         os.close(ready_w)
         done = loop.create_future()
         loop.add_reader(retire_r, lambda: done.done() or done.set_result(None))
         loop.run_until_complete(done)
+        # Retired: stop accepting (the newer snapshot takes the socket's queue), then answer what was accepted
+        # already before closing anything; closing at once reset connections accepted a moment before.
+        server.close()
+        loop.run_until_complete(asyncio.sleep(RETIRE_GRACE_S))
         loop.run_until_complete(runner.cleanup())
 
     def stop(self) -> None:
