@@ -44,7 +44,7 @@ def run_sections(settings: Settings, bootstrap: str, dsn: str, state_dir: Path, 
         # 1,000 events/s: the rate one worker with every role keeps up with on this box (README, Benchmarks), so
         # event -> ranking measures serving, not a learner's backlog
         results["serving"] = bench_serving(bootstrap, dsn, state_dir, 1000.0, 8.0 if quick else 20.0,
-                                           turns=1 if quick else 2)
+                                           turns=1 if quick else 2, snapshot_s=settings.serving_snapshot_s)
     if "profile" in sections:
         from salepulse.streams.profiles import profile_roles, write_summaries
 

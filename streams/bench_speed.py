@@ -49,7 +49,7 @@ def bench_gc(bootstrap: str, dsn: str, state_dir: Path, n_events: int, repeats: 
 
 
 def bench_serving(bootstrap: str, dsn: str, state_dir: Path, rate: float, seconds: float,
-                  turns: int = 2, probes: int = 15, snapshot_s: float = 1.0) -> dict[str, Any]:
+                  turns: int = 2, probes: int = 15, snapshot_s: float = 0.0) -> dict[str, Any]:
     """Ranking latency (``ranking_load`` at 200 req/s requested, ``seconds`` per port and turn) and event → ranking
     (``probes`` new members per port and turn) on the main port and the serving port, in turns, while simulated
     traffic arrives at ``rate`` events/s; one worker with every role (the demo's layout)."""

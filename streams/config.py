@@ -92,9 +92,10 @@ class Settings:
     serving_port: int = 0
     """SALEPULSE_SERVING_PORT: the member rankings are also served on this port by a thread with its own event loop,
     off the learning path (salepulse.streams.serving); 0: not served there."""
-    serving_snapshot_s: float = 1.0
-    """SALEPULSE_SERVING_SNAPSHOT_S: with a serving port, the rankings come from a forked copy-on-write snapshot of
-    the worker renewed this often (how stale an answer may be); 0: from a thread reading the live state instead."""
+    serving_snapshot_s: float = 0.0
+    """SALEPULSE_SERVING_SNAPSHOT_S: with a serving port, > 0 serves the rankings from a forked copy-on-write
+    snapshot of the worker renewed this often (experimental: resets connections under load, see the README);
+    0: from a thread reading the live state."""
     sink_batch_rows: int = 20_000
     sink_flush_seconds: float = 1.0
     sink_metrics_port: int = 6067
