@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from salepulse.consumers.harness import Pipeline, wait_until
-from salepulse.consumers.publish import Publisher
+from salepulse.consumers.io.publish import Publisher
+from salepulse.consumers.tools.harness import Pipeline, wait_until
 from salepulse.deploy.kafka.processes import free_port
 from tests.integration.test_member_ranking import BRANDS, HOUR, order, sale_record
 

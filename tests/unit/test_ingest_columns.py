@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from salepulse.schemas.codec import Codec
-from salepulse.streams.ingest import BatchSplitter, facts_record, output_bytes, signals_of
-from salepulse.streams.topology import RECORD_KINDS
-from salepulse.streams.velocity import extract_facts, facts_by_sale
+from salepulse.streams.domain.velocity import extract_facts, facts_by_sale
+from salepulse.streams.io.ingest import BatchSplitter, facts_record, output_bytes, signals_of
+from salepulse.streams.platform.topology import RECORD_KINDS
 from tests.unit.test_ingest import T0, Raw
 
 CODEC = Codec()
