@@ -87,6 +87,16 @@ class Settings:
     ingest_fetch_backoff_ms: int = 1000
     """SALEPULSE_INGEST_FETCH_BACKOFF_MS: librdkafka's ``fetch.queue.backoff.ms`` for the ingest's consumer (how
     long a partition's fetch pauses once its local queue is full); ``salepulse bench --only floor`` measures it."""
+    gc_gen0_threshold: int = 50_000
+    """SALEPULSE_GC_GEN0_THRESHOLD: the worker freezes its start-up heap and collects its youngest generation every
+    this many allocations (CPython: 700); 0 leaves the collector as CPython sets it (streams/platform/gc_tuning)."""
+    serving_port: int = 0
+    """SALEPULSE_SERVING_PORT: the member rankings are also served on this port by a thread with its own event loop,
+    off the learning path (salepulse.streams.runtime.serving); 0: not served there."""
+    serving_snapshot_s: float = 0.0
+    """SALEPULSE_SERVING_SNAPSHOT_S: with a serving port, > 0 serves the rankings from a forked copy-on-write
+    snapshot of the worker renewed this often (experimental: resets connections under load, see the README);
+    0: from a thread reading the live state."""
     sink_batch_rows: int = 20_000
     sink_flush_seconds: float = 1.0
     sink_metrics_port: int = 6067
@@ -197,6 +207,9 @@ class Settings:
             event_max_lead_s=float(get("SALEPULSE_EVENT_MAX_LEAD_S", defaults.event_max_lead_s)),
             max_body_bytes=int(get("SALEPULSE_MAX_BODY_BYTES", defaults.max_body_bytes)),
             ingest_fetch_backoff_ms=int(get("SALEPULSE_INGEST_FETCH_BACKOFF_MS", defaults.ingest_fetch_backoff_ms)),
+            gc_gen0_threshold=int(get("SALEPULSE_GC_GEN0_THRESHOLD", defaults.gc_gen0_threshold)),
+            serving_port=int(get("SALEPULSE_SERVING_PORT", defaults.serving_port)),
+            serving_snapshot_s=float(get("SALEPULSE_SERVING_SNAPSHOT_S", defaults.serving_snapshot_s)),
             sink_batch_rows=int(get("SALEPULSE_SINK_BATCH_ROWS", defaults.sink_batch_rows)),
             sink_flush_seconds=float(get("SALEPULSE_SINK_FLUSH_SECONDS", defaults.sink_flush_seconds)),
             sink_metrics_port=int(get("SALEPULSE_SINK_METRICS_PORT", defaults.sink_metrics_port)),

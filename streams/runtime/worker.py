@@ -58,6 +58,7 @@ from salepulse.streams.io.lag import group_lag
 from salepulse.streams.platform.bounded import SaleCache
 from salepulse.streams.platform.clock import StreamClock
 from salepulse.streams.platform.config import Settings
+from salepulse.streams.platform.gc_tuning import tune_collector
 from salepulse.streams.platform.logs import get_logger
 from salepulse.streams.platform.metrics import Metric, Registry
 from salepulse.streams.platform.topology import sku_key
@@ -272,6 +273,9 @@ class Worker:
         self._output_topics: dict[str, faust.TopicT] = {}
         for name in (*names.events, names.priors):  # what the HTTP writes produce to
             self.output_topic(name)
+        self.learning = threading.Lock()
+        """Held by the learner while it folds a slice of signals in, and by the ranking server while it ranks."""
+        self.ranking_server: Any = None
         self._ingest_stop = threading.Event()
         self._ingest_thread = threading.Thread(target=self._run_ingest, name="ingest", daemon=True)
 
@@ -448,17 +452,18 @@ class Worker:
             _, batch = self.codec.decode(event.value, timestamps="ms")
         except DecodeError as exc:
             return f"decode: {exc}"
-        members, update = self.members, self.preferences.update
+        members, update, signals = self.members, self.preferences.update, batch["signals"]
         failures: list[str] = []
-        for n, signal in enumerate(batch["signals"], start=1):
-            try:
-                member_id = signal["member_id"]
-                members.put(member_id, update(members.get(member_id), preference_update(signal, self.catalog)),
-                            event)
-            except Exception as exc:  # noqa: BLE001
-                failures.append(f"{type(exc).__name__}: {exc}")
-            if n % LEARN_SLICE == 0:
-                await asyncio.sleep(0)
+        for start in range(0, len(signals), LEARN_SLICE):
+            with self.learning:  # the ranking server (salepulse.streams.runtime.serving) reads between slices only
+                for signal in signals[start:start + LEARN_SLICE]:
+                    try:
+                        member_id = signal["member_id"]
+                        members.put(member_id,
+                                    update(members.get(member_id), preference_update(signal, self.catalog)), event)
+                    except Exception as exc:  # noqa: BLE001
+                        failures.append(f"{type(exc).__name__}: {exc}")
+            await asyncio.sleep(0)
         self.metrics.signals_learned.inc(len(batch["signals"]) - len(failures))
         if failures:
             return f"{len(failures)} of {len(batch['signals'])} signals not learned; first: {failures[0]}"
@@ -565,6 +570,32 @@ class Worker:
     async def start_shop_view(self) -> None:
         self.view_follower.start()
 
+    async def tune_gc(self) -> None:
+        tuned = tune_collector(self.settings.gc_gen0_threshold)
+        if tuned:
+            log.info("garbage collector tuned", **tuned)
+
+    async def start_serving(self) -> None:
+        """Rankings on SALEPULSE_SERVING_PORT off the learning path (salepulse.streams.runtime.serving): from forked
+        snapshots (refreshed by ``refresh_serving``), or from a thread when SALEPULSE_SERVING_SNAPSHOT_S is 0."""
+        from salepulse.streams.runtime.serving import RankingServer, SnapshotServer
+
+        settings = self.settings
+        if settings.serving_snapshot_s > 0:
+            self.ranking_server = SnapshotServer(self, settings.serving_port, settings.http_host,
+                                                 settings.serving_snapshot_s)
+            return
+        self.ranking_server = RankingServer(self, settings.serving_port, settings.http_host)
+        await asyncio.to_thread(self.ranking_server.start)
+
+    async def refresh_serving(self) -> None:
+        if self.ranking_server is not None:
+            await self.ranking_server.refresh()
+
+    async def stop_serving(self, *_args: Any, **_kwargs: Any) -> None:
+        if self.ranking_server is not None:
+            await asyncio.to_thread(self.ranking_server.stop)
+
     async def widen_producer_buffer(self) -> None:
         """Faust flushes its producer buffer every 100 messages, one await each; batches here send thousands."""
         self.app.producer.buffer.max_messages = 10_000
@@ -583,6 +614,7 @@ class Worker:
         app, settings = self.app, self.settings
         app.task(self.start_catalog)
         app.task(self.widen_producer_buffer)
+        app.task(self.tune_gc)
         app.on_partitions_revoked.connect(self.forget_cached_state)
         app.on_before_shutdown.connect(self.stop_ingest)
         if settings.counts_velocity and self.handover is not None:
@@ -595,6 +627,11 @@ class Worker:
         if settings.learns_preferences:
             app.agent(self.signals_topic, name="member_preferences")(self.member_preferences)
             app.timer(interval=MEMBER_FLUSH_SECONDS, name="flush_members")(self.flush_members)
+            if settings.serving_port:
+                app.task(self.start_serving)
+                app.on_before_shutdown.connect(self.stop_serving)
+                if settings.serving_snapshot_s > 0:
+                    app.timer(interval=settings.serving_snapshot_s, name="refresh_serving")(self.refresh_serving)
         if not settings.counts_velocity:
             app.agent(self.snapshots_topic, name="follow_velocity")(self.follow_velocity)
         app.timer(interval=10.0, name="measure_lag")(self.measure_lag)

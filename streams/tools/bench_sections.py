@@ -17,7 +17,7 @@ from typing import Any
 
 from salepulse.streams.platform.config import Settings
 
-SECTIONS = ("floor", "stages", "profile", "scale")
+SECTIONS = ("floor", "stages", "profile", "scale", "gc", "serving")
 
 
 def run_sections(settings: Settings, bootstrap: str, dsn: str, state_dir: Path, sections: set[str],
@@ -35,6 +35,17 @@ def run_sections(settings: Settings, bootstrap: str, dsn: str, state_dir: Path, 
 
         results["floor"] = bench_floor(bootstrap, dsn, state_dir, 30_000 if quick else 100_000,
                                        repeats=1 if quick else 3, backoff_events=0 if quick else 150_000)
+    if "gc" in sections:
+        from salepulse.streams.tools.bench_speed import bench_gc
+
+        results["gc"] = bench_gc(bootstrap, dsn, state_dir, 30_000 if quick else 100_000, repeats=1 if quick else 2)
+    if "serving" in sections:
+        from salepulse.streams.tools.bench_speed import bench_serving
+
+        # 1,000 events/s: the rate one worker with every role keeps up with on this box (README, Benchmarks), so
+        # event -> ranking measures serving, not a learner's backlog
+        results["serving"] = bench_serving(bootstrap, dsn, state_dir, 1000.0, 8.0 if quick else 20.0,
+                                           turns=1 if quick else 2, snapshot_s=settings.serving_snapshot_s)
     if "profile" in sections:
         from salepulse.streams.tools.profiles import profile_roles, write_summaries
 
@@ -53,6 +64,7 @@ def render_sections(results: dict[str, Any]) -> dict[str, list[str]]:
     """Markdown lines per section present in ``results`` (``pipeline``, when there, adds its workers' ratios)."""
     from salepulse.streams.tools.bench_floor import render_floor
     from salepulse.streams.tools.bench_scale import render_scale
+    from salepulse.streams.tools.bench_speed import render_speed
     from salepulse.streams.tools.bench_stages import render_stages
     from salepulse.streams.tools.profiles import render_profiles
 
@@ -65,6 +77,10 @@ def render_sections(results: dict[str, Any]) -> dict[str, list[str]]:
         rendered["profile"] = render_profiles(results["profile"])
     if "scale" in results:
         rendered["scale"] = render_scale(results["scale"])
+    if "gc" in results:
+        rendered["gc"] = render_speed(results["gc"], None)
+    if "serving" in results:
+        rendered["serving"] = render_speed(None, results["serving"])
     return rendered
 
 

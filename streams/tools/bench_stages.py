@@ -20,7 +20,8 @@ import gc
 import json
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from salepulse.schemas.codec import Codec
@@ -112,6 +113,28 @@ def gc_seconds(fn: Callable[[], Any]) -> float:
     return spent[0]
 
 
+@contextmanager
+def tuned_collector(gen0_threshold: int | None = None) -> Iterator[None]:
+    """The worker's collector tuning (:func:`salepulse.streams.platform.gc_tuning.tune_collector`) for the duration
+    of the block, CPython's state restored after it: the splitter timed both ways in one process.
+
+    >>> before = gc.get_threshold()
+    >>> with tuned_collector(): gc.get_threshold()[0] == Settings().gc_gen0_threshold
+    True
+    >>> gc.get_threshold() == before
+    True
+    """
+    from salepulse.streams.platform.gc_tuning import tune_collector
+
+    before = gc.get_threshold()
+    tune_collector(Settings().gc_gen0_threshold if gen0_threshold is None else gen0_threshold)
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
 def us(seconds: float, count: int) -> float:
     """µs per item, rounded to 3 places.
 
@@ -183,6 +206,17 @@ def bench_stages(n_events: int = 20_000, rounds: int = 3, settings: Settings | N
                         "splitter_total": split_all}, rounds)
     ingest = {f"{name}_us_per_event": us(seconds, len(raw)) for name, seconds in best.items()}
     ingest["gc_in_splitter_us_per_event"] = us(gc_seconds(split_all), len(raw))
+    # The collector tuned as in the worker, in turns with CPython's defaults (the tuning itself, a full collection,
+    # stays outside the timing).
+    pair = {"defaults": float("inf"), "tuned": float("inf")}
+    for _ in range(rounds):
+        pair["defaults"] = min(pair["defaults"], best_seconds(split_all, 1))
+        with tuned_collector():
+            pair["tuned"] = min(pair["tuned"], best_seconds(split_all, 1))
+    ingest["splitter_total_gc_defaults_us_per_event"] = us(pair["defaults"], len(raw))
+    ingest["splitter_total_gc_tuned_us_per_event"] = us(pair["tuned"], len(raw))
+    with tuned_collector():
+        ingest["gc_in_splitter_gc_tuned_us_per_event"] = us(gc_seconds(split_all), len(raw))
     ingest["split_us_per_event"] = round(ingest["splitter_total_us_per_event"] - ingest["decode_us_per_event"]
                                          - ingest["validate_us_per_event"] - ingest["encode_us_per_event"], 3)
     if settings is not None:
@@ -300,6 +334,12 @@ def render_stages(stages: dict[str, Any]) -> list[str]:
         ("ingest: splitter total (decode+validate+split+encode)", ingest["splitter_total_us_per_event"], "event"),
         ("ingest: of which the garbage collector (one pass, wall)", ingest.get("gc_in_splitter_us_per_event"),
          "event"),
+        ("ingest: splitter total, CPython's collector (in turns with the next row)",
+         ingest.get("splitter_total_gc_defaults_us_per_event"), "event"),
+        ("ingest: splitter total, collector tuned as in the worker (SALEPULSE_GC_GEN0_THRESHOLD)",
+         ingest.get("splitter_total_gc_tuned_us_per_event"), "event"),
+        ("ingest: of which the garbage collector, tuned (one pass, wall)",
+         ingest.get("gc_in_splitter_gc_tuned_us_per_event"), "event"),
         ("ingest: produce facts + signals, until acknowledged", ingest.get("produce_us_per_event"), "event"),
         ("sale_state: decode + dedup + count + JSON state write", stages["sale_state"]["count_us_per_fact"], "fact"),
         ("preferences: decode + learn", stages["preferences"]["learn_us_per_signal"], "signal"),
@@ -326,7 +366,7 @@ def render_stages(stages: dict[str, Any]) -> list[str]:
             lines.append(f"| {what} | not measured | {unit} | |")
             continue
         event_cost = cost * per_event[unit]
-        if "splitter total" not in what and "garbage collector" not in what:
+        if "splitter total" not in what and "garbage collector" not in what:  # parts of the rows above
             total += event_cost
         lines.append(f"| {what} | {cost} | {unit} | {event_cost:.2f} |")
     lines += [f"| **sum of the stages** | | | **{total:.2f}** |", ""]
