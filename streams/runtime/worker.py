@@ -142,13 +142,16 @@ def faust_app(settings: Settings) -> faust.App:
         # Faust hands these to aiohttp-cors, which also answers the preflight OPTIONS of every route.
         cors = {origin: ResourceOptions(allow_headers=("Content-Type", "Authorization"), allow_methods="*",
                                         expose_headers="*", max_age=600) for origin in settings.cors_origins}
+    # Faust's own files (its lock, table offsets) under the state dir, not `<group>-data` in the working directory;
+    # Faust creates the last folder only.
+    datadir = settings.state_dir / "faust" / settings.worker_group
+    datadir.parent.mkdir(parents=True, exist_ok=True)
     return faust.App(
         settings.worker_group,
         broker=f"kafka://{settings.bootstrap}",
         broker_credentials=_credentials(dict(settings.kafka_security)),
         store="memory://",  # tables are rebuilt from their changelog topics on start
-        # Faust's own files (its lock, table offsets) under the state dir, not `<group>-data` in the cwd.
-        datadir=str(settings.state_dir / "faust" / settings.worker_group),
+        datadir=str(datadir),
         topic_partitions=settings.partitions,
         key_serializer="raw",
         value_serializer="raw",
