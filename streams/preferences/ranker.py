@@ -33,6 +33,8 @@ from salepulse.streams.preferences.covisit import CoVisitation, SessionKNN
 from salepulse.streams.preferences.gate import PrequentialGate, reciprocal_rank
 from salepulse.streams.preferences.state import MemberState, hashes, lookup, sorted_table
 
+HARD_POOL = 20
+"""Hard negatives are drawn from the top this many rows of the current ranking (a page of results)."""
 AGAIN_OFFSET = 1000.0
 """Added to every "again" score, so the member's own items lead the list (as on the member page)."""
 
@@ -315,13 +317,26 @@ class Blend:
         self.model = self._new_model()
 
     def learn(self, x: np.ndarray, scores: np.ndarray, positives: Sequence[int], rng: random.Random,
-              n_negatives: int = 8) -> None:
-        """Rows ``positives`` of ``x`` (columns = :attr:`names`) were chosen; uniform sampled others were not."""
+              n_negatives: int = 8, hard: int = 0) -> None:
+        """Rows ``positives`` of ``x`` (columns = :attr:`names`) were chosen; sampled others were not.
+
+        ``hard`` of the ``n_negatives`` are drawn from the rows ``scores`` ranked highest (the list the member
+        was shown, where the ranking's real mistakes are), the rest uniformly. Uniform negatives alone teach
+        "popular beats random", which every list already knows: popularity then crowds out the member's own
+        signals at the top of the list.
+        """
         n = x.shape[0]
         pos = set(positives)
         if not pos or n <= len(pos):
             return
-        negs = [i for i in (rng.randrange(n) for _ in range(n_negatives)) if i not in pos]
+        hard = min(hard, n_negatives) if scores.size == n else 0
+        negs = [i for i in (rng.randrange(n) for _ in range(n_negatives - hard)) if i not in pos]
+        if hard:
+            k = min(n, HARD_POOL + len(pos))
+            # the k-th best score by partition, not a sorted top-k: which of the page is drawn needs no order
+            top = np.flatnonzero(scores >= np.partition(scores, n - k)[n - k]).tolist()
+            pool = [i for i in top if i not in pos]
+            negs += rng.sample(pool, min(hard, len(pool)))
         names = self.names
         for p in pos:
             for q in negs:
@@ -366,10 +381,11 @@ class Ranker:
     """
 
     def __init__(self, covisit: CoVisitation | None = None, sessions: SessionKNN | None = None,
-                 lr: float = 0.05, n_negatives: int = 8, seed: int = 42) -> None:
+                 lr: float = 0.05, n_negatives: int = 8, seed: int = 42, hard_negatives: int = 4) -> None:
         self.covisit = covisit if covisit is not None else CoVisitation()
         self.sessions = sessions if sessions is not None else SessionKNN()
         self.n_negatives = n_negatives
+        self.hard_negatives = hard_negatives
         self._rng = random.Random(seed)
         self.again = Blend(AGAIN_PRIOR, lr, MONOTONE)
         self.again_gate = PrequentialGate()
@@ -429,8 +445,12 @@ class Ranker:
         out.sort(key=lambda e: (-scores[e[0]], e[0]))
         return [Ranked(cands.sku[i], float(scores[i]), r, part) for i, r, part in out]
 
-    def learn_products(self, cols: Mapping[str, np.ndarray], positives: Sequence[int]) -> None:
-        """Teach the blends: rows ``positives`` were chosen; each part learns against its own other rows."""
+    def learn_products(self, cols: Mapping[str, np.ndarray], positives: Sequence[int],
+                       scores: np.ndarray | None = None) -> None:
+        """Teach the blends: rows ``positives`` were chosen; each part learns against its own other rows.
+
+        ``scores``: what :meth:`score_columns` gave these columns, when the caller has them (saves scoring
+        again to find the hard negatives)."""
         touched = cols["touched"] > 0
         for part, blend in ((True, self.again), (False, self.new)):
             rows = np.flatnonzero(touched == part)
@@ -440,7 +460,10 @@ class Ranker:
                 if part:  # score both "again" orders on this event before the blend learns it
                     self.again_gate.update(reciprocal_rank(x @ blend.vector(), chosen),
                                            reciprocal_rank(x @ self._recency_only, chosen))
-                blend.learn(x, np.empty(0), chosen, self._rng, self.n_negatives)
+                    blend.learn(x, np.empty(0), chosen, self._rng, self.n_negatives)
+                else:  # "new for you" learns against what it would have shown as well as against random rows
+                    shown = x @ blend.vector() if scores is None else scores[rows]
+                    blend.learn(x, shown, chosen, self._rng, self.n_negatives, self.hard_negatives)
 
     # -- sales
     def sale_features(self, state: MemberState | None, cands: SaleCandidates,
