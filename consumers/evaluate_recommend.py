@@ -269,7 +269,7 @@ class Evaluation:
             self.scores[task].add({name: rank_of(s, tiebreak, targets) for name, s in ranked.items()}, size)
         positives = all_pos if ev.positive else [pos_of[i] for i in novel if i in pos_of]
         if positives:
-            self.model.ranker.learn_products(cols, positives[:5], model_scores)
+            self.model.ranker.learn_products(cols, positives[:5])
 
     def _score_sale(self, ev: Interaction, hist: History | None) -> None:
         brands = self.brands

@@ -98,8 +98,8 @@ class PreferenceModel:
             want = {key_hash(str(ln["sku"])) for ln in lines}
             pos = [i for i, h in enumerate(products.sku_h.tolist()) if h in want]
             if pos:
-                scores, cols = self.ranker.score_products(state, products, t)
-                self.ranker.learn_products(cols, pos, scores)
+                _, cols = self.ranker.score_products(state, products, t)
+                self.ranker.learn_products(cols, pos)
         if sales is not None and len(sales):
             want = {key_hash(str(ln.get("sale_id", ""))) for ln in lines}
             pos = [i for i, h in enumerate(sales.sale_h.tolist()) if h in want]

@@ -6,7 +6,10 @@ neighbours, category affinity and category trends, popularity). Sales have one b
 :class:`Blend` over a tuple of feature NAMES; a feature is a function of a :class:`Context` returning one value
 per candidate, and its human reason.
 
-Learning is pairwise (BPR-like): the chosen row against sampled rows of the same part. The weights start at a
+Learning is pairwise (BPR-like): the chosen row against sampled rows of the same part. "New for you" is learnt
+twice, by a blend against uniform rows and by one that draws half of them from the top of its own current list
+(hard negatives: the items it would have shown instead); a prequential gate picks which one orders the part.
+The weights start at a
 prior and move by River's own learning: each feature enters the regression multiplied by its prior weight and
 River starts every weight at 1.0 (:class:`river.optim.initializers.Constant`), so the effective weight is
 ``prior * learnt`` without touching River's private state.
@@ -387,10 +390,16 @@ class Ranker:
         self.n_negatives = n_negatives
         self.hard_negatives = hard_negatives
         self._rng = random.Random(seed)
+        self._rng_hard = random.Random(seed + 1)  # its own draws: the uniform blend learns as it did alone
         self.again = Blend(AGAIN_PRIOR, lr, MONOTONE)
         self.again_gate = PrequentialGate()
         self._recency_only = np.array([1.0 if n == "recency" else 0.0 for n in self.again.names])
         self.new = Blend(NEW_PRIOR, lr)
+        # The same features learnt against hard negatives too; a prequential gate picks which one orders "new for
+        # you" (on baskets of many items the top of the list holds items bought next time, and hard negatives
+        # teach the blend to push them away; on one-item click-streams they teach it what popularity got wrong)
+        self.new_hard = Blend(NEW_PRIOR, lr)
+        self.new_gate = PrequentialGate()
         self.sale = Blend(SALE_PRIOR, lr)
 
     def _ctx(self, state: MemberState | None, cands: Any, now: float | None) -> Context:
@@ -412,6 +421,11 @@ class Ranker:
         cols = self.product_columns(state, cands, now)
         return _stack(cols, PRODUCT_FEATURES)
 
+    def new_blend(self) -> Blend:
+        """The blend that orders "new for you": the one learnt against hard negatives while it wins
+        prequentially, else the one learnt against uniform negatives."""
+        return self.new_hard if self.new_gate.use_learnt else self.new
+
     def again_vector(self) -> np.ndarray:
         """Weights that order the "again" part: the learnt blend while it wins prequentially, else recency alone."""
         return self.again.vector() if self.again_gate.use_learnt else self._recency_only
@@ -419,7 +433,7 @@ class Ranker:
     def score_columns(self, cols: Mapping[str, np.ndarray]) -> np.ndarray:
         """Scores from feature columns: again items ``AGAIN_OFFSET + again order``, the others the new blend."""
         again = _stack(cols, self.again.names) @ self.again_vector()
-        new = _stack(cols, self.new.names) @ self.new.vector()
+        new = _stack(cols, self.new.names) @ self.new_blend().vector()
         return np.where(cols["touched"] > 0, AGAIN_OFFSET + again, new)
 
     def score_products(self, state: MemberState | None, cands: ProductCandidates,
@@ -438,19 +452,15 @@ class Ranker:
         touched = cols["touched"][top] > 0
         out = []
         for part, blend, w, mask in (("again", self.again, self.again_vector(), touched),
-                                     ("new", self.new, self.new.vector(), ~touched)):
+                                     ("new", self.new_blend(), self.new_blend().vector(), ~touched)):
             rows = top[mask]
             reasons = _reasons(PRODUCT_FEATURE_SET, _stack(cols, blend.names), w, blend.names, rows)
             out += [(int(i), r, part) for i, r in zip(rows.tolist(), reasons, strict=True)]
         out.sort(key=lambda e: (-scores[e[0]], e[0]))
         return [Ranked(cands.sku[i], float(scores[i]), r, part) for i, r, part in out]
 
-    def learn_products(self, cols: Mapping[str, np.ndarray], positives: Sequence[int],
-                       scores: np.ndarray | None = None) -> None:
-        """Teach the blends: rows ``positives`` were chosen; each part learns against its own other rows.
-
-        ``scores``: what :meth:`score_columns` gave these columns, when the caller has them (saves scoring
-        again to find the hard negatives)."""
+    def learn_products(self, cols: Mapping[str, np.ndarray], positives: Sequence[int]) -> None:
+        """Teach the blends: rows ``positives`` were chosen; each part learns against its own other rows."""
         touched = cols["touched"] > 0
         for part, blend in ((True, self.again), (False, self.new)):
             rows = np.flatnonzero(touched == part)
@@ -461,9 +471,11 @@ class Ranker:
                     self.again_gate.update(reciprocal_rank(x @ blend.vector(), chosen),
                                            reciprocal_rank(x @ self._recency_only, chosen))
                     blend.learn(x, np.empty(0), chosen, self._rng, self.n_negatives)
-                else:  # "new for you" learns against what it would have shown as well as against random rows
-                    shown = x @ blend.vector() if scores is None else scores[rows]
-                    blend.learn(x, shown, chosen, self._rng, self.n_negatives, self.hard_negatives)
+                else:  # both "new" blends are scored on this event before either learns it
+                    uniform, hard = x @ blend.vector(), x @ self.new_hard.vector()
+                    self.new_gate.update(reciprocal_rank(hard, chosen), reciprocal_rank(uniform, chosen))
+                    blend.learn(x, uniform, chosen, self._rng, self.n_negatives)
+                    self.new_hard.learn(x, hard, chosen, self._rng_hard, self.n_negatives, self.hard_negatives)
 
     # -- sales
     def sale_features(self, state: MemberState | None, cands: SaleCandidates,
@@ -497,7 +509,7 @@ class Ranker:
         """Weights that score products now, ``again.<name>`` (the gated order) and ``new.<name>``."""
         again = dict(zip(self.again.names, self.again_vector().tolist(), strict=True))
         return {**{f"again.{k}": v for k, v in again.items()},
-                **{f"new.{k}": v for k, v in self.new.weights().items()}}
+                **{f"new.{k}": v for k, v in self.new_blend().weights().items()}}
 
     @property
     def sale_weights(self) -> dict[str, float]:
@@ -506,13 +518,16 @@ class Ranker:
 
     def to_dict(self) -> dict:
         """Blend weights and the again gate (to checkpoint the ranker; co-visitation and sessions are kept apart)."""
-        return {"again": self.again.weights(), "new": self.new.weights(), "sale": self.sale.weights(),
-                "again_gate": self.again_gate.to_dict()}
+        return {"again": self.again.weights(), "new": self.new.weights(), "new_hard": self.new_hard.weights(),
+                "sale": self.sale.weights(), "again_gate": self.again_gate.to_dict(),
+                "new_gate": self.new_gate.to_dict()}
 
     def load_weights(self, d: Mapping[str, Mapping[str, float]]) -> None:
         """Restore weights from :meth:`to_dict`."""
-        for name in ("again", "new", "sale"):
+        for name in ("again", "new", "new_hard", "sale"):
             if name in d:
                 getattr(self, name).load(d[name])
         if "again_gate" in d:  # checkpoints written before the gate existed start on recency, as a new ranker
             self.again_gate = PrequentialGate.from_dict(d["again_gate"])
+        if "new_gate" in d:
+            self.new_gate = PrequentialGate.from_dict(d["new_gate"])
