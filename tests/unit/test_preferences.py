@@ -479,3 +479,27 @@ def test_hard_negatives_teach_what_the_list_got_wrong() -> None:
 
     assert pop_weight(hard=0) > 1.0  # uniform negatives: popularity gains
     assert pop_weight(hard=4) < 1.0  # half hard: the popular head, shown above the chosen row, loses
+
+
+def test_new_gate_orders_by_the_hard_negative_blend_only_when_it_wins() -> None:
+    from salepulse.streams.preferences.ranker import Ranker
+
+    def log(ranker: Ranker, chosen_is_popular: bool, rounds: int = 120) -> None:
+        n = 200
+        cols = {name: np.zeros(n) for name in (*ranker.again.names, *ranker.new.names, "touched")}
+        cols["pop"][:20] = 1.0  # the popular head
+        cols["category_recent"][50] = 0.2  # a weak sign of the member's taste, middling popularity
+        cols["pop"][50] = 0.5
+        for _ in range(rounds):
+            ranker.learn_products(cols, [3] if chosen_is_popular else [50])
+
+    mine = Ranker()
+    log(mine, chosen_is_popular=False)
+    assert mine.new_blend() is mine.new_hard  # it ranked the chosen row first, the uniform blend did not
+    back = Ranker()
+    back.load_weights(mine.to_dict())
+    assert back.new_blend() is back.new_hard
+    np.testing.assert_allclose(back.new_blend().vector(), mine.new_blend().vector())
+    popular = Ranker()
+    log(popular, chosen_is_popular=True)
+    assert popular.new_blend() is popular.new  # no significant gain: the uniform blend keeps the part
