@@ -191,7 +191,7 @@ class Calibration:
         data_weights: Sequence[float] = (1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125),
         min_series: int = 200,
         refresh: int = 16,
-        upper_from_sold: bool = True,
+        upper_from_sold: float = 0.5,
     ) -> None:
         self.grid = grid
         self.refresh = refresh
@@ -211,7 +211,10 @@ class Calibration:
         self._bins = bins
         self._all = [_Bucket(bins) for _ in self.points]
         self._strata: dict[Hashable, list[_Bucket]] = {}
-        # PIT of the series that sold at least one unit in the end: where the upper levels are read
+        # PIT of the series that sold at least one unit in the end: upper levels are read between the one over
+        # all series (13-15 % of those that sold above p90 on Online Retail) and this one (8-9 %, and the band
+        # then covers 0.91 of them: the lower tail stays near 1 %, p10 being "units so far" whenever no more
+        # units is a 10 % chance), by the share ``upper_from_sold``
         self.upper_from_sold = upper_from_sold
         self._sold_all = [_Bucket(bins) for _ in self.points]
         self._sold_strata: dict[Hashable, list[_Bucket]] = {}
@@ -253,8 +256,11 @@ class Calibration:
         """The raw level that ``q`` calls for at grid point ``k``: upper levels from the series that sold."""
         if k < 0:
             return q
-        cum = self._cdf_sold(k, key) if self.upper_from_sold and q > 0.5 else self._cdf(k, key)
-        return _inverse(cum, q)  # type: ignore[arg-type]
+        level = _inverse(self._cdf(k, key), q)  # type: ignore[arg-type]
+        if q <= 0.5 or self.upper_from_sold <= 0.0:
+            return level
+        sold = _inverse(self._cdf_sold(k, key), q)  # type: ignore[arg-type]
+        return (1.0 - self.upper_from_sold) * level + self.upper_from_sold * sold
 
     def _ratio(self, k: int, key: Hashable | None) -> float:
         if k < 0:

@@ -316,7 +316,7 @@ def test_calibration_reads_the_upper_levels_from_the_series_that_sold() -> None:
     # series the p90 level would sit at 0.75 and leave half of the series that sold above it
     from salepulse.streams.forecast.calibration import Calibration
 
-    cal = Calibration(grid=4, bins=100, prior_weight=1.0)
+    cal = Calibration(grid=4, bins=100, prior_weight=1.0, upper_from_sold=1.0)
     rng = random.Random(3)
     sold_u = [0.5 + 0.5 * rng.random() for _ in range(200)]
     for i in range(1000):
@@ -328,7 +328,7 @@ def test_calibration_reads_the_upper_levels_from_the_series_that_sold() -> None:
     above = sum(u > p90 for u in sold_u) / len(sold_u)
     assert above == pytest.approx(0.10, abs=0.03)  # a tenth of the series that sold, as meant
     assert p10 < 0.25 and p50 < 0.25  # the lower levels still describe every series (most sell nothing)
-    everything = Calibration(grid=4, bins=100, prior_weight=1.0, upper_from_sold=False)
+    everything = Calibration(grid=4, bins=100, prior_weight=1.0, upper_from_sold=0.0)
     for i in range(1000):
         sold = i % 5 == 0
         everything.add(0.5, u=sold_u[i // 5] if sold else 0.2, predicted=1.0, true=float(sold), key=(1, False),
