@@ -493,13 +493,13 @@ def test_new_gate_orders_by_the_hard_negative_blend_only_when_it_wins() -> None:
         for _ in range(rounds):
             ranker.learn_products(cols, [3] if chosen_is_popular else [50])
 
-    mine = Ranker()
+    mine = Ranker(hard_negatives=4)
     log(mine, chosen_is_popular=False)
     assert mine.new_blend() is mine.new_hard  # it ranked the chosen row first, the uniform blend did not
-    back = Ranker()
+    back = Ranker(hard_negatives=4)
     back.load_weights(mine.to_dict())
     assert back.new_blend() is back.new_hard
     np.testing.assert_allclose(back.new_blend().vector(), mine.new_blend().vector())
-    popular = Ranker()
+    popular = Ranker(hard_negatives=4)
     log(popular, chosen_is_popular=True)
     assert popular.new_blend() is popular.new  # no significant gain: the uniform blend keeps the part
