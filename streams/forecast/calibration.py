@@ -11,9 +11,9 @@ elapsed fractions ``t_k = k / grid`` (``k = 1 .. grid - 1``), rebuild the predic
 
 A forecast at ``t`` then asks the law for the levels ``H_t^-1(q)`` instead of ``q`` (``H_t`` the empirical CDF of
 ``u`` near ``t``, Kuleshov et al. 2018, "Accurate uncertainties for deep learning using calibrated regression"),
-the upper levels (``q > 0.5``) from the CDF of the series that SOLD (finished with at least one unit): a series
-that sells nothing can never land above its p90, so upper levels calibrated over all series leave 13-15 % of
-the series that sold above p90 (Online Retail) where 10 % was meant;
+the upper levels (``q > 0.5``) partly (``upper_from_sold``) from the CDF of the series that SOLD (finished with
+at least one unit): a series that sells nothing can never land above its p90, so upper levels calibrated over
+all series leave 13-15 % of the series that sold above p90 (Online Retail) where 10 % was meant;
 and scales the remaining mean by ``sum(true) / sum(predicted)``.  Both start as the identity (pseudo-counts of a
 calibrated past) and are interpolated linearly in ``t`` between grid points; ``t = 0`` (before the sale opens)
 is left as it stands.  Only finished sales teach it: no look-ahead.
