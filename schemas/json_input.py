@@ -35,7 +35,7 @@ import numpy as np
 
 from salepulse.schemas import limits as L
 from salepulse.schemas.validation import excerpt, problems, time_ms
-from salepulse.streams.topology import EVENT_RECORDS
+from salepulse.streams.platform.topology import EVENT_RECORDS
 
 KINDS = EVENT_RECORDS
 CHANNELS = ("web", "app")

@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from salepulse.consumers.datasets import REQUIRE_DATA_VARIABLE, missing, missing_message
+from salepulse.consumers.data.datasets import REQUIRE_DATA_VARIABLE, missing, missing_message
 from salepulse.deploy.kafka.local_broker import LocalBroker, broker_answers, free_ports
-from salepulse.streams.config import Settings
+from salepulse.streams.platform.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,8 @@ def _require_data() -> bool:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "needs_data(*names): needs these public datasets (see consumers/datasets.py)")
+    config.addinivalue_line("markers",
+                            "needs_data(*names): needs these public datasets (see consumers/data/datasets.py)")
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

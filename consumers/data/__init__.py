@@ -16,14 +16,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from salepulse.consumers.data.common import Interaction, Line
-from salepulse.consumers.datasets import DATASETS, REPLAYABLE
+from salepulse.consumers.data.datasets import DATASETS, REPLAYABLE
 
 __all__ = ["Interaction", "Line", "dataset_path", "interactions"]
 
 
 def dataset_path(name: str, data_dir: Path) -> Path:
     """The file of dataset ``name`` under ``data_dir`` (``SALEPULSE_DATA_DIR``), as the one registry
-    :data:`salepulse.consumers.datasets.DATASETS` names it.
+    :data:`salepulse.consumers.data.datasets.DATASETS` names it.
 
     >>> dataset_path("taobao", Path("/data")).as_posix()
     '/data/taobao-user-behavior-sample/UserBehavior.csv.gz'

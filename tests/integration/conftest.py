@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from salepulse.consumers.harness import Pipeline
+from salepulse.consumers.tools.harness import Pipeline
 
 
 @pytest.fixture

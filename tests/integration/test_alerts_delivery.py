@@ -24,11 +24,11 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-from salepulse.consumers.alerts_follow import FollowReport, follow
-from salepulse.consumers.harness import REPO_ROOT, wait_until
+from salepulse.consumers.io.alerts_follow import FollowReport, follow
+from salepulse.consumers.tools.harness import REPO_ROOT, wait_until
 from salepulse.schemas.codec import Codec
-from salepulse.streams.config import Settings
-from salepulse.streams.topics import ensure_topics
+from salepulse.streams.io.topics import ensure_topics
+from salepulse.streams.platform.config import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -251,9 +251,9 @@ def test_json_lines_to_stdout_skip_undecodable(settings: Settings) -> None:
 
 FOLLOWER = """
 import json, sys
-from salepulse.consumers.alerts_follow import follow
-from salepulse.streams.config import Settings
-from salepulse.streams.logs import configure
+from salepulse.consumers.io.alerts_follow import follow
+from salepulse.streams.platform.config import Settings
+from salepulse.streams.platform.logs import configure
 configure("INFO")
 report = follow(Settings.from_env(), output="json", group_id=sys.argv[1], from_beginning=True)
 print("REPORT " + json.dumps(report.__dict__), flush=True)

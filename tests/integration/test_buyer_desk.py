@@ -18,8 +18,8 @@ import uuid
 import pytest
 from confluent_kafka import Consumer
 
-from salepulse.consumers.harness import Pipeline, wait_until
-from salepulse.consumers.publish import Publisher
+from salepulse.consumers.io.publish import Publisher
+from salepulse.consumers.tools.harness import Pipeline, wait_until
 from salepulse.schemas.codec import Codec
 
 pytestmark = pytest.mark.integration
@@ -88,7 +88,7 @@ def test_an_optimistic_buyer_is_corrected_planned_and_told_why(pipeline: Pipelin
     with Publisher(pipeline.settings) as publisher:
         # stream time moves past the six sales (but not to the next one): they finish, their outcomes go out.
         # The clock is 100 views in a sale open at that time: stream time is a high percentile of recent event
-        # times (streams/clock.py), so one event does not move it.
+        # times (streams/platform/clock.py), so one event does not move it.
         clock = (f"bd-{tag}-clock", base + 19 * HOUR)
         publisher.send("sale", _sale(*clock))
         wait_until(lambda: _known(pipeline, clock[0]), 30, "the clock sale in the catalogue")
@@ -140,7 +140,7 @@ def test_an_optimistic_buyer_is_corrected_planned_and_told_why(pipeline: Pipelin
     assert len(card["recent_sales"]) == 6 and card["recent_sales"][0]["actual"] == SOLD * len(SKUS)
 
     # the warehouse's view: salepulse plan --sale S --csv, and the buyer's page
-    out = subprocess.run([sys.executable, "-m", "salepulse.streams.cli", "plan", "--sale", upcoming[0], "--csv"],
+    out = subprocess.run([sys.executable, "-m", "salepulse.streams.tools.cli", "plan", "--sale", upcoming[0], "--csv"],
                          env=pipeline.env, capture_output=True, text=True, timeout=60, check=True).stdout
     rows = list(csv.DictReader(io.StringIO(out)))
     assert {r["sku"] for r in rows} == {f"{upcoming[0]}-{s}" for s in SKUS}

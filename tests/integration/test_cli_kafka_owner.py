@@ -23,7 +23,8 @@ def test_status_and_down_name_someone_elses_broker(kafka_bootstrap: str, tmp_pat
     env = {**os.environ, "SALEPULSE_STATE_DIR": str(tmp_path / "state"), "SALEPULSE_LOCAL_KAFKA_PORT": port}
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "salepulse.streams.cli", *args], env=env, capture_output=True,
+        return subprocess.run([sys.executable, "-m", "salepulse.streams.tools.cli", *args], env=env,
+                              capture_output=True,
                               text=True, timeout=60, check=False)
 
     status = cli("kafka", "status")

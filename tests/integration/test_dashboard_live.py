@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer
 
-from salepulse.consumers.harness import Pipeline, wait_until
-from salepulse.consumers.simulate import SimulatedWorld, run_simulation
+from salepulse.consumers.tools.harness import Pipeline, wait_until
+from salepulse.consumers.tools.simulate import SimulatedWorld, run_simulation
 from salepulse.schemas.codec import Codec
-from salepulse.streams.lag import end_offsets
+from salepulse.streams.io.lag import end_offsets
 from tests.integration.test_dashboard_page import check_dashboard_page
 
 pytestmark = pytest.mark.integration

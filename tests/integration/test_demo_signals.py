@@ -44,7 +44,7 @@ def _start_demo(kafka_bootstrap: str, tmp_path: Path, *args: str) -> tuple[subpr
            "SALEPULSE_PARTITIONS": "2"}
     env.pop("CLICKHOUSE_URL", None)  # the demo's own chdb under its state dir
     errors = open(tmp_path / "demo.stderr", "w")  # noqa: SIM115 - read back by _stop_and_check on failure
-    process = subprocess.Popen([sys.executable, "-m", "salepulse.streams.cli", "demo", "--rate", "200", *args],
+    process = subprocess.Popen([sys.executable, "-m", "salepulse.streams.tools.cli", "demo", "--rate", "200", *args],
                                env=env, stdout=subprocess.PIPE, stderr=errors, text=True)
     process.stderr_path = tmp_path / "demo.stderr"  # type: ignore[attr-defined]
     return process, port

@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 from confluent_kafka import Consumer
 
-from salepulse.consumers.harness import Pipeline, wait_until
-from salepulse.consumers.publish import Publisher
+from salepulse.consumers.io.publish import Publisher
+from salepulse.consumers.tools.harness import Pipeline, wait_until
 from salepulse.schemas.codec import Codec
 
 pytestmark = pytest.mark.integration

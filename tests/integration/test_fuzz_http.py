@@ -25,8 +25,8 @@ from typing import Any
 import httpx
 import pytest
 
-from salepulse.consumers.harness import Pipeline
-from salepulse.consumers.publish import Publisher
+from salepulse.consumers.io.publish import Publisher
+from salepulse.consumers.tools.harness import Pipeline
 from salepulse.schemas.json_input import InputError, parse_event
 
 pytestmark = pytest.mark.integration

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-from salepulse.consumers import deadletters
-from salepulse.consumers.harness import Pipeline, wait_until
+from salepulse.consumers.tools import deadletters
+from salepulse.consumers.tools.harness import Pipeline, wait_until
 from salepulse.schemas.codec import Codec
 from tests.integration.test_velocity_pipeline import read_deadletters
 

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from salepulse.consumers.harness import Pipeline
+from salepulse.consumers.tools.harness import Pipeline
 from tests.integration.test_dashboard_page import dump_dom
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from salepulse.consumers.harness import Pipeline, wait_until
+from salepulse.consumers.tools.harness import Pipeline, wait_until
 
 pytestmark = pytest.mark.integration
 TOKEN = "s3cret-token"

@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from salepulse.consumers.harness import Pipeline, wait_until
-from salepulse.consumers.publish import Publisher
+from salepulse.consumers.io.publish import Publisher
+from salepulse.consumers.tools.harness import Pipeline, wait_until
 
 pytestmark = pytest.mark.integration
 HOUR = 3_600_000

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from salepulse.consumers.harness import Pipeline, wait_until
-from salepulse.consumers.replay import get_dataset, run_replay
+from salepulse.consumers.tools.harness import Pipeline, wait_until
+from salepulse.consumers.tools.replay import get_dataset, run_replay
 
 pytestmark = pytest.mark.integration
 

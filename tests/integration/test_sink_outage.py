@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from salepulse.consumers.clickhouse import connect
-from salepulse.consumers.harness import Pipeline, wait_until
+from salepulse.consumers.io.clickhouse import connect
+from salepulse.consumers.tools.harness import Pipeline, wait_until
 from tests.integration.test_velocity_pipeline import make_events, publish_slowly
 
 pytestmark = pytest.mark.integration

@@ -9,8 +9,8 @@ import uuid
 import pytest
 from confluent_kafka import Consumer
 
-from salepulse.consumers.harness import Pipeline, wait_until
-from salepulse.consumers.publish import Publisher
+from salepulse.consumers.io.publish import Publisher
+from salepulse.consumers.tools.harness import Pipeline, wait_until
 from salepulse.schemas.codec import Codec
 
 pytestmark = pytest.mark.integration
@@ -135,7 +135,7 @@ def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(pipeline: Pip
 
 def publish_slowly(pipeline: Pipeline, events: list[tuple[str, dict]], per_second: float = 2000.0) -> int:
     """Produce at a steady rate so that the kill lands while events are still flowing."""
-    from salepulse.consumers.publish import Pacer
+    from salepulse.consumers.io.publish import Pacer
 
     pacer = Pacer(rate=per_second)
     with Publisher(pipeline.settings) as publisher:

@@ -1,12 +1,12 @@
-"""Unit tests of salepulse.streams.alerts: the replenishment rule and the hysteresis state machine."""
+"""Unit tests of salepulse.streams.domain.alerts: the replenishment rule and the hysteresis state machine."""
 
 from __future__ import annotations
 
 import doctest
 from datetime import datetime, timedelta
 
-import salepulse.streams.alerts as alerts_mod
-from salepulse.streams.alerts import (
+import salepulse.streams.domain.alerts as alerts_mod
+from salepulse.streams.domain.alerts import (
     AlertPolicy,
     AlertStateMachine,
     Assessment,
@@ -14,7 +14,7 @@ from salepulse.streams.alerts import (
     available_stock,
     project_stockout,
 )
-from salepulse.streams.forecast import DemandForecaster, GammaPrior
+from salepulse.streams.domain.forecast import DemandForecaster, GammaPrior
 
 START, END = datetime(2024, 5, 1), datetime(2024, 5, 5)
 

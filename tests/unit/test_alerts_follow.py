@@ -1,4 +1,4 @@
-"""Unit tests of salepulse.consumers.alerts_follow:
+"""Unit tests of salepulse.consumers.io.alerts_follow:
 the alert line, the JSON shape, the backoff policy, the webhook client.
 
 No broker here; the webhook client runs against httpx.MockTransport, so retries and headers are checked exactly.
@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-import salepulse.consumers.alerts_follow as follow_mod
-from salepulse.consumers.alerts_follow import (
+import salepulse.consumers.io.alerts_follow as follow_mod
+from salepulse.consumers.io.alerts_follow import (
     BACKOFF_CAP_S,
     RETRY_AFTER_CAP_S,
     DeliveryAbandoned,

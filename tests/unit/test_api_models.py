@@ -9,8 +9,8 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from salepulse.schemas.json_input import InputError, parse_event, parse_forecast
-from salepulse.streams.api import ROUTERS, models
-from salepulse.streams.api.docs import openapi
+from salepulse.streams.runtime.api import ROUTERS, models
+from salepulse.streams.runtime.api.docs import openapi
 
 EVENTS = TypeAdapter(models.EventsIn)
 FORECASTS = TypeAdapter(models.ForecastsIn)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from salepulse.streams.bench_floor import floor_ratios, render_floor, spread
-from salepulse.streams.bench_sections import sections_of, splice, write
-from salepulse.streams.profiles import parse_collapsed, summary
+from salepulse.streams.tools.bench_floor import floor_ratios, render_floor, spread
+from salepulse.streams.tools.bench_sections import sections_of, splice, write
+from salepulse.streams.tools.profiles import parse_collapsed, summary
 
 
 def floor_result() -> dict:
@@ -35,13 +35,13 @@ def test_pipeline_workers_join_the_ratios_when_the_full_bench_ran() -> None:
 
 
 def test_profile_own_time_is_the_leaf_and_filters_apply() -> None:
-    lines = ["t;run (/r/consumers/clickhouse_sink.py:9);decode (/r/schemas/codec.py:3) 5",
-             "t;run (/r/consumers/clickhouse_sink.py:9);load (<frozen importlib._bootstrap>:1) 7",
+    lines = ["t;run (/r/consumers/io/clickhouse_sink.py:9);decode (/r/schemas/codec.py:3) 5",
+             "t;run (/r/consumers/io/clickhouse_sink.py:9);load (<frozen importlib._bootstrap>:1) 7",
              "t;other (/r/streams/app.py:1) 11"]
     own, total, samples = parse_collapsed(lines, keep="clickhouse_sink", drop="importlib._bootstrap")
     assert samples == 5
     assert own == {"decode (schemas/codec.py)": 5}
-    assert total["run (consumers/clickhouse_sink.py)"] == 5
+    assert total["run (consumers/io/clickhouse_sink.py)"] == 5
     top = summary(own, total, samples, top=1)
     assert top["own"] == [["decode (schemas/codec.py)", 5, 100.0]]
 

@@ -21,7 +21,8 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) 
     full_env = {**os.environ, **(env or {})}
     full_env = {k: v for k, v in full_env.items() if v is not None}
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "salepulse.streams.cli", *args], env=full_env, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "salepulse.streams.tools.cli", *args], env=full_env,
+                          capture_output=True,
                           text=True, timeout=timeout, check=False)
     return done.returncode, done.stdout, done.stderr, time.monotonic() - started
 

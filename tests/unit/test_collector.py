@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from salepulse.consumers.priors import PriorsFileError, read_priors_csv
-from salepulse.streams.collector import (
+from salepulse.consumers.tools.priors import PriorsFileError, read_priors_csv
+from salepulse.streams.domain.collector import (
     TS_HEADER,
     authorize,
     bearer_matches,

@@ -1,7 +1,7 @@
 """docker-compose.yml, the Dockerfile and the Grafana provisioning agree with each other and with the code.
 
-Nothing here needs Docker: the files are parsed and cross-checked against ``salepulse.streams.config`` (the
-environment variables ``Settings.from_env`` reads), ``salepulse.streams.cli.build_parser()`` (the subcommands) and
+Nothing here needs Docker: the files are parsed and cross-checked against ``salepulse.streams.platform.config`` (the
+environment variables ``Settings.from_env`` reads), ``salepulse.streams.tools.cli.build_parser()`` (the subcommands) and
 the ClickHouse DDL in ``deploy/clickhouse`` (the tables and views a dashboard may query).
 """
 
@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from salepulse.streams import config
-from salepulse.streams.cli import build_parser
+from salepulse.streams.platform import config
+from salepulse.streams.tools.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -257,7 +257,7 @@ def test_salepulse_services_use_only_variables_that_settings_reads(
         for variable, value in _environment(services[name]).items():
             assert _is_read_by_settings(variable, value, names, prefixes), (
                 f"{name}: environment variable {variable} is not read by Settings.from_env "
-                "(streams/config.py)"
+                "(streams/platform/config.py)"
             )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from salepulse.streams.dashboard import dashboard_payload
+from salepulse.streams.domain.dashboard import dashboard_payload
 from tests.unit.test_live import HOUR, START, board_with_sale, sell
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from salepulse.consumers.data import interactions
 from salepulse.consumers.data.csvio import CANCELLATION, NON_PRODUCT, UNKNOWN_TYPE, ZERO_PRICE
 from salepulse.consumers.data.online_retail import skip_reason
-from salepulse.consumers.replay import read_rees46
+from salepulse.consumers.tools.replay import read_rees46
 
 REES46 = """event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session
 2019-10-01 00:00:00 UTC,view,1,10,electronics.phone,Acme,9.50,100,sA

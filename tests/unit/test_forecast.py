@@ -1,4 +1,4 @@
-"""Unit tests of salepulse.streams.forecast (pure forecast logic) and the evaluation protocol helpers."""
+"""Unit tests of salepulse.streams.domain.forecast (pure forecast logic) and the evaluation protocol helpers."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-import salepulse.streams.forecast as forecast_mod
-from salepulse.consumers.evaluate_forecast import is_product, run
-from salepulse.streams.forecast import (
+import salepulse.streams.domain.forecast as forecast_mod
+from salepulse.consumers.tools.evaluate_forecast import is_product, run
+from salepulse.streams.domain.forecast import (
     CurveBook,
     DemandForecaster,
     DemandModel,

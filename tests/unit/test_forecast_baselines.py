@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from salepulse.consumers.forecast_baselines import (
+from salepulse.consumers.tools.forecast_baselines import (
     BaselineBook,
     PooledShare,
     TunedBlend,

@@ -16,12 +16,12 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from salepulse.consumers.priors import PriorsFileError, read_priors_csv
+from salepulse.consumers.tools.priors import PriorsFileError, read_priors_csv
 from salepulse.schemas import limits as L
 from salepulse.schemas.codec import Codec, DecodeError
 from salepulse.schemas.json_input import KINDS, InputError, load_json, parse_event, parse_forecast
 from salepulse.schemas.validation import RULES, problems
-from salepulse.streams.collector import collect_events, collect_forecasts
+from salepulse.streams.domain.collector import collect_events, collect_forecasts
 
 FUZZ = settings(max_examples=200, derandomize=True, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow])

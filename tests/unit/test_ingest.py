@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from salepulse.schemas.codec import Codec
-from salepulse.streams.ingest import BatchSplitter, facts_of, member_partition
+from salepulse.streams.io.ingest import BatchSplitter, facts_of, member_partition
 
 T0 = 1_764_403_200_000
 

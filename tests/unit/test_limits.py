@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from salepulse.schemas import limits
-from salepulse.streams.config import Settings
+from salepulse.streams.platform.config import Settings
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from salepulse.streams.catalog import Catalog
-from salepulse.streams.live import LiveBoard
-from salepulse.streams.velocity import Fact, SaleState
+from salepulse.streams.domain.catalog import Catalog
+from salepulse.streams.domain.live import LiveBoard
+from salepulse.streams.domain.velocity import Fact, SaleState
 
 HOUR = 3_600_000
 START = 1_764_403_200_000

@@ -9,13 +9,13 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from salepulse.consumers.sink_errors import classify, isolate
+from salepulse.consumers.io.sink_errors import classify, isolate
 from salepulse.schemas.codec import Codec
-from salepulse.streams.bounded import SaleCache
-from salepulse.streams.catalog import Catalog
-from salepulse.streams.clock import StreamClock
-from salepulse.streams.ingest import BatchSplitter
-from salepulse.streams.poison import DEFAULT_MESSAGE_BYTES, EXCERPT_BYTES, digest
+from salepulse.streams.domain.catalog import Catalog
+from salepulse.streams.domain.poison import DEFAULT_MESSAGE_BYTES, EXCERPT_BYTES, digest
+from salepulse.streams.io.ingest import BatchSplitter
+from salepulse.streams.platform.bounded import SaleCache
+from salepulse.streams.platform.clock import StreamClock
 from tests.unit.test_ingest import Raw
 
 T0 = 1_764_403_200_000

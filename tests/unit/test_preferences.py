@@ -1,4 +1,4 @@
-"""Unit tests of salepulse.streams.preferences (pure logic) plus a doctest run of the module."""
+"""Unit tests of salepulse.streams.domain.preferences (pure logic) plus a doctest run of the module."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import random
 import numpy as np
 import pytest
 
-import salepulse.streams.preferences as prefs
-from salepulse.streams.preferences import (
+import salepulse.streams.domain.preferences as prefs
+from salepulse.streams.domain.preferences import (
     AGAIN_OFFSET,
     PRODUCT_FEATURES,
     SALE_FEATURES,

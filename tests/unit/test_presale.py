@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from salepulse.streams.buyer_desk import BuyerDesk, sale_outcomes
-from salepulse.streams.catalog import Catalog
-from salepulse.streams.presale import Outcome, PresaleDesk, kaplan_meier_quantiles
-from salepulse.streams.stocking import newsvendor_service_level, split_by_region
+from salepulse.streams.domain.buyer_desk import BuyerDesk, sale_outcomes
+from salepulse.streams.domain.catalog import Catalog
+from salepulse.streams.domain.presale import Outcome, PresaleDesk, kaplan_meier_quantiles
+from salepulse.streams.domain.stocking import newsvendor_service_level, split_by_region
 
 
 def _world(desk: PresaleDesk, rng: np.random.Generator, n_sales: int, biases: dict[str, float],
@@ -144,7 +144,7 @@ def test_the_desk_learns_from_the_catalogue_and_replans() -> None:
 
 
 def test_plan_rows_from_clickhouse_and_csv() -> None:
-    from salepulse.streams.buyer_desk import csv_lines, plan_from_rows
+    from salepulse.streams.domain.buyer_desk import csv_lines, plan_from_rows
 
     rows = [{"sale_id": "s", "sku": "k1", "quantity": 10, "p10": 4.0, "p50": 7.0, "p90": 10.0, "expert": 9.0,
              "correction": 0.8, "reason": "r", "warehouse_regions": ["north", "south"],
@@ -159,7 +159,7 @@ def test_plan_rows_from_clickhouse_and_csv() -> None:
 
 
 def test_settings_of_the_desk() -> None:
-    from salepulse.streams.config import Settings
+    from salepulse.streams.platform.config import Settings
 
     s = Settings.from_env({"SALEPULSE_PLAN_COST_RATIO": "4", "SALEPULSE_PRESALE_PRIOR_STRENGTH": "7",
                            "SALEPULSE_TOPIC_PREFIX": "x."})

@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from salepulse.consumers.priors import PriorsFileError, read_priors_csv
+from salepulse.consumers.tools.priors import PriorsFileError, read_priors_csv
 
 
 def load(text: str, submitted_at_ms: int = 1_764_403_200_000) -> list[dict]:

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from salepulse.consumers.evaluate_recommend import Evaluation, Scores, run
-from salepulse.consumers.recommend_baselines import (
+from salepulse.consumers.tools.evaluate_recommend import Evaluation, Scores, run
+from salepulse.consumers.tools.recommend_baselines import (
     History,
     ItemKNN,
     Items,

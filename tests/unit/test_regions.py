@@ -14,12 +14,12 @@ from hypothesis import strategies as st
 from salepulse.schemas.check import SAMPLES
 from salepulse.schemas.codec import SCHEMA_DIR, Codec
 from salepulse.schemas.json_input import InputError, parse_event
-from salepulse.streams.buyer_desk import BuyerDesk, sale_outcomes
-from salepulse.streams.catalog import Catalog
-from salepulse.streams.ingest import facts_of, facts_record
-from salepulse.streams.presale import Outcome, tobit_fit
-from salepulse.streams.stocking import RegionShares
-from salepulse.streams.velocity import SaleState, extract_facts
+from salepulse.streams.domain.buyer_desk import BuyerDesk, sale_outcomes
+from salepulse.streams.domain.catalog import Catalog
+from salepulse.streams.domain.presale import Outcome, tobit_fit
+from salepulse.streams.domain.stocking import RegionShares
+from salepulse.streams.domain.velocity import SaleState, extract_facts
+from salepulse.streams.io.ingest import facts_of, facts_record
 
 ADDED = {"OrderEvent": ("region", None), "VelocityFacts": ("regions", []), "ForecastOutcome": ("regions", [])}
 

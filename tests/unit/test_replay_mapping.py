@@ -1,4 +1,4 @@
-"""The dataset -> contract mapping of ``salepulse.consumers.replay``, checked without Kafka.
+"""The dataset -> contract mapping of ``salepulse.consumers.tools.replay``, checked without Kafka.
 
 Why both kinds of input: hand-written CSV snippets pin each rule (grouping, merging, skipping) on rows whose
 answer is known by construction; the heads of the REAL shared files prove the rules hold on the data as
@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from salepulse.consumers.replay import (
+from salepulse.consumers.tools.replay import (
     CANCELLATION,
     DUPLICATE_PURCHASE,
     FAV_SKIPPED,
@@ -41,7 +41,7 @@ from salepulse.consumers.replay import (
 )
 from salepulse.schemas.codec import Codec
 from salepulse.schemas.validation import problems
-from salepulse.streams.config import Settings
+from salepulse.streams.platform.config import Settings
 
 RECORD_OF_KIND = {
     "browse": "BrowseEvent",

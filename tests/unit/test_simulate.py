@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from salepulse.consumers.simulate import SimulatedWorld, SimulationReport, run_simulation, world_for_rate
+from salepulse.consumers.tools.simulate import SimulatedWorld, SimulationReport, run_simulation, world_for_rate
 from salepulse.schemas.codec import Codec, DecodeError
 from salepulse.schemas.validation import problems
-from salepulse.streams.config import Settings
+from salepulse.streams.platform.config import Settings
 
 START = datetime(2025, 5, 5, 7, 0, tzinfo=UTC)
 KIND_RECORD = {"browse": "BrowseEvent", "cart": "CartEvent", "order": "OrderEvent"}
@@ -192,7 +192,7 @@ def test_expert_forecasts_are_informative_but_biased_and_noisy(world: SimulatedW
 
 
 class FakePublisher:
-    """Stands in for salepulse.consumers.publish.Publisher: encodes like it, keeps what would have gone to Kafka."""
+    """Stands in for salepulse.consumers.io.publish.Publisher: encodes like it, keeps what would have gone to Kafka."""
 
     made: list[FakePublisher] = []
 
@@ -218,10 +218,10 @@ class FakePublisher:
 
 def test_run_simulation_sends_catalogue_first_then_paced_events_and_bad_ones(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import salepulse.consumers.publish
+    import salepulse.consumers.io.publish
 
     FakePublisher.made.clear()
-    monkeypatch.setattr(salepulse.consumers.publish, "Publisher", FakePublisher)
+    monkeypatch.setattr(salepulse.consumers.io.publish, "Publisher", FakePublisher)
     world = SimulatedWorld(5, n_members=2_000, n_sales=4, start=START)
     report = run_simulation(Settings(), seed=5, rate=1e9, max_events=3_000, bad_rate=0.1, progress=False,
                             world=world)
@@ -254,9 +254,9 @@ def test_run_simulation_sends_catalogue_first_then_paced_events_and_bad_ones(
 def test_run_simulation_stops_on_request(monkeypatch: pytest.MonkeyPatch) -> None:
     import threading
 
-    import salepulse.consumers.publish
+    import salepulse.consumers.io.publish
 
-    monkeypatch.setattr(salepulse.consumers.publish, "Publisher", FakePublisher)
+    monkeypatch.setattr(salepulse.consumers.io.publish, "Publisher", FakePublisher)
     stop = threading.Event()
     stop.set()
     report = run_simulation(Settings(), rate=1e9, progress=False, stop=stop,

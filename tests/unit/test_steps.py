@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from salepulse.streams.catalog import Catalog
-from salepulse.streams.config import Settings
-from salepulse.streams.steps import MemberCache, count, lag_groups, preference_update, totals_of_snapshot
-from salepulse.streams.velocity import Fact, SaleState
+from salepulse.streams.domain.catalog import Catalog
+from salepulse.streams.domain.steps import MemberCache, count, lag_groups, preference_update, totals_of_snapshot
+from salepulse.streams.domain.velocity import Fact, SaleState
+from salepulse.streams.platform.config import Settings
 
 
 def _facts(offsets: list[int], source: str = "events.order:0", prefix: str = "o") -> list[tuple[Fact, str, int]]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from salepulse.streams.poison import DEFAULT_MESSAGE_BYTES, fact_bytes
-from salepulse.streams.velocity import (
+from salepulse.streams.domain.poison import DEFAULT_MESSAGE_BYTES, fact_bytes
+from salepulse.streams.domain.velocity import (
     HOUR_MS,
     VELOCITY_HALF_LIFE_MS,
     Fact,
@@ -39,7 +39,7 @@ def test_facts_messages_are_chunked_by_bytes_but_never_split_an_event() -> None:
 
 def test_a_chunk_at_the_default_budget_encodes_under_kafkas_message_limit() -> None:
     from salepulse.schemas.codec import Codec
-    from salepulse.streams.ingest import facts_record
+    from salepulse.streams.io.ingest import facts_record
 
     long_id = "x" * 20_000
     facts = [(Fact(f"{long_id}{i}", "s", long_id, "order", 1, 1.0, 0), "events.order:0", i) for i in range(200)]
@@ -89,7 +89,7 @@ def test_redelivered_facts_are_skipped_by_source_offset_and_state_round_trips() 
 
 
 def test_sale_state_reads_the_first_release_dict_format_too() -> None:
-    from salepulse.streams.velocity import SaleState
+    from salepulse.streams.domain.velocity import SaleState
 
     legacy = {"sale_id": "s1", "applied": {"events.order:0": 7}, "version": 3,
               "skus": {"k1": {"views": 2, "carts": 1, "uncarts": 0, "orders": 1, "units": 2, "revenue": 20.0,

@@ -7,12 +7,12 @@ import importlib
 
 import pytest
 
-from salepulse.streams.config import Settings
+from salepulse.streams.platform.config import Settings
 
 
 def test_importing_the_worker_builds_nothing() -> None:
-    worker_module = importlib.import_module("salepulse.streams.worker")
-    importlib.import_module("salepulse.streams.api")
+    worker_module = importlib.import_module("salepulse.streams.runtime.worker")
+    importlib.import_module("salepulse.streams.runtime.api")
     assert "app" not in vars(worker_module), "a Faust app was built at import"
 
 
@@ -22,7 +22,7 @@ def test_importing_the_worker_builds_nothing() -> None:
     ("preferences", {"member_preferences", "follow_velocity"}, {"member-prefs"}),
 ])
 def test_agents_and_tables_follow_the_role(role: str, agents: set[str], tables: set[str]) -> None:
-    from salepulse.streams.worker import build_worker
+    from salepulse.streams.runtime.worker import build_worker
 
     worker = build_worker(Settings(worker_role=role, app_id=f"assembly-{role}"))
     assert {agent.name.rsplit(".", 1)[-1] for agent in worker.app.agents.values()} == agents
@@ -33,7 +33,7 @@ def test_agents_and_tables_follow_the_role(role: str, agents: set[str], tables: 
 
 
 def test_two_workers_share_nothing() -> None:
-    from salepulse.streams.worker import build_worker
+    from salepulse.streams.runtime.worker import build_worker
 
     one, two = build_worker(Settings(app_id="a1")), build_worker(Settings(app_id="a2"))
     assert one.app is not two.app and one.board is not two.board and one.metrics is not two.metrics

@@ -1,9 +1,9 @@
 """A stand-in for the worker's dashboard routes, stdlib only, so the page can be checked in a browser now.
 
-Serves ``streams/web/`` the way the worker does:
+Serves ``streams/runtime/web/`` the way the worker does:
 
-* ``GET /dashboard``                  -> ``streams/web/dashboard.html``
-* ``GET /dashboard/static/<file>``    -> ``streams/web/<file>`` (or ``streams/web/vendor/<file>``)
+* ``GET /dashboard``                  -> ``streams/runtime/web/dashboard.html``
+* ``GET /dashboard/static/<file>``    -> ``streams/runtime/web/<file>`` (or ``streams/runtime/web/vendor/<file>``)
 * ``GET /api/dashboard``              -> the JSON contract of the dashboard, whose numbers move on EVERY call:
   stream time advances by :data:`STEP_S` seconds, units only grow, velocity series get a point longer.
 
@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from salepulse.streams.dashboard import coverage
+from salepulse.streams.domain.dashboard import coverage
 
-WEB_DIR = Path(__file__).resolve().parents[2] / "streams" / "web"
+WEB_DIR = Path(__file__).resolve().parents[2] / "streams" / "runtime" / "web"
 T0 = datetime(2026, 11, 29, 9, 30, tzinfo=UTC)  #: stream time of the first call
 STEP_S = 20  #: stream seconds per API call
 SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}

@@ -1,0 +1,1 @@
+"""Tools: replay, the simulator, the evaluations and their baselines, priors load, dead letters, the test harness."""

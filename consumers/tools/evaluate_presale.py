@@ -1,0 +1,261 @@
+"""Evaluation of the pre-sale desk (checkpoint ``"0"``): raw expert vs corrected forecast, the plan, the buyers.
+
+Replayed in time order with no look-ahead: each sale is forecast from what finished before it opened, then its
+outcome is learned. Called by :mod:`salepulse.consumers.tools.evaluate_forecast`; the block it returns is merged into
+that report:
+
+* ``wape.prior["0"]`` / ``bias.prior["0"]``: the raw expert number; ``wape.blended["0"]`` / ``bias.blended["0"]``:
+  the corrected pre-sale p50 (:class:`salepulse.streams.domain.presale.PresaleDesk`).
+* ``plan``: the newsvendor quantity at ``service_level`` per sku (:mod:`salepulse.streams.domain.stocking`):
+  ``service_level_achieved`` = share of skus whose demand the plan covered (the target is ``service_level``),
+  ``fill_rate_units`` = units served / demand, ``overstock_units`` = units left over.
+* ``buyers`` (simulated only): per buyer, ``true_bias`` (their forecast units over the true expected demand, minus
+  1, known by construction) and ``learned_bias`` (their forecast units over the desk's corrected units, minus 1),
+  over the forecasts of their sales after their ``min_sales``-th finished sale.
+
+Datasets
+--------
+``online-retail``: weeks are sales, the expert is the mean weekly units of the 4 previous weeks (as in
+:mod:`salepulse.consumers.tools.evaluate_forecast`), no buyer and no category, so the correction is by forecast size and
+price band. No stock, so nothing is censored.
+
+``simulated``: :class:`salepulse.consumers.tools.simulate.SimulatedWorld` planned with many sales (no events are
+generated: the outcome of a sku is ``min(true demand, stock)``, censored when it sold out).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from salepulse.streams.domain.presale import Outcome, PresaleDesk
+
+HISTORY_WEEKS = 4
+WARMUP_SALES = 8
+
+
+@dataclass
+class PresaleScores:
+    """Per-sku pre-sale forecasts, plans and truths."""
+
+    service_level: float
+    expert: list[float] = field(default_factory=list)
+    p50: list[float] = field(default_factory=list)
+    p10: list[float] = field(default_factory=list)
+    p90: list[float] = field(default_factory=list)
+    plan: list[float] = field(default_factory=list)
+    truth: list[float] = field(default_factory=list)
+
+    def add(self, expert: float, forecast: Any, truth: float) -> None:
+        self.expert.append(expert)
+        self.p50.append(forecast.p50)
+        self.p10.append(forecast.p10)
+        self.p90.append(forecast.p90)
+        self.plan.append(float(np.ceil(forecast.quantile(self.service_level) - 1e-9)))
+        self.truth.append(truth)
+
+    def result(self) -> dict[str, Any]:
+        y = np.asarray(self.truth, dtype=float)
+        tot = float(y.sum())
+        if y.size == 0 or tot <= 0:
+            return {"series": int(y.size)}
+        e, p = np.asarray(self.expert), np.asarray(self.p50)
+        plan = np.asarray(self.plan)
+        inside = (y >= np.asarray(self.p10) - 1e-9) & (y <= np.asarray(self.p90) + 1e-9)
+        return {
+            "series": int(y.size),
+            "wape": {"prior": {"0": float(np.abs(e - y).sum() / tot)},
+                     "blended": {"0": float(np.abs(p - y).sum() / tot)}},
+            "bias": {"prior": {"0": float((e - y).sum() / tot)}, "blended": {"0": float((p - y).sum() / tot)}},
+            "coverage_p10_p90": {"0": float(inside.mean())},
+            "plan": {
+                "service_level": self.service_level,
+                "service_level_achieved": float((y <= plan + 1e-9).mean()),
+                "fill_rate_units": float(np.minimum(plan, y).sum() / tot),
+                "overstock_units": float(np.maximum(plan - y, 0).sum()),
+                "overstock_share": float(np.maximum(plan - y, 0).sum() / max(plan.sum(), 1.0)),
+                "planned_units": float(plan.sum()),
+                "demand_units": tot,
+            },
+        }
+
+
+def _prices(path: Path) -> dict[str, float]:
+    """Median unit price per stock code (the product's price band)."""
+    prices: dict[str, list[float]] = defaultdict(list)
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as raw:
+        reader = csv.DictReader(io.TextIOWrapper(raw, encoding="utf-8", newline=""))
+        for row in reader:
+            price = float(row["UnitPrice"])
+            if price > 0 and int(row["Quantity"]) > 0:
+                prices[row["StockCode"].strip().upper()].append(price)
+    return {code: median(v) for code, v in prices.items()}
+
+
+def run_online_retail(path: Path, service_level: float = 0.9, progress: bool = True,
+                      score_from: date | None = None) -> dict[str, Any]:
+    from salepulse.consumers.tools.evaluate_forecast import complete_weeks, load_online_retail, weekly_totals
+
+    weeks, first_ts, last_ts = load_online_retail(Path(path))
+    prices = _prices(Path(path))
+    totals = weekly_totals(weeks)
+    mondays = complete_weeks(first_ts, last_ts)
+    desk = PresaleDesk()
+    scores = PresaleScores(service_level)
+    for idx, monday in enumerate(tqdm(mondays, desc="online-retail pre-sale", disable=not progress)):
+        history = [totals.get(monday - timedelta(days=7 * k), {}) for k in range(1, HISTORY_WEEKS + 1)]
+        codes = sorted(set().union(*history))
+        sale_id = monday.isoformat()
+        scored = idx >= WARMUP_SALES and (score_from is None or monday >= score_from)
+        week = totals.get(monday, {})
+        outcomes = []
+        for code in codes:
+            expert = sum(h.get(code, 0) for h in history) / HISTORY_WEEKS
+            truth = float(week.get(code, 0))
+            if scored:
+                scores.add(expert, desk.forecast(sale_id, code, expert=expert, price=prices.get(code)), truth)
+            outcomes.append(Outcome(sale_id, code, expert, truth, price=prices.get(code), sale_hours=168.0,
+                                    ended_ms=idx))
+        desk.observe_many(outcomes)
+    return scores.result()
+
+
+def run_simulated(seed: int = 0, n_sales: int = 360, service_level: float = 0.9, min_sales: int = 30,
+                  progress: bool = True) -> dict[str, Any]:
+    from salepulse.consumers.tools.simulate import SimulatedWorld
+
+    world = SimulatedWorld(seed=seed, n_members=20_000, n_sales=n_sales)
+    desk = PresaleDesk()
+    scores = PresaleScores(service_level)
+    priors = {(p["sale_id"], p["sku"]): p for p in world.priors}
+    stock = {s["sku"]: s["on_hand"] for s in world.stock}
+    expected = world.expected_demand
+    finished_by_buyer: dict[str, int] = defaultdict(int)
+    per_buyer: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    sales = sorted(world.sales, key=lambda s: s["starts_at"])
+    ends = sorted(sales, key=lambda s: (s["ends_at"], s["sale_id"]))
+    pending = iter(ends)
+    nxt = next(pending, None)
+
+    def finish_until(moment: datetime | None) -> None:
+        nonlocal nxt
+        while nxt is not None and (moment is None or nxt["ends_at"] <= moment):
+            sale, nxt = nxt, next(pending, None)
+            desk.observe_many(_outcomes(world, sale, priors, stock))
+            buyer = _buyer_of(sale, priors)
+            if buyer:
+                finished_by_buyer[buyer] += 1
+
+    for sale in tqdm(sales, desc="simulated pre-sale", disable=not progress):
+        finish_until(sale["starts_at"])
+        hours = (sale["ends_at"] - sale["starts_at"]).total_seconds() / 3600
+        for p in sale["products"]:
+            ef = priors.get((sale["sale_id"], p["sku"]))
+            buyer = ef.get("buyer_id") if ef else None
+            f = desk.forecast(sale["sale_id"], p["sku"], expert=ef["expected_units"] if ef else None,
+                              buyer_id=buyer, category=p["category"], price=p["price"], brand=sale["brand"],
+                              sale_hours=hours)
+            truth = float(world.true_demand[(sale["sale_id"], p["sku"])])
+            if ef is not None:
+                scores.add(float(ef["expected_units"]), f, truth)
+                if buyer and finished_by_buyer[buyer] >= min_sales:
+                    acc = per_buyer[buyer]
+                    acc["forecast"] += float(ef["expected_units"])
+                    acc["corrected"] += f.center
+                    acc["expected"] += float(expected[(sale["sale_id"], p["sku"])])
+                    acc["sold"] += truth
+                    acc["forecasts"] += 1
+    finish_until(None)
+    out = scores.result()
+    out["buyers"] = {
+        b: {"true_bias": acc["forecast"] / acc["expected"] - 1.0,
+            "learned_bias": acc["forecast"] / acc["corrected"] - 1.0,
+            "realised_bias": acc["forecast"] / acc["sold"] - 1.0,
+            "forecasts_scored": int(acc["forecasts"]), "finished_sales": finished_by_buyer[b]}
+        for b, acc in sorted(per_buyer.items())
+    }
+    out["buyers_within_5_points"] = (
+        sum(abs(v["true_bias"] - v["learned_bias"]) <= 0.05 for v in out["buyers"].values()), len(out["buyers"]))
+    out["sales"] = len(sales)
+    return out
+
+
+def _buyer_of(sale: dict[str, Any], priors: dict[tuple[str, str], dict[str, Any]]) -> str | None:
+    for p in sale["products"]:
+        ef = priors.get((sale["sale_id"], p["sku"]))
+        if ef is not None and ef.get("buyer_id"):
+            return str(ef["buyer_id"])
+    return None
+
+
+def _outcomes(world: Any, sale: dict[str, Any], priors: dict[tuple[str, str], dict[str, Any]],
+              stock: dict[str, int]) -> Iterable[Outcome]:
+    hours = (sale["ends_at"] - sale["starts_at"]).total_seconds() / 3600
+    ended = int(sale["ends_at"].timestamp() * 1000)
+    for p in sale["products"]:
+        key = (sale["sale_id"], p["sku"])
+        demand = world.true_demand[key]
+        on_hand = stock.get(p["sku"], p["stock"])
+        ef = priors.get(key)
+        yield Outcome(sale["sale_id"], p["sku"], None if ef is None else float(ef["expected_units"]),
+                      float(min(demand, on_hand)), demand >= on_hand, ef.get("low") if ef else None,
+                      ef.get("high") if ef else None, ef.get("buyer_id") if ef else None, p["category"],
+                      p["price"], sale["brand"], hours, ended)
+
+
+def presale_block(dataset: str, path: Path | None, service_level: float = 0.9, progress: bool = True,
+                  score_from: date | None = None) -> dict[str, Any]:
+    """The pre-sale block of ``salepulse evaluate forecast`` for ``dataset``."""
+    if dataset == "online-retail":
+        return run_online_retail(Path(str(path)), service_level, progress, score_from)
+    if dataset == "simulated":
+        seed = int(str(path)) if path is not None and str(path).isdigit() else 0
+        return run_simulated(seed, service_level=service_level, progress=progress)
+    raise ValueError(f"unknown dataset {dataset!r}")
+
+
+def merge_presale(result: dict[str, Any], block: dict[str, Any]) -> dict[str, Any]:
+    """Put the checkpoint "0" figures into an ``evaluate forecast`` result, and the rest under ``presale``."""
+    for metric in ("wape", "bias", "coverage_p10_p90"):
+        for name, values in (block.get(metric) or {}).items():
+            if isinstance(values, dict):
+                result.setdefault(metric, {}).setdefault(name, {}).update(values)
+            else:
+                result.setdefault(metric, {})[name] = values
+    if "plan" in block:
+        result["plan"] = block["plan"]
+    if "buyers" in block:
+        result["buyers"] = block["buyers"]
+    result["presale"] = {k: v for k, v in block.items() if k not in ("wape", "bias", "coverage_p10_p90", "plan",
+                                                                       "buyers")}
+    return result
+
+
+def print_presale(result: dict[str, Any]) -> None:
+    """The pre-sale lines of the ``evaluate forecast`` table."""
+    wape, bias = result.get("wape", {}), result.get("bias", {})
+    if "0" not in wape.get("blended", {}):
+        return
+    print(f"pre-sale (t=0): WAPE expert {wape['prior']['0']:.3f} -> corrected p50 {wape['blended']['0']:.3f} "
+          f"(x{wape['blended']['0'] / wape['prior']['0']:.2f}); bias {bias['prior']['0']:+.3f} -> "
+          f"{bias['blended']['0']:+.3f}; coverage p10-p90 {result['coverage_p10_p90']['0']:.3f}")
+    plan = result.get("plan")
+    if plan:
+        print(f"plan at service level {plan['service_level']:.2f}: achieved {plan['service_level_achieved']:.3f} "
+              f"of skus fully served, unit fill rate {plan['fill_rate_units']:.3f}, "
+              f"overstock {plan['overstock_units']:.0f} units ({plan['overstock_share']:.1%} of planned)")
+    for buyer, b in (result.get("buyers") or {}).items():
+        print(f"  {buyer}: true bias {b['true_bias']:+.3f}, learned {b['learned_bias']:+.3f} "
+              f"({b['finished_sales']} finished sales)")

@@ -1,0 +1,167 @@
+"""What the live agent holds: config, :class:`Ranker` (with its global models) and the update rule."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from salepulse.streams.domain.preferences.candidates import ProductCandidates, SaleCandidates
+from salepulse.streams.domain.preferences.ranker import Ranked, Ranker
+from salepulse.streams.domain.preferences.state import MemberState, PreferenceConfig, key_hash, to_seconds
+
+
+class PreferenceModel:
+    """What the live agent holds: config, :class:`Ranker` (with its co-visitation) and the update rule.
+
+    >>> pm = PreferenceModel()
+    >>> st = pm.update(None, {"member_id": "m1", "sale_id": "s1", "sku": "a", "brand": "nike",
+    ...                       "category": "shoes", "price": 50.0, "kind": "browse", "ts": 1_700_000_000_000})
+    >>> st.member_id, st.n_events
+    ('m1', 1)
+    >>> sales = SaleCandidates.from_records([
+    ...     {"sale_id": "s1", "brand": "nike", "categories": ["shoes"], "popularity": 1.0},
+    ...     {"sale_id": "s2", "brand": "puma", "categories": ["hats"], "popularity": 8.0}])
+    >>> [(r.id, r.reason) for r in pm.rank_sales(st, sales, k=2)]
+    [('s1', 'sale you visited'), ('s2', 'trending now')]
+    >>> [(r.id, r.reason) for r in pm.rank_sales(None, sales, k=1)]  # cold start
+    [('s2', 'trending now')]
+    """
+
+    def __init__(self, config: PreferenceConfig | None = None, ranker: Ranker | None = None) -> None:
+        self.config = config or PreferenceConfig()
+        self.ranker = ranker or Ranker()
+
+    def new_state(self, member_id: str) -> MemberState:
+        """An empty member."""
+        return MemberState(member_id, self.config)
+
+    def load_state(self, data: bytes | None, member_id: str) -> MemberState:
+        """Member from table bytes (empty member when ``data`` is None)."""
+        return self.new_state(member_id) if data is None else MemberState.from_bytes(data, self.config)
+
+    def update(
+        self,
+        state: MemberState | None,
+        event: Mapping[str, Any],
+        products: ProductCandidates | None = None,
+        sales: SaleCandidates | None = None,
+    ) -> MemberState:
+        """Fold one event dict into the member (created when ``state`` is None) and the co-visitation.
+
+        Fields: member_id, sku, kind (browse/fav/cart/order), ts (epoch ms or datetime), optional sale_id,
+        brand, category, price, quantity, action (add/remove). An order may carry ``lines`` (dicts with
+        sku, sale_id, quantity, price/unit_price, brand, category) instead of one sku. When ``products`` /
+        ``sales`` (the candidates the member saw) are given for a cart add or an order, the ranking blend
+        is taught too - before the member state changes, as in the prequential evaluation.
+        """
+        if state is None:
+            state = self.new_state(str(event["member_id"]))
+        t = to_seconds(event["ts"])
+        kind = str(event.get("kind", "browse"))
+        lines = event.get("lines") or [event]
+        positive = kind == "order" or (kind == "cart" and event.get("action", "add") != "remove")
+        if positive and (products is not None or sales is not None):
+            self.learn(state, lines, products, sales, t)
+        for line in lines:
+            sku = str(line["sku"])
+            top = state.items.top(10)
+            recent = [(i, w) for i, w in top if i != sku]
+            removal = kind == "remove" or event.get("action") == "remove"
+            if recent and not removal:
+                vmax = top[0][1] or 1.0
+                self.ranker.covisit.observe(sku, [(i, min(1.0, w / vmax)) for i, w in recent])
+            state.observe(
+                sku=sku,
+                kind=kind,
+                t=t,
+                brand=line.get("brand"),
+                category=line.get("category"),
+                price=line.get("price", line.get("unit_price")),
+                sale_id=line.get("sale_id"),
+                action=event.get("action"),
+                quantity=line.get("quantity"),
+            )
+            if not removal:
+                self.ranker.sessions.add(f"{state.member_id}@{state.session_start:.0f}", sku)
+        return state
+
+    def learn(
+        self,
+        state: MemberState,
+        lines: Sequence[Mapping[str, Any]],
+        products: ProductCandidates | None,
+        sales: SaleCandidates | None,
+        t: float,
+    ) -> None:
+        """Teach the ranker that the member chose ``lines`` among ``products`` / ``sales``."""
+        if products is not None and len(products):
+            want = {key_hash(str(ln["sku"])) for ln in lines}
+            pos = [i for i, h in enumerate(products.sku_h.tolist()) if h in want]
+            if pos:
+                _, cols = self.ranker.score_products(state, products, t)
+                self.ranker.learn_products(cols, pos)
+        if sales is not None and len(sales):
+            want = {key_hash(str(ln.get("sale_id", ""))) for ln in lines}
+            pos = [i for i, h in enumerate(sales.sale_h.tolist()) if h in want]
+            if pos:
+                scores, x = self.ranker.score_sales(state, sales, t)
+                self.ranker.learn_sales(x, scores, pos)
+
+    def rank_sales(
+        self, state: MemberState | None, candidates: SaleCandidates, k: int, now_ms: float | None = None
+    ) -> list[Ranked]:
+        """Top ``k`` open sales for the member (popularity only when cold)."""
+        return self.ranker.rank_sales(state, candidates, k, now_ms)
+
+    def rank_products(
+        self, state: MemberState | None, candidates: ProductCandidates, k: int, now_ms: float | None = None
+    ) -> list[Ranked]:
+        """Top ``k`` in-stock products for the member (popularity only when cold)."""
+        return self.ranker.rank_products(state, candidates, k, now_ms)
+
+
+_DEFAULT: PreferenceModel | None = None
+
+
+def _default() -> PreferenceModel:
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = PreferenceModel()
+    return _DEFAULT
+
+
+def rank_sales(
+    member_state: MemberState | None,
+    candidates: SaleCandidates,
+    k: int,
+    now_ms: float | None = None,
+    model: PreferenceModel | None = None,
+) -> list[Ranked]:
+    """Rank open sales for a member with ``model`` (a process-wide default model when None).
+
+    >>> sales = SaleCandidates.from_records([
+    ...     {"sale_id": "s1", "brand": "b", "categories": [], "popularity": 1.0,
+    ...      "starts_at": 0, "ends_at": 10},
+    ...     {"sale_id": "s2", "brand": "c", "categories": [], "popularity": 0.0,
+    ...      "starts_at": 0, "ends_at": 99}])
+    >>> [r.id for r in rank_sales(None, sales, k=5, now_ms=50)]  # s1 is closed at t=50
+    ['s2']
+    """
+    return (model or _default()).rank_sales(member_state, candidates, k, now_ms)
+
+
+def rank_products(
+    member_state: MemberState | None,
+    candidates: ProductCandidates,
+    k: int,
+    now_ms: float | None = None,
+    model: PreferenceModel | None = None,
+) -> list[Ranked]:
+    """Rank in-stock products for a member with ``model`` (a process-wide default model when None).
+
+    >>> c = ProductCandidates.build(["a", "b"], ["x", "y"], ["c", "c"], [1.0, 2.0], [5.0, 1.0], stock=[0, 3])
+    >>> [r.id for r in rank_products(None, c, k=5)]  # a is sold out
+    ['b']
+    """
+    return (model or _default()).rank_products(member_state, candidates, k, now_ms)
+

@@ -1,0 +1,169 @@
+"""The centre of a pre-sale forecast: the hierarchical ratio estimator that corrects a buyer's number
+(:class:`CorrectionModel`) and, with no number, the mean of comparable finished sales (:class:`FeatureModel`).
+
+Part of :mod:`salepulse.streams.domain.presale` (pure logic, no Kafka, no Faust).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from salepulse.streams.domain.forecast import price_octave
+from salepulse.streams.domain.presale_outcome import DEFAULT_PRIOR_STRENGTH, size_bucket
+
+
+@dataclass(slots=True)
+class _Ratio:
+    n: float = 0.0
+    actual: float = 0.0
+    expert: float = 0.0
+    sales: int = 0
+    last_sale: str | None = None
+
+    def add(self, expert: float, actual: float, sale_id: str) -> None:
+        self.n += 1
+        self.actual += actual
+        self.expert += expert
+        if sale_id != self.last_sale:
+            self.sales += 1
+            self.last_sale = sale_id
+
+
+@dataclass(frozen=True, slots=True)
+class Correction:
+    """The factor applied to an expert number, and the group whose record it mostly comes from."""
+
+    factor: float
+    level: str
+    """all | size | category | category_size | category_size_band | buyer | buyer_category | buyer_category_size"""
+    key: tuple[Any, ...]
+    forecasts: int
+    sales: int
+
+
+class CorrectionModel:
+    """Hierarchical ratio correction of expert numbers (see the module docstring)."""
+
+    POOLED = ("all", "size", "category", "category_size", "category_size_band")
+    BUYER = ("buyer", "buyer_category", "buyer_category_size")
+
+    def __init__(self, prior_strength: float = DEFAULT_PRIOR_STRENGTH, max_factor: float = 20.0) -> None:
+        self.prior_strength = prior_strength
+        self.max_factor = max_factor
+        self._stats: dict[tuple[Any, ...], _Ratio] = {}
+
+    @staticmethod
+    def keys(expert: float, buyer_id: str | None, category: str | None,
+             price: float | None) -> list[tuple[str, tuple[Any, ...]]]:
+        s, b = size_bucket(expert), price_octave(price)
+        keys: list[tuple[str, tuple[Any, ...]]] = [("all", ()), ("size", (s,))]
+        if category is not None:
+            keys += [("category", (category,)), ("category_size", (category, s))]
+            if b is not None:
+                keys.append(("category_size_band", (category, s, b)))
+        elif b is not None:
+            keys.append(("category_size_band", (None, s, b)))
+        if buyer_id:
+            keys += [("buyer", (buyer_id,)), ("buyer_category", (buyer_id, category)),
+                     ("buyer_category_size", (buyer_id, category, s))]
+        return keys
+
+    def _chain(self, keys: list[tuple[str, tuple[Any, ...]]], start: float,
+               best: Correction) -> tuple[float, Correction]:
+        factor = start
+        k = self.prior_strength
+        for level, key in keys:
+            st = self._stats.get((level, *key))
+            if st is None or st.n == 0 or st.expert <= 0:
+                continue
+            factor = (st.n * (st.actual / st.expert) + k * factor) / (st.n + k)
+            best = Correction(factor, level, key, int(st.n), st.sales)
+        return factor, best
+
+    @staticmethod
+    def _comparable(level: str, key: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The pooled group a buyer's group is compared with (same granularity, everyone's forecasts)."""
+        if level == "buyer":
+            return ("all",)
+        if level == "buyer_category":
+            return ("category", key[1]) if key[1] is not None else ("all",)
+        return ("category_size", key[1], key[2]) if key[1] is not None else ("size", key[2])
+
+    def observe(self, expert: float, actual: float, sale_id: str, buyer_id: str | None = None,
+                category: str | None = None, price: float | None = None) -> None:
+        """Learn one finished forecast (expert number, demand) into every group it belongs to."""
+        for level, key in self.keys(expert, buyer_id, category, price):
+            self._stats.setdefault((level, *key), _Ratio()).add(expert, actual, sale_id)
+
+    def correction(self, expert: float, buyer_id: str | None = None, category: str | None = None,
+                   price: float | None = None) -> Correction:
+        """The shrunk factor for this forecast, and the most specific group with a record behind it.
+
+        Pooled groups give the factor for everyone's forecasts of this kind; a buyer's groups multiply it by how
+        their record compares with everyone's at the same granularity (their ratio over the pool's), shrunk to 1.
+        """
+        keys = self.keys(expert, buyer_id, category, price)
+        pooled = [kk for kk in keys if kk[0] in self.POOLED]
+        factor, best = self._chain(pooled, 1.0, Correction(1.0, "all", (), 0, 0))
+        adjust, k = 1.0, self.prior_strength
+        for level, key in (kk for kk in keys if kk[0] in self.BUYER):
+            st = self._stats.get((level, *key))
+            ref = self._stats.get(self._comparable(level, key))
+            if st is None or st.n == 0 or st.expert <= 0 or ref is None or ref.expert <= 0 or ref.actual <= 0:
+                continue
+            relative = (st.actual / st.expert) / (ref.actual / ref.expert)
+            adjust = (st.n * relative + k * adjust) / (st.n + k)
+            best = Correction(factor * adjust, level, key, int(st.n), st.sales)
+        factor = min(max(factor * adjust, 1.0 / self.max_factor), self.max_factor)
+        return Correction(factor, best.level, best.key, best.forecasts, best.sales)
+
+    def group(self, level: str, key: tuple[Any, ...]) -> _Ratio | None:
+        return self._stats.get((level, *key))
+
+
+# ----------------------------------------------------------------------------------------------------
+# No expert number: comparable finished sales
+# ----------------------------------------------------------------------------------------------------
+
+
+class FeatureModel:
+    """Mean of ``ln(units + 1)`` over comparable finished sales, through a shrunk chain of groups.
+
+    >>> fm = FeatureModel(prior_strength=1)
+    >>> for u in (9, 99) * 10:
+    ...     fm.observe(u, category="mugs", price=5.0, brand="acme", sale_hours=4)
+    >>> round(fm.log_mean(category="mugs", price=5.0, brand="acme", sale_hours=4), 2)
+    3.45
+    """
+
+    def __init__(self, prior_strength: float = 5.0, default_log_mean: float = math.log1p(10.0)) -> None:
+        self.prior_strength = prior_strength
+        self.default_log_mean = default_log_mean
+        self._stats: dict[tuple[Any, ...], list[float]] = {}
+
+    @staticmethod
+    def keys(category: str | None, price: float | None, brand: str | None,
+             sale_hours: float | None) -> list[tuple[Any, ...]]:
+        length = None if sale_hours is None else round(math.log2(max(sale_hours, 0.25)))
+        return [("all",), ("length", length), ("category", category), ("category_band", category, price_octave(price)),
+                ("brand", brand), ("brand_category", brand, category)]
+
+    def observe(self, units: float, category: str | None = None, price: float | None = None,
+                brand: str | None = None, sale_hours: float | None = None) -> None:
+        x = math.log1p(max(units, 0.0))
+        for key in self.keys(category, price, brand, sale_hours):
+            st = self._stats.setdefault(key, [0.0, 0.0])
+            st[0] += 1
+            st[1] += x
+
+    def log_mean(self, category: str | None = None, price: float | None = None, brand: str | None = None,
+                 sale_hours: float | None = None) -> float:
+        m = self.default_log_mean
+        k = self.prior_strength
+        for key in self.keys(category, price, brand, sale_hours):
+            st = self._stats.get(key)
+            if st is not None and st[0] > 0:
+                m = (st[1] + k * m) / (st[0] + k)
+        return m

@@ -1,0 +1,3 @@
+"""Platform: settings, logs, metrics, the stream clock, bounded caches and the topology.
+
+Imports nothing else of salepulse but `schemas`."""

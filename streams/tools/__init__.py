@@ -1,0 +1,1 @@
+"""Tools: the CLI, the demo, the benchmarks and profiles. Nothing in the worker imports them."""

@@ -1,0 +1,270 @@
+"""``salepulse demo``: the whole pipeline on one machine, then a JSON account of what went in and what came out.
+
+Order of events: broker (local unless one is configured or already answers) → topics → worker and sink as child
+processes → simulator in this process for ``duration`` seconds → drain (bounded wait until both consumer groups
+have caught up and ClickHouse holds every produced unit) → clean shutdown → the summary as the last line.
+
+Each run has its own namespace: topics prefixed ``demo-<run id>.`` and its own Faust app id (so its tables'
+changelogs too), so sales and units of earlier runs on the same broker never show up in this one. SIGTERM (systemd,
+Docker, CI) stops it exactly like Ctrl-C: children stopped, summary printed. ``keep_serving`` leaves the worker
+and its dashboard up after the summary until one of those signals.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from salepulse.streams.io.lag import group_lag
+from salepulse.streams.platform.config import Settings
+from salepulse.streams.platform.logs import get_logger
+
+log = get_logger(__name__)
+DRAIN_TIMEOUT_SECONDS = 180.0
+
+
+@dataclass
+class Children:
+    """The worker and sink processes, stopped together whatever happens."""
+
+    log_dir: Path
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    env: dict[str, str] | None = None
+
+    def start(self, name: str, *args: str) -> None:
+        logfile = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        # Own session: a Ctrl-C in the terminal reaches only the demo, which then stops the children in order
+        # (worker first, so the sink can still write what the worker sent).
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", "salepulse.streams.tools.cli", *args], stdout=logfile, stderr=subprocess.STDOUT,
+            start_new_session=True, env=self.env,
+        )
+
+    def check_alive(self) -> None:
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                log_tail = _last_line(self.log_dir / f"{name}.log")
+                raise RuntimeError(f"{name} exited with code {process.returncode} ({log_tail}); see "
+                                   f"{self.log_dir / (name + '.log')}")
+
+    def stop(self, name: str, timeout: float = 30.0) -> None:
+        process = self.processes.pop(name, None)
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("child did not stop in time; killing", child=name)
+            process.kill()
+            process.wait()
+
+    def stop_all(self) -> None:
+        for name in list(self.processes):
+            self.stop(name)
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "no log"
+    return lines[-1][-200:] if lines else "empty log"
+
+
+def demo_settings(settings: Settings, run_id: str, environ: dict[str, str] | None = None) -> tuple[Settings, dict]:
+    """This run's settings and the environment of its children: its own topic prefix and app id.
+
+    A prefix the user set (``SALEPULSE_TOPIC_PREFIX``) is kept, with the run id after it.
+
+    >>> s, env = demo_settings(Settings(), "r1", {})
+    >>> s.topics.order, s.app_id, env["SALEPULSE_TOPIC_PREFIX"]
+    ('demo-r1.events.order', 'salepulse-demo-r1', 'demo-r1.')
+    """
+    environ = dict(os.environ if environ is None else environ)
+    prefix = environ.get("SALEPULSE_TOPIC_PREFIX", "") + f"demo-{run_id}."
+    environ.update({"SALEPULSE_TOPIC_PREFIX": prefix, "SALEPULSE_APP_ID": f"{settings.app_id}-demo-{run_id}"})
+    return Settings.from_env(environ), environ
+
+
+def _worker_stats(settings: Settings) -> dict[str, Any]:
+    url = f"http://{settings.http_host}:{settings.http_port}/stats"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def _final_stats(settings: Settings) -> dict[str, Any]:
+    """The worker's counters, or zeros when it never answered (stopped before it was up)."""
+    try:
+        return _worker_stats(settings)
+    except OSError:
+        return {"events_processed": 0, "deadletters": 0, "alerts": {}}
+
+
+def wait_for_worker(settings: Settings, children: Children, timeout: float = 120.0,
+                    stop: threading.Event | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
+        children.check_alive()
+        try:
+            _worker_stats(settings)
+            return
+        except OSError:
+            time.sleep(0.5)
+    if stop is not None and stop.is_set():
+        return
+    raise TimeoutError(f"worker did not answer on port {settings.http_port} within {timeout:.0f}s")
+
+
+def ensure_broker(settings: Settings) -> str:
+    """Use the configured broker, or one already answering, or start the local one."""
+    from salepulse.deploy.kafka.local_broker import LocalBroker, broker_answers
+    from salepulse.streams.tools.preflight import require_kafka
+
+    if not settings.uses_local_kafka:
+        require_kafka(settings)
+        print(f"kafka      {settings.bootstrap} (KAFKA_BOOTSTRAP_SERVERS)", flush=True)
+        return settings.bootstrap
+    if broker_answers(settings.bootstrap, timeout=2.0):
+        print(f"kafka      {settings.bootstrap} (already running)", flush=True)
+        return settings.bootstrap
+    from salepulse.deploy.kafka.local_broker import LocalBrokerError
+    from salepulse.streams.tools.preflight import CliError
+
+    broker = LocalBroker(home=settings.state_dir / "kafka", port=settings.local_kafka_port,
+                         controller_port=settings.local_kafka_port + 1)
+    print(f"kafka      starting local broker in {broker.home} ...", flush=True)
+    try:
+        bootstrap = broker.up()
+    except LocalBrokerError as exc:  # no Java, no Maven, a port taken: its first line says which
+        raise CliError(str(exc).splitlines()[0]) from exc
+    print(f"kafka      {bootstrap} (local, KRaft; stop with `salepulse kafka down`)", flush=True)
+    return bootstrap
+
+
+def drain(settings: Settings, children: Children, messages_produced: int, stop: threading.Event | None = None) -> bool:
+    """Wait until the worker has handled every produced message and the sink has written everything the worker
+    sent on; False if the bounded wait ran out.
+
+    Progress is read from the worker's own counters and the sink's consumer group rather than the worker's
+    committed offsets: Faust's commits can trail far behind processing (see the README's known issues), and the
+    demo should report what was processed, not when Faust last committed.
+    """
+    deadline = time.monotonic() + DRAIN_TIMEOUT_SECONDS
+    topics = settings.topics
+    caught_up_once = False
+    while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
+        children.check_alive()
+        stats = _worker_stats(settings)
+        handled = stats["events_processed"] + stats["deadletters"]
+        sink_lag = group_lag(settings, settings.groups.sink, [topics.facts, topics.snapshots])
+        if handled >= messages_produced and stats["facts_counted"] + stats["facts_duplicate"] >= stats["facts_sent"] \
+                and sink_lag == 0:
+            if caught_up_once:  # twice in a row: the snapshot timer and the sink's last flush have run
+                return True
+            caught_up_once = True
+        else:
+            caught_up_once = False
+            log.info("draining", worker_handled=handled, produced=messages_produced, sink_lag=sink_lag)
+        time.sleep(1.5)
+    return False
+
+
+def units_in_clickhouse(settings: Settings, sale_ids: list[str]) -> int:
+    """Units of these sales in ClickHouse. The schema is applied first (idempotent): a run stopped within seconds
+    may end before the sink got to its migrations, and then the answer is 0, not an error."""
+    from salepulse.consumers.io.clickhouse import connect, migrate
+
+    client = connect(settings.clickhouse_dsn)
+    migrate(client)
+    row = client.query(
+        "SELECT sum(units) FROM velocity_minute WHERE sale_id IN {sales:Array(String)}",
+        parameters={"sales": sale_ids},
+    ).result_rows[0]
+    return int(row[0] or 0)
+
+
+def run_demo(settings: Settings, *, duration: float, rate: float, seed: int | None, bad_rate: float,
+             keep_serving: bool = False) -> int:
+    from salepulse.consumers.tools.simulate import run_simulation
+    from salepulse.streams.io.topics import ensure_topics
+    from salepulse.streams.tools.preflight import require_port
+
+    require_port(settings.http_host, settings.http_port, "SALEPULSE_HTTP_PORT", "the worker's HTTP API and dashboard")
+    require_port(settings.http_host, settings.sink_metrics_port, "SALEPULSE_SINK_METRICS_PORT", "the sink's metrics")
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    seed = seed if seed is not None else int(time.time()) % 1_000_000
+    run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    settings, env = demo_settings(settings, run_id)
+    children = Children(settings.state_dir, env=env)
+    stop = threading.Event()
+    # SIGTERM is how systemd, Docker and CI stop a process: it must end the run the way Ctrl-C does.
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    dashboard = f"http://{settings.http_host}:{settings.http_port}/dashboard"
+    try:
+        print(f"dashboard  {dashboard}  (live once the worker answers)", flush=True)
+        prefix = env["SALEPULSE_TOPIC_PREFIX"]
+        print(f"run        {run_id}: topics {prefix}*, app id {settings.app_id}", flush=True)
+        print(f"alerts     SALEPULSE_TOPIC_PREFIX={prefix} salepulse alerts follow --from-beginning", flush=True)
+        ensure_broker(settings)
+        ensure_topics(settings)
+        children.start("worker", "worker")
+        children.start("sink", "sink")
+        print(f"worker     http://{settings.http_host}:{settings.http_port}  (log {settings.state_dir}/worker.log)",
+              flush=True)
+        print(f"sink       {settings.clickhouse_dsn}  (log {settings.state_dir}/sink.log)", flush=True)
+        wait_for_worker(settings, children, stop=stop)
+        print(f"simulator  seed {seed}, {rate:.0f} events/s for {duration:.0f}s; dashboard {dashboard}", flush=True)
+        report = run_simulation(settings, seed=seed, rate=rate, duration=duration, bad_rate=bad_rate, stop=stop)
+        interrupted = stop.is_set()
+        produced = sum(report.events_produced.values()) + report.bad_produced
+        drained = False if interrupted else drain(settings, children, produced, stop)
+        interrupted = stop.is_set()
+        stats = _final_stats(settings)
+        if not keep_serving or interrupted:
+            children.stop("worker")
+            children.stop("sink")
+        units_stored = None if keep_serving and not interrupted else units_in_clickhouse(settings, report.sale_ids)
+        summary = {
+            "events_produced": sum(report.events_produced.values()),
+            "events_processed": stats["events_processed"],
+            "orders_produced": report.orders_produced,
+            "units_produced": report.units_produced,
+            "units_in_clickhouse": units_stored,
+            "deadletters": stats["deadletters"],
+            "alerts": stats["alerts"],
+            "bad_produced": report.bad_produced,
+            "drained": drained,
+            "interrupted": interrupted,
+            "seed": seed,
+            "sales": len(report.sale_ids),
+            "seconds": round(report.seconds, 1),
+            "run_id": run_id,
+        }
+        if keep_serving and not interrupted:
+            # chdb is in process: the sink still holds it, so ClickHouse is read after Ctrl-C, not now.
+            print(f"serving    {dashboard} until Ctrl-C or SIGTERM (worker and sink keep running)", flush=True)
+            print(json.dumps({**summary, "units_in_clickhouse": "read at exit"}), flush=True)
+            while not stop.wait(0.5):
+                children.check_alive()
+            children.stop("worker")
+            children.stop("sink")
+            summary["units_in_clickhouse"] = units_in_clickhouse(settings, report.sale_ids)
+            summary["interrupted"] = False
+        print(json.dumps(summary), flush=True)
+        ok = summary["units_in_clickhouse"] == summary["units_produced"] or interrupted
+        return 0 if ok else 1
+    finally:
+        children.stop_all()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
