@@ -314,7 +314,7 @@ def test_calibration_learns_a_biased_expert_from_finished_sales_only() -> None:
 def test_calibration_reads_the_upper_levels_from_the_series_that_sold() -> None:
     # 800 series end with nothing (PIT inside the atom, 0.2); 200 sell, their PIT uniform on [0.5, 1): over all
     # series the p90 level would sit at 0.75 and leave half of the series that sold above it
-    from salepulse.streams.forecast.calibration import Calibration
+    from salepulse.streams.domain.forecast.calibration import Calibration
 
     cal = Calibration(grid=4, bins=100, prior_weight=1.0, upper_from_sold=1.0)
     rng = random.Random(3)

@@ -462,7 +462,7 @@ def test_hard_negatives_teach_what_the_list_got_wrong() -> None:
     # Chosen rows have affinity 1 and middling popularity; the rows the blend ranks first are the most popular
     # ones with no affinity; most rows are neither. Against uniform negatives, popularity looks like a reason
     # to be chosen (the chosen row is more popular than a random one); against the top of the list it is not.
-    from salepulse.streams.preferences.ranker import Blend
+    from salepulse.streams.domain.preferences.ranker import Blend
 
     n = 200
     x = np.zeros((n, 2))  # columns: aff, pop
@@ -482,7 +482,7 @@ def test_hard_negatives_teach_what_the_list_got_wrong() -> None:
 
 
 def test_new_gate_orders_by_the_hard_negative_blend_only_when_it_wins() -> None:
-    from salepulse.streams.preferences.ranker import Ranker
+    from salepulse.streams.domain.preferences.ranker import Ranker
 
     def log(ranker: Ranker, chosen_is_popular: bool, rounds: int = 120) -> None:
         n = 200
