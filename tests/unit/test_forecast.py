@@ -309,3 +309,29 @@ def test_calibration_learns_a_biased_expert_from_finished_sales_only() -> None:
     assert before > 5.0  # the expert's +20 is still half there at t = 0.1
     assert abs(after) < before / 2
     assert trained.calibration.n_series == 400
+
+
+def test_calibration_reads_the_upper_levels_from_the_series_that_sold() -> None:
+    # 800 series end with nothing (PIT inside the atom, 0.2); 200 sell, their PIT uniform on [0.5, 1): over all
+    # series the p90 level would sit at 0.75 and leave half of the series that sold above it
+    from salepulse.streams.domain.forecast.calibration import Calibration
+
+    cal = Calibration(grid=4, bins=100, prior_weight=1.0, upper_from_sold=1.0)
+    rng = random.Random(3)
+    sold_u = [0.5 + 0.5 * rng.random() for _ in range(200)]
+    for i in range(1000):
+        if i % 5:
+            cal.add(0.5, u=0.2, predicted=1.0, true=0.0, key=(1, False))
+        else:
+            cal.add(0.5, u=sold_u[i // 5], predicted=1.0, true=1.0, key=(1, False), sold=True)
+    p10, p50, p90 = cal.levels(0.5, (0.1, 0.5, 0.9), key=(1, False))
+    above = sum(u > p90 for u in sold_u) / len(sold_u)
+    assert above == pytest.approx(0.10, abs=0.03)  # a tenth of the series that sold, as meant
+    assert p10 < 0.25 and p50 < 0.25  # the lower levels still describe every series (most sell nothing)
+    everything = Calibration(grid=4, bins=100, prior_weight=1.0, upper_from_sold=0.0)
+    for i in range(1000):
+        sold = i % 5 == 0
+        everything.add(0.5, u=sold_u[i // 5] if sold else 0.2, predicted=1.0, true=float(sold), key=(1, False),
+                       sold=sold)
+    old_p90 = everything.levels(0.5, (0.9,), key=(1, False))[0]
+    assert sum(u > old_p90 for u in sold_u) / len(sold_u) > 0.4

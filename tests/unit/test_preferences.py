@@ -456,3 +456,50 @@ def test_again_gate_survives_a_checkpoint() -> None:
     back.ranker.load_weights(pm.ranker.to_dict())
     assert back.ranker.again_gate.use_learnt
     np.testing.assert_allclose(back.ranker.again_vector(), pm.ranker.again_vector())
+
+
+def test_hard_negatives_teach_what_the_list_got_wrong() -> None:
+    # Chosen rows have affinity 1 and middling popularity; the rows the blend ranks first are the most popular
+    # ones with no affinity; most rows are neither. Against uniform negatives, popularity looks like a reason
+    # to be chosen (the chosen row is more popular than a random one); against the top of the list it is not.
+    from salepulse.streams.domain.preferences.ranker import Blend
+
+    n = 200
+    x = np.zeros((n, 2))  # columns: aff, pop
+    x[:20, 1] = 1.0  # the popular head
+    x[100:, 1] = 0.02
+    x[50, :] = (1.0, 0.5)  # the chosen row
+
+    def pop_weight(hard: int) -> float:
+        b = Blend({"aff": 1.0, "pop": 1.0})
+        rng = random.Random(0)
+        for _ in range(200):
+            b.learn(x, x @ b.vector(), [50], rng, 8, hard)
+        return b.weights()["pop"]
+
+    assert pop_weight(hard=0) > 1.0  # uniform negatives: popularity gains
+    assert pop_weight(hard=4) < 1.0  # half hard: the popular head, shown above the chosen row, loses
+
+
+def test_new_gate_orders_by_the_hard_negative_blend_only_when_it_wins() -> None:
+    from salepulse.streams.domain.preferences.ranker import Ranker
+
+    def log(ranker: Ranker, chosen_is_popular: bool, rounds: int = 120) -> None:
+        n = 200
+        cols = {name: np.zeros(n) for name in (*ranker.again.names, *ranker.new.names, "touched")}
+        cols["pop"][:20] = 1.0  # the popular head
+        cols["category_recent"][50] = 0.2  # a weak sign of the member's taste, middling popularity
+        cols["pop"][50] = 0.5
+        for _ in range(rounds):
+            ranker.learn_products(cols, [3] if chosen_is_popular else [50])
+
+    mine = Ranker(hard_negatives=4)
+    log(mine, chosen_is_popular=False)
+    assert mine.new_blend() is mine.new_hard  # it ranked the chosen row first, the uniform blend did not
+    back = Ranker(hard_negatives=4)
+    back.load_weights(mine.to_dict())
+    assert back.new_blend() is back.new_hard
+    np.testing.assert_allclose(back.new_blend().vector(), mine.new_blend().vector())
+    popular = Ranker(hard_negatives=4)
+    log(popular, chosen_is_popular=True)
+    assert popular.new_blend() is popular.new  # no significant gain: the uniform blend keeps the part
