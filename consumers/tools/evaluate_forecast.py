@@ -36,8 +36,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from salepulse.consumers.data import online_retail
-from salepulse.consumers.data.online_retail import is_product  # noqa: F401  (one rule; re-exported)
+from salepulse.consumers.data.online_retail import (  # noqa: F401  (is_product: one rule; re-exported)
+    complete_weeks,
+    is_product,
+    load_online_retail,
+    weekly_totals,
+)
 from salepulse.consumers.tools.forecast_baselines import BaselineBook
 from salepulse.streams.domain.forecast import DemandModel, ExpertPrior, Forecast
 from salepulse.streams.platform.clock import elapsed_fraction
@@ -50,53 +54,6 @@ HISTORY_WEEKS = 4
 # Online Retail loading
 # ----------------------------------------------------------------------------------------------------
 
-WEEK_SECONDS = 7 * 86400.0
-
-
-def load_online_retail(path: Path) -> tuple[dict[date, list[tuple[float, str, int]]], datetime, datetime]:
-    """Sales lines grouped by ISO week (Monday) as (elapsed fraction of the week, stock code, units)."""
-    weeks: dict[date, list[tuple[float, str, int]]] = defaultdict(list)
-    day_cache: dict[str, tuple[date, float]] = {}
-    span: list[str] = []  # first and last InvoiceDate of all rows, kept or not
-    for row in online_retail.rows(Path(path), span=span):  # the shared rule of what a sold product line is
-        ts = row.when
-        day = ts[:10]
-        dc = day_cache.get(day)
-        if dc is None:
-            d = date.fromisoformat(day)
-            dc = day_cache[day] = (d - timedelta(days=d.weekday()), d.weekday() * 86400.0)
-        secs = dc[1] + int(ts[11:13]) * 3600 + int(ts[14:16]) * 60 + int(ts[17:19])
-        weeks[dc[0]].append((secs / WEEK_SECONDS, row.sku, row.quantity))
-    if not span:
-        raise ValueError(f"no rows in {path}")
-    return weeks, datetime.fromisoformat(span[0]), datetime.fromisoformat(span[1])
-
-
-def weekly_totals(weeks: dict[date, list[tuple[float, str, int]]]) -> dict[date, dict[str, int]]:
-    """Units per stock code of each week: a series' truth."""
-    totals: dict[date, dict[str, int]] = {}
-    for monday, lines in weeks.items():
-        week: dict[str, int] = defaultdict(int)
-        for _, code, units in lines:
-            week[code] += units
-        totals[monday] = week
-    return totals
-
-
-def complete_weeks(first_ts: datetime, last_ts: datetime) -> list[date]:
-    """Mondays of the weeks wholly inside the data (Monday 00:00 .. Sunday 24:00): only those are sales.
-
-    >>> complete_weeks(datetime(2011, 1, 4, 9), datetime(2011, 1, 24, 12))
-    [datetime.date(2011, 1, 10), datetime.date(2011, 1, 17)]
-    """
-    mondays: list[date] = []
-    monday = first_ts.date() - timedelta(days=first_ts.weekday())
-    if datetime.combine(monday, datetime.min.time()) < first_ts:
-        monday += timedelta(days=7)
-    while datetime.combine(monday + timedelta(days=7), datetime.min.time()) <= last_ts:
-        mondays.append(monday)
-        monday += timedelta(days=7)
-    return mondays
 
 
 # ----------------------------------------------------------------------------------------------------

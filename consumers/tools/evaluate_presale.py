@@ -37,6 +37,7 @@ import numpy as np
 from tqdm import tqdm
 
 from salepulse.consumers.data import online_retail
+from salepulse.consumers.data.online_retail import complete_weeks, load_online_retail, weekly_totals
 from salepulse.streams.domain.presale import Outcome, PresaleDesk
 
 HISTORY_WEEKS = 4
@@ -100,8 +101,6 @@ def _prices(path: Path) -> dict[str, float]:
 
 def run_online_retail(path: Path, service_level: float = 0.9, progress: bool = True,
                       score_from: date | None = None) -> dict[str, Any]:
-    from salepulse.consumers.tools.evaluate_forecast import complete_weeks, load_online_retail, weekly_totals
-
     weeks, first_ts, last_ts = load_online_retail(Path(path))
     prices = _prices(Path(path))
     totals = weekly_totals(weeks)

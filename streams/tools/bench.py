@@ -19,7 +19,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,6 @@ from salepulse.schemas.codec import Codec
 from salepulse.streams.platform.config import Settings
 from salepulse.streams.platform.logs import get_logger
 from salepulse.streams.platform.topology import EVENT_RECORDS
-from salepulse.streams.tools.bench_report import machine, render_markdown
 
 log = get_logger(__name__)
 HOUR = 3_600_000
@@ -569,37 +567,3 @@ def bench_sink(dsn: str, rows: int) -> dict[str, Any]:
     sink_path = len(decoded_rows) / (time.perf_counter() - started)
     return {"rows": len(decoded_rows), "batch_rows": batch_rows, "bare_insert_rows_per_s": round(bare, 1),
             "sink_path_rows_per_s": round(sink_path, 1), "ratio_to_bare": round(sink_path / bare, 3)}
-
-
-def run_bench(settings: Settings, output: Path, quick: bool = False) -> int:
-    import tempfile
-
-    from salepulse.streams.tools.demo import ensure_broker
-
-    bootstrap = ensure_broker(settings)
-    state_dir = Path(tempfile.mkdtemp(prefix="salepulse-bench-"))
-    dsn = settings.clickhouse_url or f"chdb://{state_dir / 'chdb'}"
-    n_events = 30_000 if quick else 200_000
-    seconds = 15.0 if quick else 45.0
-    started = time.time()
-    results: dict[str, Any] = {"machine": machine(), "command": "make bench" + (" BENCH_ARGS=--quick" if quick else ""),
-                               "date": datetime.now(UTC).isoformat(timespec="seconds")}
-    results["pure"] = bench_pure(quick)
-    results["pipeline"] = bench_pipeline(bootstrap, dsn, state_dir, n_events)
-    # The targets' load on the layout meant for it (a velocity worker and a preferences worker), then the same
-    # probes on one worker doing everything (the demo's layout) at that load and at 1,000/s.
-    results["latency"] = bench_latency(bootstrap, dsn, state_dir, rate=5000.0, seconds=seconds, layout="split")
-    results["latency_all"] = bench_latency(bootstrap, dsn, state_dir, rate=5000.0, seconds=seconds, layout="all")
-    results["latency_light"] = bench_latency(bootstrap, dsn, state_dir, rate=1000.0, seconds=seconds, layout="all")
-    results["sink"] = bench_sink(dsn, 50_000 if quick else 400_000)
-    # Issue #13: both consume+decode floors, the ingest's fetch settings and the per-stage costs (bench_sections);
-    # issue #12: several workers (1 -> 2, GET /sales from any worker, handover after SIGKILL).
-    from salepulse.streams.tools import bench_sections
-
-    results.update(bench_sections.run_sections(settings, bootstrap, dsn, state_dir, {"floor", "stages", "scale"},
-                                               quick))
-    results["seconds"] = round(time.time() - started, 1)
-    output.with_suffix(".json").write_text(json.dumps(results, indent=2))
-    bench_sections.write(output, results, results["command"], results["date"], markdown=render_markdown(results))
-    print(f"wrote {output} ({results['seconds']}s)")
-    return 0

@@ -275,7 +275,7 @@ def cmd_plan(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
-    from salepulse.streams.tools.bench import run_bench
+    from salepulse.streams.tools.bench_run import run_bench
     from salepulse.streams.tools.bench_sections import SECTIONS, run_alone
 
     sections = {"profile"} if args.profile else {s.strip() for s in (args.only or "").split(",") if s.strip()}
