@@ -38,7 +38,6 @@ import threading
 import time
 import traceback
 import weakref
-from dataclasses import dataclass, field
 from typing import Any
 
 import faust
@@ -60,9 +59,10 @@ from salepulse.streams.platform.clock import StreamClock
 from salepulse.streams.platform.config import Settings
 from salepulse.streams.platform.gc_tuning import tune_collector
 from salepulse.streams.platform.logs import get_logger
-from salepulse.streams.platform.metrics import Metric, Registry
 from salepulse.streams.platform.topology import sku_key
+from salepulse.streams.runtime.faust_app import faust_app
 from salepulse.streams.runtime.handover import Handover
+from salepulse.streams.runtime.worker_metrics import WorkerMetrics
 
 log = get_logger(__name__)
 
@@ -70,105 +70,6 @@ MEMBER_FLUSH_SECONDS = 15.0
 LEARN_SLICE = 64
 FINISH_BUDGET_S = 0.05
 """Seconds per 1 s tick spent teaching the forecast model from finished series (see LiveBoard.finish_ended_sales)."""
-
-
-@dataclass
-class WorkerMetrics:
-    """The worker's Prometheus series (``GET /metrics``), also read by ``GET /stats``."""
-
-    registry: Registry = field(default_factory=Registry)
-
-    def __post_init__(self) -> None:
-        r = self.registry
-        self.events_processed: Metric = r.counter("salepulse_events_processed_total", "Events decoded and counted.",
-                                                   ["kind"])
-        self.events_failed: Metric = r.counter(
-            "salepulse_events_failed_total", "Inputs that failed, by stage (decode, validate).", ["stage"])
-        self.deadletters_sent: Metric = r.counter("salepulse_deadletters_total",
-                                                   "Records sent to the dead-letter topic.")
-        self.facts_sent: Metric = r.counter("salepulse_facts_total", "Facts sent to velocity.facts.")
-        self.signals_sent: Metric = r.counter("salepulse_member_signals_sent_total",
-                                               "Member signals sent to member.signals.")
-        self.signals_learned: Metric = r.counter("salepulse_member_signals_learned_total",
-                                                  "Member signals folded into member preferences.")
-        self.facts_counted: Metric = r.counter(
-            "salepulse_facts_counted_total", "Facts counted into sale state; redelivered ones are not.", ["outcome"])
-        self.alerts_sent: Metric = r.counter("salepulse_alerts_total", "Replenishment alerts sent, by status.",
-                                              ["status"])
-        self.snapshots_sent: Metric = r.counter("salepulse_snapshots_total", "Velocity snapshots sent.")
-        self.consumer_lag: Metric = r.gauge("salepulse_consumer_lag_messages",
-                                           "Messages not yet committed, by consumer group.", ["group"])
-        self.http_requests: Metric = r.counter("salepulse_http_requests_total", "HTTP requests, by route and status.",
-                                                ["route", "status"])
-        self.collector_events: Metric = r.counter("salepulse_collector_events_total", "Events posted, by outcome.",
-                                                   ["outcome"])
-        self.plans_sent: Metric = r.counter("salepulse_plans_total", "Stock plan lines sent to stock.plans.")
-        # Whole-shop gauges (README, "Scaling out"): the same on every velocity worker, so take one, never the sum.
-        self.shop: Metric = r.gauge("salepulse_shop", "The whole shop as this worker answers for it (open_sales, "
-                                    "units and open_alerts of the open sales); equal on every worker.", ["figure"])
-        self.owned_partitions: Metric = r.gauge("salepulse_owned_partitions",
-                                                "Partitions of velocity.facts whose sales this worker owns.")
-        self.recovering: Metric = r.gauge("salepulse_recovering",
-                                          "1 while this worker rebuilds the state of partitions it gained.")
-
-
-def _credentials(security: dict[str, str]) -> Any:
-    """Map the librdkafka-style security settings onto Faust's credentials object."""
-    protocol = security.get("security.protocol", "PLAINTEXT").upper()
-    if protocol in {"SASL_PLAINTEXT", "SASL_SSL"}:
-        ssl_context = None
-        if protocol == "SASL_SSL":
-            ssl_context = faust.ssl.create_default_context(cafile=security.get("ssl.ca.location"))
-        return faust.SASLCredentials(
-            username=security.get("sasl.username"),
-            password=security.get("sasl.password"),
-            mechanism=security.get("sasl.mechanism", "PLAIN"),
-            ssl_context=ssl_context,
-        )
-    if protocol == "SSL":
-        context = faust.ssl.create_default_context(cafile=security.get("ssl.ca.location"))
-        if security.get("ssl.certificate.location"):
-            context.load_cert_chain(security["ssl.certificate.location"], security.get("ssl.key.location"))
-        return faust.SSLCredentials(context)
-    return None
-
-
-def faust_app(settings: Settings) -> faust.App:
-    """The Faust app of a worker: raw bytes on every topic (the codec does Avro), tables in memory."""
-    cors = None
-    if settings.cors_origins:
-        from aiohttp_cors import ResourceOptions
-
-        # Faust hands these to aiohttp-cors, which also answers the preflight OPTIONS of every route.
-        cors = {origin: ResourceOptions(allow_headers=("Content-Type", "Authorization"), allow_methods="*",
-                                        expose_headers="*", max_age=600) for origin in settings.cors_origins}
-    # Faust's own files (its lock, table offsets) under the state dir, not `<group>-data` in the working directory;
-    # Faust creates the last folder only.
-    datadir = settings.state_dir / "faust" / settings.worker_group
-    datadir.parent.mkdir(parents=True, exist_ok=True)
-    return faust.App(
-        settings.worker_group,
-        broker=f"kafka://{settings.bootstrap}",
-        broker_credentials=_credentials(dict(settings.kafka_security)),
-        store="memory://",  # tables are rebuilt from their changelog topics on start
-        datadir=str(datadir),
-        topic_partitions=settings.partitions,
-        key_serializer="raw",
-        value_serializer="raw",
-        web_port=settings.http_port,
-        web_bind=settings.http_host,
-        web_host=settings.http_advertised_host,  # the URL other workers forward member requests to
-        web_cors_options=cors,
-        producer_acks=-1,
-        producer_linger_ms=5,
-        broker_commit_interval=1.0,
-        broker_session_timeout=10.0,  # a crashed worker's partitions move in seconds, not the default minute
-        broker_heartbeat_interval=2.0,
-        broker_max_poll_records=2000,
-        stream_buffer_maxsize=8192,
-        consumer_auto_offset_reset="earliest",
-        table_standby_replicas=settings.table_standby_replicas,
-    )
 
 
 def write_table(table: faust.Table, key: str, value: bytes | None, event: faust.EventT) -> None:
