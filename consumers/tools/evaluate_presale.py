@@ -11,7 +11,12 @@ that report:
   ``fill_rate_units`` = units served / demand, ``overstock_units`` = units left over.
 * ``buyers`` (simulated only): per buyer, ``true_bias`` (their forecast units over the true expected demand, minus
   1, known by construction) and ``learned_bias`` (their forecast units over the desk's corrected units, minus 1),
-  over the forecasts of their sales after their ``min_sales``-th finished sale.
+  over the forecasts of their sales after their ``min_sales``-th finished sale; ``oracle_bias``: the same
+  quantity read by an oracle that knows the true mean demand of every forecast of the buyer's finished sales (the
+  same sales the desk had learned from when it forecast; the buyer's ratio ``sum(mean demand) / sum(forecast)``, the
+  desk's own estimator without demand noise or sell-outs), with ``oracle_sd``, its standard error over the buyer's
+  first ``min_sales`` sales (:func:`ratio_estimate`). When the oracle itself misses the true bias by more than
+  the target, the target is limited by the simulator's noise at that many sales, not by the desk.
 
 Datasets
 --------
@@ -90,6 +95,28 @@ class PresaleScores:
         }
 
 
+def ratio_estimate(numerators: Iterable[float], denominators: Iterable[float]) -> tuple[float, float]:
+    """The ratio estimator ``R = sum(y) / sum(x)`` over clusters (a buyer's sales) and its standard error.
+
+    Sales are the independent units (a sale's products share its crowd), so the error is the cluster
+    (linearisation) estimate ``sqrt(n / (n - 1) * sum((y_i - R x_i)^2)) / sum(x)``: big sales weigh as much as
+    they weigh in ``R``. NaN error with fewer than two clusters.
+
+    >>> r, se = ratio_estimate([80.0, 120.0, 100.0], [100.0, 100.0, 100.0])
+    >>> round(r, 3), round(se, 4)
+    (1.0, 0.1155)
+    """
+    y = np.asarray(list(numerators), dtype=float)
+    x = np.asarray(list(denominators), dtype=float)
+    if x.sum() <= 0:
+        return float("nan"), float("nan")
+    r = float(y.sum() / x.sum())
+    n = y.size
+    if n < 2:
+        return r, float("nan")
+    return r, float(np.sqrt(n / (n - 1) * ((y - r * x) ** 2).sum()) / x.sum())
+
+
 def _prices(path: Path) -> dict[str, float]:
     """Median unit price per stock code (the product's price band), over the sold product lines of the one
     Online Retail reader (the rule replay and the forecast evaluation use)."""
@@ -163,6 +190,8 @@ def run_simulated(seed: int = 0, n_sales: int = 360, service_level: float = 0.9,
     nxt = next(pending, None)
 
     curve = _LearnedCurve(world)
+    # per buyer, per finished sale: (sum of true mean demand, sum of forecast units) of its forecast products
+    finished_totals: dict[str, list[tuple[float, float]]] = defaultdict(list)
 
     def finish_until(moment: datetime | None) -> None:
         nonlocal nxt
@@ -173,6 +202,9 @@ def run_simulated(seed: int = 0, n_sales: int = 360, service_level: float = 0.9,
             buyer = _buyer_of(sale, priors)
             if buyer:
                 finished_by_buyer[buyer] += 1
+                keys = [(sale["sale_id"], p["sku"]) for p in sale["products"] if (sale["sale_id"], p["sku"]) in priors]
+                finished_totals[buyer].append((sum(expected[k] for k in keys),
+                                               sum(float(priors[k]["expected_units"]) for k in keys)))
 
     for sale in tqdm(sales, desc="simulated pre-sale", disable=not progress):
         finish_until(sale["starts_at"])
@@ -190,20 +222,29 @@ def run_simulated(seed: int = 0, n_sales: int = 360, service_level: float = 0.9,
                     acc = per_buyer[buyer]
                     acc["forecast"] += float(ef["expected_units"])
                     acc["corrected"] += f.center
+                    totals = finished_totals[buyer]
+                    acc["oracle"] += float(ef["expected_units"]) * (sum(t[0] for t in totals)
+                                                                    / sum(t[1] for t in totals))
                     acc["expected"] += float(expected[(sale["sale_id"], p["sku"])])
                     acc["sold"] += truth
                     acc["forecasts"] += 1
     finish_until(None)
     out = scores.result()
-    out["buyers"] = {
-        b: {"true_bias": acc["forecast"] / acc["expected"] - 1.0,
+    out["buyers"] = {}
+    for b, acc in sorted(per_buyer.items()):
+        first = finished_totals[b][:min_sales]
+        ratio, se = ratio_estimate([t[0] for t in first], [t[1] for t in first])
+        out["buyers"][b] = {
+            "true_bias": acc["forecast"] / acc["expected"] - 1.0,
             "learned_bias": acc["forecast"] / acc["corrected"] - 1.0,
+            "oracle_bias": acc["forecast"] / acc["oracle"] - 1.0,
+            "oracle_sd": se / ratio**2,  # bias = 1 / R - 1: its error is R's over R squared
             "realised_bias": acc["forecast"] / acc["sold"] - 1.0,
             "forecasts_scored": int(acc["forecasts"]), "finished_sales": finished_by_buyer[b]}
-        for b, acc in sorted(per_buyer.items())
-    }
     out["buyers_within_5_points"] = (
         sum(abs(v["true_bias"] - v["learned_bias"]) <= 0.05 for v in out["buyers"].values()), len(out["buyers"]))
+    out["buyers_within_5_points_oracle"] = (
+        sum(abs(v["true_bias"] - v["oracle_bias"]) <= 0.05 for v in out["buyers"].values()), len(out["buyers"]))
     out["sales"] = len(sales)
     return out
 
@@ -277,5 +318,6 @@ def print_presale(result: dict[str, Any]) -> None:
               f"of skus fully served, unit fill rate {plan['fill_rate_units']:.3f}, "
               f"overstock {plan['overstock_units']:.0f} units ({plan['overstock_share']:.1%} of planned)")
     for buyer, b in (result.get("buyers") or {}).items():
-        print(f"  {buyer}: true bias {b['true_bias']:+.3f}, learned {b['learned_bias']:+.3f} "
+        oracle = (f", oracle {b['oracle_bias']:+.3f} (sd {b['oracle_sd']:.3f})" if "oracle_bias" in b else "")
+        print(f"  {buyer}: true bias {b['true_bias']:+.3f}, learned {b['learned_bias']:+.3f}{oracle} "
               f"({b['finished_sales']} finished sales)")
