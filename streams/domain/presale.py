@@ -333,14 +333,14 @@ class PresaleDesk:
         if level.startswith("buyer"):
             who = f"{buyer_id}'s forecasts"
             on = ""
-            if level in ("buyer_category", "buyer_category_size") and key[1] is not None:
+            if level in ("buyer_department", "buyer_category", "buyer_category_size") and key[1] is not None:
                 on = f" on {key[1]}"
             if level == "buyer_category_size":
                 on += f" {size_phrase(key[-1])}"
         else:
             who = "forecasts" if not buyer_id else f"forecasts like {buyer_id}'s (pooled, their record is short)"
             on = ""
-            if level in ("category", "category_size", "category_size_band") and key[0] is not None:
+            if level in ("department", "category", "category_size", "category_size_band") and key[0] is not None:
                 on = f" on {key[0]}"
             if level in ("size", "category_size", "category_size_band"):
                 on += f" {size_phrase(key[0] if level == 'size' else key[1])}"

@@ -19,6 +19,7 @@ class _Ratio:
     n: float = 0.0
     actual: float = 0.0
     expert: float = 0.0
+    expert_sq: float = 0.0
     sales: int = 0
     last_sale: str | None = None
 
@@ -26,9 +27,20 @@ class _Ratio:
         self.n += 1
         self.actual += actual
         self.expert += expert
+        self.expert_sq += expert * expert
         if sale_id != self.last_sale:
             self.sales += 1
             self.last_sale = sale_id
+
+    @property
+    def effective(self) -> float:
+        """How many forecasts the ratio is worth: ``(sum f)^2 / sum f^2`` (Kish).
+
+        ``sum(actual) / sum(expert)`` weighs each forecast by its units, and forecast errors are multiplicative,
+        so its variance is ``sigma^2 sum f^2 / (sum f)^2``: one 1,000-unit forecast among forty of 5 units is a
+        record of about one forecast, not forty, and must be shrunk like one.
+        """
+        return self.expert * self.expert / self.expert_sq if self.expert_sq > 0 else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,17 +49,32 @@ class Correction:
 
     factor: float
     level: str
-    """all | size | category | category_size | category_size_band | buyer | buyer_category | buyer_category_size"""
+    """all | size | department | category | category_size | category_size_band | buyer | buyer_department |
+    buyer_category | buyer_category_size"""
     key: tuple[Any, ...]
     forecasts: int
     sales: int
 
 
+def department(category: str | None) -> str | None:
+    """The department a category path belongs to (its first part), or None for a category without a parent.
+
+    A buyer's habits are often a department's (a shoe buyer is bold on all shoes), and a department pools the
+    record of its categories, so a category with few forecasts is read like its department before the shop.
+
+    >>> department("shoes.sneakers"), department("shoes"), department(None)
+    ('shoes', None, None)
+    """
+    if not category or "." not in category:
+        return None
+    return category.split(".", 1)[0]
+
+
 class CorrectionModel:
     """Hierarchical ratio correction of expert numbers (see the module docstring)."""
 
-    POOLED = ("all", "size", "category", "category_size", "category_size_band")
-    BUYER = ("buyer", "buyer_category", "buyer_category_size")
+    POOLED = ("all", "size", "department", "category", "category_size", "category_size_band")
+    BUYER = ("buyer", "buyer_department", "buyer_category", "buyer_category_size")
 
     def __init__(self, prior_strength: float = DEFAULT_PRIOR_STRENGTH, max_factor: float = 20.0) -> None:
         self.prior_strength = prior_strength
@@ -57,8 +84,10 @@ class CorrectionModel:
     @staticmethod
     def keys(expert: float, buyer_id: str | None, category: str | None,
              price: float | None) -> list[tuple[str, tuple[Any, ...]]]:
-        s, b = size_bucket(expert), price_octave(price)
+        s, b, dept = size_bucket(expert), price_octave(price), department(category)
         keys: list[tuple[str, tuple[Any, ...]]] = [("all", ()), ("size", (s,))]
+        if dept is not None:
+            keys.append(("department", (dept,)))
         if category is not None:
             keys += [("category", (category,)), ("category_size", (category, s))]
             if b is not None:
@@ -66,8 +95,10 @@ class CorrectionModel:
         elif b is not None:
             keys.append(("category_size_band", (None, s, b)))
         if buyer_id:
-            keys += [("buyer", (buyer_id,)), ("buyer_category", (buyer_id, category)),
-                     ("buyer_category_size", (buyer_id, category, s))]
+            keys.append(("buyer", (buyer_id,)))
+            if dept is not None:
+                keys.append(("buyer_department", (buyer_id, dept)))
+            keys += [("buyer_category", (buyer_id, category)), ("buyer_category_size", (buyer_id, category, s))]
         return keys
 
     def _chain(self, keys: list[tuple[str, tuple[Any, ...]]], start: float,
@@ -78,7 +109,8 @@ class CorrectionModel:
             st = self._stats.get((level, *key))
             if st is None or st.n == 0 or st.expert <= 0:
                 continue
-            factor = (st.n * (st.actual / st.expert) + k * factor) / (st.n + k)
+            n = st.effective
+            factor = (n * (st.actual / st.expert) + k * factor) / (n + k)
             best = Correction(factor, level, key, int(st.n), st.sales)
         return factor, best
 
@@ -87,6 +119,8 @@ class CorrectionModel:
         """The pooled group a buyer's group is compared with (same granularity, everyone's forecasts)."""
         if level == "buyer":
             return ("all",)
+        if level == "buyer_department":
+            return ("department", key[1])
         if level == "buyer_category":
             return ("category", key[1]) if key[1] is not None else ("all",)
         return ("category_size", key[1], key[2]) if key[1] is not None else ("size", key[2])
@@ -114,7 +148,8 @@ class CorrectionModel:
             if st is None or st.n == 0 or st.expert <= 0 or ref is None or ref.expert <= 0 or ref.actual <= 0:
                 continue
             relative = (st.actual / st.expert) / (ref.actual / ref.expert)
-            adjust = (st.n * relative + k * adjust) / (st.n + k)
+            n = st.effective
+            adjust = (n * relative + k * adjust) / (n + k)
             best = Correction(factor * adjust, level, key, int(st.n), st.sales)
         factor = min(max(factor * adjust, 1.0 / self.max_factor), self.max_factor)
         return Correction(factor, best.level, best.key, best.forecasts, best.sales)

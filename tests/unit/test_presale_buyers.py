@@ -1,0 +1,111 @@
+"""The buyer reading of the pre-sale desk on hand-made data with known answers: the ratio estimator and its
+error, how much a unit-weighted record is worth, the department level, and the evaluation's oracle."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from salepulse.consumers.tools import evaluate_presale
+from salepulse.consumers.tools.evaluate_presale import ratio_estimate
+from salepulse.streams.domain.presale import Outcome, PresaleDesk
+from salepulse.streams.domain.presale_correction import CorrectionModel, _Ratio, department
+
+
+def test_ratio_estimate_is_the_ratio_of_sums_with_the_cluster_error_by_hand() -> None:
+    # two sales: 30 sold for 20 forecast, 10 sold for 20 forecast -> R = 40 / 40 = 1, residuals +10 / -10
+    r, se = ratio_estimate([30.0, 10.0], [20.0, 20.0])
+    assert r == pytest.approx(1.0)
+    assert se == pytest.approx(math.sqrt(2 / 1 * (10.0**2 + 10.0**2)) / 40.0)
+    assert math.isnan(ratio_estimate([5.0], [4.0])[1])
+
+
+@given(st.lists(st.tuples(st.floats(0.0, 1e4), st.floats(1.0, 1e4)), min_size=2, max_size=30),
+       st.floats(0.01, 100.0))
+def test_ratio_estimate_scales_with_the_units(pairs: list[tuple[float, float]], scale: float) -> None:
+    y, x = [p[0] for p in pairs], [p[1] for p in pairs]
+    r, se = ratio_estimate(y, x)
+    r2, se2 = ratio_estimate([v * scale for v in y], x)
+    assert r2 == pytest.approx(r * scale, rel=1e-9, abs=1e-12)
+    assert se2 == pytest.approx(se * scale, rel=1e-6, abs=1e-9)
+
+
+def test_the_ratio_error_shrinks_like_one_over_root_n_when_sales_are_alike() -> None:
+    rng = np.random.default_rng(0)
+    errors = []
+    for n in (25, 400):
+        x = np.full(n, 100.0)
+        y = x * 0.8 * rng.lognormal(0.0, 0.3, n)
+        errors.append(ratio_estimate(y, x)[1])
+    assert errors[0] / errors[1] == pytest.approx(4.0, rel=0.35)
+
+
+def test_a_record_is_worth_as_many_forecasts_as_its_units_say() -> None:
+    even, lopsided = _Ratio(), _Ratio()
+    for i in range(40):
+        even.add(10.0, 8.0, f"s{i}")
+        lopsided.add(5.0, 4.0, f"s{i}")
+    lopsided.add(1000.0, 800.0, "big")
+    assert even.effective == pytest.approx(40.0)
+    # 41 forecasts, one of them 1,000 units: the ratio is (almost) that one forecast's
+    assert lopsided.effective == pytest.approx(1200.0**2 / (40 * 25.0 + 1e6))
+    assert lopsided.effective < 1.5
+
+
+def test_one_big_forecast_moves_a_group_less_than_many_small_ones_with_the_same_units() -> None:
+    big, many = CorrectionModel(prior_strength=10), CorrectionModel(prior_strength=10)
+    for i in range(40):  # a pool on target
+        for m in (big, many):
+            m.observe(10.0, 10.0, f"p{i}", "pool", "shoes.boots", 50.0)
+    big.observe(400.0, 200.0, "b", "dan", "shoes.boots", 50.0)
+    for i in range(40):
+        many.observe(10.0, 5.0, f"m{i}", "dan", "shoes.boots", 50.0)
+    read_big = big.correction(10.0, "dan", "shoes.boots", 50.0).factor
+    read_many = many.correction(10.0, "dan", "shoes.boots", 50.0).factor
+    assert read_many < read_big < 1.0
+
+
+def test_department_is_the_category_paths_parent() -> None:
+    assert department("shoes.sneakers") == "shoes"
+    assert department("home.decor.vases") == "home"
+    assert department("shoes") is None and department(None) is None and department("") is None
+
+
+def test_a_buyers_department_habit_reads_a_category_they_never_forecast() -> None:
+    """Alice is 25% high on every shoe (sneakers and boots); her first sandals are read like her other shoes, while
+    her bags (another department, on target) are not."""
+    desk = PresaleDesk(prior_strength=5)
+    rng = np.random.default_rng(4)
+    for s in range(80):
+        outs = []
+        for k in range(12):
+            cat = ("shoes.sneakers", "shoes.boots", "accessories.bags")[k % 3]
+            buyer = "alice" if s % 2 else "bob"
+            mean = float(rng.lognormal(3.0, 0.5))
+            optimism = 1.25 if (buyer == "alice" and cat.startswith("shoes")) else 1.0
+            outs.append(Outcome(f"s{s}", f"k{k}", round(mean * optimism), float(rng.poisson(mean)),
+                                buyer_id=buyer, category=cat, price=50.0, ended_ms=s))
+        for k in range(4):  # everyone else's sandals: on target
+            mean = float(rng.lognormal(3.0, 0.5))
+            outs.append(Outcome(f"s{s}", f"x{k}", round(mean), float(rng.poisson(mean)), buyer_id="carol",
+                                category="shoes.sandals", price=50.0, ended_ms=s))
+        desk.observe_many(outs)
+    sandals = desk.forecast("new", "a", expert=20.0, buyer_id="alice", category="shoes.sandals", price=50.0)
+    bags = desk.forecast("new", "b", expert=20.0, buyer_id="alice", category="accessories.bags", price=50.0)
+    assert 1 / sandals.correction - 1 == pytest.approx(0.25, abs=0.08)
+    assert 1 / bags.correction - 1 == pytest.approx(0.0, abs=0.08)
+    assert sandals.reason.startswith("alice's forecasts on shoes ") and "high" in sandals.reason
+
+
+def test_the_simulated_evaluation_reports_an_oracle_beside_each_learned_bias() -> None:
+    out = evaluate_presale.run_simulated(seed=2, n_sales=36, min_sales=3, progress=False)
+    assert out["buyers"]
+    for b in out["buyers"].values():
+        assert math.isfinite(b["oracle_bias"]) and b["oracle_sd"] >= 0
+        assert b["oracle_bias"] > -1.0
+    within, total = out["buyers_within_5_points_oracle"]
+    assert 0 <= within <= total == len(out["buyers"])
