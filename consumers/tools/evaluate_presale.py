@@ -17,6 +17,8 @@ that report:
   desk's own estimator without demand noise or sell-outs), with ``oracle_sd``, its standard error over the buyer's
   first ``min_sales`` sales (:func:`ratio_estimate`). When the oracle itself misses the true bias by more than
   the target, the target is limited by the simulator's noise at that many sales, not by the desk.
+* ``prior_strength``: the correction's prior strength the desk had learned by the end (see
+  :class:`salepulse.streams.domain.presale_correction.CorrectionModel`).
 
 Datasets
 --------
@@ -149,7 +151,7 @@ def run_online_retail(path: Path, service_level: float = 0.9, progress: bool = T
             outcomes.append(Outcome(sale_id, code, expert, truth, price=prices.get(code), sale_hours=168.0,
                                     ended_ms=idx))
         desk.observe_many(outcomes)
-    return scores.result()
+    return {**scores.result(), "prior_strength": desk.corrections.prior_strength}
 
 
 class _LearnedCurve:
@@ -246,6 +248,7 @@ def run_simulated(seed: int = 0, n_sales: int = 360, service_level: float = 0.9,
     out["buyers_within_5_points_oracle"] = (
         sum(abs(v["true_bias"] - v["oracle_bias"]) <= 0.05 for v in out["buyers"].values()), len(out["buyers"]))
     out["sales"] = len(sales)
+    out["prior_strength"] = desk.corrections.prior_strength
     return out
 
 

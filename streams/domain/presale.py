@@ -8,12 +8,14 @@ Pure logic (no Kafka, no Faust). Before a sale opens every (sale, sku) gets a co
 what "their forecasts ran 18 % high" means to a buyer (``1 / c - 1 = 0.18``). Groups are a chain, each level shrunk
 toward the one before it with a prior strength of ``prior_strength`` forecasts (pseudo-observations)::
 
-    all -> size -> category -> (category, size) -> (category, size, price band)      pooled
-        -> buyer -> (buyer, category) -> (buyer, category, size)                     that buyer, when known
+    all -> size -> department -> category -> (category, size) -> (category, size, price band)      pooled
+        -> buyer -> (buyer, department) -> (buyer, category) -> (buyer, category, size)   that buyer, when known
 
 ``c_level = (n c_hat + k c_parent) / (n + k)``: a buyer with ten forecasts is mostly read like everyone else, one
-with hundreds by their own record. Size is ``floor(log2(forecast + 1))``; price band is
-:func:`salepulse.streams.domain.forecast.price_octave`.
+with hundreds by their own record. ``n`` is the group's effective number of forecasts ``(sum f)^2 / sum f^2``:
+the ratio weighs forecasts by their units, so one big forecast among small ones is a record of about one. The
+department is the category path's first part (``shoes`` of ``shoes.sneakers``). Size is
+``floor(log2(forecast + 1))``; price band is :func:`salepulse.streams.domain.forecast.price_octave`.
 
 **Censoring.** A sold-out sku's sales understate its demand; learning from them would teach a downward bias
 exactly where buyers were right to be bold. Its demand is imputed as ``E[D | D >= sold]`` under the current

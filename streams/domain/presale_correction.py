@@ -70,15 +70,52 @@ def department(category: str | None) -> str | None:
     return category.split(".", 1)[0]
 
 
+def poisson_deviance(actual: float, mean: float) -> float:
+    """The Poisson deviance of a mean forecast: the count likelihood's loss, a proper score of the mean.
+
+    >>> poisson_deviance(10.0, 10.0), round(poisson_deviance(0.0, 2.0), 3), round(poisson_deviance(20.0, 10.0), 3)
+    (0.0, 4.0, 7.726)
+    """
+    actual, mean = max(actual, 0.0), max(mean, 1e-9)
+    return 2.0 * ((actual * math.log(actual / mean) if actual > 0 else 0.0) - (actual - mean))
+
+
+STRENGTHS: tuple[float, ...] = (5.0, 10.0, 20.0, 40.0, 80.0, 160.0)
+"""Prior strengths the model weighs against each other on its own record (a doubling grid around the default)."""
+MIN_SCORED = 200
+"""Finished forecasts scored before the learned strength replaces the configured one."""
+
+
 class CorrectionModel:
-    """Hierarchical ratio correction of expert numbers (see the module docstring)."""
+    """Hierarchical ratio correction of expert numbers (see the module docstring).
+
+    **The prior strength is learned.** How far a group's ratio is pulled toward its parent's depends on how much
+    groups really differ against how noisy their records are, which no constant knows. Before each finished
+    forecast is learned, the model scores the factor every strength in ``strengths`` would have given it (the
+    Poisson deviance of ``expert x factor`` against the demand, prequentially: no forecast is scored by a model
+    that has seen it) and, once ``min_scored`` forecasts are scored, reads with the strength of the lowest total.
+    ``prior_strength`` is the strength used before that (and always, with ``strengths=()``).
+
+    >>> m = CorrectionModel(prior_strength=20.0, strengths=(1.0, 1000.0), min_scored=10)
+    >>> for i in range(60):  # every group is on target except bob's, who is 50% high: the groups differ
+    ...     buyer = "bob" if i % 2 else "ann"
+    ...     m.observe(30.0, 20.0 if buyer == "bob" else 30.0, f"s{i}", buyer, "shoes.boots", 50.0)
+    >>> m.prior_strength, round(1 / m.correction(30.0, "bob", "shoes.boots", 50.0).factor - 1, 2)
+    (1.0, 0.5)
+    """
 
     POOLED = ("all", "size", "department", "category", "category_size", "category_size_band")
     BUYER = ("buyer", "buyer_department", "buyer_category", "buyer_category_size")
 
-    def __init__(self, prior_strength: float = DEFAULT_PRIOR_STRENGTH, max_factor: float = 20.0) -> None:
+    def __init__(self, prior_strength: float = DEFAULT_PRIOR_STRENGTH, max_factor: float = 20.0,
+                 strengths: tuple[float, ...] = STRENGTHS, min_scored: int = MIN_SCORED) -> None:
         self.prior_strength = prior_strength
+        self.configured_strength = prior_strength
         self.max_factor = max_factor
+        self.strengths = tuple(strengths)
+        self.min_scored = min_scored
+        self.strength_scores = [0.0] * len(self.strengths)
+        self.scored = 0
         self._stats: dict[tuple[Any, ...], _Ratio] = {}
 
     @staticmethod
@@ -102,9 +139,8 @@ class CorrectionModel:
         return keys
 
     def _chain(self, keys: list[tuple[str, tuple[Any, ...]]], start: float,
-               best: Correction) -> tuple[float, Correction]:
+               best: Correction, k: float) -> tuple[float, Correction]:
         factor = start
-        k = self.prior_strength
         for level, key in keys:
             st = self._stats.get((level, *key))
             if st is None or st.n == 0 or st.expert <= 0:
@@ -127,21 +163,32 @@ class CorrectionModel:
 
     def observe(self, expert: float, actual: float, sale_id: str, buyer_id: str | None = None,
                 category: str | None = None, price: float | None = None) -> None:
-        """Learn one finished forecast (expert number, demand) into every group it belongs to."""
+        """Learn one finished forecast (expert number, demand) into every group it belongs to, after scoring
+        what each candidate strength would have read it as."""
+        if self.strengths and expert > 0:
+            for i, k in enumerate(self.strengths):
+                factor = self.correction(expert, buyer_id, category, price, strength=k).factor
+                self.strength_scores[i] += poisson_deviance(actual, expert * factor)
+            self.scored += 1
+            if self.scored >= self.min_scored:
+                best = min(range(len(self.strengths)), key=self.strength_scores.__getitem__)
+                self.prior_strength = self.strengths[best]
         for level, key in self.keys(expert, buyer_id, category, price):
             self._stats.setdefault((level, *key), _Ratio()).add(expert, actual, sale_id)
 
     def correction(self, expert: float, buyer_id: str | None = None, category: str | None = None,
-                   price: float | None = None) -> Correction:
+                   price: float | None = None, strength: float | None = None) -> Correction:
         """The shrunk factor for this forecast, and the most specific group with a record behind it.
 
         Pooled groups give the factor for everyone's forecasts of this kind; a buyer's groups multiply it by how
         their record compares with everyone's at the same granularity (their ratio over the pool's), shrunk to 1.
+        ``strength``: read with this prior strength instead of the current one.
         """
+        k = self.prior_strength if strength is None else strength
         keys = self.keys(expert, buyer_id, category, price)
         pooled = [kk for kk in keys if kk[0] in self.POOLED]
-        factor, best = self._chain(pooled, 1.0, Correction(1.0, "all", (), 0, 0))
-        adjust, k = 1.0, self.prior_strength
+        factor, best = self._chain(pooled, 1.0, Correction(1.0, "all", (), 0, 0), k)
+        adjust = 1.0
         for level, key in (kk for kk in keys if kk[0] in self.BUYER):
             st = self._stats.get((level, *key))
             ref = self._stats.get(self._comparable(level, key))

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from salepulse.consumers.tools import evaluate_presale
 from salepulse.consumers.tools.evaluate_presale import ratio_estimate
 from salepulse.streams.domain.presale import Outcome, PresaleDesk
-from salepulse.streams.domain.presale_correction import CorrectionModel, _Ratio, department
+from salepulse.streams.domain.presale_correction import CorrectionModel, _Ratio, department, poisson_deviance
 
 
 def test_ratio_estimate_is_the_ratio_of_sums_with_the_cluster_error_by_hand() -> None:
@@ -79,6 +79,7 @@ def test_a_buyers_department_habit_reads_a_category_they_never_forecast() -> Non
     """Alice is 25% high on every shoe (sneakers and boots); her first sandals are read like her other shoes, while
     her bags (another department, on target) are not."""
     desk = PresaleDesk(prior_strength=5)
+    desk.corrections.strengths = ()  # the structure under test, at a fixed strength
     rng = np.random.default_rng(4)
     for s in range(80):
         outs = []
@@ -109,3 +110,37 @@ def test_the_simulated_evaluation_reports_an_oracle_beside_each_learned_bias() -
         assert b["oracle_bias"] > -1.0
     within, total = out["buyers_within_5_points_oracle"]
     assert 0 <= within <= total == len(out["buyers"])
+
+
+def _buyers_world(model: CorrectionModel, spread: float, seed: int, n_sales: int = 150) -> None:
+    """Ten buyers, each ``exp(N(0, spread))`` off; Poisson demand around means of ~40 units."""
+    rng = np.random.default_rng(seed)
+    offs = np.exp(rng.normal(0.0, spread, 10))
+    for s in range(n_sales):
+        b = s % 10
+        for _ in range(15):
+            mean = float(rng.lognormal(3.7, 0.5))
+            model.observe(round(mean * offs[b]), float(rng.poisson(mean)), f"s{s}", f"b{b}", "shoes.boots", 50.0)
+
+
+def test_the_prior_strength_is_learned_weak_when_buyers_differ_and_strong_when_they_do_not() -> None:
+    differ, alike = CorrectionModel(), CorrectionModel()
+    _buyers_world(differ, 0.4, seed=5)
+    _buyers_world(alike, 0.0, seed=5)
+    assert differ.scored == alike.scored == 150 * 15
+    assert differ.prior_strength == min(differ.strengths)
+    assert alike.prior_strength == max(alike.strengths)
+
+
+def test_the_learned_strength_is_the_one_with_the_lowest_prequential_deviance() -> None:
+    model = CorrectionModel(min_scored=1)
+    _buyers_world(model, 0.15, seed=6, n_sales=60)
+    best = int(np.argmin(model.strength_scores))
+    assert model.prior_strength == model.strengths[best]
+    assert poisson_deviance(7.0, 7.0) == 0.0 and poisson_deviance(3.0, 7.0) > 0 and poisson_deviance(0.0, 1.0) == 2.0
+
+
+def test_a_fixed_strength_stays_fixed() -> None:
+    model = CorrectionModel(prior_strength=7.0, strengths=())
+    _buyers_world(model, 0.4, seed=7, n_sales=30)
+    assert model.prior_strength == 7.0 and model.scored == 0
