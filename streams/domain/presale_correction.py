@@ -138,17 +138,30 @@ class CorrectionModel:
             keys += [("buyer_category", (buyer_id, category)), ("buyer_category_size", (buyer_id, category, s))]
         return keys
 
-    def _chain(self, keys: list[tuple[str, tuple[Any, ...]]], start: float,
-               best: Correction, k: float) -> tuple[float, Correction]:
-        factor = start
-        for level, key in keys:
+    def _evidence(self, expert: float, buyer_id: str | None, category: str | None,
+                  price: float | None) -> tuple[list[tuple[float, float, str, tuple[Any, ...], _Ratio]], ...]:
+        """The groups with a record behind this forecast, general to specific, as ``(effective n, ratio, level,
+        key, stats)``: the pooled chain's ratios, then the buyer chain's ratios relative to the pool's."""
+        pooled, buyer = [], []
+        for level, key in self.keys(expert, buyer_id, category, price):
             st = self._stats.get((level, *key))
             if st is None or st.n == 0 or st.expert <= 0:
                 continue
-            n = st.effective
-            factor = (n * (st.actual / st.expert) + k * factor) / (n + k)
-            best = Correction(factor, level, key, int(st.n), st.sales)
-        return factor, best
+            if level in self.BUYER:
+                ref = self._stats.get(self._comparable(level, key))
+                if ref is None or ref.expert <= 0 or ref.actual <= 0:
+                    continue
+                buyer.append((st.effective, (st.actual / st.expert) / (ref.actual / ref.expert), level, key, st))
+            else:
+                pooled.append((st.effective, st.actual / st.expert, level, key, st))
+        return pooled, buyer
+
+    @staticmethod
+    def _shrink(chain: list[tuple[float, float, str, tuple[Any, ...], _Ratio]], k: float) -> float:
+        value = 1.0
+        for n, ratio, *_ in chain:
+            value = (n * ratio + k * value) / (n + k)
+        return value
 
     @staticmethod
     def _comparable(level: str, key: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -166,8 +179,10 @@ class CorrectionModel:
         """Learn one finished forecast (expert number, demand) into every group it belongs to, after scoring
         what each candidate strength would have read it as."""
         if self.strengths and expert > 0:
+            pooled, buyer = self._evidence(expert, buyer_id, category, price)
+            lo, hi = 1.0 / self.max_factor, self.max_factor
             for i, k in enumerate(self.strengths):
-                factor = self.correction(expert, buyer_id, category, price, strength=k).factor
+                factor = min(max(self._shrink(pooled, k) * self._shrink(buyer, k), lo), hi)
                 self.strength_scores[i] += poisson_deviance(actual, expert * factor)
             self.scored += 1
             if self.scored >= self.min_scored:
@@ -185,21 +200,14 @@ class CorrectionModel:
         ``strength``: read with this prior strength instead of the current one.
         """
         k = self.prior_strength if strength is None else strength
-        keys = self.keys(expert, buyer_id, category, price)
-        pooled = [kk for kk in keys if kk[0] in self.POOLED]
-        factor, best = self._chain(pooled, 1.0, Correction(1.0, "all", (), 0, 0), k)
-        adjust = 1.0
-        for level, key in (kk for kk in keys if kk[0] in self.BUYER):
-            st = self._stats.get((level, *key))
-            ref = self._stats.get(self._comparable(level, key))
-            if st is None or st.n == 0 or st.expert <= 0 or ref is None or ref.expert <= 0 or ref.actual <= 0:
-                continue
-            relative = (st.actual / st.expert) / (ref.actual / ref.expert)
-            n = st.effective
-            adjust = (n * relative + k * adjust) / (n + k)
-            best = Correction(factor * adjust, level, key, int(st.n), st.sales)
+        pooled, buyer = self._evidence(expert, buyer_id, category, price)
+        factor, adjust = self._shrink(pooled, k), self._shrink(buyer, k)
         factor = min(max(factor * adjust, 1.0 / self.max_factor), self.max_factor)
-        return Correction(factor, best.level, best.key, best.forecasts, best.sales)
+        specific = (buyer or pooled or [None])[-1]  # the most specific group with a record behind it
+        if specific is None:
+            return Correction(factor, "all", (), 0, 0)
+        _, _, level, key, st = specific
+        return Correction(factor, level, key, int(st.n), st.sales)
 
     def group(self, level: str, key: tuple[Any, ...]) -> _Ratio | None:
         return self._stats.get((level, *key))

@@ -113,7 +113,8 @@ class Settings:
     positions the ratio / (1 + ratio) quantile of pre-sale demand (9 -> the 90 % quantile)."""
     presale_prior_strength: float = 20.0
     """SALEPULSE_PRESALE_PRIOR_STRENGTH: pseudo-forecasts pulling a buyer's (or a group's) correction toward the
-    pooled one while their record is short."""
+    pooled one while their record is short; the correction's is learned after 200 finished forecasts, the spread's
+    groups keep this one."""
     log_level: str = "INFO"
     log_format: str = "console"
     currency: str = "EUR"
