@@ -130,8 +130,15 @@ def _handler(worker: Worker, handler: Callable[..., Awaitable[dict[str, Any]]], 
         async def answer() -> dict[str, Any]:
             if not live:
                 return await handler(worker, request, member_id=member_id)
-            with worker.learning:  # between two of the learner's slices, never inside one
+            worker.readers_waiting += 1  # the learner ends its slice at the next signal
+            try:
+                worker.learning.acquire()  # between two of the learner's slices, never inside one
+            finally:
+                worker.readers_waiting -= 1
+            try:
                 return await handler(worker, request, member_id=member_id)
+            finally:
+                worker.learning.release()
 
         result = await retried(answer)
         model.model_validate(result)  # the documented contract holds, or this is a 500
