@@ -1,6 +1,6 @@
 """One bench case of issue #13 alone: member rankings in the split layout under load.
 
-``python -m salepulse.streams.tools.bench_ranking [rate] [probes] [seconds]`` starts a velocity worker and a
+``python -m salepulse.streams.tools.bench_ranking [rate] [probes] [seconds] [main,serving]`` starts a velocity worker and a
 preferences worker (``SALEPULSE_WORKER_ROLE``, as ``make bench``'s targets table), the latter with
 ``SALEPULSE_SERVING_PORT`` set, offers ``rate`` simulated events/s, and measures on the preferences worker's main
 port and on its serving port: event → ranking reflects it (``probe_ranking_reflects``) and the ranking latency at
@@ -34,8 +34,9 @@ from salepulse.streams.tools.bench import (
 
 
 def bench_ranking(bootstrap: str, dsn: str, state_dir: Path, rate: float = 5000.0, probes: int = 30,
-                  seconds: float = 15.0) -> dict[str, Any]:
-    """Event → ranking and ranking latency on both ports of a preferences worker, split layout, ``rate`` events/s."""
+                  seconds: float = 15.0, order: tuple[str, ...] = ("main", "serving")) -> dict[str, Any]:
+    """Event → ranking and ranking latency on both ports of a preferences worker, split layout, ``rate`` events/s;
+    the ports in ``order`` (a learner's backlog grows during the run, so swap it to compare the ports fairly)."""
     from salepulse.deploy.kafka.processes import free_port
 
     serving = free_port()
@@ -59,7 +60,8 @@ def bench_ranking(bootstrap: str, dsn: str, state_dir: Path, rate: float = 5000.
         probe_publisher = Publisher(pipeline.settings, **{"linger.ms": 0})
         with background:
             time.sleep(3)  # let the load settle
-            for n, (name, client) in enumerate(clients.items()):
+            for n, name in enumerate(order):
+                client = clients[name]
                 reflects = probe_ranking_reflects(probe_publisher, client, tag, probes, start=n * probes)
                 results[name] = {"event_to_ranking_ms": reflects,
                                  "ranking_load": ranking_load(client, tag, rps=200, seconds=seconds)}
@@ -83,8 +85,9 @@ def main(argv: list[str]) -> int:
     state_dir = Path(tempfile.mkdtemp(prefix="salepulse-bench-ranking-"))
     rate, probes, seconds = (float(argv[0]) if argv else 5000.0, int(argv[1]) if len(argv) > 1 else 30,
                              float(argv[2]) if len(argv) > 2 else 15.0)
+    order = tuple(argv[3].split(",")) if len(argv) > 3 else ("main", "serving")
     result = bench_ranking(bootstrap, settings.clickhouse_url or f"chdb://{state_dir / 'chdb'}", state_dir,
-                           rate, probes, seconds)
+                           rate, probes, seconds, order)
     print(json.dumps(result, indent=1))
     return 0
 
