@@ -1,7 +1,7 @@
 """One bench case of issue #13 alone: member rankings in the split layout under load.
 
-``python -m salepulse.streams.tools.bench_ranking [rate] [probes] [seconds] [main,serving]`` starts a velocity worker and a
-preferences worker (``SALEPULSE_WORKER_ROLE``, as ``make bench``'s targets table), the latter with
+``python -m salepulse.streams.tools.bench_ranking [rate] [probes] [seconds] [main,serving]`` starts a velocity worker
+and a preferences worker (``SALEPULSE_WORKER_ROLE``, as ``make bench``'s targets table), the latter with
 ``SALEPULSE_SERVING_PORT`` set, offers ``rate`` simulated events/s, and measures on the preferences worker's main
 port and on its serving port: event → ranking reflects it (``probe_ranking_reflects``) and the ranking latency at
 200 req/s requested (``ranking_load``, concurrent). It prints the results as JSON, with the preferences worker's
