@@ -159,7 +159,7 @@ class MemberCache(Generic[S, T]):
     def flush(self) -> int:
         return sum(1 for _ in self._write_dirty())
 
-    async def flush_yielding(self, every: int = 50, share: float = 1.0,
+    async def flush_yielding(self, every: int = 50, share: float = 1.0, deadline: float | None = None,
                              clock: Callable[[], float] = time.perf_counter,
                              sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> int:
         """:meth:`flush`, giving the event loop back every ``every`` members: at 5,000 events/s thousands of members
@@ -170,6 +170,8 @@ class MemberCache(Generic[S, T]):
         which the learner got a chunk in turn with it and fell seconds behind, and the next member ranking
         reflected an order only that much later. Paced, the learner keeps the rest of the loop; the flush takes
         longer, so more of a member's signals share one write (a crash loses at most that much preference signal).
+        After ``deadline`` seconds the pacing stops and the rest is written as fast as the loop allows: on a worker
+        short of CPU a paced flush never finished within a 100 s run, so what a crash could lose kept growing.
 
         >>> class State:
         ...     def to_bytes(self): return b"x"
@@ -185,12 +187,13 @@ class MemberCache(Generic[S, T]):
         >>> slept  # 3 ms asleep for each 1 ms of writing: the flush holds the loop a quarter of the time
         [0.006, 0.006, 0.003]
         """
-        written, started = 0, clock()
+        written, began = 0, clock()
+        started = began
         rest = (1.0 - share) / share if 0 < share < 1 else 0.0
         for written, _ in enumerate(self._write_dirty(), start=1):
             if written % every == 0:
-                elapsed = clock() - started
-                await sleep(elapsed * rest)
+                late = deadline is not None and clock() - began > deadline
+                await sleep(0.0 if late else (clock() - started) * rest)
                 started = clock()
         if written % every and rest:
             await sleep((clock() - started) * rest)

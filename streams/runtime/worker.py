@@ -469,7 +469,8 @@ class Worker:
 
     async def flush_members(self) -> None:
         started = time.perf_counter()
-        written = await self.members.flush_yielding(every=MEMBER_FLUSH_CHUNK, share=MEMBER_FLUSH_SHARE)
+        written = await self.members.flush_yielding(every=MEMBER_FLUSH_CHUNK, share=MEMBER_FLUSH_SHARE,
+                                                    deadline=MEMBER_FLUSH_SECONDS)
         log.info("members flushed", written=written, seconds=round(time.perf_counter() - started, 3),
                  cached=len(self.members.states))
 

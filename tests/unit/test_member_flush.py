@@ -44,3 +44,22 @@ def test_paced_flush_writes_each_member_once_within_its_share(costs: list[float]
     # the loop is given back after every chunk, and for (1 - share) / share of the time spent writing
     assert len(slept) >= len(costs) // every
     assert abs(sum(slept) - writing * (1 - share) / share) <= 1e-9 + 1e-6 * writing
+
+
+def test_a_flush_past_its_deadline_stops_pacing() -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    def write(_member_id: str, _value: bytes, _token: str) -> None:
+        now[0] += 1.0  # each write costs a second of the fake clock
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    cache: MemberCache[_State, str] = MemberCache(100, lambda m: _State(0), write)
+    for i in range(6):
+        cache.put(f"m{i}", _State(1), "event")
+    asyncio.run(cache.flush_yielding(every=1, share=0.5, deadline=3.0, clock=lambda: now[0], sleep=sleep))
+    # paced (1 s asleep per 1 s written) until 3 s have gone, then only yielding
+    assert slept == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
