@@ -12,8 +12,9 @@ catalogue and the live board of this worker:
 - **No wait behind the loop.** The thread has its own asyncio loop; the learner's loop never runs its requests.
 - **Consistent reads.** The learner folds signals in slices (``LEARN_SLICE``) under :attr:`Worker.learning`, a
   lock this server takes around each ranking, so a ranking never sees a half-applied signal; a waiting request
-  (:attr:`Worker.readers_waiting`) ends the slice at the next signal, so it waits for one signal, not a slice. State changes are visible to the next request: an event reaches the ranking as soon
-  as the learner has folded it in, with no snapshot or changelog delay.
+  (:attr:`Worker.readers_waiting`) ends the slice at the next signal, so it waits for one signal, not a slice.
+  State changes are visible to the next request: an event reaches the ranking as soon as the learner has folded it
+  in, with no snapshot or changelog delay.
 - **The GIL.** The thread still needs CPython's GIL, which a busy thread keeps for the switch interval (5 ms by
   default) before handing it over; a request takes it several times (accept, read, rank, write). The server sets
   the interval to :data:`SWITCH_INTERVAL_S`.
