@@ -11,9 +11,10 @@ catalogue and the live board of this worker:
 
 - **No wait behind the loop.** The thread has its own asyncio loop; the learner's loop never runs its requests.
 - **Consistent reads.** The learner folds signals in slices (``LEARN_SLICE``) under :attr:`Worker.learning`, a
-  lock this server takes around each ranking, so a ranking never sees a half-applied signal; a request waits at
-  most one slice (~2 ms). State changes are visible to the next request: an event reaches the ranking as soon
-  as the learner has folded it in, with no snapshot or changelog delay.
+  lock this server takes around each ranking, so a ranking never sees a half-applied signal; a waiting request
+  (:attr:`Worker.readers_waiting`) ends the slice at the next signal, so it waits for one signal, not a slice.
+  State changes are visible to the next request: an event reaches the ranking as soon as the learner has folded it
+  in, with no snapshot or changelog delay.
 - **The GIL.** The thread still needs CPython's GIL, which a busy thread keeps for the switch interval (5 ms by
   default) before handing it over; a request takes it several times (accept, read, rank, write). The server sets
   the interval to :data:`SWITCH_INTERVAL_S`.
@@ -130,8 +131,15 @@ def _handler(worker: Worker, handler: Callable[..., Awaitable[dict[str, Any]]], 
         async def answer() -> dict[str, Any]:
             if not live:
                 return await handler(worker, request, member_id=member_id)
-            with worker.learning:  # between two of the learner's slices, never inside one
+            worker.readers_waiting += 1  # the learner ends its slice at the next signal
+            try:
+                worker.learning.acquire()  # between two of the learner's slices, never inside one
+            finally:
+                worker.readers_waiting -= 1
+            try:
                 return await handler(worker, request, member_id=member_id)
+            finally:
+                worker.learning.release()
 
         result = await retried(answer)
         model.model_validate(result)  # the documented contract holds, or this is a 500

@@ -67,6 +67,10 @@ from salepulse.streams.runtime.worker_metrics import WorkerMetrics
 log = get_logger(__name__)
 
 MEMBER_FLUSH_SECONDS = 15.0
+MEMBER_FLUSH_SHARE = 0.25
+"""At most this share of the loop goes to writing members (see MemberCache.flush_yielding): the learner keeps the
+rest, so a flush no longer puts the member rankings seconds behind (issue #13)."""
+MEMBER_FLUSH_CHUNK = 10
 LEARN_SLICE = 64
 FINISH_BUDGET_S = 0.05
 """Seconds per 1 s tick spent teaching the forecast model from finished series (see LiveBoard.finish_ended_sales)."""
@@ -179,6 +183,9 @@ class Worker:
             self.output_topic(name)
         self.learning = threading.Lock()
         """Held by the learner while it folds a slice of signals in, and by the ranking server while it ranks."""
+        self.readers_waiting = 0
+        """Ranking requests waiting for :attr:`learning` (only the serving thread writes it): the learner ends its
+        slice after the signal in hand, so a request waits one signal, not a whole slice."""
         self.ranking_server: Any = None
         self._ingest_stop = threading.Event()
         self._ingest_thread = threading.Thread(target=self._run_ingest, name="ingest", daemon=True)
@@ -358,15 +365,19 @@ class Worker:
             return f"decode: {exc}"
         members, update, signals = self.members, self.preferences.update, batch["signals"]
         failures: list[str] = []
-        for start in range(0, len(signals), LEARN_SLICE):
+        done = 0
+        while done < len(signals):
             with self.learning:  # the ranking server (salepulse.streams.runtime.serving) reads between slices only
-                for signal in signals[start:start + LEARN_SLICE]:
+                for signal in signals[done:done + LEARN_SLICE]:
+                    done += 1
                     try:
                         member_id = signal["member_id"]
                         members.put(member_id,
                                     update(members.get(member_id), preference_update(signal, self.catalog)), event)
                     except Exception as exc:  # noqa: BLE001
                         failures.append(f"{type(exc).__name__}: {exc}")
+                    if self.readers_waiting:
+                        break
             await asyncio.sleep(0)
         self.metrics.signals_learned.inc(len(batch["signals"]) - len(failures))
         if failures:
@@ -457,7 +468,11 @@ class Worker:
                 await asyncio.sleep(0)
 
     async def flush_members(self) -> None:
-        await self.members.flush_yielding()
+        started = time.perf_counter()
+        written = await self.members.flush_yielding(every=MEMBER_FLUSH_CHUNK, share=MEMBER_FLUSH_SHARE,
+                                                    deadline=MEMBER_FLUSH_SECONDS)
+        log.info("members flushed", written=written, seconds=round(time.perf_counter() - started, 3),
+                 cached=len(self.members.states))
 
     async def measure_lag(self) -> None:
         """Lag of this worker's groups and of the sink's, for /metrics (admin calls run off the event loop)."""

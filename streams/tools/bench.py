@@ -482,25 +482,41 @@ def probe_ranking_reflects(publisher: Publisher, client: httpx.Client, tag: str,
     return {**percentiles(latencies), "missed": probes - len(latencies)}
 
 
-def ranking_load(client: httpx.Client, tag: str, rps: float, seconds: float) -> dict[str, Any]:
-    """Requests at ``rps`` alternating sales (200+ open) and products (5,000-product sale); server latency."""
-    sales_ms, products_ms = [], []
-    pacer = Pacer(rate=rps)
-    deadline = time.monotonic() + seconds
-    i = 0
-    while time.monotonic() < deadline:
-        pacer.wait()
+def ranking_load(client: httpx.Client, tag: str, rps: float, seconds: float, concurrency: int = 8) -> dict[str, Any]:
+    """Requests at ``rps`` alternating sales (200+ open) and products (5,000-product sale); latency of each request.
+
+    One synchronous client achieved ~59 of the 200 req/s asked (each request waited for the previous one), so the
+    requests are issued on schedule by ``concurrency`` threads sharing the client's connection pool.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    sales_ms: list[float] = []
+    products_ms: list[float] = []
+    errors = [0]
+
+    def one(i: int) -> None:
         member = f"{tag}-fan{i % 30}"
         started = time.perf_counter()
         if i % 2:
-            client.get(f"/members/{member}/products", params={"sale_id": f"{tag}-big", "k": 20})
+            response = client.get(f"/members/{member}/products", params={"sale_id": f"{tag}-big", "k": 20})
             products_ms.append((time.perf_counter() - started) * 1000)
         else:
-            client.get(f"/members/{member}/sales", params={"k": 10})
+            response = client.get(f"/members/{member}/sales", params={"k": 10})
             sales_ms.append((time.perf_counter() - started) * 1000)
-        i += 1
-    achieved = i / seconds
-    return {"requested_rps": rps, "achieved_rps": round(achieved, 1), "sales_ms": percentiles(sales_ms),
+        errors[0] += response.status_code != 200
+
+    pacer = Pacer(rate=rps)
+    began = time.monotonic()
+    deadline = began + seconds
+    i = 0
+    with ThreadPoolExecutor(concurrency, thread_name_prefix="ranking-load") as pool:
+        while time.monotonic() < deadline:
+            pacer.wait()
+            pool.submit(one, i)
+            i += 1
+    elapsed = time.monotonic() - began
+    return {"requested_rps": rps, "achieved_rps": round((len(sales_ms) + len(products_ms)) / elapsed, 1),
+            "concurrency": concurrency, "errors": errors[0], "sales_ms": percentiles(sales_ms),
             "products_5000_ms": percentiles(products_ms)}
 
 

@@ -31,20 +31,47 @@ def now_ms(worker: Worker) -> int:
     return worker.board.stream_ms or int(time.time() * 1000)
 
 
+LIVE_TTL_S = 0.5
+"""Seconds a sale's popularity and stock arrays are reused across ranking requests. Recomputing them read the live
+board once per sku per request (5,000 velocities for the big sale, every sku of every open sale for the sales
+list): most of a request's cost, and at 200 req/s more CPU than the worker has (issue #13). The board itself moves
+once a second (the live-state tick, the velocity snapshots), so this adds at most half a second to a change in
+popularity or a sell-out; the member's own state is never cached."""
+
+
 class CandidateCache:
     """Catalogue-derived candidate arrays (ids, hashed brands and categories), rebuilt only when they change.
 
     Building them costs milliseconds for a 5,000-product sale; only popularity and stock change between two
-    requests, and those are swapped in per request.
+    requests, and those are swapped in per request (:meth:`fresh`: at most every ``ttl`` seconds).
+
+    >>> clock, builds = [0.0], []
+    >>> cache = CandidateCache(clock=lambda: clock[0])
+    >>> def build():
+    ...     builds.append(1)
+    ...     return len(builds)
+    >>> [cache.fresh("pop", "v1", 0.5, build) for clock[0] in (0.0, 0.4, 0.6)]
+    [1, 1, 2]
+    >>> cache.fresh("pop", "v2", 0.5, lambda: 9)  # another version (a catalogue change): rebuilt at once
+    9
     """
 
-    def __init__(self) -> None:
-        self.entries: dict[tuple[str, ...], tuple[Any, Any]] = {}
+    def __init__(self, clock: Any = time.monotonic) -> None:
+        self.entries: dict[Any, tuple[Any, Any]] = {}
+        self.clock = clock
 
-    def get(self, key: tuple[str, ...], version: Any, build: Any) -> Any:
+    def get(self, key: Any, version: Any, build: Any) -> Any:
         cached = self.entries.get(key)
         if cached is None or cached[0] != version:
             cached = self.entries[key] = (version, build())
+        return cached[1]
+
+    def fresh(self, key: Any, version: Any, ttl: float, build: Any) -> Any:
+        """:meth:`get`, also rebuilt when the value is older than ``ttl`` seconds."""
+        now = self.clock()
+        cached = self.entries.get(key)
+        if cached is None or cached[0][0] != version or now - cached[0][1] > ttl:
+            cached = self.entries[key] = ((version, now), build())
         return cached[1]
 
 
@@ -70,8 +97,10 @@ def sale_candidates(worker: Worker, now: int) -> SaleCandidates:
     def velocity(sale_id: str) -> float:
         return sum(board.totals[(sale_id, sku)].velocity_at(now) for sku in board.active.get(sale_id, ()))
 
-    base = _cache(worker).get(("sales",), (catalog.version, open_ids), build)
-    popularity = np.array([velocity(sale_id) for sale_id in open_ids], dtype=np.float64)
+    version = (catalog.version, open_ids)
+    base = _cache(worker).get(("sales",), version, build)
+    popularity = _cache(worker).fresh(("sales", "live"), version, LIVE_TTL_S, lambda: np.array(
+        [velocity(sale_id) for sale_id in open_ids], dtype=np.float64))
     return dataclasses.replace(base, popularity=popularity)
 
 
@@ -86,14 +115,21 @@ def product_candidates(worker: Worker, sale_id: str, now: int) -> ProductCandida
                                        [0.0] * len(products), stock=[1] * len(products),
                                        sale_id=[sale_id] * len(products))
 
+    def live() -> ProductCandidates:
+        popularity, stock = [], []
+        for sku in sale.skus:
+            totals = board.totals.get((sale_id, sku))
+            on_hand = catalog.on_hand(sale_id, sku)
+            popularity.append(totals.velocity_at(now) if totals else 0.0)
+            stock.append((on_hand - (totals.units if totals else 0)) if on_hand is not None else 1)
+        current = dataclasses.replace(base, popularity=np.asarray(popularity, dtype=np.float64),
+                                      stock=np.asarray(stock))
+        # The in-stock subset, kept with it: taking it copied three lists of 5,000 ids per request (a third of a
+        # products ranking, profiled under load); without a stock array the ranker uses it as it is.
+        return dataclasses.replace(current.available(), stock=None)
+
     base = _cache(worker).get(("products", sale_id), catalog.version, build)
-    popularity, stock = [], []
-    for sku in sale.skus:
-        totals = board.totals.get((sale_id, sku))
-        on_hand = catalog.on_hand(sale_id, sku)
-        popularity.append(totals.velocity_at(now) if totals else 0.0)
-        stock.append((on_hand - (totals.units if totals else 0)) if on_hand is not None else 1)
-    return dataclasses.replace(base, popularity=np.asarray(popularity, dtype=np.float64), stock=np.asarray(stock))
+    return _cache(worker).fresh(("products", sale_id, "live"), catalog.version, LIVE_TTL_S, live)
 
 
 def _ranked(items: list[Any]) -> list[dict[str, Any]]:
