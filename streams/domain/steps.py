@@ -15,9 +15,8 @@ The agents in :mod:`salepulse.streams.runtime.worker` decode a message, call one
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -159,44 +158,13 @@ class MemberCache(Generic[S, T]):
     def flush(self) -> int:
         return sum(1 for _ in self._write_dirty())
 
-    async def flush_yielding(self, every: int = 50, share: float = 1.0, deadline: float | None = None,
-                             clock: Callable[[], float] = time.perf_counter,
-                             sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> int:
+    async def flush_yielding(self, every: int = 50) -> int:
         """:meth:`flush`, giving the event loop back every ``every`` members: at 5,000 events/s thousands of members
-        are dirty, and writing them in one go stalled the agents and the HTTP API for most of a second.
-
-        ``share`` < 1 paces the flush: after each chunk it sleeps long enough that writing takes at most that share
-        of the loop's time. Measured at 5,000 events/s (issue #13): a flush wrote ~16,000 members in 8 s, during
-        which the learner got a chunk in turn with it and fell seconds behind, and the next member ranking
-        reflected an order only that much later. Paced, the learner keeps the rest of the loop; the flush takes
-        longer, so more of a member's signals share one write (a crash loses at most that much preference signal).
-        After ``deadline`` seconds the pacing stops and the rest is written as fast as the loop allows: on a worker
-        short of CPU a paced flush never finished within a 100 s run, so what a crash could lose kept growing.
-
-        >>> class State:
-        ...     def to_bytes(self): return b"x"
-        >>> now, slept, table = [0.0], [], {}
-        >>> def write(m, value, token):  # each write costs 1 ms of the fake clock
-        ...     now[0] += 0.001; table[m] = value
-        >>> async def fake_sleep(seconds):
-        ...     slept.append(round(seconds, 6)); now[0] += seconds
-        >>> cache = MemberCache(100, lambda m: State(), write)
-        >>> for m in "abcde": cache.put(m, State(), "event")
-        >>> asyncio.run(cache.flush_yielding(every=2, share=0.25, clock=lambda: now[0], sleep=fake_sleep))
-        5
-        >>> slept  # 3 ms asleep for each 1 ms of writing: the flush holds the loop a quarter of the time
-        [0.006, 0.006, 0.003]
-        """
-        written, began = 0, clock()
-        started = began
-        rest = (1.0 - share) / share if 0 < share < 1 else 0.0
+        are dirty, and writing them in one go stalled the agents and the HTTP API for most of a second."""
+        written = 0
         for written, _ in enumerate(self._write_dirty(), start=1):
             if written % every == 0:
-                late = deadline is not None and clock() - began > deadline
-                await sleep(0.0 if late else (clock() - started) * rest)
-                started = clock()
-        if written % every and rest:
-            await sleep((clock() - started) * rest)
+                await asyncio.sleep(0)
         return written
 
     def clear(self) -> None:

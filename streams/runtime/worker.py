@@ -67,10 +67,6 @@ from salepulse.streams.runtime.worker_metrics import WorkerMetrics
 log = get_logger(__name__)
 
 MEMBER_FLUSH_SECONDS = 15.0
-MEMBER_FLUSH_SHARE = 0.25
-"""At most this share of the loop goes to writing members (see MemberCache.flush_yielding): the learner keeps the
-rest, so a flush no longer puts the member rankings seconds behind (issue #13)."""
-MEMBER_FLUSH_CHUNK = 10
 LEARN_SLICE = 64
 FINISH_BUDGET_S = 0.05
 """Seconds per 1 s tick spent teaching the forecast model from finished series (see LiveBoard.finish_ended_sales)."""
@@ -469,8 +465,7 @@ class Worker:
 
     async def flush_members(self) -> None:
         started = time.perf_counter()
-        written = await self.members.flush_yielding(every=MEMBER_FLUSH_CHUNK, share=MEMBER_FLUSH_SHARE,
-                                                    deadline=MEMBER_FLUSH_SECONDS)
+        written = await self.members.flush_yielding()
         log.info("members flushed", written=written, seconds=round(time.perf_counter() - started, 3),
                  cached=len(self.members.states))
 
