@@ -5,17 +5,15 @@ Answered by the worker that owns the member's partition of ``member-prefs`` (req
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from faust.web import Request
 
-from salepulse.streams.domain.preferences import ProductCandidates, SaleCandidates
 from salepulse.streams.runtime.api import models
 from salepulse.streams.runtime.api.errors import HTTPProblem
 from salepulse.streams.runtime.api.routing import Query, Router, Text
+from salepulse.streams.runtime.candidates import product_candidates, sale_candidates
 
 if TYPE_CHECKING:
     from salepulse.streams.runtime.worker import Worker
@@ -29,71 +27,6 @@ SALE_ID = Text("sale_id", "s-12&k=20", "The sale whose products to rank (an open
 def now_ms(worker: Worker) -> int:
     """Stream time when events flow (replays and simulations run on their own clock), else wall time."""
     return worker.board.stream_ms or int(time.time() * 1000)
-
-
-class CandidateCache:
-    """Catalogue-derived candidate arrays (ids, hashed brands and categories), rebuilt only when they change.
-
-    Building them costs milliseconds for a 5,000-product sale; only popularity and stock change between two
-    requests, and those are swapped in per request.
-    """
-
-    def __init__(self) -> None:
-        self.entries: dict[tuple[str, ...], tuple[Any, Any]] = {}
-
-    def get(self, key: tuple[str, ...], version: Any, build: Any) -> Any:
-        cached = self.entries.get(key)
-        if cached is None or cached[0] != version:
-            cached = self.entries[key] = (version, build())
-        return cached[1]
-
-
-def _cache(worker: Worker) -> CandidateCache:
-    cache = worker.extensions.get("candidates")
-    if cache is None:
-        cache = worker.extensions["candidates"] = CandidateCache()
-    return cache
-
-
-def sale_candidates(worker: Worker, now: int) -> SaleCandidates:
-    catalog, board = worker.catalog, worker.board
-    open_sales = catalog.open_sales(now)
-    open_ids = tuple(sale.sale_id for sale in open_sales)
-
-    def build() -> SaleCandidates:
-        return SaleCandidates.from_records([
-            {"sale_id": sale.sale_id, "brand": sale.brand, "popularity": 0.0, "starts_at": sale.starts_ms,
-             "ends_at": sale.ends_ms,
-             "categories": sorted({catalog.products[(sale.sale_id, sku)].category for sku in sale.skus})}
-            for sale in open_sales])
-
-    def velocity(sale_id: str) -> float:
-        return sum(board.totals[(sale_id, sku)].velocity_at(now) for sku in board.active.get(sale_id, ()))
-
-    base = _cache(worker).get(("sales",), (catalog.version, open_ids), build)
-    popularity = np.array([velocity(sale_id) for sale_id in open_ids], dtype=np.float64)
-    return dataclasses.replace(base, popularity=popularity)
-
-
-def product_candidates(worker: Worker, sale_id: str, now: int) -> ProductCandidates:
-    catalog, board = worker.catalog, worker.board
-    sale = catalog.sales[sale_id]
-
-    def build() -> ProductCandidates:
-        products = [catalog.products[(sale_id, sku)] for sku in sale.skus]
-        return ProductCandidates.build([p.sku for p in products], [sale.brand] * len(products),
-                                       [p.category for p in products], [p.price for p in products],
-                                       [0.0] * len(products), stock=[1] * len(products),
-                                       sale_id=[sale_id] * len(products))
-
-    base = _cache(worker).get(("products", sale_id), catalog.version, build)
-    popularity, stock = [], []
-    for sku in sale.skus:
-        totals = board.totals.get((sale_id, sku))
-        on_hand = catalog.on_hand(sale_id, sku)
-        popularity.append(totals.velocity_at(now) if totals else 0.0)
-        stock.append((on_hand - (totals.units if totals else 0)) if on_hand is not None else 1)
-    return dataclasses.replace(base, popularity=np.asarray(popularity, dtype=np.float64), stock=np.asarray(stock))
 
 
 def _ranked(items: list[Any]) -> list[dict[str, Any]]:
