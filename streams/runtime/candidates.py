@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from salepulse.streams.domain.preferences import ProductCandidates, SaleCandidates
-from salepulse.streams.domain.preferences.teach import is_choice
+from salepulse.streams.domain.preferences.teach import TeachBudget, is_choice
 
 if TYPE_CHECKING:
     from salepulse.streams.runtime.worker import Worker
@@ -100,14 +100,18 @@ class ChoiceCandidates:
     """What a member chose among when a signal is a cart add or an order: the in-stock products of the signal's
     sale and the open sales, built as the HTTP ranking builds them, reused for ``max_age_s`` (wall clock).
 
-    A browse, a removal or a signal of a sale the catalogue does not know gets ``(None, None)``: nothing to teach.
+    A browse, a removal or a signal of a sale the catalogue does not know gets ``(None, None)``: nothing to teach;
+    so does a choice over the ``budget`` (by default :class:`TeachBudget` over the worker's model: teaching takes
+    at most a tenth of the learner's time).
     """
 
     def __init__(self, worker: Worker, max_age_s: float = CHOICE_MAX_AGE_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, budget: TeachBudget | None = None) -> None:
         self.worker = worker
         self.max_age_s = max_age_s
         self.clock = clock
+        model = worker.preferences
+        self.budget = budget or TeachBudget(spent=lambda: model.learn_seconds, clock=clock)
         self._products: dict[str, tuple[float, ProductCandidates]] = {}
         self._sales: tuple[float, SaleCandidates] | None = None
         self.refreshes = 0
@@ -116,6 +120,8 @@ class ChoiceCandidates:
         """(products, sales) the member of ``update`` (a :func:`preference_update` dict) chose among."""
         sale_id = update.get("sale_id")
         if not is_choice(update) or not sale_id or sale_id not in self.worker.catalog.sales:
+            return None, None
+        if not self.budget.allow():
             return None, None
         now, wall = int(update["ts"]), self.clock()
         return self._product_set(sale_id, now, wall), self._sale_set(sale_id, now, wall)

@@ -85,7 +85,7 @@ def test_choice_candidates_are_the_sale_in_stock_products_and_the_open_sales_reu
         catalog.apply("Sale", {"sale_id": sale_id, "brand": brand, "starts_at": T0, "ends_at": T0 + 3_600_000,
                                "products": [{"sku": f"{sale_id}-k{i}", "name": "K", "category": "shoes",
                                              "price": 10.0, "stock": 0 if i == 2 else 5} for i in range(4)]})
-    worker = SimpleNamespace(catalog=catalog, board=LiveBoard(catalog), extensions={})
+    worker = SimpleNamespace(catalog=catalog, board=LiveBoard(catalog), extensions={}, preferences=PreferenceModel())
     now = [0.0]
     choices = ChoiceCandidates(worker, max_age_s=5.0, clock=lambda: now[0])
     cart = {"member_id": "m", "sale_id": "s1", "sku": "s1-k0", "kind": "cart", "action": None, "ts": T0 + 60_000}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -10,7 +11,7 @@ import numpy as np
 from salepulse.streams.domain.preferences.candidates import ProductCandidates, SaleCandidates
 from salepulse.streams.domain.preferences.ranker import Ranked, Ranker
 from salepulse.streams.domain.preferences.state import MemberState, PreferenceConfig, to_seconds
-from salepulse.streams.domain.preferences.teach import LEARN_SAMPLE, is_choice, learning_rows, rows_of
+from salepulse.streams.domain.preferences.teach import LEARN_SAMPLE, is_choice, learning_rows, rows_of, sku_order
 
 
 class PreferenceModel:
@@ -39,6 +40,8 @@ class PreferenceModel:
         self._rng = np.random.default_rng(seed)
         self.ranker_updates = {"products": 0, "sales": 0}
         """Choices the blends learnt from, by task (``/stats``: the live ranking is learning)."""
+        self.learn_seconds = 0.0
+        """Time spent teaching the blends (what :class:`~.teach.TeachBudget` caps)."""
 
     def new_state(self, member_id: str) -> MemberState:
         """An empty member."""
@@ -114,11 +117,20 @@ class PreferenceModel:
         >>> pm.ranker_updates
         {'products': 1, 'sales': 0}
         """
+        started = time.perf_counter()
+        try:
+            self._teach(state, lines, products, sales, t)
+        finally:
+            self.learn_seconds += time.perf_counter() - started
+
+    def _teach(self, state: MemberState, lines: Sequence[Mapping[str, Any]], products: ProductCandidates | None,
+               sales: SaleCandidates | None, t: float) -> None:
         if products is not None and len(products):
-            pos = rows_of(products.sku_h, (str(ln["sku"]) for ln in lines))
+            order = sku_order(products)
+            pos = rows_of(products.sku_h, (str(ln["sku"]) for ln in lines), order)
             if pos.size:
                 if self.learn_sample > 0:
-                    keep = np.concatenate([pos, rows_of(products.sku_h, state.touched()),
+                    keep = np.concatenate([pos, rows_of(products.sku_h, state.touched(), order),
                                            [int(np.argmax(products.popularity))]])
                     rows = learning_rows(len(products), keep, self.learn_sample, self._rng)
                     if rows.size < len(products):

@@ -64,7 +64,8 @@ class Stats(Model):
     sales_cached: int = Field(description="Sale states kept decoded in memory (bounded).")
     ranker_updates: dict[str, int] = Field(
         description="Cart adds and orders the ranking blends learnt from since the worker started, by task "
-                    "(products, sales).")
+                    "(products, sales); over_budget: those skipped to keep teaching under a tenth of the "
+                    "learner's time.")
     ranker_weights: dict[str, dict[str, float]] = Field(
         description="Learnt weight of each feature of the ranking blends (again, new, sale).")
 

@@ -53,7 +53,7 @@ async def stats(worker: Worker, request: Request) -> dict[str, Any]:
         "clock_ignored": board.clock.ignored,
         "catalog_rejected": worker.catalog.rejected,
         "sales_cached": len(worker.sale_cache),
-        "ranker_updates": dict(worker.preferences.ranker_updates),
+        "ranker_updates": {**worker.preferences.ranker_updates, "over_budget": worker.choices.budget.skipped},
         "ranker_weights": {name: getattr(ranker, name).weights() for name in ("again", "new", "sale")},
     }
 
