@@ -12,7 +12,7 @@ import numpy as np
 from salepulse.streams.domain.catalog import Catalog
 from salepulse.streams.domain.live import LiveBoard
 from salepulse.streams.domain.preferences import PreferenceModel, ProductCandidates, Ranker, SaleCandidates
-from salepulse.streams.domain.preferences.teach import learning_rows, rows_of
+from salepulse.streams.domain.preferences.teach import TeachBudget, learning_rows, rows_of
 from salepulse.streams.runtime.candidates import ChoiceCandidates
 from salepulse.streams.runtime.ranker_store import RankerStore
 
@@ -99,6 +99,8 @@ def test_choice_candidates_are_the_sale_in_stock_products_and_the_open_sales_reu
     assert again is products and choices.refreshes == 2  # reused within max_age_s
     now[0] = 6.0
     assert choices(cart)[0] is not products and choices.refreshes == 4
+    broke = ChoiceCandidates(worker, budget=TeachBudget(share=0.0))  # no time to teach: nothing is handed over
+    assert broke(cart) == (None, None) and broke.budget.skipped == 1
 
 
 def test_snapshot_keeps_a_weight_the_monotone_projection_hides(tmp_path: Path) -> None:
