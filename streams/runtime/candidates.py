@@ -19,9 +19,12 @@ import numpy as np
 
 from salepulse.streams.domain.preferences import ProductCandidates, SaleCandidates
 from salepulse.streams.domain.preferences.teach import TeachBudget, is_choice
+from salepulse.streams.platform.logs import get_logger
 
 if TYPE_CHECKING:
     from salepulse.streams.runtime.worker import Worker
+
+log = get_logger(__name__)
 
 CHOICE_MAX_AGE_S = 5.0
 """Seconds (wall clock) the learner reuses a sale's popularity and stock, and the open sales' popularity."""
@@ -115,6 +118,7 @@ class ChoiceCandidates:
         self._products: dict[str, tuple[float, ProductCandidates]] = {}
         self._sales: tuple[float, SaleCandidates] | None = None
         self.refreshes = 0
+        self.failed = 0
 
     def __call__(self, update: Mapping[str, Any]) -> tuple[ProductCandidates | None, SaleCandidates | None]:
         """(products, sales) the member of ``update`` (a :func:`preference_update` dict) chose among."""
@@ -124,7 +128,14 @@ class ChoiceCandidates:
         if not self.budget.allow():
             return None, None
         now, wall = int(update["ts"]), self.clock()
-        return self._product_set(sale_id, now, wall), self._sale_set(sale_id, now, wall)
+        try:
+            return self._product_set(sale_id, now, wall), self._sale_set(sale_id, now, wall)
+        except Exception as exc:  # noqa: BLE001 - the member's own update must not be lost to the candidates
+            # (the catalogue follower's thread may be half-way through a sale the arrays are built from)
+            self.failed += 1
+            log.warning("choice candidates unavailable; member updated without teaching the blends",
+                        sale_id=str(sale_id)[:200], error=repr(exc)[:300])
+            return None, None
 
     def _product_set(self, sale_id: str, now: int, wall: float) -> ProductCandidates:
         got = self._products.get(sale_id)
