@@ -60,8 +60,10 @@ from salepulse.streams.platform.config import Settings
 from salepulse.streams.platform.gc_tuning import tune_collector
 from salepulse.streams.platform.logs import get_logger
 from salepulse.streams.platform.topology import sku_key
+from salepulse.streams.runtime.candidates import ChoiceCandidates
 from salepulse.streams.runtime.faust_app import faust_app
 from salepulse.streams.runtime.handover import Handover
+from salepulse.streams.runtime.ranker_store import RankerStore, store_path
 from salepulse.streams.runtime.worker_metrics import WorkerMetrics
 
 log = get_logger(__name__)
@@ -156,6 +158,11 @@ class Worker:
                                corrected_prior=self.buyer_desk.corrected_prior, view=self.shop_view,
                                owns=self.handover.owns if self.handover else None)
         self.preferences = PreferenceModel()
+        # Carts and orders teach the ranking blends, among the candidates the HTTP ranking would have shown.
+        self.choices = ChoiceCandidates(self)
+        self.ranker_store = RankerStore(store_path(settings))
+        if settings.learns_preferences and self.ranker_store.restore(self.preferences.ranker):
+            log.info("ranker weights restored", path=str(self.ranker_store.path))
         self.members: MemberCache[MemberState, faust.EventT] = MemberCache(
             settings.max_members, self._load_member,
             lambda member_id, value, event: write_table(self.member_prefs, member_id, value, event))
@@ -359,7 +366,7 @@ class Worker:
             _, batch = self.codec.decode(event.value, timestamps="ms")
         except DecodeError as exc:
             return f"decode: {exc}"
-        members, update, signals = self.members, self.preferences.update, batch["signals"]
+        members, update, signals, choices = self.members, self.preferences.update, batch["signals"], self.choices
         failures: list[str] = []
         done = 0
         while done < len(signals):
@@ -368,8 +375,8 @@ class Worker:
                     done += 1
                     try:
                         member_id = signal["member_id"]
-                        members.put(member_id,
-                                    update(members.get(member_id), preference_update(signal, self.catalog)), event)
+                        change = preference_update(signal, self.catalog)
+                        members.put(member_id, update(members.get(member_id), change, *choices(change)), event)
                     except Exception as exc:  # noqa: BLE001
                         failures.append(f"{type(exc).__name__}: {exc}")
                     if self.readers_waiting:
@@ -468,6 +475,14 @@ class Worker:
         written = await self.members.flush_yielding()
         log.info("members flushed", written=written, seconds=round(time.perf_counter() - started, 3),
                  cached=len(self.members.states))
+        self.save_ranker()
+
+    def save_ranker(self, *_args: Any, **_kwargs: Any) -> None:
+        """Snapshot the learnt blends (salepulse.streams.runtime.ranker_store); a failed write is retried next time."""
+        try:
+            self.ranker_store.save(self.preferences.ranker)
+        except OSError as exc:
+            log.warning("ranker snapshot failed", path=str(self.ranker_store.path), error=str(exc))
 
     async def measure_lag(self) -> None:
         """Lag of this worker's groups and of the sink's, for /metrics (admin calls run off the event loop)."""
@@ -541,6 +556,7 @@ class Worker:
         if settings.learns_preferences:
             app.agent(self.signals_topic, name="member_preferences")(self.member_preferences)
             app.timer(interval=MEMBER_FLUSH_SECONDS, name="flush_members")(self.flush_members)
+            app.on_before_shutdown.connect(self.save_ranker)
             if settings.serving_port:
                 app.task(self.start_serving)
                 app.on_before_shutdown.connect(self.stop_serving)

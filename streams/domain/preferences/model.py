@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from salepulse.streams.domain.preferences.candidates import ProductCandidates, SaleCandidates
 from salepulse.streams.domain.preferences.ranker import Ranked, Ranker
-from salepulse.streams.domain.preferences.state import MemberState, PreferenceConfig, key_hash, to_seconds
+from salepulse.streams.domain.preferences.state import MemberState, PreferenceConfig, to_seconds
+from salepulse.streams.domain.preferences.teach import LEARN_SAMPLE, is_choice, learning_rows, rows_of, sku_order
 
 
 class PreferenceModel:
@@ -27,9 +31,17 @@ class PreferenceModel:
     [('s2', 'trending now')]
     """
 
-    def __init__(self, config: PreferenceConfig | None = None, ranker: Ranker | None = None) -> None:
+    def __init__(self, config: PreferenceConfig | None = None, ranker: Ranker | None = None,
+                 learn_sample: int = LEARN_SAMPLE, seed: int = 42) -> None:
         self.config = config or PreferenceConfig()
         self.ranker = ranker or Ranker()
+        self.learn_sample = learn_sample
+        """Product rows scored per choice besides the chosen, touched and most popular ones (0: all rows)."""
+        self._rng = np.random.default_rng(seed)
+        self.ranker_updates = {"products": 0, "sales": 0}
+        """Choices the blends learnt from, by task (``/stats``: the live ranking is learning)."""
+        self.learn_seconds = 0.0
+        """Time spent teaching the blends (what :class:`~.teach.TeachBudget` caps)."""
 
     def new_state(self, member_id: str) -> MemberState:
         """An empty member."""
@@ -59,8 +71,7 @@ class PreferenceModel:
         t = to_seconds(event["ts"])
         kind = str(event.get("kind", "browse"))
         lines = event.get("lines") or [event]
-        positive = kind == "order" or (kind == "cart" and event.get("action", "add") != "remove")
-        if positive and (products is not None or sales is not None):
+        if is_choice(event) and (products is not None or sales is not None):
             self.learn(state, lines, products, sales, t)
         for line in lines:
             sku = str(line["sku"])
@@ -93,19 +104,46 @@ class PreferenceModel:
         sales: SaleCandidates | None,
         t: float,
     ) -> None:
-        """Teach the ranker that the member chose ``lines`` among ``products`` / ``sales``."""
+        """Teach the ranker that the member chose ``lines`` among ``products`` / ``sales``.
+
+        Products are scored on a sample of the candidates (:mod:`~salepulse.streams.domain.preferences.teach`):
+        the blends learn from the chosen rows, a few drawn negatives and the member's own rows only.
+
+        >>> pm = PreferenceModel(learn_sample=2)
+        >>> st = pm.update(None, {"member_id": "m", "sku": "a", "kind": "browse", "ts": 0})
+        >>> c = ProductCandidates.build([f"p{i}" for i in range(50)], ["b"] * 50, ["c"] * 50, [1.0] * 50,
+        ...                             [float(i) for i in range(50)])
+        >>> st = pm.update(st, {"member_id": "m", "sku": "p3", "kind": "cart", "ts": 1000}, products=c)
+        >>> pm.ranker_updates
+        {'products': 1, 'sales': 0}
+        """
+        started = time.perf_counter()
+        try:
+            self._teach(state, lines, products, sales, t)
+        finally:
+            self.learn_seconds += time.perf_counter() - started
+
+    def _teach(self, state: MemberState, lines: Sequence[Mapping[str, Any]], products: ProductCandidates | None,
+               sales: SaleCandidates | None, t: float) -> None:
         if products is not None and len(products):
-            want = {key_hash(str(ln["sku"])) for ln in lines}
-            pos = [i for i, h in enumerate(products.sku_h.tolist()) if h in want]
-            if pos:
+            order = sku_order(products)
+            pos = rows_of(products.sku_h, (str(ln["sku"]) for ln in lines), order)
+            if pos.size:
+                if self.learn_sample > 0:
+                    keep = np.concatenate([pos, rows_of(products.sku_h, state.touched(), order),
+                                           [int(np.argmax(products.popularity))]])
+                    rows = learning_rows(len(products), keep, self.learn_sample, self._rng)
+                    if rows.size < len(products):
+                        products, pos = products.take(rows), np.searchsorted(rows, pos)
                 _, cols = self.ranker.score_products(state, products, t)
-                self.ranker.learn_products(cols, pos)
+                self.ranker.learn_products(cols, pos.tolist())
+                self.ranker_updates["products"] += 1
         if sales is not None and len(sales):
-            want = {key_hash(str(ln.get("sale_id", ""))) for ln in lines}
-            pos = [i for i, h in enumerate(sales.sale_h.tolist()) if h in want]
-            if pos:
+            pos = rows_of(sales.sale_h, (str(ln.get("sale_id", "")) for ln in lines))
+            if pos.size:
                 scores, x = self.ranker.score_sales(state, sales, t)
-                self.ranker.learn_sales(x, scores, pos)
+                self.ranker.learn_sales(x, scores, pos.tolist())
+                self.ranker_updates["sales"] += 1
 
     def rank_sales(
         self, state: MemberState | None, candidates: SaleCandidates, k: int, now_ms: float | None = None

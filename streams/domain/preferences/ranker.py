@@ -314,6 +314,12 @@ class Blend:
         """Effective weight of each feature."""
         return dict(zip(self.names, self.vector().tolist(), strict=True))
 
+    def unclipped(self) -> dict[str, float]:
+        """Learnt weight of each feature before the monotone projection: what a checkpoint must keep, as a
+        weight projected to 0 would restart as a prior of 0, which scales its feature away for good."""
+        w = self.model.weights
+        return {n: float(p * w.get(n, 1.0)) for n, p in zip(self.names, self.prior, strict=True)}
+
     def load(self, weights: Mapping[str, float]) -> None:
         """Restart learning from ``weights`` (e.g. a checkpoint of :meth:`weights`)."""
         self.prior = np.array([float(weights.get(n, p)) for n, p in zip(self.names, self.prior, strict=True)])
@@ -523,13 +529,15 @@ class Ranker:
         """Blend weights and the again gate (to checkpoint the ranker; co-visitation and sessions are kept apart)."""
         return {"again": self.again.weights(), "new": self.new.weights(), "new_hard": self.new_hard.weights(),
                 "sale": self.sale.weights(), "again_gate": self.again_gate.to_dict(),
-                "new_gate": self.new_gate.to_dict()}
+                "new_gate": self.new_gate.to_dict(),
+                "unclipped": {name: getattr(self, name).unclipped() for name in ("again", "new", "new_hard", "sale")}}
 
     def load_weights(self, d: Mapping[str, Mapping[str, float]]) -> None:
-        """Restore weights from :meth:`to_dict`."""
+        """Restore weights from :meth:`to_dict` (the unclipped ones where the checkpoint has them)."""
+        unclipped = d.get("unclipped", {})
         for name in ("again", "new", "new_hard", "sale"):
-            if name in d:
-                getattr(self, name).load(d[name])
+            if name in unclipped or name in d:
+                getattr(self, name).load(unclipped.get(name, d.get(name)))
         if "again_gate" in d:  # checkpoints written before the gate existed start on recency, as a new ranker
             self.again_gate = PrequentialGate.from_dict(d["again_gate"])
         if "new_gate" in d:

@@ -62,6 +62,12 @@ class Stats(Model):
     clock_ignored: int = Field(description="Event times too far ahead of the wall clock to move stream time.")
     catalog_rejected: int = Field(description="Catalogue records the live state could not use (skipped).")
     sales_cached: int = Field(description="Sale states kept decoded in memory (bounded).")
+    ranker_updates: dict[str, int] = Field(
+        description="Cart adds and orders the ranking blends learnt from since the worker started, by task "
+                    "(products, sales); over_budget: those skipped to keep teaching under a tenth of the "
+                    "learner's time.")
+    ranker_weights: dict[str, dict[str, float]] = Field(
+        description="Learnt weight of each feature of the ranking blends (again, new, sale).")
 
 
 # --- sales -------------------------------------------------------------------------------------------------

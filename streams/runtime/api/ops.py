@@ -33,7 +33,7 @@ async def health(worker: Worker, request: Request) -> dict[str, Any]:
 @router.get("/stats", "Counters as JSON", response=models.Stats, needs_state=False)
 async def stats(worker: Worker, request: Request) -> dict[str, Any]:
     """Counters as JSON: what the demo and the tests read to know the worker has caught up."""
-    m, board = worker.metrics, worker.board
+    m, board, ranker = worker.metrics, worker.board, worker.preferences.ranker
     return {
         "events_processed": int(m.events_processed.total()),
         "events_processed_by_kind": {k[0]: int(v) for k, v in m.events_processed.values.items()},
@@ -53,6 +53,8 @@ async def stats(worker: Worker, request: Request) -> dict[str, Any]:
         "clock_ignored": board.clock.ignored,
         "catalog_rejected": worker.catalog.rejected,
         "sales_cached": len(worker.sale_cache),
+        "ranker_updates": {**worker.preferences.ranker_updates, "over_budget": worker.choices.budget.skipped},
+        "ranker_weights": {name: getattr(ranker, name).weights() for name in ("again", "new", "sale")},
     }
 
 
