@@ -13,7 +13,7 @@ from salepulse.streams.domain.catalog import Catalog
 from salepulse.streams.domain.live import LiveBoard
 from salepulse.streams.domain.preferences import PreferenceModel, ProductCandidates, Ranker, SaleCandidates
 from salepulse.streams.domain.preferences.teach import TeachBudget, learning_rows, rows_of
-from salepulse.streams.runtime.candidates import ChoiceCandidates
+from salepulse.streams.runtime.candidates import CandidateCache, ChoiceCandidates
 from salepulse.streams.runtime.ranker_store import RankerStore
 
 T0 = 1_764_403_200_000
@@ -85,8 +85,10 @@ def test_choice_candidates_are_the_sale_in_stock_products_and_the_open_sales_reu
         catalog.apply("Sale", {"sale_id": sale_id, "brand": brand, "starts_at": T0, "ends_at": T0 + 3_600_000,
                                "products": [{"sku": f"{sale_id}-k{i}", "name": "K", "category": "shoes",
                                              "price": 10.0, "stock": 0 if i == 2 else 5} for i in range(4)]})
-    worker = SimpleNamespace(catalog=catalog, board=LiveBoard(catalog), extensions={}, preferences=PreferenceModel())
     now = [0.0]
+    # the HTTP ranking's cache reuses live arrays for LIVE_TTL_S: on the same fake clock
+    worker = SimpleNamespace(catalog=catalog, board=LiveBoard(catalog), preferences=PreferenceModel(),
+                             extensions={"candidates": CandidateCache(clock=lambda: now[0])})
     choices = ChoiceCandidates(worker, max_age_s=5.0, clock=lambda: now[0])
     cart = {"member_id": "m", "sale_id": "s1", "sku": "s1-k0", "kind": "cart", "action": None, "ts": T0 + 60_000}
     products, sales = choices(cart)
