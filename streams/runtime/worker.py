@@ -441,6 +441,11 @@ class Worker:
                 m.alerts_sent.inc(status=alert["status"])
                 log.info("replenishment alert", alert_id=alert["alert_id"], status=alert["status"],
                          severity=alert["severity"], reason=alert["reason"])
+        try:
+            for _ in board.refresh_answers():  # what /sales serves, refreshed for time in slices
+                await asyncio.sleep(0)
+        except Exception as exc:  # noqa: BLE001
+            _tick_failed("answers", "*", "*", exc)
 
     async def publish_buyer_desk(self) -> None:
         """Outcomes of the sales that ended here (what every worker's desk learns), then the plans that changed."""

@@ -1,0 +1,165 @@
+"""Per-sale answers built once per change, not once per request: what ``GET /sales``, ``GET /sales/{id}``,
+``/api/dashboard`` and ``/metrics`` read (issue #12: ``GET /sales`` p99 <= 50 ms with 200 open sales under load).
+
+Building one sale's answer costs one product view per product (a forecast, an alert lookup, the velocity); 200
+sales of 30 products made every ``GET /sales`` build 6,000 of them on the worker's event loop. Here each sale's
+answer (its products and its summary) is kept with the **version** it was built from, and rebuilt only when that
+version moves; the rendered JSON of the whole list is kept too, and re-rendered only when a sale was rebuilt.
+
+**When an answer is rebuilt.** The version of a sale is whatever the board says changes its answer (a counted
+fact, a restored or released sale, an alert, a snapshot or alert of its owner read by the shop view, a catalogue
+change, a change of owner): a request after any of those rebuilds that sale, so what was counted is answered
+exactly, at once. The figures that move with stream time alone (the velocity's decay, the elapsed fraction, the
+forecast's time) are refreshed by :meth:`SummaryCache.refresh` on the worker's 1 s tick, and a request rebuilds an
+answer whose stream time is older than ``max_age_s`` (2 s) of wall clock, so they are at most one tick behind
+under load. Once the stream is quiet, stream time stops (it only moves with event times), so every answer is exact.
+
+Pure: no Kafka, no Faust; the wall clock is a parameter.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from salepulse.streams.domain.catalog import Sale
+
+MAX_AGE_S = 2.0
+"""Wall-clock seconds after which a request rebuilds an answer whose stream time moved (the tick, every second,
+normally refreshes it first)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One sale's answer and what it was built from."""
+
+    version: Hashable
+    stream_ms: int
+    built_s: float
+    detail: dict[str, Any]
+    """``GET /sales/{id}``: the summary, ``is_open`` and ``products``."""
+    summary: dict[str, Any]
+    """One row of ``GET /sales``."""
+
+
+def fresh(entry: Entry | None, version: Hashable, stream_ms: int, wall_s: float, max_age_s: float = MAX_AGE_S) -> bool:
+    """Whether ``entry`` still answers: same version, and built at this stream time or less than ``max_age_s`` ago.
+
+    >>> e = Entry(version=(3, 1), stream_ms=1_000, built_s=10.0, detail={}, summary={})
+    >>> fresh(e, (3, 1), 1_000, wall_s=99.0)   # nothing changed, and stream time stood still: exact however old
+    True
+    >>> fresh(e, (4, 1), 1_000, wall_s=10.0)   # a fact was counted since: rebuilt at once
+    False
+    >>> fresh(e, (3, 1), 5_000, wall_s=11.5), fresh(e, (3, 1), 5_000, wall_s=12.5)  # only time moved: bounded age
+    (True, False)
+    >>> fresh(None, (3, 1), 1_000, wall_s=10.0)
+    False
+    """
+    if entry is None or entry.version != version:
+        return False
+    return entry.stream_ms == stream_ms or wall_s - entry.built_s < max_age_s
+
+
+def urgency(summary: dict[str, Any]) -> tuple[int, float]:
+    """The order of ``GET /sales``: most open alerts first, then the fastest selling.
+
+    >>> rows = [{"open_alerts": 0, "velocity_uph": 9.0}, {"open_alerts": 1, "velocity_uph": 1.0}]
+    >>> [r["velocity_uph"] for r in sorted(rows, key=urgency)]
+    [1.0, 9.0]
+    """
+    return -summary["open_alerts"], -summary["velocity_uph"]
+
+
+class SummaryCache:
+    """Answers per sale, rebuilt when their version moves; the rendered ``GET /sales`` list, re-rendered when one
+    was rebuilt.
+
+    ``build(sale)`` returns the sale's detail (summary fields, ``is_open`` and ``products``); ``version(sale_id)``
+    what its answer depends on. Returned dicts are shared: callers copy before changing them.
+
+    >>> from salepulse.streams.domain.catalog import Sale
+    >>> counted = {"s": 1}
+    >>> def build(sale):
+    ...     return {"sale_id": sale.sale_id, "units": counted[sale.sale_id], "open_alerts": 0, "velocity_uph": 0.0,
+    ...             "is_open": True, "products": []}
+    >>> cache = SummaryCache(build, version=lambda sale_id: counted[sale_id], wall_s=lambda: 0.0)
+    >>> sale = Sale("s", "B", 0, 10, ())
+    >>> cache.sales([sale], now_ms=5)[0]["units"], cache.builds
+    (1, 1)
+    >>> cache.sales([sale], now_ms=5)[0]["units"], cache.builds       # unchanged: served, not rebuilt
+    (1, 1)
+    >>> counted["s"] = 2                                               # a fact counted: the version moves
+    >>> cache.sales_json([sale], now_ms=5), cache.builds
+    (b'[{"sale_id": "s", "units": 2, "open_alerts": 0, "velocity_uph": 0.0}]', 2)
+    >>> "products" in cache.detail(sale, now_ms=5), "products" in cache.sales([sale], now_ms=5)[0]
+    (True, False)
+    """
+
+    def __init__(self, build: Callable[[Sale], dict[str, Any]], version: Callable[[str], Hashable],
+                 max_age_s: float = MAX_AGE_S, wall_s: Callable[[], float] = time.monotonic) -> None:
+        self._build = build
+        self._version = version
+        self.max_age_s = max_age_s
+        self._wall_s = wall_s
+        self.entries: dict[str, Entry] = {}
+        self.builds = 0
+        """Answers built so far (a gauge of how much the cache saves)."""
+        self._rendered: tuple[list[Entry], bytes] | None = None
+        """The entries the kept JSON was rendered from, and the JSON."""
+
+    def entry(self, sale: Sale, now_ms: int) -> Entry:
+        """The sale's answer: the kept one while :func:`fresh`, else rebuilt now."""
+        # The version is read before building: a change landing during the build leaves an entry with the older
+        # version, which the next request rebuilds (never the other way round).
+        version = self._version(sale.sale_id)
+        wall = self._wall_s()
+        kept = self.entries.get(sale.sale_id)
+        if fresh(kept, version, now_ms, wall, self.max_age_s):
+            return kept  # type: ignore[return-value]
+        detail = self._build(sale)
+        summary = {k: v for k, v in detail.items() if k not in ("is_open", "products")}
+        entry = self.entries[sale.sale_id] = Entry(version, now_ms, wall, detail, summary)
+        self.builds += 1
+        return entry
+
+    def detail(self, sale: Sale, now_ms: int) -> dict[str, Any]:
+        return self.entry(sale, now_ms).detail
+
+    def sales(self, open_sales: Iterable[Sale], now_ms: int) -> list[dict[str, Any]]:
+        """The summaries of ``open_sales``, most urgent first."""
+        return sorted((self.entry(sale, now_ms).summary for sale in open_sales), key=urgency)
+
+    def sales_json(self, open_sales: Iterable[Sale], now_ms: int) -> bytes:
+        """:meth:`sales` as JSON bytes, rendered again only when a sale was rebuilt or the open sales changed."""
+        entries = [self.entry(sale, now_ms) for sale in open_sales]
+        kept = self._rendered
+        # The same entry objects (identity, not equality: comparing the dicts would cost what rendering costs).
+        if kept is not None and len(kept[0]) == len(entries) and all(
+                a is b for a, b in zip(kept[0], entries, strict=True)):
+            return kept[1]
+        ordered = sorted((entry.summary for entry in entries), key=urgency)
+        body = json.dumps(ordered, default=str).encode()
+        self._rendered = (entries, body)
+        return body
+
+    def refresh(self, open_sales: Iterable[Sale], now_ms: int, chunk: int = 20) -> Iterator[int]:
+        """Rebuild the answers whose stream time is behind ``now_ms`` (the 1 s tick), and forget the sales that are
+        no longer open; yields after every ``chunk`` rebuilt, so the caller can let other work run in between."""
+        still_open = set()
+        rebuilt = 0
+        for sale in open_sales:
+            still_open.add(sale.sale_id)
+            kept = self.entries.get(sale.sale_id)
+            if kept is not None and kept.stream_ms == now_ms and kept.version == self._version(sale.sale_id):
+                continue
+            self.entries.pop(sale.sale_id, None)
+            self.entry(sale, now_ms)
+            rebuilt += 1
+            if rebuilt % chunk == 0:
+                yield rebuilt
+        for sale_id in [s for s in self.entries if s not in still_open]:
+            del self.entries[sale_id]
+        yield rebuilt
