@@ -141,7 +141,8 @@ def group_assignment(settings: Settings, group: str) -> tuple[str, list[int]]:
     """A consumer group's state and how many partitions each member holds (Kafka's admin API)."""
     from confluent_kafka.admin import AdminClient
 
-    description = AdminClient(settings.kafka_config()).describe_consumer_groups([group])[group].result()
+    admin = AdminClient(settings.kafka_config())
+    description = admin.describe_consumer_groups([group], request_timeout=10)[group].result(timeout=15)
     members = [len(member.assignment.topic_partitions) for member in description.members]
     return description.state.name, members
 
