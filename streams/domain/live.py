@@ -361,7 +361,7 @@ class LiveBoard:
         now = self.stream_ms
         return self.summaries.sales_json(self.catalog.open_sales(now), now)
 
-    def refresh_answers(self, chunk: int = 20) -> Any:
+    def refresh_answers(self, chunk: int = 4) -> Any:
         """Rebuild the answers that only stream time moved (the worker's 1 s tick); yields every ``chunk``."""
         now = self.stream_ms
         return self.summaries.refresh(self.catalog.open_sales(now), now, chunk)

@@ -154,7 +154,7 @@ class SummaryCache:
         return body
 
     def refresh(self, open_sales: Iterable[Sale], now_ms: int, share: int = REFRESH_SHARE,
-                chunk: int = 20) -> Iterator[int]:
+                chunk: int = 4) -> Iterator[int]:
         """The tick's work: rebuild the answers whose version moved, and, of those only stream time moved, the
         oldest, as many as ``1/share`` of the open sales (so each is refreshed at least every ``share`` ticks);
         forget the sales no longer open. Yields after every ``chunk`` rebuilt, so

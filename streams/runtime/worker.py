@@ -404,7 +404,7 @@ class Worker:
                 continue
             await self.snapshots_topic.send(key=sku_key(sale_id, sku), value=value)
             m.snapshots_sent.inc()
-            if n % 200 == 0:
+            if n % 50 == 0:
                 await asyncio.sleep(0)  # keep the HTTP API and the agents responsive during a big tick
         to_check = dirty
         try:
