@@ -86,20 +86,28 @@ def test_a_members_ranking_is_the_same_from_either_preferences_worker(pipeline: 
                and group_lag(s, group, [t.signals]) == 0, 120,
                "the ingest and both preferences workers to commit every event and signal", every=1.0)
 
+    last: dict[str, object] = {}
+
     def learned(member: str) -> bool:
         """Both workers answer the member with the ordered brand's sale first, for a reason about the member."""
         for child in prefs:
             try:
                 items = ranking(pipeline, child, member)
-            except OSError:  # 503 while a worker still loads the catalogue
+            except OSError as exc:  # 503 while a worker still loads the catalogue
+                last[child.name] = repr(exc)
                 return False
+            last[child.name] = [(i["sale_id"][len(prefix):], round(i["score"], 3), i["reason"]) for i in items]
             if not items or items[0]["sale_id"] != sales[ordered[member]] or items[0]["reason"] not in PERSONAL:
                 return False
         return True
 
     print("signals committed", flush=True)
     for member in members:
-        wait_until(lambda m=member: learned(m), 60, f"both preferences workers to rank {member}'s brand first")
+        try:
+            wait_until(lambda m=member: learned(m), 60, f"both preferences workers to rank {member}'s brand first")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; {member} ordered {ordered[member]}, partition "
+                                 f"{member_partition(member, PARTITIONS)}; last answers {last}") from None
     for member in members:
         answers = [ranking(pipeline, child, member) for child in prefs]
         assert answers[0] == answers[1], f"{member} (partition {member_partition(member, PARTITIONS)}) is ranked " \

@@ -16,8 +16,10 @@ from tests.unit.test_shop_view import HOUR, START, catalog_of, snapshot
 SALES = ("mine", "theirs")
 
 
-def board_of(owned: set[str]) -> tuple[ShopBoard, dict[str, SaleState]]:
+def board_of(owned: set[str], settle_s: float = 0.0) -> tuple[ShopBoard, dict[str, SaleState]]:
+    """``settle_s`` 0: the list is as exact as one sale's answer (the default is tested on its own below)."""
     board = ShopBoard(catalog_of(*SALES), view=ShopView(), owns=lambda sale_id: sale_id in owned)
+    board.summaries.settle_s = settle_s
     return board, {sale_id: SaleState(sale_id) for sale_id in SALES}
 
 
@@ -101,6 +103,18 @@ COUNTED = ("units", "views", "carts", "orders", "revenue", "stock", "open_alerts
 def counted(view: dict) -> dict:
     rows = [view, *view.get("products", [])]
     return {(i, key): row.get(key) for i, row in enumerate(rows) for key in COUNTED if key in row}
+
+
+def test_the_list_is_at_most_settle_s_behind_and_the_tick_catches_it_up() -> None:
+    board, states = board_of({"mine"}, settle_s=3600.0)  # longer than the test: only the tick can catch up
+    count(board, states["mine"], "order", 3, START + HOUR, 1)
+    assert board.sales_view()[0]["units"] == 3
+    count(board, states["mine"], "order", 2, START + HOUR, 2)
+    assert [row["units"] for row in board.sales_view() if row["sale_id"] == "mine"] == [3]  # the list settles
+    list(board.refresh_answers())  # one tick
+    assert [row["units"] for row in json.loads(board.sales_json()) if row["sale_id"] == "mine"] == [5]
+    count(board, states["mine"], "order", 1, START + HOUR, 3)
+    assert board.sale_view("mine")["units"] == 6  # one sale: exact at once
 
 
 OPS = st.lists(st.tuples(st.sampled_from(["order", "browse", "cart", "snapshot", "alert", "move", "read", "tick"]),
