@@ -75,6 +75,20 @@ def test_a_members_ranking_is_the_same_from_either_preferences_worker(pipeline: 
                                     "products": [{"sku": f"{sale_id}-p{i}", "name": f"{brand} {i}",
                                                   "category": "apparel.shirt", "price": 30.0 + i, "stock": 500}
                                                  for i in range(3)]})
+
+    def catalogued() -> bool:
+        """Every sale known to every worker: an order read before its sale teaches the member nothing about it."""
+        try:
+            for sale_id in sales.values():  # 404 until the velocity worker's catalogue has it
+                pipeline.get(f"/sales/{sale_id}", velocity.port)
+            return all(
+                {i["sale_id"] for i in ranking(pipeline, child, f"{prefix}nobody")} == set(sales.values())
+                for child in prefs)
+        except OSError:  # 503 while a worker still loads the catalogue
+            return False
+
+    wait_until(catalogued, 60, "both preferences workers to rank every sale")
+    with Publisher(pipeline.settings) as publisher:
         for i, (member, brand) in enumerate(ordered.items()):
             sale_id = sales[brand]
             publisher.send("order", {"event_id": f"{prefix}o{i}", "order_id": f"{prefix}o{i}", "member_id": member,
