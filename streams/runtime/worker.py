@@ -62,6 +62,7 @@ from salepulse.streams.platform.logs import get_logger
 from salepulse.streams.platform.topology import sku_key
 from salepulse.streams.runtime.faust_app import faust_app
 from salepulse.streams.runtime.handover import Handover
+from salepulse.streams.runtime.retention import forget_finished_sales
 from salepulse.streams.runtime.worker_metrics import WorkerMetrics
 
 log = get_logger(__name__)
@@ -412,6 +413,8 @@ class Worker:
             if self.ticks % 5 == 0:
                 to_check = dirty | set(board.open_active())
                 self.sale_cache.drop(board.finish_ended_sales(learn_budget_s=FINISH_BUDGET_S))
+            if self.ticks % 60 == 0:
+                forget_finished_sales(self)  # bounded state: sales ended SALEPULSE_FINISHED_SALE_RETENTION_HOURS ago
             else:
                 board.learn_finished(FINISH_BUDGET_S)
         except Exception as exc:  # noqa: BLE001
