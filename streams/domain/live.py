@@ -23,6 +23,7 @@ from salepulse.streams.domain.alerts import Alert, AlertPolicy, AlertStateMachin
 from salepulse.streams.domain.buyer_desk import sale_outcomes
 from salepulse.streams.domain.catalog import Catalog, Sale
 from salepulse.streams.domain.forecast import DemandForecaster, DemandModel, ExpertPrior
+from salepulse.streams.domain.sale_summaries import SummaryCache
 from salepulse.streams.domain.velocity import Fact, SkuTotals
 from salepulse.streams.platform.clock import StreamClock
 
@@ -78,6 +79,9 @@ class LiveBoard:
         self._forecast_cache: dict[tuple[str, str], tuple[tuple[Any, ...], dict[str, Any]]] = {}
         self.clock = clock or StreamClock()
         self.finish_failures = 0
+        self.versions: dict[str, int] = {}
+        """sale_id -> how often its answer changed here (facts, restores, alerts): see :meth:`sale_version`."""
+        self.summaries = SummaryCache(self.build_sale, self.sale_version)
         self._unlearned: deque[tuple[DemandForecaster, float | None]] = deque()
         """Forecasters of finished series the model has not learned from yet (see :meth:`finish_ended_sales`)."""
 
@@ -96,6 +100,7 @@ class LiveBoard:
         tracked = self._tracked(key, sale) if fact.kind == "order" else None
         self.totals[key] = totals
         self.active.setdefault(fact.sale_id, set()).add(fact.sku)
+        self.changed(fact.sale_id)
         self.clock.observe(fact.ts_ms)
         if fact.kind == "order" and fact.sale_id in self.finished:
             self._late.add(fact.sale_id)  # counted after its sale finished: its outcomes are re-sent
@@ -111,6 +116,7 @@ class LiveBoard:
         """Adopt totals recovered from the changelog after a restart; the forecaster is rebuilt from them."""
         self.totals[(sale_id, sku)] = totals
         self.active.setdefault(sale_id, set()).add(sku)
+        self.changed(sale_id)
         self.clock.observe(totals.last_ms)
 
     def _tracked(self, key: tuple[str, str], sale: Sale | None) -> Tracked | None:
@@ -241,6 +247,7 @@ class LiveBoard:
         product = self.catalog.products.get((sale_id, sku))
         record = alert_record(alert, self.stream_ms, product_name=product.name if product else None,
                               sale_name=sale.brand)
+        self.changed(sale_id)
         if alert.status == "resolved":
             self.open_alerts.pop((sale_id, sku), None)
         else:
@@ -281,6 +288,7 @@ class LiveBoard:
             self.active.pop(sale.sale_id, None)
             self.velocity_history.pop(sale.sale_id, None)
             self.finished.add(sale.sale_id)
+            self.changed(sale.sale_id)
         self.learn_finished(learn_budget_s)
         return [s.sale_id for s in ended]
 
@@ -334,13 +342,38 @@ class LiveBoard:
             if not history or history[-1][0] < self.stream_ms:
                 history.append((self.stream_ms, round(velocity, 3)))
 
-    def sales_view(self) -> list[dict[str, Any]]:
-        """``GET /sales``: the open sales at stream time, most urgent first."""
-        rows = [self.sale_summary(sale) for sale in self.catalog.open_sales(self.stream_ms)]
-        return sorted(rows, key=lambda r: (-r["open_alerts"], -r["velocity_uph"]))
+    # --- answers per sale: built once per change (streams/domain/sale_summaries.py) --------------------------
+    def changed(self, sale_id: str) -> None:
+        """Something a sale's answer shows changed: its kept answer is rebuilt on the next read."""
+        self.versions[sale_id] = self.versions.get(sale_id, 0) + 1
 
-    def sale_summary(self, sale: Sale) -> dict[str, Any]:
+    def sale_version(self, sale_id: str) -> tuple[Any, ...]:
+        """What a sale's answer depends on besides stream time: its own changes and the catalogue's."""
+        return self.versions.get(sale_id, 0), self.catalog.version
+
+    def sales_view(self) -> list[dict[str, Any]]:
+        """``GET /sales``: the open sales at stream time, most urgent first (shared dicts: copy to change)."""
+        now = self.stream_ms
+        return self.summaries.sales(self.catalog.open_sales(now), now)
+
+    def sales_json(self) -> bytes:
+        """:meth:`sales_view` as JSON bytes, rendered again only when a sale's answer changed."""
+        now = self.stream_ms
+        return self.summaries.sales_json(self.catalog.open_sales(now), now)
+
+    def refresh_answers(self, chunk: int = 4) -> Any:
+        """Rebuild the answers that only stream time moved (the worker's 1 s tick); yields every ``chunk``."""
+        now = self.stream_ms
+        return self.summaries.refresh(self.catalog.open_sales(now), now, chunk)
+
+    def build_sale(self, sale: Sale) -> dict[str, Any]:
+        """One sale's detail, built now: its summary, ``is_open`` and every product."""
         products = [self.product_view(sale, sku) for sku in sale.skus]
+        return {**self.sale_summary(sale, products), "is_open": sale.is_open(self.stream_ms), "products": products}
+
+    def sale_summary(self, sale: Sale, products: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        if products is None:
+            products = [self.product_view(sale, sku) for sku in sale.skus]
         band = {q: sum(p[q] or 0.0 for p in products) if any(p[q] is not None for p in products) else None
                 for q in ("expert_prior", "p10", "p50", "p90")}
         stockouts = [p["projected_stockout_at"] for p in products if p["projected_stockout_at"]]
@@ -392,8 +425,7 @@ class LiveBoard:
         sale = self.catalog.sales.get(sale_id)
         if sale is None:
             return None
-        return {**self.sale_summary(sale), "is_open": sale.is_open(self.stream_ms),
-                "products": [self.product_view(sale, sku) for sku in sale.skus]}
+        return self.summaries.detail(sale, self.stream_ms)
 
 
 def alert_record(alert: Alert, now_ms: int, *, product_name: str | None = None, sale_name: str | None = None,

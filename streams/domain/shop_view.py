@@ -70,6 +70,8 @@ class ShopView:
         self.times: deque[int] = deque(maxlen=4096)
         """Event times of the snapshots read, for the stream clock of a worker that owns few sales (event loop)."""
         self.applied = 0
+        self.versions: dict[str, int] = {}
+        """sale_id -> records applied for that sale: a sale's kept answer is rebuilt when it moves."""
         self._lock = threading.Lock()
 
     def apply(self, name: str, record: dict[str, Any]) -> str | None:
@@ -81,6 +83,7 @@ class ShopView:
                 # forecast fields, so it wins.
                 if kept is None or record["version"] >= kept["version"]:
                     skus[record["sku"]] = record
+                    self._changed(record["sale_id"])
             self.times.append(int(record["as_of"]))
         elif name == ALERT:
             with self._lock:
@@ -88,10 +91,15 @@ class ShopView:
                 kept = skus.get(record["sku"])
                 if kept is None or alert_order(record) >= alert_order(kept):
                     skus[record["sku"]] = record
+                    self._changed(record["sale_id"])
         else:
             return f"the shop view takes {SNAPSHOT} and {ALERT} records, not {name}"
         self.applied += 1
         return None
+
+    def _changed(self, sale_id: str) -> None:
+        # after the record is stored: a reader that sees the new version also sees the record
+        self.versions[sale_id] = self.versions.get(sale_id, 0) + 1
 
     def snapshot(self, sale_id: str, sku: str) -> dict[str, Any] | None:
         return self.snapshots.get(sale_id, {}).get(sku)
@@ -139,6 +147,10 @@ class ShopBoard(LiveBoard):
         super().__init__(*args, **kwargs)
         self.view = view or ShopView()
         self.owns: Callable[[str], bool] = owns or (lambda _sale_id: True)
+
+    def sale_version(self, sale_id: str) -> tuple[Any, ...]:
+        """Besides this worker's own changes: its owner's snapshots and alerts read, and who owns it."""
+        return *super().sale_version(sale_id), self.view.versions.get(sale_id, 0), self.owns(sale_id)
 
     @property
     def stream_ms(self) -> int:
@@ -208,6 +220,7 @@ class ShopBoard(LiveBoard):
         for sale_id in released:
             keys.update((sale_id, sku) for sku in self.active.pop(sale_id, set()))
             self.velocity_history.pop(sale_id, None)
+            self.changed(sale_id)
         for key in keys:
             self.totals.pop(key, None)
             self.tracked.pop(key, None)

@@ -108,6 +108,9 @@ class Settings:
     max_unknown_sales: int = 200
     sale_dedup_ids: int = 5_000
     max_members: int = 50_000
+    finished_sale_retention_hours: float = 48.0
+    """SALEPULSE_FINISHED_SALE_RETENTION_HOURS: a sale's ``sale-state`` and ``alert-state`` entries are deleted
+    this long (stream time) after it ended (issue #12: state of finished sales was never deleted)."""
     plan_cost_ratio: float = 9.0
     """SALEPULSE_PLAN_COST_RATIO: cost of a unit short over the cost of a unit left over; the stocking plan
     positions the ratio / (1 + ratio) quantile of pre-sale demand (9 -> the 90 % quantile)."""
@@ -221,6 +224,8 @@ class Settings:
             max_unknown_sales=int(get("SALEPULSE_MAX_UNKNOWN_SALES", defaults.max_unknown_sales)),
             sale_dedup_ids=int(get("SALEPULSE_SALE_DEDUP_IDS", defaults.sale_dedup_ids)),
             max_members=int(get("SALEPULSE_MAX_MEMBERS", defaults.max_members)),
+            finished_sale_retention_hours=float(get("SALEPULSE_FINISHED_SALE_RETENTION_HOURS",
+                                                    defaults.finished_sale_retention_hours)),
             plan_cost_ratio=float(get("SALEPULSE_PLAN_COST_RATIO", defaults.plan_cost_ratio)),
             presale_prior_strength=float(get("SALEPULSE_PRESALE_PRIOR_STRENGTH", defaults.presale_prior_strength)),
             log_level=get("SALEPULSE_LOG_LEVEL", defaults.log_level).upper(),

@@ -84,7 +84,8 @@ class TopicSpec:
 
 
 #: The topology, in flow order. ``partitioning`` "by member partition": the ingest sends each batch of signals to
-#: the partition that ``member_id`` hashes to (murmur2, as Faust routes the ``member-prefs`` table), so the topic
+#: the partition that ``member_id`` hashes to (murmur2 of its UTF-8 bytes, as Faust routes the ``member-prefs``
+#: table, whose keys are those raw bytes), so the topic
 #: must have ``SALEPULSE_PARTITIONS`` partitions like every other.
 TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("browse", "member_id", ("BrowseEvent",), ("collector", "simulate", "replay"), ("ingest",)),

@@ -138,6 +138,7 @@ class Handover:
             board.alerts.restore(stored["states"])
             for sku, record in stored["open"].items():
                 board.open_alerts[(sale_id, sku)] = record
+            board.changed(sale_id)
             restored += 1
         return restored
 

@@ -64,6 +64,7 @@ from salepulse.streams.runtime.candidates import ChoiceCandidates
 from salepulse.streams.runtime.faust_app import faust_app
 from salepulse.streams.runtime.handover import Handover
 from salepulse.streams.runtime.ranker_store import RankerStore, store_path
+from salepulse.streams.runtime.retention import forget_finished_sales
 from salepulse.streams.runtime.worker_metrics import WorkerMetrics
 
 log = get_logger(__name__)
@@ -74,7 +75,7 @@ FINISH_BUDGET_S = 0.05
 """Seconds per 1 s tick spent teaching the forecast model from finished series (see LiveBoard.finish_ended_sales)."""
 
 
-def write_table(table: faust.Table, key: str, value: bytes | None, event: faust.EventT) -> None:
+def write_table(table: faust.Table, key: str | bytes, value: bytes | None, event: faust.EventT) -> None:
     """Write ``table[key]`` (delete it when ``value`` is None) as if inside ``event``'s iteration.
 
     Faust sends the changelog record to the partition of the *current* event. Agents here work on batches, so the
@@ -139,8 +140,12 @@ class Worker:
         self.alert_states: faust.Table | None = (
             self.app.Table("alert-state", key_type=str, value_type=bytes, partitions=settings.partitions)
             if settings.counts_velocity else None)
+        # Raw key bytes, not Faust's default JSON for str keys: Faust routes /members/{id} to the owner of
+        # murmur2(key bytes), and the ingest puts a member's signals on murmur2(member id) (member_partition).
+        # With JSON keys ('"m1"') the two disagreed for 3 members in 4 and a second preferences worker
+        # answered them cold.
         self.member_prefs: faust.Table | None = (
-            self.app.Table("member-prefs", key_type=str, value_type=bytes, partitions=settings.partitions)
+            self.app.Table("member-prefs", key_type=bytes, value_type=bytes, partitions=settings.partitions)
             if settings.learns_preferences else None)
         self.catalog_follower = CatalogFollower(settings.kafka_config(), list(names.followed), self.codec.decode)
         self.catalog: Catalog = self.catalog_follower.catalog
@@ -165,7 +170,7 @@ class Worker:
             log.info("ranker weights restored", path=str(self.ranker_store.path))
         self.members: MemberCache[MemberState, faust.EventT] = MemberCache(
             settings.max_members, self._load_member,
-            lambda member_id, value, event: write_table(self.member_prefs, member_id, value, event))
+            lambda member_id, value, event: write_table(self.member_prefs, member_id.encode(), value, event))
         # Decoded SaleState of the sales this worker owns (bounded, see salepulse.streams.platform.bounded); the
         # table holds
         # the durable copy.
@@ -202,7 +207,7 @@ class Worker:
 
     # --- state access ---------------------------------------------------------------------------------------
     def _load_member(self, member_id: str) -> MemberState:
-        stored = self.member_prefs.get(member_id) if self.member_prefs is not None else None
+        stored = self.member_prefs.get(member_id.encode()) if self.member_prefs is not None else None
         return self.preferences.load_state(stored, member_id)
 
     def load_sale(self, sale_id: str) -> SaleState:
@@ -418,7 +423,7 @@ class Worker:
                 continue
             await self.snapshots_topic.send(key=sku_key(sale_id, sku), value=value)
             m.snapshots_sent.inc()
-            if n % 200 == 0:
+            if n % 50 == 0:
                 await asyncio.sleep(0)  # keep the HTTP API and the agents responsive during a big tick
         to_check = dirty
         try:
@@ -426,6 +431,8 @@ class Worker:
             if self.ticks % 5 == 0:
                 to_check = dirty | set(board.open_active())
                 self.sale_cache.drop(board.finish_ended_sales(learn_budget_s=FINISH_BUDGET_S))
+            if self.ticks % 60 == 0:
+                forget_finished_sales(self)  # bounded state: sales ended SALEPULSE_FINISHED_SALE_RETENTION_HOURS ago
             else:
                 board.learn_finished(FINISH_BUDGET_S)
         except Exception as exc:  # noqa: BLE001
@@ -455,6 +462,11 @@ class Worker:
                 m.alerts_sent.inc(status=alert["status"])
                 log.info("replenishment alert", alert_id=alert["alert_id"], status=alert["status"],
                          severity=alert["severity"], reason=alert["reason"])
+        try:
+            for _ in board.refresh_answers():  # what /sales serves, refreshed for time in slices
+                await asyncio.sleep(0)
+        except Exception as exc:  # noqa: BLE001
+            _tick_failed("answers", "*", "*", exc)
 
     async def publish_buyer_desk(self) -> None:
         """Outcomes of the sales that ended here (what every worker's desk learns), then the plans that changed."""

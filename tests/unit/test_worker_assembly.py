@@ -39,3 +39,21 @@ def test_two_workers_share_nothing() -> None:
     assert one.app is not two.app and one.board is not two.board and one.metrics is not two.metrics
     one.metrics.events_processed.inc(3, kind="order")
     assert two.metrics.events_processed.total() == 0
+
+
+def test_member_requests_route_to_the_partition_the_ingest_puts_the_members_signals_on() -> None:
+    """Faust forwards ``/members/{id}`` to the owner of murmur2(the table's key bytes); the ingest sends a member's
+    signals to ``member_partition``. Were the two to differ, a second preferences worker would answer members
+    learned elsewhere as cold (the table's default JSON keys did exactly that for 3 members in 4)."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from salepulse.streams.io.ingest import member_partition
+    from salepulse.streams.runtime.worker import build_worker
+
+    settings = Settings(worker_role="preferences", app_id="assembly-routing")
+    table = build_worker(settings).member_prefs
+    assert table is not None
+    partitions = list(range(settings.partitions))
+    for member_id in ["m1", "member-42", "ümlaut", "0" * 200, *(f"m{i}" for i in range(500))]:
+        key = table.changelog_topic.prepare_key(member_id, None)[0]  # what Faust's router hashes
+        assert DefaultPartitioner()(key, partitions, partitions) == member_partition(member_id, settings.partitions)
