@@ -134,6 +134,16 @@ def remote_totals(snapshot: dict[str, Any] | None) -> SkuTotals:
                      rate_ms=snapshot["as_of"], last_ms=snapshot["as_of"])
 
 
+def owns_nothing(_sale_id: str) -> bool:
+    """The ownership rule of a preferences-only worker: it counts no sale, so every sale's live totals are its
+    owner's snapshots (README, "Scaling out").
+
+    >>> owns_nothing("s1")
+    False
+    """
+    return False
+
+
 class ShopBoard(LiveBoard):
     """A :class:`LiveBoard` whose answers cover the whole shop: a sale ``owns`` says is ours is answered from this
     worker's state (exact, changelog-backed); any other from the :class:`ShopView` of its owner's output.
@@ -147,6 +157,41 @@ class ShopBoard(LiveBoard):
         super().__init__(*args, **kwargs)
         self.view = view or ShopView()
         self.owns: Callable[[str], bool] = owns or (lambda _sale_id: True)
+
+    def live_totals(self, sale_id: str, sku: str) -> SkuTotals | None:
+        """The live totals of one product, whoever counts it: this worker's for a sale it owns, else its owner's
+        newest snapshot (None: nothing counted yet). Safe beside the follower thread: one dict read.
+
+        >>> from salepulse.streams.domain.catalog import Catalog
+        >>> board = ShopBoard(Catalog(), owns=owns_nothing)
+        >>> _ = board.view.apply(SNAPSHOT, {"sale_id": "s", "sku": "k", "version": 1, "views": 0, "carts": 0,
+        ...                                 "orders": 1, "units": 2, "revenue": 9.0, "velocity_uph": 4.0, "as_of": 7})
+        >>> board.live_totals("s", "k").units, board.live_totals("s", "other")
+        (2, None)
+        """
+        if self.owns(sale_id):
+            return self.totals.get((sale_id, sku))
+        snapshot = self.view.snapshot(sale_id, sku)
+        return None if snapshot is None else remote_totals(snapshot)
+
+    def sale_velocity(self, sale_id: str, now_ms: int) -> float:
+        """Units per hour of a whole sale at ``now_ms`` (its live popularity), whoever counts it.
+
+        The owner's snapshots of a sale are copied in one C-level call, so the follower thread adding a product
+        meanwhile cannot break the sum.
+
+        >>> from salepulse.streams.domain.catalog import Catalog
+        >>> board = ShopBoard(Catalog(), owns=owns_nothing)
+        >>> for sku, rate in (("a", 3.0), ("b", 1.5)):
+        ...     _ = board.view.apply(SNAPSHOT, {"sale_id": "s", "sku": sku, "version": 1, "views": 0, "carts": 0,
+        ...                                     "orders": 1, "units": 1, "revenue": 1.0, "velocity_uph": rate,
+        ...                                     "as_of": 7})
+        >>> board.sale_velocity("s", 7), board.sale_velocity("unknown", 7)
+        (4.5, 0)
+        """
+        if self.owns(sale_id):
+            return sum(self.totals[(sale_id, sku)].velocity_at(now_ms) for sku in self.active.get(sale_id, ()))
+        return sum(remote_totals(s).velocity_at(now_ms) for s in list(self.view.snapshots.get(sale_id, {}).values()))
 
     def sale_version(self, sale_id: str) -> tuple[Any, ...]:
         """Besides this worker's own changes: its owner's snapshots and alerts read, and who owns it."""

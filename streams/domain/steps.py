@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from salepulse.streams.domain.catalog import Catalog
-from salepulse.streams.domain.velocity import DEDUP_IDS, Fact, SaleState, SkuTotals, to_ms
+from salepulse.streams.domain.velocity import DEDUP_IDS, Fact, SaleState, to_ms
 from salepulse.streams.platform.config import Settings
 from salepulse.streams.platform.topology import sink_topics
 
@@ -69,13 +69,6 @@ def preference_update(signal: dict[str, Any], catalog: Catalog) -> dict[str, Any
     }
 
 
-def totals_of_snapshot(snapshot: dict[str, Any]) -> SkuTotals:
-    """The live totals a preferences-only worker keeps from a VelocitySnapshot (for popularity and "trending")."""
-    return SkuTotals(views=snapshot["views"], carts=snapshot["carts"], orders=snapshot["orders"],
-                     units=snapshot["units"], revenue=snapshot["revenue"], rate_uph=snapshot["velocity_uph"],
-                     rate_ms=snapshot["as_of"], last_ms=snapshot["as_of"])
-
-
 def lag_groups(settings: Settings) -> list[tuple[str, list[str]]]:
     """The consumer groups (and their topics) whose lag a worker of this role reports on ``/metrics``.
 
@@ -85,7 +78,8 @@ def lag_groups(settings: Settings) -> list[tuple[str, list[str]]]:
     ['salepulse', 'salepulse-ingest', 'salepulse-sink']
     """
     topics, groups = settings.topics, settings.groups
-    own = [topics.facts] if settings.counts_velocity else [topics.snapshots]
+    # A preferences worker reads velocity.snapshots whole without a group (the shop-view follower): no lag to report.
+    own = [topics.facts] if settings.counts_velocity else []
     result = [(settings.worker_group, own + ([topics.signals] if settings.learns_preferences else []))]
     if settings.counts_velocity:
         result += [(groups.ingest, list(topics.events)), (groups.sink, sink_topics(topics))]

@@ -100,7 +100,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("signals", "none (partition chosen from member_id)", ("MemberSignals",), ("ingest",),
               ("member_preferences agent",), partitioning="by member partition"),
     TopicSpec("snapshots", "sale_id:sku", ("VelocitySnapshot",), ("live-state timer",),
-              ("sink", "follow_velocity agent", "shop view follower"), compacted=True),
+              ("sink", "shop view follower (velocity and preferences workers)"), compacted=True),
     TopicSpec("alerts", "sale_id:sku", ("ReplenishmentAlert",), ("live-state timer",),
               ("sink", "alerts follow", "shop view follower")),
     TopicSpec("deadletter", "source key", ("DeadLetter",), ("ingest", "sale_state and member_preferences agents"),

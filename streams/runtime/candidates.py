@@ -96,13 +96,10 @@ def sale_candidates(worker: Worker, now: int) -> SaleCandidates:
              "categories": sorted({catalog.products[(sale.sale_id, sku)].category for sku in sale.skus})}
             for sale in open_sales])
 
-    def velocity(sale_id: str) -> float:
-        return sum(board.totals[(sale_id, sku)].velocity_at(now) for sku in board.active.get(sale_id, ()))
-
     version = (catalog.version, open_ids)
     base = _cache(worker).get(("sales",), version, build)
     popularity = _cache(worker).fresh(("sales", "live"), version, LIVE_TTL_S, lambda: np.array(
-        [velocity(sale_id) for sale_id in open_ids], dtype=np.float64))
+        [board.sale_velocity(sale_id, now) for sale_id in open_ids], dtype=np.float64))
     return dataclasses.replace(base, popularity=popularity)
 
 
@@ -121,7 +118,7 @@ def product_candidates(worker: Worker, sale_id: str, now: int) -> ProductCandida
     def live() -> ProductCandidates:
         popularity, stock = [], []
         for sku in sale.skus:
-            totals = board.totals.get((sale_id, sku))
+            totals = board.live_totals(sale_id, sku)
             on_hand = catalog.on_hand(sale_id, sku)
             popularity.append(totals.velocity_at(now) if totals else 0.0)
             stock.append((on_hand - (totals.units if totals else 0)) if on_hand is not None else 1)

@@ -21,8 +21,9 @@ Topology (every name is in :mod:`salepulse.streams.platform.topology`)::
 - ``publish_live_state`` (a timer) sends snapshots of what changed, and re-runs the alert rule as time passes.
 
 Roles (``SALEPULSE_WORKER_ROLE``): ``all`` runs everything above in one process (the demo, the tests). ``velocity``
-runs the ingest, ``sale_state`` and the timers; ``preferences`` runs ``member_preferences`` and follows
-``velocity.snapshots`` for live popularity (``follow_velocity``). :meth:`Worker.register` is the map.
+runs the ingest, ``sale_state`` and the timers; ``preferences`` runs ``member_preferences`` and reads every partition
+of ``velocity.snapshots`` for the whole shop's live popularity (the shop-view follower). :meth:`Worker.register` is
+the map.
 
 Serialization is explicit: every topic carries raw bytes and :mod:`salepulse.schemas.codec` does the Avro work, so
 the same bytes are readable by any Avro client. Exactly-once mode is deliberately off (faust-streaming issues #323,
@@ -48,8 +49,8 @@ from salepulse.streams.domain.buyer_desk import BuyerDesk
 from salepulse.streams.domain.catalog import Catalog
 from salepulse.streams.domain.poison import dead_letter
 from salepulse.streams.domain.preferences import MemberState, PreferenceModel
-from salepulse.streams.domain.shop_view import ShopBoard, ShopView
-from salepulse.streams.domain.steps import MemberCache, count, lag_groups, preference_update, totals_of_snapshot
+from salepulse.streams.domain.shop_view import ShopBoard, ShopView, owns_nothing
+from salepulse.streams.domain.steps import MemberCache, count, lag_groups, preference_update
 from salepulse.streams.domain.velocity import SaleState, SkuTotals
 from salepulse.streams.io.followers import CatalogFollower, TopicFollower
 from salepulse.streams.io.ingest import EventIngest, IngestBatch, facts_of
@@ -152,16 +153,19 @@ class Worker:
         # The buyer desk (issue 15): pre-sale correction, stocking plans, scorecards.
         self.buyer_desk = BuyerDesk(self.catalog, settings.plan_cost_ratio, settings.presale_prior_strength)
         # Whole-shop answers (README, "Scaling out"): the sales this worker owns from its state, the others from
-        # the snapshots and alerts their owners publish, which every velocity worker follows.
+        # the snapshots and alerts their owners publish, which every velocity worker follows. A preferences worker
+        # counts no sale: it follows every partition of the snapshots (no group), so its popularity is the whole
+        # shop's; a Faust agent in its group read only the partitions it was assigned.
         self.shop_view = ShopView()
-        self.view_follower = TopicFollower(settings.kafka_config(), list(names.shop_view),
+        followed = names.shop_view if settings.counts_velocity else (names.snapshots,)
+        self.view_follower = TopicFollower(settings.kafka_config(), list(followed),
                                            lambda value: self.codec.decode(value, timestamps="ms"),
                                            self.shop_view, name="shop-view-follower")
         self.handover: Handover | None = Handover(self) if settings.counts_velocity else None
         self.board = ShopBoard(self.catalog, alert_probability=settings.alert_probability,
                                clock=StreamClock(skew_ms=int(settings.clock_skew_seconds * 1000)),
                                corrected_prior=self.buyer_desk.corrected_prior, view=self.shop_view,
-                               owns=self.handover.owns if self.handover else None)
+                               owns=self.handover.owns if self.handover else owns_nothing)
         self.preferences = PreferenceModel()
         # Carts and orders teach the ranking blends, among the candidates the HTTP ranking would have shown.
         self.choices = ChoiceCandidates(self)
@@ -392,15 +396,6 @@ class Worker:
             return f"{len(failures)} of {len(batch['signals'])} signals not learned; first: {failures[0]}"
         return None
 
-    async def follow_velocity(self, stream: faust.StreamT) -> None:
-        """A preferences-only worker learns live popularity (cold start, "trending") from the velocity snapshots."""
-        async for value in stream:
-            try:
-                _, snapshot = self.codec.decode(value, timestamps="ms")
-                self.board.restore(snapshot["sale_id"], snapshot["sku"], totals_of_snapshot(snapshot))
-            except Exception as exc:  # noqa: BLE001 - one unreadable snapshot costs that snapshot, not the worker
-                log.error("snapshot skipped", error=repr(exc)[:300])
-
     # --- timers and hooks ------------------------------------------------------------------------------------
     async def publish_live_state(self) -> None:
         """Snapshots of what changed in the last second; the alert rule for those, and for every open sale each 5 s.
@@ -575,7 +570,7 @@ class Worker:
                 if settings.serving_snapshot_s > 0:
                     app.timer(interval=settings.serving_snapshot_s, name="refresh_serving")(self.refresh_serving)
         if not settings.counts_velocity:
-            app.agent(self.snapshots_topic, name="follow_velocity")(self.follow_velocity)
+            app.task(self.start_shop_view)  # live popularity (cold start, "trending") of every sale
         app.timer(interval=10.0, name="measure_lag")(self.measure_lag)
 
 

@@ -10,9 +10,9 @@ from types import SimpleNamespace
 import numpy as np
 
 from salepulse.streams.domain.catalog import Catalog
-from salepulse.streams.domain.live import LiveBoard
 from salepulse.streams.domain.preferences import PreferenceModel, ProductCandidates, Ranker, SaleCandidates
 from salepulse.streams.domain.preferences.teach import TeachBudget, learning_rows, rows_of
+from salepulse.streams.domain.shop_view import ShopBoard
 from salepulse.streams.runtime.candidates import CandidateCache, ChoiceCandidates
 from salepulse.streams.runtime.ranker_store import RankerStore
 
@@ -87,7 +87,7 @@ def test_choice_candidates_are_the_sale_in_stock_products_and_the_open_sales_reu
                                              "price": 10.0, "stock": 0 if i == 2 else 5} for i in range(4)]})
     now = [0.0]
     # the HTTP ranking's cache reuses live arrays for LIVE_TTL_S: on the same fake clock
-    worker = SimpleNamespace(catalog=catalog, board=LiveBoard(catalog), preferences=PreferenceModel(),
+    worker = SimpleNamespace(catalog=catalog, board=ShopBoard(catalog), preferences=PreferenceModel(),
                              extensions={"candidates": CandidateCache(clock=lambda: now[0])})
     choices = ChoiceCandidates(worker, max_age_s=5.0, clock=lambda: now[0])
     cart = {"member_id": "m", "sale_id": "s1", "sku": "s1-k0", "kind": "cart", "action": None, "ts": T0 + 60_000}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from salepulse.streams.domain.catalog import Catalog
-from salepulse.streams.domain.steps import MemberCache, count, lag_groups, preference_update, totals_of_snapshot
+from salepulse.streams.domain.steps import MemberCache, count, lag_groups, preference_update
 from salepulse.streams.domain.velocity import Fact, SaleState
 from salepulse.streams.platform.config import Settings
 
@@ -47,12 +47,6 @@ def test_preference_update_reads_the_catalogue() -> None:
     assert preference_update({**signal, "unit_price": 42.0}, catalog)["price"] == 42.0
 
 
-def test_snapshot_totals() -> None:
-    totals = totals_of_snapshot({"views": 3, "carts": 2, "orders": 1, "units": 4, "revenue": 40.0,
-                                 "velocity_uph": 12.5, "as_of": 9_000})
-    assert (totals.units, totals.rate_uph, totals.last_ms) == (4, 12.5, 9_000)
-
-
 class _State:
     def __init__(self, value: int) -> None:
         self.value = value
@@ -82,7 +76,7 @@ def test_lag_groups_by_role() -> None:
     assert velocity["x"] == [Settings().topics.facts]
     assert set(velocity) == {"x", "x-ingest", "salepulse-sink"}
     preferences = dict(lag_groups(Settings(worker_role="preferences", app_id="x")))
-    assert preferences == {"x-preferences": [Settings().topics.snapshots, Settings().topics.signals]}
+    assert preferences == {"x-preferences": [Settings().topics.signals]}  # snapshots: read whole, no group
 
 
 def test_cors_origins_from_the_environment() -> None:

@@ -19,7 +19,7 @@ def test_importing_the_worker_builds_nothing() -> None:
 @pytest.mark.parametrize(("role", "agents", "tables"), [
     ("all", {"sale_state", "member_preferences"}, {"sale-state", "alert-state", "member-prefs"}),
     ("velocity", {"sale_state"}, {"sale-state", "alert-state"}),
-    ("preferences", {"member_preferences", "follow_velocity"}, {"member-prefs"}),
+    ("preferences", {"member_preferences"}, {"member-prefs"}),
 ])
 def test_agents_and_tables_follow_the_role(role: str, agents: set[str], tables: set[str]) -> None:
     from salepulse.streams.runtime.worker import build_worker

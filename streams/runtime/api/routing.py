@@ -142,6 +142,9 @@ def require_ready(worker: Worker) -> None:
     if not worker.catalog_follower.ready.is_set():
         raise HTTPProblem(503, "the worker is still loading the catalogue; retry in a moment", headers=RETRY_AFTER)
     reason = worker.handover.not_ready() if worker.handover is not None else None
+    if worker.handover is None and not worker.view_follower.ready.is_set():
+        # a preferences worker: cold rankings need every sale's popularity, not the part read so far
+        reason = "the worker is still reading the live popularity of every sale (velocity.snapshots)"
     if reason:
         raise HTTPProblem(503, f"{reason}; retry in a moment", headers=RETRY_AFTER)
 
