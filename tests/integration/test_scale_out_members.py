@@ -4,6 +4,10 @@ Two preferences workers split the partitions of ``member.signals`` (and of the `
 request to the worker that does not own the member's partition is forwarded to the one that does. Each member
 here ordered from one brand, so their ranking is personal: a worker answering from its own (empty) state for a
 member it does not own would answer a cold ranking instead, and the equality below would fail.
+
+Each preferences worker also reads every partition of ``velocity.snapshots`` (no consumer group), so a cold member's
+ranking orders every sale by the whole shop's popularity, the same from both workers: orders of a different size
+per sale, on products whose snapshots land on every partition, must come back in that order from each.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from salepulse.consumers.io.publish import Publisher
 from salepulse.consumers.tools.harness import Pipeline, WorkerProcess, wait_until
 from salepulse.streams.io.ingest import member_partition
 from salepulse.streams.io.lag import group_lag
+from salepulse.streams.platform.topology import sku_key
+from salepulse.streams.runtime.handover import sale_partition
 from salepulse.streams.tools.bench_scale import group_assignment, split_between
 
 pytestmark = pytest.mark.integration
@@ -27,6 +33,10 @@ PARTITIONS = 4
 HOUR = 3_600_000
 BRANDS = ["alpha", "bravo", "charlie", "delta", "echo"]
 PERSONAL = {"brand you ordered", "sale you visited", "brand you like"}
+PRODUCTS = 8
+"""Products per sale: their 8 snapshot keys per sale spread over every partition of velocity.snapshots."""
+CROWD_UNITS = {"echo": 16, "delta": 8, "charlie": 4, "bravo": 2, "alpha": 1}
+"""Units per product the crowd orders from each brand's sale: the reverse of the members' order counts."""
 
 
 @pytest.fixture
@@ -74,7 +84,7 @@ def test_a_members_ranking_is_the_same_from_either_preferences_worker(pipeline: 
                                     "starts_at": now - HOUR, "ends_at": now + 4 * HOUR, "updated_at": now,
                                     "products": [{"sku": f"{sale_id}-p{i}", "name": f"{brand} {i}",
                                                   "category": "apparel.shirt", "price": 30.0 + i, "stock": 500}
-                                                 for i in range(3)]})
+                                                 for i in range(PRODUCTS)]})
 
     def catalogued() -> bool:
         """Every sale known to every worker: an order read before its sale teaches the member nothing about it."""
@@ -123,3 +133,32 @@ def test_a_members_ranking_is_the_same_from_either_preferences_worker(pipeline: 
     # the signals' partition are the same hash; JSON table keys once sent 3 members in 4 to the wrong worker).
     cold_members = sorted(set(members) - set(learned))
     assert not cold_members, f"{len(cold_members)} of {len(members)} members ranked cold by both: {cold_members}"
+
+    # Popularity of every sale, whichever worker ranks (a preferences worker once read only the partitions of
+    # velocity.snapshots its group gave it). The crowd's orders are many times the members', in the reverse order.
+    keys = [(sales[brand], f"{sales[brand]}-p{i}") for brand in BRANDS for i in range(PRODUCTS)]
+    covered = {sale_partition(sku_key(*key).decode(), PARTITIONS) for key in keys}  # murmur2, as the producer
+    assert covered == set(range(PARTITIONS)), f"the crowd's snapshots reach only partitions {covered}"
+    brand_of = {sale_id: brand for brand, sale_id in sales.items()}
+    with Publisher(pipeline.settings) as publisher:
+        for i, (sale_id, sku) in enumerate(keys):
+            publisher.send("order", {"event_id": f"{prefix}c{i}", "order_id": f"{prefix}c{i}",
+                                     "member_id": f"{prefix}crowd{i}", "ts": now - 20_000,
+                                     "lines": [{"sale_id": sale_id, "sku": sku,
+                                                "quantity": CROWD_UNITS[brand_of[sale_id]], "unit_price": 31.0}]})
+    units = {sales[b]: PRODUCTS * CROWD_UNITS[b] + sum(1 for m in members if ordered[m] == b) for b in BRANDS}
+    expected = sorted(units, key=lambda sale_id: units[sale_id], reverse=True)
+    print(f"crowd orders sent; units per sale {units}", flush=True)
+
+    def cold_rankings() -> list[list[dict]]:
+        return [ranking(pipeline, child, f"{prefix}nobody-else") for child in prefs]
+
+    def by_popularity() -> bool:
+        return all([i["sale_id"] for i in cold] == expected for cold in cold_rankings())
+
+    wait_until(by_popularity, 90, "both preferences workers to rank every sale by the whole shop's popularity",
+               every=1.0)
+    cold = cold_rankings()
+    print(f"cold rankings: {[[(i['sale_id'][len(prefix):], i['score']) for i in c] for c in cold]}", flush=True)
+    assert cold[0] == cold[1], f"the cold ranking differs by worker: {cold[0]} != {cold[1]}"
+    assert all(item["score"] > 0 for item in cold[0]), f"a sale without popularity: {cold[0]}"
