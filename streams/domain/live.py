@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -393,9 +393,13 @@ class LiveBoard:
         }
 
     def product_view(self, sale: Sale, sku: str) -> dict[str, Any]:
-        totals = self.totals.get((sale.sale_id, sku), SkuTotals())
         fields = self.forecast(sale.sale_id, sku)
-        alert = self.open_alerts.get((sale.sale_id, sku))
+        return self.product_row(sale, sku, self.totals.get((sale.sale_id, sku), SkuTotals()), fields,
+                                self.open_alerts.get((sale.sale_id, sku)), fields.get("stock_available"))
+
+    def product_row(self, sale: Sale, sku: str, totals: SkuTotals, fields: Mapping[str, Any],
+                    alert: Mapping[str, Any] | None, stock: int | None) -> dict[str, Any]:
+        """One product of ``GET /sales/{id}``: its totals, forecast ``fields``, stock left and open alert."""
         stockout = fields.get("projected_stockout_at")
         product = self.catalog.products.get((sale.sale_id, sku))
         return {
@@ -414,7 +418,7 @@ class LiveBoard:
             "p10": fields.get("p10"),
             "p50": fields.get("p50"),
             "p90": fields.get("p90"),
-            "stock": fields.get("stock_available"),
+            "stock": stock,
             "projected_stockout_at": ms_to_dt(stockout).isoformat() if stockout else None,
             "alert": alert["status"] if alert else None,
             "alert_severity": alert["severity"] if alert else None,

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from salepulse.streams.domain.catalog import Sale
-from salepulse.streams.domain.live import LiveBoard, ms_to_dt
+from salepulse.streams.domain.live import LiveBoard
 from salepulse.streams.domain.velocity import SkuTotals
 
 SNAPSHOT = "VelocitySnapshot"
@@ -209,33 +209,10 @@ class ShopBoard(LiveBoard):
         if self.owns(sale.sale_id):
             return super().product_view(sale, sku)
         snapshot = self.view.snapshot(sale.sale_id, sku)
-        totals = remote_totals(snapshot)
-        fields = snapshot or {}
-        alert = self.view.open_alert(sale.sale_id, sku)
-        stockout = fields.get("projected_stockout_at")
-        product = self.catalog.products.get((sale.sale_id, sku))
-        return {
-            "sku": sku,
-            "name": product.name if product else "",
-            "category": product.category if product else None,
-            "price": product.price if product else None,
-            "views": totals.views,
-            "carts": totals.carts,
-            "orders": totals.orders,
-            "units": totals.units,
-            "revenue": round(totals.revenue, 2),
-            "velocity_uph": round(totals.velocity_at(max(self.stream_ms, totals.last_ms)), 3),
-            "expert_prior": fields.get("expert_prior"),
-            "prior_source": fields.get("prior_source"),
-            "p10": fields.get("p10"),
-            "p50": fields.get("p50"),
-            "p90": fields.get("p90"),
-            # Before the owner's first snapshot, what the catalogue says is on hand (nothing is sold yet).
-            "stock": fields["stock_available"] if snapshot else self.catalog.on_hand(sale.sale_id, sku),
-            "projected_stockout_at": ms_to_dt(stockout).isoformat() if stockout else None,
-            "alert": alert["status"] if alert else None,
-            "alert_severity": alert["severity"] if alert else None,
-        }
+        # Before the owner's first snapshot, what the catalogue says is on hand (nothing is sold yet).
+        stock = snapshot["stock_available"] if snapshot else self.catalog.on_hand(sale.sale_id, sku)
+        return self.product_row(sale, sku, remote_totals(snapshot), snapshot or {},
+                                self.view.open_alert(sale.sale_id, sku), stock)
 
     def shop_alerts(self) -> list[dict[str, Any]]:
         """Open alerts of the whole shop: this worker's for its sales, the owners' for the others."""

@@ -306,6 +306,18 @@ def probe_catalogue(now: int, tag: str) -> tuple[list[dict], list[dict], list[di
     return sales, priors, stock
 
 
+def probe_world(settings: Settings, tag: str, rate: float, now: int) -> Background:
+    """Publish the background traffic's catalogue and the probes' (:func:`probe_catalogue`); returns the
+    background traffic, not started yet (``with`` it)."""
+    background = Background(settings, rate)
+    with Publisher(settings) as publisher:
+        background.catalogue(publisher)
+        for kind, records in zip(("sale", "prior", "stock"), probe_catalogue(now, tag), strict=True):
+            for record in records:
+                publisher.send(kind, record)
+    return background
+
+
 def bench_latency(bootstrap: str, dsn: str, state_dir: Path, rate: float, seconds: float,
                   layout: str = "all") -> dict[str, Any]:
     """Latencies under ``rate`` events/s of background traffic, with one worker doing everything (``all``) or a
@@ -324,13 +336,7 @@ def bench_latency(bootstrap: str, dsn: str, state_dir: Path, rate: float, second
 
     try:
         now = int(time.time() * 1000)
-        sales, priors, stock = probe_catalogue(now, tag)
-        background = Background(pipeline.settings, rate)
-        with Publisher(pipeline.settings) as publisher:
-            background.catalogue(publisher)
-            for kind, records in (("sale", sales), ("prior", priors), ("stock", stock)):
-                for record in records:
-                    publisher.send(kind, record)
+        background = probe_world(pipeline.settings, tag, rate, now)
         if layout == "split":
             pipeline.start_worker(role="velocity")
             pipeline.start_preferences_worker()

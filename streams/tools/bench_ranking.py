@@ -25,10 +25,9 @@ from salepulse.consumers.io.publish import Publisher
 from salepulse.consumers.tools.harness import Pipeline, wait_until
 from salepulse.streams.platform.config import Settings
 from salepulse.streams.tools.bench import (
-    Background,
     _has_sale,
-    probe_catalogue,
     probe_ranking_reflects,
+    probe_world,
     ranking_load,
 )
 
@@ -45,13 +44,7 @@ def bench_ranking(bootstrap: str, dsn: str, state_dir: Path, rate: float = 5000.
     tag = f"rk{uuid.uuid4().hex[:4]}"
     results: dict[str, Any] = {"offered_events_per_s": rate, "layout": "split"}
     try:
-        sales, priors, stock = probe_catalogue(int(time.time() * 1000), tag)
-        background = Background(pipeline.settings, rate)
-        with Publisher(pipeline.settings) as publisher:
-            background.catalogue(publisher)
-            for kind, records in (("sale", sales), ("prior", priors), ("stock", stock)):
-                for record in records:
-                    publisher.send(kind, record)
+        background = probe_world(pipeline.settings, tag, rate, int(time.time() * 1000))
         pipeline.start_worker(role="velocity")
         pipeline.start_preferences_worker()
         wait_until(lambda: _has_sale(pipeline, f"{tag}-big"), 60, "the probe catalogue to load")

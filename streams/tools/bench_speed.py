@@ -55,10 +55,9 @@ def bench_serving(bootstrap: str, dsn: str, state_dir: Path, rate: float, second
     traffic arrives at ``rate`` events/s; one worker with every role (the demo's layout)."""
     from salepulse.deploy.kafka.processes import free_port
     from salepulse.streams.tools.bench import (
-        Background,
         _has_sale,
-        probe_catalogue,
         probe_ranking_reflects,
+        probe_world,
         ranking_load,
     )
 
@@ -73,13 +72,7 @@ def bench_serving(bootstrap: str, dsn: str, state_dir: Path, rate: float, second
                                "serving_mode": mode,
                                **{name: {"load": [], "reflects": []} for name in ports}}
     try:
-        sales, priors, stock = probe_catalogue(int(time.time() * 1000), tag)
-        background = Background(pipeline.settings, rate)
-        with Publisher(pipeline.settings) as publisher:
-            background.catalogue(publisher)
-            for kind, records in (("sale", sales), ("prior", priors), ("stock", stock)):
-                for record in records:
-                    publisher.send(kind, record)
+        background = probe_world(pipeline.settings, tag, rate, int(time.time() * 1000))
         pipeline.start_worker()
         wait_until(lambda: _has_sale(pipeline, f"{tag}-big"), 60, "the probe catalogue to load")
         clients = {name: httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) for name, port in ports.items()}
