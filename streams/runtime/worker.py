@@ -436,7 +436,7 @@ class Worker:
             await self.publish_buyer_desk()
         raised: list[tuple[str, str, dict[str, Any], bytes]] = []
         for n, (sale_id, sku) in enumerate(to_check, start=1):
-            if n % 200 == 0:
+            if n % 50 == 0:  # a check costs up to ~0.2 ms: GET /sales waits at most ~10 ms behind the rule
                 await asyncio.sleep(0)
             if not owns(sale_id):
                 continue
