@@ -222,7 +222,10 @@ class LiveBoard:
             "orders": totals.orders,
             "units": totals.units,
             "revenue": totals.revenue,
-            "velocity_uph": totals.velocity_at(max(self.stream_ms, totals.last_ms)),
+            # As of ``as_of`` like every figure here: a reader decays it from there (remote_totals). Decayed to the
+            # stream time instead, a snapshot re-sent long after the sku's last fact (a rebuild after a move) was
+            # decayed twice by every other worker.
+            "velocity_uph": totals.velocity_at(totals.last_ms),
             "expert_prior": fields.get("expert_prior"),
             "prior_source": fields.get("prior_source"),
             "p10": fields.get("p10"),

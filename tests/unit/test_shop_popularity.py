@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from salepulse.streams.domain.catalog import Catalog
+from salepulse.streams.domain.live import LiveBoard
 from salepulse.streams.domain.preferences import PreferenceModel
 from salepulse.streams.domain.shop_view import SNAPSHOT, ShopBoard, owns_nothing
 from salepulse.streams.domain.velocity import Fact, SaleState
@@ -110,3 +111,19 @@ def test_the_follower_thread_may_add_products_while_the_ranking_reads() -> None:
         thread.join(5)
     assert not errors, errors
     assert last > 0
+
+
+def test_a_snapshot_sent_long_after_the_last_fact_is_read_at_the_owners_velocity() -> None:
+    """The owner's velocity of a sku and what another worker reads from its snapshot agree at any stream time,
+    however late the snapshot was sent (it was decayed twice when sent after a rebuild)."""
+    from salepulse.streams.domain.shop_view import remote_totals
+    from salepulse.streams.domain.velocity import SkuTotals
+
+    totals = SkuTotals(units=5, rate_uph=12.0, rate_ms=1_000_000, last_ms=1_000_000)
+    owner = LiveBoard(Catalog())
+    owner.totals[("s", "k")] = totals
+    owner.clock.observe(1_000_000 + 3_600_000)  # an hour later: a rebuild re-sends the snapshot
+    assert owner.stream_ms == 1_000_000 + 3_600_000
+    read = remote_totals(owner.snapshot("s", "k"))
+    for now in (1_000_000, 1_000_000 + 3_600_000, 1_000_000 + 7_200_000):
+        assert abs(read.velocity_at(now) - totals.velocity_at(now)) < 1e-9
