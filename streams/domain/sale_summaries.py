@@ -45,6 +45,10 @@ changed sale each second, so the list is normally at most a tick behind; this bo
 falls behind. At 0.5 s, a request arriving late in a tick rebuilt most of the 200 busy sales itself (p99 120 ms
 at 5,000 events/s, two workers; 56-58 ms at 2 s). ``GET /sales/{id}`` is always exact."""
 REFRESH_SHARE = 5
+EAGER_MAX_PRODUCTS = 1000
+"""The tick rebuilds sales up to this many products; a bigger one is rebuilt by the request that reads it. A sale of
+5,000 products takes ~0.6 s to build (a forecast each) without a chance to yield: rebuilt on every tick, it stalled
+the event loop 0.6 s a second, and `order → GET /sales/{id}` p50 went from 56 ms to 1.6 s in make bench."""
 """The tick refreshes at least 1/REFRESH_SHARE of the open sales whose stream time moved, oldest first."""
 
 
@@ -182,7 +186,8 @@ class SummaryCache:
 
     def refresh(self, open_sales: Iterable[Sale], now_ms: int, share: int = REFRESH_SHARE,
                 chunk: int = 4) -> Iterator[int]:
-        """The tick's work: rebuild the answers whose version moved, and, of those only stream time moved, the
+        """The tick's work: rebuild the answers (of sales up to ``EAGER_MAX_PRODUCTS`` products) whose version moved,
+        and, of those only stream time moved, the
         oldest, as many as ``1/share`` of the open sales (so each is refreshed at least every ``share`` ticks);
         forget the sales no longer open. Yields after every ``chunk`` rebuilt, so
         the caller can let other work run in between.
@@ -199,6 +204,8 @@ class SummaryCache:
         behind: list[tuple[float, str, Entry]] = []
         rebuilt = 0
         for sale in still_open.values():
+            if len(sale.skus) > EAGER_MAX_PRODUCTS:
+                continue
             kept = self.entries.get(sale.sale_id)
             if kept is not None and kept.version == self._version(sale.sale_id):
                 if kept.stream_ms != now_ms:

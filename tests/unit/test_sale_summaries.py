@@ -156,3 +156,25 @@ def test_every_read_answers_what_a_fresh_build_answers(ops: list[tuple[str, str,
         open_ids = {s.sale_id for s in board.catalog.open_sales(board.stream_ms)}
         assert json.loads(board.sales_json()) == board.sales_view()
         assert {row["sale_id"] for row in board.sales_view()} == open_ids
+
+
+def test_the_tick_leaves_a_big_sale_to_the_request_that_reads_it() -> None:
+    """A sale too big to build between two yields is never rebuilt by the tick, only by a read (and then exactly)."""
+    from salepulse.streams.domain.catalog import Sale
+    from salepulse.streams.domain.sale_summaries import EAGER_MAX_PRODUCTS, SummaryCache
+
+    counted = {"small": 0, "big": 0}
+    built: list[str] = []
+
+    def build(sale: Sale) -> dict:
+        built.append(sale.sale_id)
+        return {"sale_id": sale.sale_id, "units": counted[sale.sale_id], "open_alerts": 0, "velocity_uph": 0.0,
+                "is_open": True, "products": []}
+
+    cache = SummaryCache(build, version=lambda sale_id: counted[sale_id])
+    small = Sale("small", "B", 0, 10, ("k",))
+    big = Sale("big", "B", 0, 10, tuple(f"k{i}" for i in range(EAGER_MAX_PRODUCTS + 1)))
+    list(cache.refresh([small, big], now_ms=1))
+    assert built == ["small"]
+    counted["big"] = 7
+    assert cache.detail(big, now_ms=1)["units"] == 7 and built == ["small", "big"]
