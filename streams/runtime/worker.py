@@ -426,10 +426,10 @@ class Worker:
             if self.ticks % 5 == 0:
                 to_check = dirty | set(board.open_active())
                 self.sale_cache.drop(board.finish_ended_sales(learn_budget_s=FINISH_BUDGET_S))
-            if self.ticks % 60 == 0:
-                forget_finished_sales(self)  # bounded state: sales ended SALEPULSE_FINISHED_SALE_RETENTION_HOURS ago
             else:
                 board.learn_finished(FINISH_BUDGET_S)
+            if self.ticks % 60 == 0:
+                forget_finished_sales(self)  # bounded state: sales ended SALEPULSE_FINISHED_SALE_RETENTION_HOURS ago
         except Exception as exc:  # noqa: BLE001
             _tick_failed("clock work", "*", "*", exc)
         if self.ticks % 5 == 0:
