@@ -175,7 +175,7 @@ class ChoiceCandidates:
         if got is None or wall - got[0] > self.max_age_s:
             if len(self._products) >= MAX_CHOICE_SALES:
                 self._products = {k: v for k, v in self._products.items() if wall - v[0] <= self.max_age_s}
-            got = self._products[sale_id] = (wall, product_candidates(self.worker, sale_id, now).available())
+            got = self._products[sale_id] = (wall, product_candidates(self.worker, sale_id, now))
             self.refreshes += 1
         return got[1]
 
