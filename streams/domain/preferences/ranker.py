@@ -190,6 +190,25 @@ def f_category_trend(ctx: Context) -> np.ndarray:
     return f_category_recent(ctx) * (1.0 + f_pop(ctx)) / 2.0 if ctx.warm else _zeros(ctx)
 
 
+CATEGORY_TREND_DEPTH = 5
+"""How many of the member's latest categories the category trend reads (as the ``category_trend`` baseline)."""
+
+
+def f_category_trend_log(ctx: Context) -> np.ndarray:
+    """The ``category_trend`` baseline as a feature: category recency 1 / (1 + rank) among the member's last
+    :data:`CATEGORY_TREND_DEPTH` categories x (1 + log(1 + live popularity)), relative to the best candidate.
+
+    Relative, so one blend weight means the same on a quiet and on a busy catalogue; the log keeps the
+    baseline's trade-off between a member's second category and a trending item of a colder one.
+    """
+    if not ctx.warm or not ctx.state.recent_categories:
+        return _zeros(ctx)
+    cats = {c: 1.0 / (1 + i) for i, c in enumerate(ctx.state.recent_categories[:CATEGORY_TREND_DEPTH])}
+    v = _dict_feature(cats, ctx.cands.category_h) * (1.0 + np.log1p(np.maximum(ctx.cands.popularity, 0.0)))
+    top = v.max() if v.size else 0.0
+    return v / top if top > 0 else v
+
+
 def f_brand(ctx: Context) -> np.ndarray:
     return _table_lookup(ctx.state.brands.weights, ctx.cands.brand_h) if ctx.warm else _zeros(ctx)
 
@@ -326,11 +345,12 @@ class Blend:
         self.model = self._new_model()
 
     def learn(self, x: np.ndarray, scores: np.ndarray, positives: Sequence[int], rng: random.Random,
-              n_negatives: int = 8, hard: int = 0) -> None:
+              n_negatives: int = 8, hard: int = 0, sampling: np.ndarray | None = None) -> None:
         """Rows ``positives`` of ``x`` (columns = :attr:`names`) were chosen; sampled others were not.
 
         ``hard`` of the ``n_negatives`` are drawn from the rows ``scores`` ranked highest (the list the member
-        was shown, where the ranking's real mistakes are), the rest uniformly. Uniform negatives alone teach
+        was shown, where the ranking's real mistakes are), the rest uniformly, or in proportion to ``sampling``
+        (one non-negative weight per row) when given. Uniform negatives alone teach
         "popular beats random", which every list already knows: popularity then crowds out the member's own
         signals at the top of the list.
         """
@@ -339,7 +359,7 @@ class Blend:
         if not pos or n <= len(pos):
             return
         hard = min(hard, n_negatives) if scores.size == n else 0
-        negs = [i for i in (rng.randrange(n) for _ in range(n_negatives - hard)) if i not in pos]
+        negs = [i for i in _draw(n, n_negatives - hard, rng, sampling) if i not in pos]
         if hard:
             k = min(n, HARD_POOL + len(pos))
             # the k-th best score by partition, not a sorted top-k: which of the page is drawn needs no order
@@ -354,6 +374,23 @@ class Blend:
                     continue
                 self.model.learn_one(dict(zip(names, d.tolist(), strict=True)), True)
                 self.model.learn_one(dict(zip(names, (-d).tolist(), strict=True)), False)
+
+
+def _draw(n: int, k: int, rng: random.Random, sampling: np.ndarray | None = None) -> list[int]:
+    """``k`` rows of ``n`` drawn with replacement: uniformly, or in proportion to ``sampling`` (uniformly when it
+    sums to 0).
+
+    >>> _draw(3, 4, random.Random(0), np.array([0.0, 0.0, 1.0]))
+    [2, 2, 2, 2]
+    >>> len(_draw(3, 4, random.Random(0)))
+    4
+    """
+    if sampling is None or not sampling.size or not float(sampling.sum()) > 0.0:
+        return [rng.randrange(n) for _ in range(k)]
+    cum = np.cumsum(sampling)
+    # one searchsorted for the k draws: the cumulative sums are built once per choice, not once per draw
+    at = np.searchsorted(cum, np.array([rng.random() for _ in range(k)]) * cum[-1], side="right")
+    return np.minimum(at, n - 1).tolist()
 
 
 def _matrix(features: Mapping[str, Feature], names: Sequence[str], ctx: Context) -> dict[str, np.ndarray]:
@@ -390,11 +427,13 @@ class Ranker:
     """
 
     def __init__(self, covisit: CoVisitation | None = None, sessions: SessionKNN | None = None,
-                 lr: float = 0.05, n_negatives: int = 8, seed: int = 42, hard_negatives: int = 0) -> None:
+                 lr: float = 0.05, n_negatives: int = 8, seed: int = 42, hard_negatives: int = 0,
+                 popular_negatives: bool = False) -> None:
         self.covisit = covisit if covisit is not None else CoVisitation()
         self.sessions = sessions if sessions is not None else SessionKNN()
         self.n_negatives = n_negatives
         self.hard_negatives = hard_negatives
+        self.popular_negatives = popular_negatives
         self._rng = random.Random(seed)
         self._rng_hard = random.Random(seed + 1)  # its own draws: the uniform blend learns as it did alone
         self.again = Blend(AGAIN_PRIOR, lr, MONOTONE)
@@ -479,7 +518,8 @@ class Ranker:
                                            reciprocal_rank(x @ self._recency_only, chosen))
                     blend.learn(x, np.empty(0), chosen, self._rng, self.n_negatives)
                 elif not self.hard_negatives:
-                    blend.learn(x, np.empty(0), chosen, self._rng, self.n_negatives)
+                    sampling = cols["pop"][rows] if self.popular_negatives else None
+                    blend.learn(x, np.empty(0), chosen, self._rng, self.n_negatives, sampling=sampling)
                 else:  # both "new" blends are scored on this event before either learns it
                     uniform, hard = x @ blend.vector(), x @ self.new_hard.vector()
                     self.new_gate.update(reciprocal_rank(hard, chosen), reciprocal_rank(uniform, chosen))
