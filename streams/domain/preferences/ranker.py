@@ -195,25 +195,6 @@ def f_category_trend(ctx: Context) -> np.ndarray:
     return f_category_recent(ctx) * (1.0 + f_pop(ctx)) / 2.0 if ctx.warm else _zeros(ctx)
 
 
-CATEGORY_TREND_DEPTH = 5
-"""How many of the member's latest categories the category trend reads (as the ``category_trend`` baseline)."""
-
-
-def f_category_trend_log(ctx: Context) -> np.ndarray:
-    """The ``category_trend`` baseline as a feature: category recency 1 / (1 + rank) among the member's last
-    :data:`CATEGORY_TREND_DEPTH` categories x (1 + log(1 + live popularity)), relative to the best candidate.
-
-    Relative, so one blend weight means the same on a quiet and on a busy catalogue; the log keeps the
-    baseline's trade-off between a member's second category and a trending item of a colder one.
-    """
-    if not ctx.warm or not ctx.state.recent_categories:
-        return _zeros(ctx)
-    cats = {c: 1.0 / (1 + i) for i, c in enumerate(ctx.state.recent_categories[:CATEGORY_TREND_DEPTH])}
-    v = _dict_feature(cats, ctx.cands.category_h) * (1.0 + np.log1p(np.maximum(ctx.cands.popularity, 0.0)))
-    top = v.max() if v.size else 0.0
-    return v / top if top > 0 else v
-
-
 def f_brand(ctx: Context) -> np.ndarray:
     return _table_lookup(ctx.state.brands.weights, ctx.cands.brand_h) if ctx.warm else _zeros(ctx)
 
