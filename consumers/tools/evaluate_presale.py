@@ -254,6 +254,7 @@ def run_simulated(seed: int = 0, n_sales: int = 360, service_level: float = 0.9,
     out.update(within_counts(out["buyers"]))
     out["sales"] = len(sales)
     out["prior_strength"] = desk.corrections.prior_strength
+    out["buyer_prior_strength"] = desk.corrections.buyer_prior_strength
     return out
 
 
