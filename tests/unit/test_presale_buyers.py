@@ -128,19 +128,21 @@ def test_the_prior_strength_is_learned_weak_when_buyers_differ_and_strong_when_t
     _buyers_world(differ, 0.4, seed=5)
     _buyers_world(alike, 0.0, seed=5)
     assert differ.scored == alike.scored == 150 * 15
-    assert differ.prior_strength == min(differ.strengths)
-    assert alike.prior_strength == max(alike.strengths)
+    # the buyer chain's strength: buyers 40% apart are read by their own record, buyers alike by the pool's
+    assert differ.buyer_prior_strength == min(differ.strengths)
+    assert alike.buyer_prior_strength == max(alike.strengths)
 
 
 def test_the_learned_strength_is_the_one_with_the_lowest_prequential_deviance() -> None:
     model = CorrectionModel(min_scored=1)
     _buyers_world(model, 0.15, seed=6, n_sales=60)
-    best = int(np.argmin(model.strength_scores))
-    assert model.prior_strength == model.strengths[best]
+    scores = np.asarray(model.strength_scores)
+    i, j = np.unravel_index(int(np.argmin(scores)), scores.shape)
+    assert (model.prior_strength, model.buyer_prior_strength) == (model.strengths[i], model.strengths[j])
     assert poisson_deviance(7.0, 7.0) == 0.0 and poisson_deviance(3.0, 7.0) > 0 and poisson_deviance(0.0, 1.0) == 2.0
 
 
 def test_a_fixed_strength_stays_fixed() -> None:
     model = CorrectionModel(prior_strength=7.0, strengths=())
     _buyers_world(model, 0.4, seed=7, n_sales=30)
-    assert model.prior_strength == 7.0 and model.scored == 0
+    assert model.prior_strength == model.buyer_prior_strength == 7.0 and model.scored == 0
