@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from salepulse.consumers.tools import evaluate_presale
 from salepulse.consumers.tools.evaluate_presale import ratio_estimate
+from salepulse.consumers.tools.simulate import SimulatedWorld
 from salepulse.streams.domain.presale import Outcome, PresaleDesk
 from salepulse.streams.domain.presale_correction import CorrectionModel, _Ratio, department, poisson_deviance
 
@@ -110,6 +111,27 @@ def test_the_simulated_evaluation_reports_an_oracle_beside_each_learned_bias() -
         assert b["oracle_bias"] > -1.0
     within, total = out["buyers_within_5_points_oracle"]
     assert 0 <= within <= total == len(out["buyers"])
+
+
+def test_the_simulated_evaluation_reads_each_buyer_against_their_habit_and_against_the_forecasts_drawn() -> None:
+    world = SimulatedWorld(seed=2, n_members=20_000, n_sales=36)
+    out = evaluate_presale.run_simulated(seed=2, n_sales=36, min_sales=3, progress=False)
+    clear = []
+    for buyer, b in out["buyers"].items():
+        habit = world.buyer_habits[buyer]
+        assert math.isfinite(b["true_bias"]) and math.isfinite(b["realised_bias_of_scored"])
+        assert b["true_bias"] == pytest.approx(b["true_bias_unrounded"], abs=0.01)  # rounding barely matters
+        # a buyer's habit and their truth agree in sign when the habit is clearly one way
+        if abs(habit["bias"]) > 0.2:
+            clear.append(buyer)
+            assert math.copysign(1.0, b["true_bias"]) == math.copysign(1.0, habit["bias"])
+    assert len(clear) >= 3  # seed 2's buyers 02, 04, 05 and 06
+    for suffix in ("", "_realised"):
+        for reader in ("", "_oracle", "_oracle_demand"):
+            within, total = out[f"buyers_within_5_points{suffix}{reader}"]
+            assert 0 <= within <= total == len(out["buyers"])
+            assert out[f"mean_abs_miss{suffix}{reader}"] >= 0
+    assert sum(abs(b["true_bias"] - b["realised_bias_of_scored"]) > 1e-9 for b in out["buyers"].values()) > 0
 
 
 def _buyers_world(model: CorrectionModel, spread: float, seed: int, n_sales: int = 150) -> None:
