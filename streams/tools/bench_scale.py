@@ -23,7 +23,7 @@ What this does not check: whether the survivor's *answers* are right after the m
 
 from __future__ import annotations
 
-import multiprocessing
+import json
 import os
 import signal
 import subprocess
@@ -32,7 +32,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -320,8 +319,11 @@ def sales_from_any_worker(fleet: list[WorkerProcess], seconds: float, rps: float
     is a thread of this one, generating and encoding thousands of events a second, and a client sharing its GIL
     measured its own wait for the GIL along with the worker's answer."""
     targets = [(w.name, f"http://127.0.0.1:{w.serving_port if port == 'serving' else w.port}") for w in fleet]
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return {**pool.submit(ask_sales, targets, seconds, rps).result(), "port": port}
+    code = ("import json, sys; from salepulse.streams.tools.bench_scale import ask_sales; "
+            "print(json.dumps(ask_sales(*json.loads(sys.argv[1]))))")
+    done = subprocess.run([sys.executable, "-c", code, json.dumps([targets, seconds, rps])], capture_output=True,
+                          text=True, check=True, timeout=seconds + 120)
+    return {**json.loads(done.stdout), "port": port}
 
 
 def ask_sales(targets: list[tuple[str, str]], seconds: float, rps: float) -> dict[str, Any]:
