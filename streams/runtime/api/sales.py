@@ -45,8 +45,8 @@ def tick(worker: Worker) -> None:
 @router.get("/sales", "Open sales", response=models.SalesList, errors=(404, 503), off_loop=True)
 async def list_sales(worker: Worker, request: Request) -> web.Response:
     """Open sales at stream time, with units, velocity, forecast band and open alerts, most urgent first."""
-    # The body is rendered on the loop, by the 1 s tick while the list is read (domain/sale_summaries.py), and
-    # served as kept bytes: this runs on the read server's thread too, where waiting for the loop was the p99.
+    # The body is rendered on the loop by the 1 s tick (domain/sale_summaries.py) and served as kept bytes: this
+    # runs on the read server's thread too, which must not wait for the loop unless the body is too old.
     body = worker.board.summaries.kept_list(generation(worker))
     if body is None:  # none yet, older than the list's bound, or from before a partition move
         body = await on_loop(worker, publish_sales, worker)
