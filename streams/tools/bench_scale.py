@@ -23,6 +23,7 @@ What this does not check: whether the survivor's *answers* are right after the m
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -61,6 +62,8 @@ class WorkerProcess:
     name: str
     port: int
     process: subprocess.Popen[bytes]
+    serving_port: int = 0
+    """Its read server (``SALEPULSE_SERVING_PORT``): where operations' ``GET /sales`` goes."""
 
     def stats(self) -> dict[str, Any]:
         return httpx.get(f"http://127.0.0.1:{self.port}/stats", timeout=5).json()
@@ -87,14 +90,17 @@ class WorkerProcess:
                 self.process.wait()
 
 
-def start_worker(pipeline: Pipeline, name: str, role: str = "velocity", port: int | None = None) -> WorkerProcess:
-    """A worker of ``role`` in ``pipeline``'s consumer groups, on a free port (or ``port``: a restart keeps it)."""
-    port = port or free_port()
-    env = {**pipeline.env, "SALEPULSE_WORKER_ROLE": role, "SALEPULSE_HTTP_PORT": str(port)}
+def start_worker(pipeline: Pipeline, name: str, role: str = "velocity", port: int | None = None,
+                 serving_port: int | None = None) -> WorkerProcess:
+    """A worker of ``role`` in ``pipeline``'s consumer groups, on free ports (or ``port`` and ``serving_port``: a
+    restart keeps them): its main HTTP port and its read server's."""
+    port, serving_port = port or free_port(), serving_port or free_port()
+    env = {**pipeline.env, "SALEPULSE_WORKER_ROLE": role, "SALEPULSE_HTTP_PORT": str(port),
+           "SALEPULSE_SERVING_PORT": str(serving_port)}
     log_path = pipeline.settings.state_dir / f"{name}.log"
     process = subprocess.Popen([sys.executable, "-m", "salepulse.streams.tools.cli", "worker"], env=env, cwd=REPO_ROOT,
                                stdout=log_path.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
-    return WorkerProcess(name, port, process)
+    return WorkerProcess(name, port, process, serving_port)
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -303,27 +309,44 @@ def open_sales_catalogue(now_ms: int, tag: str, sales: int = 200, products: int 
             for i in range(sales)]
 
 
-def sales_from_any_worker(fleet: list[WorkerProcess], seconds: float, rps: float = 20.0) -> dict[str, Any]:
-    """``GET /sales`` at ``rps``, asking each worker in turn; per worker latency and how many sales it listed."""
+def sales_from_any_worker(fleet: list[WorkerProcess], seconds: float, rps: float = 20.0,
+                          port: str = "serving") -> dict[str, Any]:
+    """``GET /sales`` at ``rps``, asking each worker in turn on its read server (``port="serving"``, where
+    operations' reads go: README, "Scaling out") or its main port (``"main"``); per worker latency and how many
+    sales it listed.
+
+    The client runs in a process of its own: the background load (:class:`salepulse.streams.tools.bench.Background`)
+    is a thread of this one, generating and encoding thousands of events a second, and a client sharing its GIL
+    measured its own wait for the GIL along with the worker's answer."""
+    targets = [(w.name, f"http://127.0.0.1:{w.serving_port if port == 'serving' else w.port}") for w in fleet]
+    code = ("import json, sys; from salepulse.streams.tools.bench_scale import ask_sales; "
+            "print(json.dumps(ask_sales(*json.loads(sys.argv[1]))))")
+    done = subprocess.run([sys.executable, "-c", code, json.dumps([targets, seconds, rps])], capture_output=True,
+                          text=True, check=True, timeout=seconds + 120)
+    return {**json.loads(done.stdout), "port": port}
+
+
+def ask_sales(targets: list[tuple[str, str]], seconds: float, rps: float) -> dict[str, Any]:
+    """The client of :func:`sales_from_any_worker`: ``GET /sales`` of ``targets`` ((name, base URL)) in turn."""
     from salepulse.consumers.io.publish import Pacer
 
-    latencies: dict[str, list[float]] = {w.name: [] for w in fleet}
-    listed: dict[str, list[int]] = {w.name: [] for w in fleet}
+    latencies: dict[str, list[float]] = {name: [] for name, _ in targets}
+    listed: dict[str, list[int]] = {name: [] for name, _ in targets}
     errors = 0
     pacer = Pacer(rate=rps)
-    clients = {w.name: httpx.Client(base_url=f"http://127.0.0.1:{w.port}", timeout=10) for w in fleet}
+    clients = {name: httpx.Client(base_url=url, timeout=10) for name, url in targets}
     deadline = time.monotonic() + seconds
     i = 0
     try:
         while time.monotonic() < deadline:
             pacer.wait()
-            worker = fleet[i % len(fleet)]
+            name = targets[i % len(targets)][0]
             started = time.perf_counter()
-            response = clients[worker.name].get("/sales")
+            response = clients[name].get("/sales")
             elapsed = (time.perf_counter() - started) * 1000
             if response.status_code == 200:
-                latencies[worker.name].append(elapsed)
-                listed[worker.name].append(len(response.json()["sales"]))
+                latencies[name].append(elapsed)
+                listed[name].append(len(response.json()["sales"]))
             else:
                 errors += 1
             i += 1
@@ -426,7 +449,7 @@ def bench_handover_and_sales(bootstrap: str, dsn: str, state_dir: Path, *, kills
                 both = both_processing(fleet, topics)
                 victim = fleet[k % 2]
                 one = {"victim": victim.name, "both_processing_before_s": both, **handover(fleet, victim, topics)}
-                restarted = start_worker(pipeline, victim.name, port=victim.port)
+                restarted = start_worker(pipeline, victim.name, port=victim.port, serving_port=victim.serving_port)
                 fleet[k % 2] = restarted
                 wait_until(restarted.ready, 120, f"{restarted.name} to be ready again")
                 rounds.append(one)
@@ -489,6 +512,8 @@ def render_scale(r: dict[str, Any]) -> list[str]:
     [[' p50 12.0 s, p99 12.0 s (n=1, 0 never) ', ' met ']]
     >>> [line.rsplit("|", 2)[1] for line in lines if line.startswith("| GET /sales")]
     [' **missed** ']
+    >>> [line for line in lines if "read servers" in line] == []   # before the read server: the main ports
+    True
     """
     rate, sales, hand = r["rate"], r["sales"], r["handover"]
     one, two = rate["workers_1"], rate["workers_2"]
@@ -527,7 +552,10 @@ def render_scale(r: dict[str, Any]) -> list[str]:
         + ".",
         f"- GET /sales: {r['catalogue']['sales']} sales of {r['catalogue']['products'] // r['catalogue']['sales']} "
         f"products each plus the simulated world's own; {sales['requested_rps']:.0f} requests/s requested, one "
-        "synchronous client alternating between the two velocity workers (sink running, no preferences worker), "
+        "synchronous client alternating between the two velocity workers"
+        + (" on their read servers (`SALEPULSE_SERVING_PORT`)" if sales.get("port", "main") == "serving" else
+           " on their main ports")
+        + " from a client process of its own (sink running, no preferences worker), "
         f"{sales['background_events_sent']:,} background events sent "
         f"({sales.get('achieved_events_per_s', 0):,.0f}/s achieved); worker lag at the end "
         f"{sales['worker_lag_at_end']:,} events. Per worker: "
