@@ -10,7 +10,7 @@ version moves; the rendered JSON of the whole list is kept too, and re-rendered 
 fact, a restored or released sale, an alert, a snapshot or alert of its owner read by the shop view, a catalogue
 change, a change of owner). ``GET /sales/{id}`` rebuilds a sale whose version moved at once, so what was counted
 is answered exactly. ``GET /sales`` (the whole list, also the dashboard's and ``/metrics``' shop figures) rebuilds
-a changed sale at most every ``LIST_SETTLE_S`` (0.5 s): under load every busy sale changes between two requests,
+a changed sale at most every ``LIST_SETTLE_S`` (2 s): under load every busy sale changes between two requests,
 and rebuilding them per request was most of a request's cost; the tick rebuilds every changed sale each second.
 
 The figures that move with stream time alone (the velocity's decay, the elapsed fraction, the forecast's time)
@@ -46,11 +46,11 @@ changed sale each second, so the list is normally at most a tick behind; this bo
 falls behind. At 0.5 s, a request arriving late in a tick rebuilt most of the 200 busy sales itself (p99 120 ms
 at 5,000 events/s, two workers; 56-58 ms at 2 s). ``GET /sales/{id}`` is always exact."""
 REFRESH_SHARE = 5
+"""The tick refreshes at least 1/REFRESH_SHARE of the open sales whose stream time moved, oldest first."""
 EAGER_MAX_PRODUCTS = 1000
 """The tick rebuilds sales up to this many products; a bigger one is rebuilt by the request that reads it. A sale of
 5,000 products takes ~0.6 s to build (a forecast each) without a chance to yield: rebuilt on every tick, it stalled
 the event loop 0.6 s a second, and `order → GET /sales/{id}` p50 went from 56 ms to 1.6 s in make bench."""
-"""The tick refreshes at least 1/REFRESH_SHARE of the open sales whose stream time moved, oldest first."""
 
 
 @dataclass(frozen=True)
