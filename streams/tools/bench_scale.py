@@ -12,7 +12,9 @@ broker:
    80 % of the run, and *end to end*, all events over the time from the first processed one to the last fact
    counted into sale state.
 2. **GET /sales from any worker** under a background load (5,000 events/s by default) with 200+ open sales, two
-   velocity workers and the sink running: latency of the full HTTP round trip, asked of each worker in turn.
+   velocity workers and the sink running: latency of the full HTTP round trip, asked of each worker in turn. Then,
+   under the same load, the same client asks a **bare process** that serves nothing but the same bytes (its own
+   interpreter, no Kafka, no state): the floor this machine leaves any reader, however it is built.
 3. **Partition handover after a SIGKILL**: two velocity workers under a background load; one is killed, and the
    time is taken until the survivor has processed a message on every event partition the killed one was the
    latest to handle (Kafka's session timeout, the rebalance and the survivor's catch-up included). The killed
@@ -359,6 +361,44 @@ def ask_sales(targets: list[tuple[str, str]], seconds: float, rps: float) -> dic
                            for name, values in latencies.items()}}
 
 
+def serve_bytes(port: int, path: str) -> None:
+    """Serve ``GET /sales`` with the bytes of ``path`` until killed: the bare reader of :func:`sales_floor`."""
+    from aiohttp import web
+
+    body = Path(path).read_bytes()
+
+    async def sales(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/sales", sales)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+def sales_floor(worker: WorkerProcess, state_dir: Path, seconds: float) -> dict[str, Any]:
+    """:func:`sales_from_any_worker` against a process serving ``worker``'s current ``GET /sales`` body and nothing
+    else: what the machine, under the same load, leaves a reader with its own process and core."""
+    body = state_dir / "sales-floor.json"
+    body.write_bytes(httpx.get(f"http://127.0.0.1:{worker.serving_port}/sales", timeout=10).content)
+    port = free_port()
+    code = ("import sys; from salepulse.streams.tools.bench_scale import serve_bytes; "
+            "serve_bytes(int(sys.argv[1]), sys.argv[2])")
+    process = subprocess.Popen([sys.executable, "-c", code, str(port), str(body)])
+    floor = WorkerProcess("bare-process", port, process, serving_port=port)
+    try:
+        wait_until(lambda: _answers(port), 60, "the bare /sales process to listen")
+        return sales_from_any_worker([floor], seconds)
+    finally:
+        floor.stop()
+
+
+def _answers(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/sales", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def handover(fleet: list[WorkerProcess], victim: WorkerProcess, topics: tuple[str, ...],
              timeout: float = 120.0) -> dict[str, Any]:
     """SIGKILL ``victim``; seconds until the survivors processed past it on every partition it was handling."""
@@ -436,6 +476,7 @@ def bench_handover_and_sales(bootstrap: str, dsn: str, state_dir: Path, *, kills
             sent = peak.sent
             result["sales"]["background_events_sent"] = sent
             result["sales"]["achieved_events_per_s"] = round(sent / (time.perf_counter() - started + 3), 1)
+            result["sales_floor"] = sales_floor(fleet[0], pipeline.settings.state_dir, sales_seconds)
         result["sales"]["worker_lag_at_end"] = pipeline_lag(pipeline, fleet)
         # The same requests with no event load: what one answer costs the worker itself on this machine. After the
         # load, not before: before any event, stream time is unset and no sale is open yet (the idle figures of
@@ -533,7 +574,10 @@ def render_scale(r: dict[str, Any]) -> list[str]:
         f"{_verdict(bool(hand_ok))} |",
         f"| GET /sales from any worker at {sales['offered_events_per_s']:,.0f} events/s, 200+ open sales: p99 <= 50 ms "
         f"| {_ms(sales['all'])}, {sales['errors']} errors, fewest sales listed {listed}; with no event load: "
-        f"{_ms(r.get('sales_idle', {}).get('all', {}))} | {_verdict(bool(sales_ok))} |",
+        f"{_ms(r.get('sales_idle', {}).get('all', {}))}"
+        + (f"; the same bytes from a bare process under the same load (the machine's floor): "
+           f"{_ms(r['sales_floor']['all'])}" if "sales_floor" in r else "")
+        + f" | {_verdict(bool(sales_ok))} |",
         "",
         "| velocity workers | steady events/s (20–80 % of the run) | end to end events/s | events per worker (last "
         "run) |",
