@@ -3,7 +3,7 @@
 The simulator (:class:`salepulse.consumers.tools.simulate_world.SimulatedWorld`) draws each forecast as::
 
     log f = ANCHORING * (ln(mu + 0.5) + bias + dept_bias + size_slope * (ln(mu + 0.5) - ln typical) + e)
-            + (1 - ANCHORING) * ln typical
+            + TYPICAL_PULL * ln typical
     e ~ N(0, FORECAST_NOISE_SD^2), plus N(0, BIG_MISS_SD^2) with probability BIG_MISS_RATE
     forecast = max(1, e^(log f)), rounded like a buyer (share BUYER_ROUNDING_SHARE) or to the unit
 
@@ -30,7 +30,9 @@ BIG_MISS_RATE = 0.06
 BIG_MISS_SD = 1.1
 """Log spread of a big miss (added to the ordinary noise)."""
 ANCHORING = 0.8
-"""Weight of the buyer's own view; the rest anchors on the sale's typical product."""
+"""Weight of the buyer's own view ..."""
+TYPICAL_PULL = 0.2
+"""... and of the sale's typical product (``1 - ANCHORING``, written out so the world's draws stay bit-identical)."""
 BUYER_ROUNDING_SHARE = 0.75
 """Share of forecasts rounded like a buyer (:func:`round_like_a_buyer`); the others to the unit."""
 
@@ -46,7 +48,7 @@ def habit_log_forecast(mu: np.ndarray, typical: float, bias: float, dept_bias: n
     """
     lm = np.log(np.asarray(mu, dtype=float) + 0.5)
     own = lm + bias + np.asarray(dept_bias, dtype=float) + size_slope * (lm - math.log(typical))
-    return ANCHORING * own + (1.0 - ANCHORING) * math.log(typical)
+    return ANCHORING * own + TYPICAL_PULL * math.log(typical)
 
 
 def round_like_a_buyer_array(values: np.ndarray) -> np.ndarray:
@@ -97,5 +99,5 @@ def expected_forecast(log_habit: np.ndarray, rounding: bool = True, points: int 
     return out
 
 
-__all__ = ["ANCHORING", "BIG_MISS_RATE", "BIG_MISS_SD", "BUYER_ROUNDING_SHARE", "FORECAST_NOISE_SD",
+__all__ = ["ANCHORING", "BIG_MISS_RATE", "BIG_MISS_SD", "BUYER_ROUNDING_SHARE", "FORECAST_NOISE_SD", "TYPICAL_PULL",
            "expected_forecast", "habit_log_forecast", "round_like_a_buyer", "round_like_a_buyer_array"]

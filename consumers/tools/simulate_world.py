@@ -17,6 +17,7 @@ from salepulse.consumers.tools.buyer_habits import (
     BIG_MISS_SD,
     BUYER_ROUNDING_SHARE,
     FORECAST_NOISE_SD,
+    TYPICAL_PULL,
     expected_forecast,
     habit_log_forecast,
 )
@@ -228,7 +229,7 @@ class SimulatedWorld(SaleTraffic):
                 if rng.random() < BIG_MISS_RATE:  # the occasional big miss: a product nobody saw coming (or going)
                     log_f += rng.normal(0.0, BIG_MISS_SD)
                 # anchoring on the sale's typical product
-                log_f = ANCHORING * log_f + (1.0 - ANCHORING) * math.log(typical)
+                log_f = ANCHORING * log_f + TYPICAL_PULL * math.log(typical)
                 forecast = max(1.0, math.exp(log_f))
                 forecast = (round_like_a_buyer(forecast) if rng.random() < BUYER_ROUNDING_SHARE
                             else float(round(forecast)))

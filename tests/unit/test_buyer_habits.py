@@ -16,6 +16,7 @@ from salepulse.consumers.tools.buyer_habits import (
     BIG_MISS_SD,
     BUYER_ROUNDING_SHARE,
     FORECAST_NOISE_SD,
+    TYPICAL_PULL,
     expected_forecast,
     habit_log_forecast,
     round_like_a_buyer,
@@ -67,7 +68,7 @@ def test_a_hand_made_buyer_true_bias_is_the_habit_and_the_realised_one_scatters_
     assert realised_arr.std() > 0.1  # one set of forecasts says little: the hero's own noise dominates
     assert realised_arr.mean() == pytest.approx(truth, abs=4 * realised_arr.std() / math.sqrt(realised_arr.size))
     assert habit_log_forecast(np.array([mu[0]]), typical, 0.0, 0.0, 0.0)[0] == pytest.approx(
-        ANCHORING * math.log(600.5) + (1 - ANCHORING) * math.log(typical))
+        ANCHORING * math.log(600.5) + TYPICAL_PULL * math.log(typical))
 
 
 def _noise(rng: np.random.Generator, n: int) -> np.ndarray:
