@@ -131,13 +131,19 @@ class DecayedCounter:
         self.t = 0.0
         self.weights: dict[str, float] = {}
 
+    def __len__(self) -> int:
+        return len(self.weights)
+
     def _advance(self, t: float) -> None:
         if t > self.t:
-            if self.weights:
+            w = self.weights
+            if w:
+                # The same multiplications as ``w[k] *= f`` per key (so the same bits: a stored weight is the
+                # product of every decay since its last add, and lazy decay would round differently and change
+                # which near-tied neighbours co-visitation keeps), rebuilt in C: the Python loop was the
+                # counter's main cost.
                 f = 0.5 ** ((t - self.t) / self.half_life)
-                w = self.weights
-                for k in w:
-                    w[k] *= f
+                self.weights = dict(zip(w, map(f.__rmul__, w.values()), strict=True))
             self.t = t
 
     def add(self, key: str, weight: float, t: float) -> None:
@@ -249,12 +255,46 @@ class MemberState:
         self.ordered_brands = DecayedCounter(cfg.affinity_half_life, cfg.ordered_brand_cap)
         #: sku -> [quantity, sale_id, t]
         self.cart: dict[str, list] = {}
-        #: the distinct items touched last, most recent first, with the time of their last touch (seconds)
-        self.recent: list[tuple[str, float]] = []
-        #: the distinct categories touched last, most recent first
-        self.recent_categories: list[str] = []
+        # The distinct items (-> time of their last touch, seconds) and categories touched last, LEAST recent
+        # first: a touch is a pop and an append, where rebuilding a most-recent-first list cost more than the rest
+        # of observe. ``recent`` and ``recent_categories`` read them most recent first.
+        self._recent: dict[str, float] = {}
+        self._recent_categories: dict[str, None] = {}
         #: when the member's current session started (a gap over ``config.session_gap`` starts a new one)
         self.session_start = 0.0
+        self._session_key = ("", -1.0)
+
+    @property
+    def recent(self) -> list[tuple[str, float]]:
+        """The distinct items touched last, most recent first, with the time of their last touch (seconds)."""
+        return list(reversed(self._recent.items()))
+
+    @recent.setter
+    def recent(self, items: Iterable[tuple[str, float]]) -> None:
+        self._recent = dict(reversed(list(items)))
+
+    @property
+    def recent_categories(self) -> list[str]:
+        """The distinct categories touched last, most recent first."""
+        return list(reversed(self._recent_categories))
+
+    @recent_categories.setter
+    def recent_categories(self, categories: Iterable[str]) -> None:
+        self._recent_categories = dict.fromkeys(reversed(list(categories)))
+
+    @property
+    def session_key(self) -> str:
+        """``member@session start`` (seconds): the member's current session in :class:`SessionKNN`.
+
+        >>> s = MemberState("m1"); s.observe(sku="a", kind="browse", t=12.4)
+        >>> s.session_key
+        'm1@12'
+        """
+        start, key = self._session_key[1], self._session_key[0]
+        if start != self.session_start:
+            key = f"{self.member_id}@{self.session_start:.0f}"
+            self._session_key = (key, self.session_start)
+        return key
 
     @property
     def is_cold(self) -> bool:
@@ -283,9 +323,11 @@ class MemberState:
         if action != "remove":
             self._touch(sku, t)
             if category:
-                cats = [c for c in self.recent_categories if c != category]
-                cats.insert(0, category)
-                self.recent_categories = cats[: self.config.category_cap]
+                cats = self._recent_categories
+                cats.pop(category, 0)
+                cats[category] = None
+                if len(cats) > self.config.category_cap:
+                    del cats[next(iter(cats))]
         self.items.add(sku, w, t)
         aff = max(w, REMOVE_WEIGHT / 2)  # a removal hurts the item more than the brand/category
         if brand:
@@ -317,17 +359,18 @@ class MemberState:
         self._expire_cart(t)
 
     def _touch(self, sku: str, t: float) -> None:
-        recent = [(s, ts) for s, ts in self.recent if s != sku]
-        recent.insert(0, (sku, t))
-        del recent[self.config.recent_cap:]
-        self.recent = recent
+        recent = self._recent
+        recent.pop(sku, None)
+        recent[sku] = t
+        if len(recent) > self.config.recent_cap:
+            del recent[next(iter(recent))]
 
     def touched(self) -> list[str]:
         """Items the member touched, most recent first (a record written before ``recent`` existed falls back to
         its decayed item weights)."""
-        if self.recent:
-            return [s for s, _ in self.recent]
-        return [s for s, _ in self.items.top(len(self.items.weights))]
+        if self._recent:
+            return list(reversed(self._recent))
+        return [s for s, _ in self.items.top(len(self.items))]
 
     def session_items(self, n: int = 10) -> list[str]:
         """The member's last ``n`` items, most recent first: the query of session-based neighbours."""
@@ -335,6 +378,8 @@ class MemberState:
 
     def _expire_cart(self, t: float) -> None:
         cart = self.cart
+        if not cart:
+            return
         ttl = self.config.cart_ttl
         for sku in [s for s, e in cart.items() if t - e[2] > ttl]:
             del cart[sku]
