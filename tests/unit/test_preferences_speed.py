@@ -24,6 +24,7 @@ from salepulse.streams.domain.preferences import (
     SaleCandidates,
     SessionKNN,
 )
+from salepulse.streams.domain.preferences.state import PACKED
 from tests.unit.reference import prefs_v1 as v1
 
 T0_MS = 1_700_000_000_000
@@ -164,3 +165,25 @@ def test_old_format_records_still_load() -> None:
         # and what the new code writes reads back the same as what the old code wrote
         again = MemberState.from_bytes(new_states[m].to_bytes())
         _assert_same_member(again, reread)
+
+
+def test_packed_records_read_back_like_json_ones() -> None:
+    """Every member is written packed, and reads back exactly as its zlib JSON record would."""
+    events = _stream(6, n_events=3000, n_members=30, n_skus=300)
+    _, new_states, _, _ = _learn_both(events)
+    for state in new_states.values():
+        data = state.to_bytes()
+        assert data[:1] == PACKED
+        _assert_same_member(MemberState.from_bytes(data), MemberState.from_bytes(state.to_json_bytes()))
+
+
+@settings(max_examples=50, deadline=None)
+@given(text=st.text(min_size=1, max_size=12), quantity=st.integers(1, 2**70))
+def test_strings_or_numbers_packing_cannot_hold_fall_back_to_json(text: str, quantity: int) -> None:
+    state = MemberState(text)
+    state.observe(sku=text, brand=text, category=text, sale_id=text, kind="cart", quantity=quantity, t=5.0)
+    state.observe(sku="x", kind="browse", t=9.0)
+    data = state.to_bytes()
+    packable = "\x00" not in text and quantity < 2**63 and text == text.encode("utf-8", "replace").decode()
+    assert (data[:1] == PACKED) == packable
+    _assert_same_member(MemberState.from_bytes(data), MemberState.from_bytes(state.to_json_bytes()))

@@ -9,6 +9,7 @@ import base64
 import hashlib
 import json
 import math
+import struct
 import sys
 import zlib
 from array import array
@@ -19,6 +20,7 @@ from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
+import lz4.block
 import numpy as np
 
 #: Weight of one event per kind: browse < fav < cart < order. A cart ``remove`` counts as ``REMOVE_WEIGHT``.
@@ -433,13 +435,129 @@ class MemberState:
         return s
 
     def to_bytes(self) -> bytes:
-        """zlib-compressed compact JSON (the value stored in the Faust table)."""
+        """The value stored in the Faust table: :func:`pack` (the zlib JSON of :meth:`to_dict` when a string
+        holds a NUL or cannot be encoded, or a number does not fit 64 bits)."""
+        try:
+            return pack(self)
+        except (ValueError, TypeError, OverflowError, UnicodeEncodeError):
+            return self.to_json_bytes()
+
+    def to_json_bytes(self) -> bytes:
+        """zlib-compressed compact JSON of :meth:`to_dict` (every record before issue #13 was written so)."""
         return zlib.compress(json.dumps(self.to_dict(), separators=(",", ":")).encode(), 1)
 
     @classmethod
     def from_bytes(cls, data: bytes, config: PreferenceConfig | None = None) -> MemberState:
-        """Inverse of :meth:`to_bytes`."""
+        """Inverse of :meth:`to_bytes`; also reads :meth:`to_json_bytes` records."""
+        if data[:1] == PACKED:
+            return unpack(data, config)
         return cls.from_dict(json.loads(zlib.decompress(data)), config)
+
+
+#: First byte of a :func:`pack` record (a zlib stream starts with 0x78, so older records are told apart).
+PACKED = b"\x02"
+_HEADER = struct.Struct("<III")
+_SWAP = sys.byteorder == "big"  # the arrays are stored little-endian
+
+
+def _le(a: array) -> bytes:
+    if _SWAP:
+        a = array(a.typecode, a)
+        a.byteswap()
+    return a.tobytes()
+
+
+def _from_le(typecode: str, data: bytes) -> array:
+    a = array(typecode, data)
+    if _SWAP:
+        a.byteswap()
+    return a
+
+
+def pack(state: MemberState) -> bytes:
+    """A member as LZ4-compressed arrays: what :meth:`MemberState.to_dict` holds, at the same precision (weights
+    as float32, times to 0.1 s, recent items as whole seconds before the last event), so a member reads back the
+    same whichever format wrote it.
+
+    Writing members to the changelog was ~60 µs each in JSON and zlib (zlib's set-up alone, for a few hundred
+    bytes); this is a few µs: the strings go in one NUL-joined text, the numbers in three arrays.
+
+    >>> s = MemberState("m1")
+    >>> s.observe(sku="a", brand="nike", category="shoes", price=60.0, sale_id="s1", kind="cart", t=60.0)
+    >>> data = pack(s)
+    >>> data[:1] == PACKED, unpack(data).to_dict() == MemberState.from_bytes(s.to_json_bytes()).to_dict()
+    (True, True)
+    """
+    counters = [getattr(state, name) for name in _COUNTERS]
+    strings = [state.member_id]
+    sizes = []
+    times = []
+    weights = array("f")
+    for c in counters:
+        w = c.weights
+        strings += w
+        weights.extend(w.values())
+        sizes.append(len(w))
+        times.append(round(c.t, 1) if w else 0.0)
+    cart, recent, cats = state.cart, state._recent, state._recent_categories
+    strings += cart
+    strings += [e[1] for e in cart.values()]
+    strings += recent
+    strings += cats
+    text = "\x00".join(strings)
+    if text.count("\x00") != len(strings) - 1:
+        raise ValueError("a string holds a NUL")
+    last_t = state.last_t
+    ints = array("q", [state.n_events, *sizes, len(cart), len(recent), len(cats)])
+    ints.extend([e[0] for e in cart.values()])
+    ints.extend([int(last_t - ts) for ts in recent.values()])
+    times += [round(last_t, 1), round(state.session_start, 1)]
+    times += [round(e[2], 1) for e in cart.values()]
+    nums = array("d", times)
+    body = b"".join((_HEADER.pack(len(ints), len(nums), len(weights)), _le(ints), _le(nums), _le(weights),
+                     text.encode()))
+    return PACKED + lz4.block.compress(body)
+
+
+def unpack(data: bytes, config: PreferenceConfig | None = None) -> MemberState:
+    """Inverse of :func:`pack`."""
+    body = lz4.block.decompress(memoryview(data)[1:])
+    n_ints, n_nums, n_weights = _HEADER.unpack_from(body)
+    at = _HEADER.size
+    ints = _from_le("q", body[at:at + 8 * n_ints]).tolist()
+    at += 8 * n_ints
+    nums = _from_le("d", body[at:at + 8 * n_nums]).tolist()
+    at += 8 * n_nums
+    weights = _from_le("f", body[at:at + 4 * n_weights]).tolist()
+    strings = body[at + 4 * n_weights:].decode().split("\x00")
+    n_counters = len(_COUNTERS)
+    sizes = ints[1:1 + n_counters]
+    n_cart, n_recent, n_cats = ints[1 + n_counters:4 + n_counters]
+    s = MemberState(strings[0], config)
+    s.n_events = ints[0]
+    s.last_t = nums[n_counters]
+    k = 1
+    w = 0
+    for i, name in enumerate(_COUNTERS):
+        n = sizes[i]
+        if n:
+            c: DecayedCounter = getattr(s, name)
+            c.t = nums[i]
+            c.weights = dict(zip(strings[k:k + n], weights[w:w + n], strict=True))
+            k += n
+            w += n
+    skus, sale_ids = strings[k:k + n_cart], strings[k + n_cart:k + 2 * n_cart]
+    k += 2 * n_cart
+    q = 4 + n_counters
+    s.cart = {sku: [qty, sale_id, t] for sku, qty, sale_id, t
+              in zip(skus, ints[q:q + n_cart], sale_ids, nums[n_counters + 2:], strict=True)}
+    ago = ints[q + n_cart:]
+    s._recent = {sku: s.last_t - a for sku, a in zip(strings[k:k + n_recent], ago, strict=True)}
+    k += n_recent
+    s._recent_categories = dict.fromkeys(strings[k:k + n_cats])
+    # as from_dict: a member without recent items was written without its session start
+    s.session_start = nums[n_counters + 1] if n_recent else s.last_t
+    return s
 
 
 def state_size_bytes(state: MemberState) -> int:
