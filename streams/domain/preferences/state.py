@@ -488,15 +488,15 @@ def pack(state: MemberState) -> bytes:
     >>> data[:1] == PACKED, unpack(data).to_dict() == MemberState.from_bytes(s.to_json_bytes()).to_dict()
     (True, True)
     """
-    counters = [getattr(state, name) for name in _COUNTERS]
     strings = [state.member_id]
     sizes = []
     times = []
-    weights = array("f")
-    for c in counters:
+    values: list[float] = []
+    for name in _COUNTERS:
+        c: DecayedCounter = getattr(state, name)
         w = c.weights
         strings += w
-        weights.extend(w.values())
+        values += w.values()
         sizes.append(len(w))
         times.append(round(c.t, 1) if w else 0.0)
     cart, recent, cats = state.cart, state._recent, state._recent_categories
@@ -510,12 +510,12 @@ def pack(state: MemberState) -> bytes:
     last_t = state.last_t
     ints = array("q", [state.n_events, *sizes, len(cart), len(recent), len(cats)])
     ints.extend([e[0] for e in cart.values()])
-    ints.extend([int(last_t - ts) for ts in recent.values()])
+    # whole seconds before the last event, truncated as int() does, without a Python int per item
+    ago = (last_t - np.fromiter(recent.values(), np.float64, len(recent))).astype("<i8")
     times += [round(last_t, 1), round(state.session_start, 1)]
     times += [round(e[2], 1) for e in cart.values()]
-    nums = array("d", times)
-    body = b"".join((_HEADER.pack(len(ints), len(nums), len(weights)), _le(ints), _le(nums), _le(weights),
-                     text.encode()))
+    body = b"".join((_HEADER.pack(len(ints) + len(ago), len(times), len(values)), _le(ints), ago.tobytes(),
+                     _le(array("d", times)), _le(array("f", values)), text.encode()))
     return PACKED + lz4.block.compress(body)
 
 
