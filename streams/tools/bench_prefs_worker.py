@@ -1,0 +1,85 @@
+"""Signals/s of one preferences worker (``SALEPULSE_WORKER_ROLE=preferences``) on a backlog (issue #13).
+
+The pipeline section of ``make bench`` reads member preferences inside the all-roles worker only. This measures the
+preferences role alone, as it is deployed: a velocity worker forwards every simulated event's signals first, then a
+preferences worker starts on that backlog and is timed from its first learned signal to its last, so its rate is
+its own (decode, learn, member flushes to the changelog), not the ingest's.
+
+``python -m salepulse.streams.tools.bench_prefs_worker --events 100000`` starts a private broker (the jars of
+``.salepulse/kafka/lib``) and an embedded ClickHouse in a temp dir, and stops them after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from salepulse.streams.platform.logs import get_logger
+
+log = get_logger(__name__)
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def preferences_backlog(bootstrap: str, dsn: str, state_dir: Path, n_events: int, seed: int = 11,
+                        wait_s: float = 900.0) -> dict[str, Any]:
+    """Pre-fill ``n_events``, let a velocity worker forward their signals, then time a preferences worker on them."""
+    from salepulse.consumers.tools.harness import Pipeline, wait_until
+    from salepulse.streams.tools.bench import prefill
+
+    pipeline = Pipeline(bootstrap, dsn, state_dir, partitions=4)
+    try:
+        prefill(pipeline, n_events, seed=seed)
+        pipeline.start_worker(role="velocity")
+        wait_until(lambda: pipeline.stats()["events_processed"] >= n_events, wait_s, "the velocity worker's backlog")
+        signals = pipeline.stats()["signals_sent"]
+        pipeline.start_preferences_worker()
+        learned = lambda: pipeline.get("/stats", pipeline.preferences_port)["signals_learned"]  # noqa: E731
+        first: float | None = None
+        count = at_first = 0
+        deadline = time.monotonic() + wait_s
+        with tqdm(total=signals, desc="preferences", unit="signal") as bar:
+            while count < signals and time.monotonic() < deadline:
+                count = learned()
+                if count and first is None:
+                    first, at_first = time.perf_counter(), count
+                bar.update(count - bar.n)
+                time.sleep(0.05)
+        end = time.perf_counter()
+        if first is None or count < signals:
+            raise AssertionError(f"the preferences worker learned {count} of {signals} signals within {wait_s:.0f} s")
+        # timed from the first poll that saw a learned signal, so the signals learned before it are left out
+        return {"events": n_events, "signals": signals, "seconds": round(end - first, 3),
+                "signals_per_s": round((count - at_first) / (end - first), 1)}
+    finally:
+        pipeline.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    from salepulse.deploy.kafka.local_broker import LocalBroker, free_ports
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=1, help="runs on the same broker (each on fresh topics)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="prefs-bench-") as tmp:
+        port, controller_port = free_ports(2)
+        broker = LocalBroker(home=Path(tmp) / "kafka", port=port, controller_port=controller_port,
+                             lib_dir=REPO_ROOT / ".salepulse" / "kafka" / "lib", heap_opts=("-Xms256m", "-Xmx768m"))
+        bootstrap = broker.up(timeout=180)
+        try:
+            for run in range(args.runs):
+                result = preferences_backlog(bootstrap, f"chdb:///{tmp}/chdb", Path(tmp) / f"run{run}", args.events)
+                log.info("preferences backlog", **result)
+                print(json.dumps(result), flush=True)
+        finally:
+            broker.down()
+
+
+if __name__ == "__main__":
+    main()
