@@ -27,10 +27,14 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def preferences_backlog(bootstrap: str, dsn: str, state_dir: Path, n_events: int, seed: int = 11,
-                        wait_s: float = 900.0) -> dict[str, Any]:
-    """Pre-fill ``n_events``, let a velocity worker forward their signals, then time a preferences worker on them."""
+                        wait_s: float = 900.0, profile_s: float = 0.0) -> dict[str, Any]:
+    """Pre-fill ``n_events``, let a velocity worker forward their signals, then time a preferences worker on them.
+
+    ``profile_s``: also sample the preferences worker with py-spy for that long from its start (its top frames are
+    returned under ``profile``)."""
     from salepulse.consumers.tools.harness import Pipeline, wait_until
     from salepulse.streams.tools.bench import prefill
+    from salepulse.streams.tools.profiles import parse_collapsed, record, summary
 
     pipeline = Pipeline(bootstrap, dsn, state_dir, partitions=4)
     try:
@@ -39,6 +43,9 @@ def preferences_backlog(bootstrap: str, dsn: str, state_dir: Path, n_events: int
         wait_until(lambda: pipeline.stats()["events_processed"] >= n_events, wait_s, "the velocity worker's backlog")
         signals = pipeline.stats()["signals_sent"]
         pipeline.start_preferences_worker()
+        assert pipeline.preferences_worker is not None
+        raw = state_dir / "preferences.pyspy.txt"
+        spy = record(pipeline.preferences_worker.pid, profile_s, raw) if profile_s else None
         learned = lambda: pipeline.get("/stats", pipeline.preferences_port)["signals_learned"]  # noqa: E731
         first: float | None = None
         count = at_first = 0
@@ -54,8 +61,15 @@ def preferences_backlog(bootstrap: str, dsn: str, state_dir: Path, n_events: int
         if first is None or count < signals:
             raise AssertionError(f"the preferences worker learned {count} of {signals} signals within {wait_s:.0f} s")
         # timed from the first poll that saw a learned signal, so the signals learned before it are left out
-        return {"events": n_events, "signals": signals, "seconds": round(end - first, 3),
-                "signals_per_s": round((count - at_first) / (end - first), 1)}
+        result: dict[str, Any] = {"events": n_events, "signals": signals, "seconds": round(end - first, 3),
+                                  "signals_per_s": round((count - at_first) / (end - first), 1)}
+        if spy is not None:
+            _, err = spy.communicate(timeout=profile_s + 60)
+            if spy.returncode != 0 or not raw.exists():
+                raise RuntimeError(f"py-spy failed ({spy.returncode}): {err.decode(errors='replace')[-500:]}")
+            with raw.open() as lines:
+                result["profile"] = summary(*parse_collapsed(lines), top=25)
+        return result
     finally:
         pipeline.close()
 
@@ -66,6 +80,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=1, help="runs on the same broker (each on fresh topics)")
+    parser.add_argument("--profile", type=float, default=0.0, metavar="SECONDS",
+                        help="sample the preferences worker with py-spy for SECONDS from its start")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="prefs-bench-") as tmp:
         port, controller_port = free_ports(2)
@@ -74,7 +90,8 @@ def main(argv: list[str] | None = None) -> None:
         bootstrap = broker.up(timeout=180)
         try:
             for run in range(args.runs):
-                result = preferences_backlog(bootstrap, f"chdb:///{tmp}/chdb", Path(tmp) / f"run{run}", args.events)
+                result = preferences_backlog(bootstrap, f"chdb:///{tmp}/chdb", Path(tmp) / f"run{run}", args.events,
+                                             profile_s=args.profile)
                 log.info("preferences backlog", **result)
                 print(json.dumps(result), flush=True)
         finally:
