@@ -65,12 +65,24 @@ class CoVisitation:
         with ``item``'s row moved to the recent end once rather than once per pair (a third of the learning time
         of a member with a full history went to these bumps).
         """
-        rows, totals, limit = self.rows, self.totals, 2 * self.neighbours
+        rows, totals, limit, max_items = self.rows, self.totals, 2 * self.neighbours, self.max_items
         mine: dict[str, float] | None = None
         for other, w in recent:
             if other == item or not w > 0:
                 continue
-            self._bump(other, item, w)
+            # _bump(other, item, w), inlined: this loop is the hottest of the learner
+            row = rows.pop(other, None)
+            if row is None:
+                row = {}
+                if len(rows) >= max_items:
+                    old = next(iter(rows))
+                    del rows[old]
+                    totals.pop(old, None)
+            rows[other] = row
+            row[item] = row.get(item, 0.0) + w
+            totals[other] = totals.get(other, 0.0) + w
+            if len(row) > limit:
+                self._prune(other, row)
             if mine is None or rows.get(item) is not mine:
                 # first pair, or the row was evicted meanwhile (a tiny ``max_items``): the full bump
                 mine = self._row(item)
