@@ -51,13 +51,6 @@ class CoVisitation:
         self.rows[a] = kept
         return kept
 
-    def _bump(self, a: str, b: str, w: float) -> None:
-        row = self._row(a)
-        row[b] = row.get(b, 0.0) + w
-        self.totals[a] = self.totals.get(a, 0.0) + w
-        if len(row) > 2 * self.neighbours:
-            self._prune(a, row)
-
     def observe(self, item: str, recent: Iterable[tuple[str, float]]) -> None:
         """Count ``item`` together with the member's recent items (weights in [0, 1]), both directions.
 
@@ -70,7 +63,7 @@ class CoVisitation:
         for other, w in recent:
             if other == item or not w > 0:
                 continue
-            # _bump(other, item, w), inlined: this loop is the hottest of the learner
+            # other's row (as _row and _prune do for item's), inlined: this loop is the learner's hottest
             row = rows.pop(other, None)
             if row is None:
                 row = {}
