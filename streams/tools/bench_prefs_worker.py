@@ -7,7 +7,8 @@ its own (decode, learn, member flushes to the changelog), not the ingest's. On a
 follows the load; ``signals_per_cpu_s`` (the worker process's user + system CPU time over the same window, all its
 threads) is what one process does per core-second.
 
-``python -m salepulse.streams.tools.bench_prefs_worker --events 100000`` starts a private broker (the jars of
+``python -m salepulse.streams.tools.bench_prefs_worker --in-process --events 20000`` measures decode + learn and
+the member writes in process (:func:`learn_costs`). Without ``--in-process`` it starts a private broker (the jars of
 ``.salepulse/kafka/lib``) and an embedded ClickHouse in a temp dir, and stops them after.
 """
 
@@ -27,6 +28,60 @@ from salepulse.streams.platform.logs import get_logger
 
 log = get_logger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def learn_costs(n_events: int = 20_000, rounds: int = 3) -> dict[str, Any]:
+    """In process, CPU time of the thread: µs per signal to decode and learn the first ``n_events`` simulated events'
+    signals (the stage bench's ``learn_all``, best of ``rounds`` passes, each on a fresh model), then µs per member to
+    write (``to_bytes``) and read back every member learnt, and their mean size."""
+    from salepulse.schemas.codec import Codec
+    from salepulse.streams.domain.preferences import MemberState, PreferenceModel
+    from salepulse.streams.domain.velocity import to_ms
+    from salepulse.streams.io.ingest import BatchSplitter
+    from salepulse.streams.tools.bench_stages import NAMES, Raw, simulated_events
+
+    codec = Codec()
+    events, world = simulated_events(n_events)
+    raw = [Raw(f"events.{kind}", i % 4, i, codec.encode(NAMES[kind], record))
+           for i, (kind, record) in enumerate(events)]
+    splitter = BatchSplitter(codec, partitions=4)
+    values = [v for start in range(0, len(raw), 2000) for _, v in splitter.split(raw[start:start + 2000]).signals]
+    sales = {s["sale_id"]: s for s in world.sales}
+    products = {(s["sale_id"], p["sku"]): p for s in world.sales for p in s["products"]}
+
+    def learn_all() -> tuple[int, dict[str, MemberState]]:
+        model, members, n = PreferenceModel(), {}, 0
+        for value in values:
+            for signal in codec.decode(value, timestamps="ms")[1]["signals"]:
+                product = products.get((signal["sale_id"], signal["sku"]))
+                sale = sales.get(signal["sale_id"])
+                update = {"member_id": signal["member_id"], "sale_id": signal["sale_id"], "sku": signal["sku"],
+                          "brand": sale["brand"] if sale else None,
+                          "category": product["category"] if product else None,
+                          "price": signal["unit_price"] or (product["price"] if product else None),
+                          "kind": signal["kind"], "quantity": signal["quantity"], "action": signal["action"],
+                          "ts": to_ms(signal["ts"])}
+                members[signal["member_id"]] = model.update(members.get(signal["member_id"]), update)
+                n += 1
+        return n, members
+
+    best = float("inf")
+    for _ in tqdm(range(rounds), desc="learn passes", unit="pass"):
+        started = time.thread_time()
+        n_signals, members = learn_all()
+        best = min(best, time.thread_time() - started)
+    started = time.thread_time()
+    blobs = [state.to_bytes() for state in members.values()]
+    write = time.thread_time() - started
+    started = time.thread_time()
+    for blob in blobs:
+        MemberState.from_bytes(blob)
+    read = time.thread_time() - started
+    return {"events": n_events, "signals": n_signals, "members": len(members),
+            "learn_us_per_signal": round(best / n_signals * 1e6, 2), "signals_per_s": round(n_signals / best),
+            "to_bytes_us_per_member": round(write / len(blobs) * 1e6, 2),
+            "from_bytes_us_per_member": round(read / len(blobs) * 1e6, 2),
+            "bytes_per_member": round(sum(map(len, blobs)) / len(blobs), 1)}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -99,10 +154,15 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--in-process", action="store_true",
+                        help="only the in-process costs (learn_costs: decode + learn, to_bytes), no broker")
     parser.add_argument("--runs", type=int, default=1, help="runs on the same broker (each on fresh topics)")
     parser.add_argument("--profile", type=float, default=0.0, metavar="SECONDS",
                         help="sample the preferences worker with py-spy for SECONDS from its start")
     args = parser.parse_args(argv)
+    if args.in_process:
+        print(json.dumps(learn_costs(args.events)), flush=True)
+        return
     with tempfile.TemporaryDirectory(prefix="prefs-bench-") as tmp:
         port, controller_port = free_ports(2)
         broker = LocalBroker(home=Path(tmp) / "kafka", port=port, controller_port=controller_port,
