@@ -71,7 +71,7 @@ class PreferenceModel:
         t = to_seconds(event["ts"])
         kind = str(event.get("kind", "browse"))
         lines = event.get("lines") or [event]
-        if is_choice(event) and (products is not None or sales is not None):
+        if (products is not None or sales is not None) and is_choice(event):
             self.learn(state, lines, products, sales, t)
         action = event.get("action")
         removal = kind == "remove" or action == "remove"

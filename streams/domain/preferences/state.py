@@ -59,6 +59,7 @@ def event_weight(kind: str, action: str | None = None, quantity: int | float | N
     return base * (1.0 + math.log(q)) if q > 1 else base
 
 
+@lru_cache(maxsize=1 << 16)  # a catalogue's prices repeat; the log and the format were ~3% of learning
 def price_band(price: float | None) -> str:
     """Logarithmic price band label (factor 2 per band); ``""`` when the price is unknown or not positive.
 
@@ -363,7 +364,8 @@ class MemberState:
             cart.pop(sku, None)
             if brand:
                 self.ordered_brands.add(brand, w, t)
-        self._expire_cart(t)
+        if cart:
+            self._expire_cart(t)
 
     def _touch(self, sku: str, t: float) -> None:
         recent = self._recent
