@@ -85,8 +85,10 @@ class Pipeline:
         wait_until(lambda: self._answers(self.preferences_worker, self.preferences_port, self.preferences_log),
                    timeout, "the preferences worker's HTTP port")
 
-    def _spawn(self, role: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+    def _spawn(self, role: str, port: int, log: Path, serving_port: int = 0) -> subprocess.Popen[bytes]:
         env = {**self.env, "SALEPULSE_WORKER_ROLE": role, "SALEPULSE_HTTP_PORT": str(port)}
+        if serving_port:
+            env["SALEPULSE_SERVING_PORT"] = str(serving_port)
         return subprocess.Popen(
             [sys.executable, "-m", "salepulse.streams.tools.cli", "worker"], env=env, cwd=REPO_ROOT,
             stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
@@ -226,10 +228,14 @@ class Pipeline:
         return found
 
     # --- several workers of one role (scale-out tests) ----------------------------------------------------
-    def spawn(self, role: str, name: str) -> WorkerProcess:
-        """One more worker of ``role`` on its own port and log, started now (wait with :meth:`wait_ready`)."""
+    def spawn(self, role: str, name: str, serving: bool = False) -> WorkerProcess:
+        """One more worker of ``role`` on its own port and log, started now (wait with :meth:`wait_ready`);
+        ``serving``: with a read server (``SALEPULSE_SERVING_PORT``) on a port of its own too."""
         port, log = free_port(), self.worker_log.parent / f"{name}-{self.worker_log.stem}.log"
-        child = WorkerProcess(name, role, port, log, self._spawn(role, port, log))
+        serving_port = free_port() if serving else 0
+        while serving and serving_port == port:  # two probes of the kernel's free ports can agree
+            serving_port = free_port()
+        child = WorkerProcess(name, role, port, log, self._spawn(role, port, log, serving_port), serving_port)
         self.children.append(child)
         return child
 
@@ -264,3 +270,4 @@ class WorkerProcess:
     port: int
     log: Path
     process: subprocess.Popen[bytes]
+    serving_port: int = 0

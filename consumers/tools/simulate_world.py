@@ -11,6 +11,16 @@ from typing import Any
 
 import numpy as np
 
+from salepulse.consumers.tools.buyer_habits import (
+    ANCHORING,
+    BIG_MISS_RATE,
+    BIG_MISS_SD,
+    BUYER_ROUNDING_SHARE,
+    FORECAST_NOISE_SD,
+    TYPICAL_PULL,
+    expected_forecast,
+    habit_log_forecast,
+)
 from salepulse.consumers.tools.simulate_plan import (
     ADJECTIVES,
     CATEGORIES,
@@ -215,12 +225,14 @@ class SimulatedWorld(SaleTraffic):
                 mu = float(plan.expected[k])
                 dept = CATEGORIES[int(plan.categories[k])][0].split(".")[0]
                 habit = dept_bias[(buyer, dept)] + size_slope[buyer] * (math.log(mu + 0.5) - math.log(typical))
-                log_f = math.log(mu + 0.5) + buyer_bias[buyer] + habit + rng.normal(0.0, 0.35)
-                if rng.random() < 0.06:  # the occasional big miss: a product nobody saw coming (or going)
-                    log_f += rng.normal(0.0, 1.1)
-                log_f = 0.8 * log_f + 0.2 * math.log(typical)  # anchoring on the sale's typical product
+                log_f = math.log(mu + 0.5) + buyer_bias[buyer] + habit + rng.normal(0.0, FORECAST_NOISE_SD)
+                if rng.random() < BIG_MISS_RATE:  # the occasional big miss: a product nobody saw coming (or going)
+                    log_f += rng.normal(0.0, BIG_MISS_SD)
+                # anchoring on the sale's typical product
+                log_f = ANCHORING * log_f + TYPICAL_PULL * math.log(typical)
                 forecast = max(1.0, math.exp(log_f))
-                forecast = round_like_a_buyer(forecast) if rng.random() < 0.75 else float(round(forecast))
+                forecast = (round_like_a_buyer(forecast) if rng.random() < BUYER_ROUNDING_SHARE
+                            else float(round(forecast)))
                 has_forecast = rng.random() >= 0.04
                 if has_forecast:
                     low = high = None
@@ -277,6 +289,31 @@ class SimulatedWorld(SaleTraffic):
     def expected_demand(self) -> dict[tuple[str, str], float]:
         """(sale_id, sku) -> the mean demand the buyers try to forecast (``true_demand`` is one draw around it)."""
         return {(p.sale_id, sku): float(p.expected[k]) for p in self._plans for k, sku in enumerate(p.skus)}
+
+    def habit_forecasts(self, sale_id: str, rounding: bool = True) -> dict[str, float]:
+        """sku -> the forecast the sale's buyer would give on average (their habit, the per-forecast noise and
+        the rounding integrated out: :func:`salepulse.consumers.tools.buyer_habits.expected_forecast`), for the
+        products they forecast. Read from :attr:`buyer_habits`, the same truth the forecasts were drawn from.
+        """
+        plan = self._plan_of(sale_id)
+        skus = {p["sku"]: p for p in self.priors_of(sale_id)}
+        if not skus:
+            return {}
+        habit = self.buyer_habits[next(iter(skus.values()))["buyer_id"]]
+        typical = float(np.exp(np.log(plan.expected + 0.5).mean()))
+        depts = [CATEGORIES[int(c)][0].split(".")[0] for c in plan.categories]
+        log_f = habit_log_forecast(plan.expected, typical, habit["bias"],
+                                   np.array([habit[f"bias.{d}"] for d in depts]), habit["size_slope"])
+        mean_f = expected_forecast(log_f, rounding=rounding)
+        return {sku: float(mean_f[k]) for k, sku in enumerate(plan.skus) if sku in skus}
+
+    def priors_of(self, sale_id: str) -> list[Record]:
+        """The sale's buyer forecasts (``ExpertForecast`` records)."""
+        if not hasattr(self, "_priors_index"):
+            self._priors_index: dict[str, list[Record]] = {}
+            for p in self.priors:
+                self._priors_index.setdefault(p["sale_id"], []).append(p)
+        return self._priors_index.get(sale_id, [])
 
     def arrival_share(self, sale_id: str, fraction: float) -> float:
         """The sale's true sales curve: the share of its demand that arrives before ``fraction`` of its life."""

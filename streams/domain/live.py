@@ -11,10 +11,11 @@ times faster than real time forecasts exactly as it would have live, and one eve
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -363,6 +364,17 @@ class LiveBoard:
         """:meth:`sales_view` as JSON bytes, rendered again only when a sale's answer changed."""
         now = self.stream_ms
         return self.summaries.sales_json(self.catalog.open_sales(now), now)
+
+    def publish_sales(self, tag: Hashable = 0) -> bytes:
+        """``GET /sales``'s body rendered now and kept for readers on any thread (``SummaryCache.publish``)."""
+        now = self.stream_ms
+        head = b'{"stream_time": ' + json.dumps(ms_to_dt(now).isoformat() if now else None).encode() + b', "sales": '
+        return self.summaries.publish(head, self.catalog.open_sales(now), now, tag)
+
+    def kept_sale_view(self, sale_id: str) -> dict[str, Any] | None:
+        """:meth:`sale_view`'s answer when it is kept and current, else None; builds nothing and leaves the clock
+        alone, so another thread may call it."""
+        return self.summaries.kept_detail(sale_id, self.sale_version(sale_id))
 
     def refresh_answers(self, chunk: int = 4) -> Any:
         """Rebuild the answers that only stream time moved (the worker's 1 s tick); yields every ``chunk``."""

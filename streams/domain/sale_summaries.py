@@ -10,7 +10,7 @@ version moves; the rendered JSON of the whole list is kept too, and re-rendered 
 fact, a restored or released sale, an alert, a snapshot or alert of its owner read by the shop view, a catalogue
 change, a change of owner). ``GET /sales/{id}`` rebuilds a sale whose version moved at once, so what was counted
 is answered exactly. ``GET /sales`` (the whole list, also the dashboard's and ``/metrics``' shop figures) rebuilds
-a changed sale at most every ``LIST_SETTLE_S`` (0.5 s): under load every busy sale changes between two requests,
+a changed sale at most every ``LIST_SETTLE_S`` (2 s): under load every busy sale changes between two requests,
 and rebuilding them per request was most of a request's cost; the tick rebuilds every changed sale each second.
 
 The figures that move with stream time alone (the velocity's decay, the elapsed fraction, the forecast's time)
@@ -28,6 +28,7 @@ Pure: no Kafka, no Faust; the wall clock is a parameter.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
@@ -45,11 +46,21 @@ changed sale each second, so the list is normally at most a tick behind; this bo
 falls behind. At 0.5 s, a request arriving late in a tick rebuilt most of the 200 busy sales itself (p99 120 ms
 at 5,000 events/s, two workers; 56-58 ms at 2 s). ``GET /sales/{id}`` is always exact."""
 REFRESH_SHARE = 5
+"""The tick refreshes at least 1/REFRESH_SHARE of the open sales whose stream time moved, oldest first."""
 EAGER_MAX_PRODUCTS = 1000
 """The tick rebuilds sales up to this many products; a bigger one is rebuilt by the request that reads it. A sale of
 5,000 products takes ~0.6 s to build (a forecast each) without a chance to yield: rebuilt on every tick, it stalled
 the event loop 0.6 s a second, and `order → GET /sales/{id}` p50 went from 56 ms to 1.6 s in make bench."""
-"""The tick refreshes at least 1/REFRESH_SHARE of the open sales whose stream time moved, oldest first."""
+
+
+@dataclass(frozen=True)
+class Kept:
+    """``GET /sales``'s whole body as rendered on the worker's loop, for readers on any thread."""
+
+    body: bytes
+    built_s: float
+    tag: Hashable
+    """What must not have changed since for the body to answer (the worker's partition generation)."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +158,11 @@ class SummaryCache:
         """Answers built so far (a gauge of how much the cache saves)."""
         self._rendered: tuple[list[Entry], bytes] | None = None
         """The entries the kept JSON was rendered from, and the JSON."""
+        self.kept: Kept | None = None
+        """The last :meth:`publish`ed body: replaced by one reference assignment, never changed in place, so a
+        reader on another thread sees the previous body or the next, never a partial one."""
+        self.wanted = False
+        """A reader asked for the kept body since the last :meth:`publish` (so the tick publishes again)."""
 
     def entry(self, sale: Sale, now_ms: int, settle_s: float = 0.0) -> Entry:
         """The sale's answer: the kept one while :func:`fresh`, else rebuilt now."""
@@ -171,9 +187,10 @@ class SummaryCache:
         """The summaries of ``open_sales``, most urgent first."""
         return sorted((self.entry(sale, now_ms, self.settle_s).summary for sale in open_sales), key=urgency)
 
-    def sales_json(self, open_sales: Iterable[Sale], now_ms: int) -> bytes:
+    def sales_json(self, open_sales: Iterable[Sale], now_ms: int, settle_s: float | None = None) -> bytes:
         """:meth:`sales` as JSON bytes, rendered again only when a sale was rebuilt or the open sales changed."""
-        entries = [self.entry(sale, now_ms, self.settle_s) for sale in open_sales]
+        settle_s = self.settle_s if settle_s is None else settle_s
+        entries = [self.entry(sale, now_ms, settle_s) for sale in open_sales]
         kept = self._rendered
         # The same entry objects (identity, not equality: comparing the dicts would cost what rendering costs).
         if kept is not None and len(kept[0]) == len(entries) and all(
@@ -183,6 +200,66 @@ class SummaryCache:
         body = b"[" + b", ".join(entry.summary_json for entry in ordered) + b"]"
         self._rendered = (entries, body)
         return body
+
+    def publish(self, head: bytes, open_sales: Iterable[Sale], now_ms: int, tag: Hashable = 0) -> bytes:
+        """Render ``GET /sales``'s body (``head``, the list, ``}``) now, on the thread that owns the board, and keep
+        it as :attr:`kept` for :meth:`kept_list`.
+
+        >>> from salepulse.streams.domain.catalog import Sale
+        >>> units, wall = [1], [0.0]
+        >>> cache = SummaryCache(lambda sale: {"sale_id": sale.sale_id, "units": units[0], "open_alerts": 0,
+        ...                                    "velocity_uph": 0.0}, version=lambda _: units[0], wall_s=lambda: wall[0])
+        >>> sales = [Sale("s", "B", 0, 10, ())]
+        >>> cache.kept_list(tag=0), cache.wanted                       # nothing rendered yet: ask the loop
+        (None, True)
+        >>> cache.publish(b'{"sales": ', sales, now_ms=5, tag=0), cache.wanted
+        (b'{"sales": [{"sale_id": "s", "units": 1, "open_alerts": 0, "velocity_uph": 0.0}]}', False)
+        >>> units[0] = 2                                                # counted since: served until republished
+        >>> cache.kept_list(tag=0) == cache.kept.body
+        True
+        >>> cache.kept_list(tag=1)                                      # partitions moved since: not served
+        >>> wall[0] = LIST_SETTLE_S                                     # the tick fell behind: not served
+        >>> cache.kept_list(tag=0)
+        """
+        # Unread, the list renders the answers as kept (the tick has just rebuilt every changed one it rebuilds):
+        # a sale over EAGER_MAX_PRODUCTS is then rebuilt only while someone reads the list, as before.
+        settle_s = self.settle_s if self.wanted else math.inf
+        self.wanted = False  # before rendering: a reader arriving meanwhile makes the next tick rebuild for it
+        body = head + self.sales_json(open_sales, now_ms, settle_s) + b"}"
+        self.kept = Kept(body, self._wall_s(), tag)
+        return body
+
+    def kept_list(self, tag: Hashable) -> bytes | None:
+        """The kept ``GET /sales`` body, from any thread (builds nothing), while it is what the loop would answer:
+        rendered under the same ``tag`` less than ``settle_s`` ago (the list's own bound, see ``LIST_SETTLE_S``);
+        None: render it on the loop (:meth:`publish`)."""
+        self.wanted = True
+        kept = self.kept  # one read: the tick may swap it meanwhile
+        if kept is None or kept.tag != tag or self._wall_s() - kept.built_s >= self.settle_s:
+            return None
+        return kept.body
+
+    def kept_detail(self, sale_id: str, version: Hashable) -> dict[str, Any] | None:
+        """The sale's kept detail, from any thread (builds nothing), when :meth:`detail` would answer it too: the
+        same ``version`` and built less than ``max_age_s`` ago; None: ask :meth:`detail` on the loop.
+
+        >>> from salepulse.streams.domain.catalog import Sale
+        >>> wall = [0.0]
+        >>> cache = SummaryCache(lambda sale: {"sale_id": sale.sale_id, "open_alerts": 0, "velocity_uph": 0.0},
+        ...                      version=lambda _: 1, wall_s=lambda: wall[0])
+        >>> cache.kept_detail("s", 1) is None
+        True
+        >>> _ = cache.detail(Sale("s", "B", 0, 10, ()), now_ms=5)
+        >>> cache.kept_detail("s", 1)["sale_id"], cache.kept_detail("s", 2)
+        ('s', None)
+        >>> wall[0] = MAX_AGE_S
+        >>> cache.kept_detail("s", 1) is None
+        True
+        """
+        entry = self.entries.get(sale_id)
+        if entry is None or entry.version != version or self._wall_s() - entry.built_s >= self.max_age_s:
+            return None
+        return entry.detail
 
     def refresh(self, open_sales: Iterable[Sale], now_ms: int, share: int = REFRESH_SHARE,
                 chunk: int = 4) -> Iterator[int]:

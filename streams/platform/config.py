@@ -91,8 +91,9 @@ class Settings:
     """SALEPULSE_GC_GEN0_THRESHOLD: the worker freezes its start-up heap and collects its youngest generation every
     this many allocations (CPython: 700); 0 leaves the collector as CPython sets it (streams/platform/gc_tuning)."""
     serving_port: int = 0
-    """SALEPULSE_SERVING_PORT: the member rankings are also served on this port by a thread with its own event loop,
-    off the learning path (salepulse.streams.runtime.serving); 0: not served there."""
+    """SALEPULSE_SERVING_PORT: a read server on this port, a thread with its own event loop
+    (salepulse.streams.runtime.serving): the member rankings (off the learning path) and, on a velocity worker,
+    GET /sales and GET /sales/{id} (off the worker's event loop); 0: none."""
     serving_snapshot_s: float = 0.0
     """SALEPULSE_SERVING_SNAPSHOT_S: with a serving port, > 0 serves the rankings from a forked copy-on-write
     snapshot of the worker renewed this often (experimental: resets connections under load, see the README);

@@ -1,10 +1,10 @@
-"""Member rankings served off the learning path: a thread with its own event loop and HTTP server (issue #13).
+"""Reads served off the worker's event loop: a thread with its own event loop and HTTP server (issues #13, #12).
 
 On the worker's Faust web server (port 6066) a ranking request waits in the one event loop behind everything else
 that runs there: the learner's slices, the Faust consumer, the agents' batches, the 1 s live-state tick, the member
 flush. Under load that put ranking p99 at 61 ms (200 sales) and 81 ms (5,000 products) for a 0.4 / 4 ms answer.
 
-With ``SALEPULSE_SERVING_PORT`` set, :class:`RankingServer` answers ``GET /members/{id}/sales`` and
+With ``SALEPULSE_SERVING_PORT`` set, :class:`ReadServer` answers ``GET /members/{id}/sales`` and
 ``GET /members/{id}/products`` on that port from a thread of its own, with the same handlers, checks (token,
 readiness) and response models as the main port, reading the live member state, the preference model, the
 catalogue and the live board of this worker:
@@ -20,6 +20,15 @@ catalogue and the live board of this worker:
   the interval to :data:`SWITCH_INTERVAL_S`.
 - **Routing as on the main port.** A member whose partition another worker owns gets a 307 to that worker's main
   port, where Faust's table routing applies as today.
+
+**Operations' reads** (issue #12, a velocity worker): ``GET /sales`` and ``GET /sales/{id}`` (the endpoints
+declared ``off_loop``) are answered here by the main port's own handlers and checks (role, token, readiness:
+:func:`~salepulse.streams.runtime.api.routing.check`). Under 5,000 events/s a ``GET /sales`` on the main port
+waited for the loop (the agents' batches, the tick's rebuilds, the Faust consumer) for most of its p99; the answer
+itself is kept bytes. Here the handler reads the body the tick rendered on the loop (swapped by one reference
+assignment, never built here) and the kept, current answer of a sale; anything else (no body yet, one older than
+the list's bound, a sale whose answer changed) is handed to the loop (:func:`~salepulse.streams.runtime.api.routing
+.on_loop`), where the main port would have built it too. So both ports give the same answers.
 
 Candidate building reads the live board and the catalogue, which other threads change (the catalogue follower, the
 agents); a read that meets a dict changing size is retried (:func:`retried`).
@@ -52,9 +61,9 @@ from aiohttp import web
 
 from salepulse.streams.platform.logs import get_logger
 from salepulse.streams.platform.metrics import Registry
-from salepulse.streams.runtime.api import members, models
+from salepulse.streams.runtime.api import ROUTERS, members, models
 from salepulse.streams.runtime.api.errors import HTTPProblem, error_middleware
-from salepulse.streams.runtime.api.routing import authorize, json_answer, require_ready
+from salepulse.streams.runtime.api.routing import Endpoint, answer, authorize, check, json_answer, require_ready, served
 
 if TYPE_CHECKING:
     from salepulse.streams.runtime.worker import Worker
@@ -96,19 +105,44 @@ async def retried(call: Callable[[], Awaitable[Any]], retries: int = RETRIES) ->
 
 
 def ranking_app(worker: Worker, live: bool, requests: Any) -> web.Application:
-    """The two ranking endpoints. ``live``: reading the state other threads change (the thread server: readiness
-    checked per request, rankings under :attr:`Worker.learning`); else a forked snapshot's own copy (checked by the
-    worker before it forked)."""
+    """The two ranking endpoints (a worker that learns preferences) and, on the thread server, the endpoints
+    declared ``off_loop`` (``GET /sales``, ``GET /sales/{id}``) of its role. ``live``: reading the state other
+    threads change (the thread server: readiness checked per request, rankings under :attr:`Worker.learning`);
+    else a forked snapshot's own copy (checked by the worker before it forked)."""
     app = web.Application(middlewares=[error_middleware(requests)])
     if not live:
         # A snapshot retires every refresh: a kept-alive connection would tie a client to it and be reset when it
         # goes (seen in the bench), so each answer closes its connection and the next request reaches the newest.
         app.on_response_prepare.append(_close_after)
-    app.router.add_get("/members/{member_id}/sales",
-                       _handler(worker, members.member_sales, models.MemberSales, live))
-    app.router.add_get("/members/{member_id}/products",
-                       _handler(worker, members.member_products, models.MemberProducts, live))
+    if worker.settings.learns_preferences:
+        app.router.add_get("/members/{member_id}/sales",
+                           _handler(worker, members.member_sales, models.MemberSales, live))
+        app.router.add_get("/members/{member_id}/products",
+                           _handler(worker, members.member_products, models.MemberProducts, live))
+    if live:
+        for endpoint in off_loop_endpoints(worker.settings.worker_role):
+            app.router.add_route(endpoint.method, endpoint.path, _off_loop(worker, endpoint))
     return app
+
+
+def off_loop_endpoints(role: str) -> list[Endpoint]:
+    """The endpoints the read server of a worker of ``role`` answers besides the rankings.
+
+    >>> [e.path for e in off_loop_endpoints("velocity")], off_loop_endpoints("preferences")
+    (['/sales', '/sales/{sale_id}'], [])
+    """
+    return [endpoint for router in ROUTERS for endpoint in router.endpoints if endpoint.off_loop
+            and served(endpoint, role)]
+
+
+def _off_loop(worker: Worker, endpoint: Endpoint) -> Any:
+    """The main port's handler of ``endpoint`` with the main port's checks, on this thread's loop."""
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        check(worker, endpoint, request)
+        return await answer(worker, endpoint, request, **request.match_info)
+
+    return serve
 
 
 async def _close_after(_request: web.Request, response: web.StreamResponse) -> None:
@@ -161,11 +195,14 @@ def _owner(worker: Worker, member_id: str) -> tuple[str, int] | None:
     return str(url.host), int(url.port or 80)
 
 
-class RankingServer:
-    """The rankings of ``worker`` on ``port``, in a daemon thread; :meth:`start` returns once it listens."""
+class ReadServer:
+    """The rankings and the ``off_loop`` reads of ``worker`` on ``port``, in a daemon thread; :meth:`start` returns
+    once it listens. Built on the worker's loop, which it records for :func:`on_loop`."""
 
     def __init__(self, worker: Worker, port: int, host: str) -> None:
         self.worker, self.port, self.host = worker, port, host
+        with contextlib.suppress(RuntimeError):  # no running loop: every handler runs where it is called
+            worker.extensions["loop"] = asyncio.get_running_loop()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.runner: web.AppRunner | None = None
         self.listening = threading.Event()
@@ -179,8 +216,10 @@ class RankingServer:
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.thread.start()
         if not self.listening.wait(timeout):
-            raise RuntimeError(f"the ranking server did not listen on {self.host}:{self.port}: {self.failure!r}")
-        log.info("rankings served off the learning path", port=self.port, switch_interval_s=SWITCH_INTERVAL_S)
+            raise RuntimeError(f"the read server did not listen on {self.host}:{self.port}: {self.failure!r}")
+        log.info("reads served off the event loop", port=self.port, switch_interval_s=SWITCH_INTERVAL_S,
+                 rankings=self.worker.settings.learns_preferences,
+                 paths=[e.path for e in off_loop_endpoints(self.worker.settings.worker_role)])
 
     def _run(self) -> None:
         loop = self.loop = asyncio.new_event_loop()

@@ -61,6 +61,7 @@ from salepulse.streams.platform.config import Settings
 from salepulse.streams.platform.gc_tuning import tune_collector
 from salepulse.streams.platform.logs import get_logger
 from salepulse.streams.platform.topology import sku_key
+from salepulse.streams.runtime.api import sales as sales_api
 from salepulse.streams.runtime.candidates import ChoiceCandidates
 from salepulse.streams.runtime.faust_app import faust_app
 from salepulse.streams.runtime.handover import Handover
@@ -460,6 +461,7 @@ class Worker:
         try:
             for _ in board.refresh_answers():  # what /sales serves, refreshed for time in slices
                 await asyncio.sleep(0)
+            sales_api.tick(self)  # GET /sales's body, kept for the read server's thread
         except Exception as exc:  # noqa: BLE001
             _tick_failed("answers", "*", "*", exc)
 
@@ -512,16 +514,16 @@ class Worker:
             log.info("garbage collector tuned", **tuned)
 
     async def start_serving(self) -> None:
-        """Rankings on SALEPULSE_SERVING_PORT off the learning path (salepulse.streams.runtime.serving): from forked
-        snapshots (refreshed by ``refresh_serving``), or from a thread when SALEPULSE_SERVING_SNAPSHOT_S is 0."""
-        from salepulse.streams.runtime.serving import RankingServer, SnapshotServer
+        """Reads on SALEPULSE_SERVING_PORT off the event loop (salepulse.streams.runtime.serving): from a thread, or
+        the rankings from forked snapshots (refreshed by ``refresh_serving``) when SALEPULSE_SERVING_SNAPSHOT_S > 0."""
+        from salepulse.streams.runtime.serving import ReadServer, SnapshotServer
 
         settings = self.settings
-        if settings.serving_snapshot_s > 0:
+        if settings.serving_snapshot_s > 0 and settings.learns_preferences:
             self.ranking_server = SnapshotServer(self, settings.serving_port, settings.http_host,
                                                  settings.serving_snapshot_s)
             return
-        self.ranking_server = RankingServer(self, settings.serving_port, settings.http_host)
+        self.ranking_server = ReadServer(self, settings.serving_port, settings.http_host)
         await asyncio.to_thread(self.ranking_server.start)
 
     async def refresh_serving(self) -> None:
@@ -564,11 +566,11 @@ class Worker:
             app.agent(self.signals_topic, name="member_preferences")(self.member_preferences)
             app.timer(interval=MEMBER_FLUSH_SECONDS, name="flush_members")(self.flush_members)
             app.on_before_shutdown.connect(self.save_ranker)
-            if settings.serving_port:
-                app.task(self.start_serving)
-                app.on_before_shutdown.connect(self.stop_serving)
-                if settings.serving_snapshot_s > 0:
-                    app.timer(interval=settings.serving_snapshot_s, name="refresh_serving")(self.refresh_serving)
+            if settings.serving_port and settings.serving_snapshot_s > 0:
+                app.timer(interval=settings.serving_snapshot_s, name="refresh_serving")(self.refresh_serving)
+        if settings.serving_port:  # rankings and /sales off the event loop
+            app.task(self.start_serving)
+            app.on_before_shutdown.connect(self.stop_serving)
         if not settings.counts_velocity:
             app.task(self.start_shop_view)  # live popularity (cold start, "trending") of every sale
         app.timer(interval=10.0, name="measure_lag")(self.measure_lag)

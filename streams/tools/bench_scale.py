@@ -12,7 +12,9 @@ broker:
    80 % of the run, and *end to end*, all events over the time from the first processed one to the last fact
    counted into sale state.
 2. **GET /sales from any worker** under a background load (5,000 events/s by default) with 200+ open sales, two
-   velocity workers and the sink running: latency of the full HTTP round trip, asked of each worker in turn.
+   velocity workers and the sink running: latency of the full HTTP round trip, asked of each worker in turn. Then,
+   under the same load, the same client asks a **bare process** that serves nothing but the same bytes (its own
+   interpreter, no Kafka, no state): the floor this machine leaves any reader, however it is built.
 3. **Partition handover after a SIGKILL**: two velocity workers under a background load; one is killed, and the
    time is taken until the survivor has processed a message on every event partition the killed one was the
    latest to handle (Kafka's session timeout, the rebalance and the survivor's catch-up included). The killed
@@ -23,6 +25,7 @@ What this does not check: whether the survivor's *answers* are right after the m
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -61,6 +64,8 @@ class WorkerProcess:
     name: str
     port: int
     process: subprocess.Popen[bytes]
+    serving_port: int = 0
+    """Its read server (``SALEPULSE_SERVING_PORT``): where operations' ``GET /sales`` goes."""
 
     def stats(self) -> dict[str, Any]:
         return httpx.get(f"http://127.0.0.1:{self.port}/stats", timeout=5).json()
@@ -87,14 +92,17 @@ class WorkerProcess:
                 self.process.wait()
 
 
-def start_worker(pipeline: Pipeline, name: str, role: str = "velocity", port: int | None = None) -> WorkerProcess:
-    """A worker of ``role`` in ``pipeline``'s consumer groups, on a free port (or ``port``: a restart keeps it)."""
-    port = port or free_port()
-    env = {**pipeline.env, "SALEPULSE_WORKER_ROLE": role, "SALEPULSE_HTTP_PORT": str(port)}
+def start_worker(pipeline: Pipeline, name: str, role: str = "velocity", port: int | None = None,
+                 serving_port: int | None = None) -> WorkerProcess:
+    """A worker of ``role`` in ``pipeline``'s consumer groups, on free ports (or ``port`` and ``serving_port``: a
+    restart keeps them): its main HTTP port and its read server's."""
+    port, serving_port = port or free_port(), serving_port or free_port()
+    env = {**pipeline.env, "SALEPULSE_WORKER_ROLE": role, "SALEPULSE_HTTP_PORT": str(port),
+           "SALEPULSE_SERVING_PORT": str(serving_port)}
     log_path = pipeline.settings.state_dir / f"{name}.log"
     process = subprocess.Popen([sys.executable, "-m", "salepulse.streams.tools.cli", "worker"], env=env, cwd=REPO_ROOT,
                                stdout=log_path.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
-    return WorkerProcess(name, port, process)
+    return WorkerProcess(name, port, process, serving_port)
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -303,27 +311,44 @@ def open_sales_catalogue(now_ms: int, tag: str, sales: int = 200, products: int 
             for i in range(sales)]
 
 
-def sales_from_any_worker(fleet: list[WorkerProcess], seconds: float, rps: float = 20.0) -> dict[str, Any]:
-    """``GET /sales`` at ``rps``, asking each worker in turn; per worker latency and how many sales it listed."""
+def sales_from_any_worker(fleet: list[WorkerProcess], seconds: float, rps: float = 20.0,
+                          port: str = "serving") -> dict[str, Any]:
+    """``GET /sales`` at ``rps``, asking each worker in turn on its read server (``port="serving"``, where
+    operations' reads go: README, "Scaling out") or its main port (``"main"``); per worker latency and how many
+    sales it listed.
+
+    The client runs in a process of its own: the background load (:class:`salepulse.streams.tools.bench.Background`)
+    is a thread of this one, generating and encoding thousands of events a second, and a client sharing its GIL
+    measured its own wait for the GIL along with the worker's answer."""
+    targets = [(w.name, f"http://127.0.0.1:{w.serving_port if port == 'serving' else w.port}") for w in fleet]
+    code = ("import json, sys; from salepulse.streams.tools.bench_scale import ask_sales; "
+            "print(json.dumps(ask_sales(*json.loads(sys.argv[1]))))")
+    done = subprocess.run([sys.executable, "-c", code, json.dumps([targets, seconds, rps])], capture_output=True,
+                          text=True, check=True, timeout=seconds + 120)
+    return {**json.loads(done.stdout), "port": port}
+
+
+def ask_sales(targets: list[tuple[str, str]], seconds: float, rps: float) -> dict[str, Any]:
+    """The client of :func:`sales_from_any_worker`: ``GET /sales`` of ``targets`` ((name, base URL)) in turn."""
     from salepulse.consumers.io.publish import Pacer
 
-    latencies: dict[str, list[float]] = {w.name: [] for w in fleet}
-    listed: dict[str, list[int]] = {w.name: [] for w in fleet}
+    latencies: dict[str, list[float]] = {name: [] for name, _ in targets}
+    listed: dict[str, list[int]] = {name: [] for name, _ in targets}
     errors = 0
     pacer = Pacer(rate=rps)
-    clients = {w.name: httpx.Client(base_url=f"http://127.0.0.1:{w.port}", timeout=10) for w in fleet}
+    clients = {name: httpx.Client(base_url=url, timeout=10) for name, url in targets}
     deadline = time.monotonic() + seconds
     i = 0
     try:
         while time.monotonic() < deadline:
             pacer.wait()
-            worker = fleet[i % len(fleet)]
+            name = targets[i % len(targets)][0]
             started = time.perf_counter()
-            response = clients[worker.name].get("/sales")
+            response = clients[name].get("/sales")
             elapsed = (time.perf_counter() - started) * 1000
             if response.status_code == 200:
-                latencies[worker.name].append(elapsed)
-                listed[worker.name].append(len(response.json()["sales"]))
+                latencies[name].append(elapsed)
+                listed[name].append(len(response.json()["sales"]))
             else:
                 errors += 1
             i += 1
@@ -334,6 +359,44 @@ def sales_from_any_worker(fleet: list[WorkerProcess], seconds: float, rps: float
     return {"all": percentiles(every), "errors": errors, "requested_rps": rps,
             "per_worker": {name: {**percentiles(values), "open_sales_listed_min": min(listed[name], default=0)}
                            for name, values in latencies.items()}}
+
+
+def serve_bytes(port: int, path: str) -> None:
+    """Serve ``GET /sales`` with the bytes of ``path`` until killed: the bare reader of :func:`sales_floor`."""
+    from aiohttp import web
+
+    body = Path(path).read_bytes()
+
+    async def sales(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/sales", sales)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+def sales_floor(worker: WorkerProcess, state_dir: Path, seconds: float) -> dict[str, Any]:
+    """:func:`sales_from_any_worker` against a process serving ``worker``'s current ``GET /sales`` body and nothing
+    else: what the machine, under the same load, leaves a reader with its own process and core."""
+    body = state_dir / "sales-floor.json"
+    body.write_bytes(httpx.get(f"http://127.0.0.1:{worker.serving_port}/sales", timeout=10).content)
+    port = free_port()
+    code = ("import sys; from salepulse.streams.tools.bench_scale import serve_bytes; "
+            "serve_bytes(int(sys.argv[1]), sys.argv[2])")
+    process = subprocess.Popen([sys.executable, "-c", code, str(port), str(body)])
+    floor = WorkerProcess("bare-process", port, process, serving_port=port)
+    try:
+        wait_until(lambda: _answers(port), 60, "the bare /sales process to listen")
+        return sales_from_any_worker([floor], seconds)
+    finally:
+        floor.stop()
+
+
+def _answers(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/sales", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def handover(fleet: list[WorkerProcess], victim: WorkerProcess, topics: tuple[str, ...],
@@ -413,6 +476,7 @@ def bench_handover_and_sales(bootstrap: str, dsn: str, state_dir: Path, *, kills
             sent = peak.sent
             result["sales"]["background_events_sent"] = sent
             result["sales"]["achieved_events_per_s"] = round(sent / (time.perf_counter() - started + 3), 1)
+            result["sales_floor"] = sales_floor(fleet[0], pipeline.settings.state_dir, sales_seconds)
         result["sales"]["worker_lag_at_end"] = pipeline_lag(pipeline, fleet)
         # The same requests with no event load: what one answer costs the worker itself on this machine. After the
         # load, not before: before any event, stream time is unset and no sale is open yet (the idle figures of
@@ -426,7 +490,7 @@ def bench_handover_and_sales(bootstrap: str, dsn: str, state_dir: Path, *, kills
                 both = both_processing(fleet, topics)
                 victim = fleet[k % 2]
                 one = {"victim": victim.name, "both_processing_before_s": both, **handover(fleet, victim, topics)}
-                restarted = start_worker(pipeline, victim.name, port=victim.port)
+                restarted = start_worker(pipeline, victim.name, port=victim.port, serving_port=victim.serving_port)
                 fleet[k % 2] = restarted
                 wait_until(restarted.ready, 120, f"{restarted.name} to be ready again")
                 rounds.append(one)
@@ -489,6 +553,8 @@ def render_scale(r: dict[str, Any]) -> list[str]:
     [[' p50 12.0 s, p99 12.0 s (n=1, 0 never) ', ' met ']]
     >>> [line.rsplit("|", 2)[1] for line in lines if line.startswith("| GET /sales")]
     [' **missed** ']
+    >>> [line for line in lines if "read servers" in line] == []   # before the read server: the main ports
+    True
     """
     rate, sales, hand = r["rate"], r["sales"], r["handover"]
     one, two = rate["workers_1"], rate["workers_2"]
@@ -508,7 +574,10 @@ def render_scale(r: dict[str, Any]) -> list[str]:
         f"{_verdict(bool(hand_ok))} |",
         f"| GET /sales from any worker at {sales['offered_events_per_s']:,.0f} events/s, 200+ open sales: p99 <= 50 ms "
         f"| {_ms(sales['all'])}, {sales['errors']} errors, fewest sales listed {listed}; with no event load: "
-        f"{_ms(r.get('sales_idle', {}).get('all', {}))} | {_verdict(bool(sales_ok))} |",
+        f"{_ms(r.get('sales_idle', {}).get('all', {}))}"
+        + (f"; the same bytes from a bare process under the same load (the machine's floor): "
+           f"{_ms(r['sales_floor']['all'])}" if "sales_floor" in r else "")
+        + f" | {_verdict(bool(sales_ok))} |",
         "",
         "| velocity workers | steady events/s (20–80 % of the run) | end to end events/s | events per worker (last "
         "run) |",
@@ -527,7 +596,10 @@ def render_scale(r: dict[str, Any]) -> list[str]:
         + ".",
         f"- GET /sales: {r['catalogue']['sales']} sales of {r['catalogue']['products'] // r['catalogue']['sales']} "
         f"products each plus the simulated world's own; {sales['requested_rps']:.0f} requests/s requested, one "
-        "synchronous client alternating between the two velocity workers (sink running, no preferences worker), "
+        "synchronous client alternating between the two velocity workers"
+        + (" on their read servers (`SALEPULSE_SERVING_PORT`)" if sales.get("port", "main") == "serving" else
+           " on their main ports")
+        + " from a client process of its own (sink running, no preferences worker), "
         f"{sales['background_events_sent']:,} background events sent "
         f"({sales.get('achieved_events_per_s', 0):,.0f}/s achieved); worker lag at the end "
         f"{sales['worker_lag_at_end']:,} events. Per worker: "

@@ -236,6 +236,9 @@ def run_demo(settings: Settings, *, duration: float, rate: float, seed: int | No
     for member in fleet:  # the workers take consecutive ports from SALEPULSE_HTTP_PORT
         what = "the worker's HTTP API and dashboard" if len(fleet) == 1 else f"worker {member.name}'s HTTP API"
         require_port(settings.http_host, member.port, "SALEPULSE_HTTP_PORT", what)
+        if member.serving_port:
+            require_port(settings.http_host, member.serving_port, "SALEPULSE_HTTP_PORT",  # read ports follow it
+                         f"worker {member.name}'s read server (GET /sales off its event loop)")
     require_port(settings.http_host, settings.sink_metrics_port, "SALEPULSE_SINK_METRICS_PORT", "the sink's metrics")
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     seed = seed if seed is not None else int(time.time()) % 1_000_000
@@ -269,7 +272,8 @@ def run_demo(settings: Settings, *, duration: float, rate: float, seed: int | No
         children.start("sink", "sink")
         for member in fleet:
             role = "" if member.name == "worker" else f" {member.role:<11}"
-            print(f"{member.name:<10}{role} {member.url(settings.http_host)}  (log {settings.state_dir}/"
+            reads = f"  reads http://{settings.http_host}:{member.serving_port}/sales" if member.serving_port else ""
+            print(f"{member.name:<10}{role} {member.url(settings.http_host)}{reads}  (log {settings.state_dir}/"
                   f"{member.name}.log)", flush=True)
         print(f"sink       {settings.clickhouse_dsn}  (log {settings.state_dir}/sink.log)", flush=True)
         for member in fleet:

@@ -4,10 +4,15 @@ starts what :func:`plan_fleet` lays out and drains on :func:`worker_lag`.
 
 Ports: the workers take consecutive ports from ``SALEPULSE_HTTP_PORT`` (velocity workers first, then preferences
 workers), skipping the ports of other processes (the sink's ``SALEPULSE_SINK_METRICS_PORT``), so the first
-velocity worker keeps the port the single-worker demo always used.
+velocity worker keeps the port the single-worker demo always used. Each velocity worker then gets the next free
+port for its read server (``SALEPULSE_SERVING_PORT``: ``GET /sales`` and ``GET /sales/{id}`` off its event loop,
+README "Scaling out"), which is where operations' reads go.
 
->>> [(m.name, m.role, m.port) for m in plan_fleet(6066, velocity=2, preferences=1, reserved={6067})]
-[('velocity-1', 'velocity', 6066), ('velocity-2', 'velocity', 6068), ('preferences-1', 'preferences', 6069)]
+>>> for m in plan_fleet(6066, velocity=2, preferences=1, reserved={6067}):
+...     print(m.name, m.role, m.port, m.serving_port)
+velocity-1 velocity 6066 6070
+velocity-2 velocity 6068 6071
+preferences-1 preferences 6069 0
 >>> [(m.name, m.role, m.port) for m in plan_fleet(6066, velocity=None, preferences=0, single_role="all")]
 [('worker', 'all', 6066)]
 """
@@ -27,6 +32,8 @@ class FleetMember:
     """The child's name: its log file is ``<state dir>/<name>.log``."""
     role: str
     port: int
+    serving_port: int = 0
+    """Its read server's port (0: none)."""
 
     def url(self, host: str) -> str:
         """Where the worker answers.
@@ -37,12 +44,17 @@ class FleetMember:
         return f"http://{host}:{self.port}"
 
     def env(self, base: Mapping[str, str]) -> dict[str, str]:
-        """The child's environment: ``base`` with its role and HTTP port.
+        """The child's environment: ``base`` with its role and HTTP ports.
 
         >>> FleetMember("preferences-1", "preferences", 6069).env({"A": "1"})["SALEPULSE_HTTP_PORT"]
         '6069'
+        >>> FleetMember("velocity-1", "velocity", 6066, 6070).env({})["SALEPULSE_SERVING_PORT"]
+        '6070'
         """
-        return {**base, "SALEPULSE_WORKER_ROLE": self.role, "SALEPULSE_HTTP_PORT": str(self.port)}
+        env = {**base, "SALEPULSE_WORKER_ROLE": self.role, "SALEPULSE_HTTP_PORT": str(self.port)}
+        if self.serving_port:
+            env["SALEPULSE_SERVING_PORT"] = str(self.serving_port)
+        return env
 
 
 def plan_fleet(first_port: int, velocity: int | None, preferences: int, reserved: Collection[int] = (),
@@ -62,8 +74,10 @@ def plan_fleet(first_port: int, velocity: int | None, preferences: int, reserved
     if preferences < 0:
         raise ValueError(f"--preference-workers must be 0 or more, not {preferences}")
     ports = _free_ports(first_port, velocity + preferences, set(reserved))
+    reads = _free_ports(ports[-1] + 1, velocity, set(reserved)) + [0] * preferences
     roles = [("velocity", i) for i in range(1, velocity + 1)] + [("preferences", i) for i in range(1, preferences + 1)]
-    return [FleetMember(f"{role}-{i}", role, port) for (role, i), port in zip(roles, ports, strict=True)]
+    return [FleetMember(f"{role}-{i}", role, port, read)
+            for (role, i), port, read in zip(roles, ports, reads, strict=True)]
 
 
 def _free_ports(first: int, count: int, reserved: set[int]) -> list[int]:

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from salepulse.streams.platform import config
+from salepulse.streams.runtime.serving import off_loop_endpoints
 from salepulse.streams.tools.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[2]
@@ -319,7 +320,9 @@ def test_worker_port_and_healthcheck_match_the_settings(services: dict[str, dict
         assert settings.http_host == "0.0.0.0", "bound to localhost the port would not be reachable from the api"
         # Replicas cannot share a host port: only the load balancer publishes one.
         assert not _published_ports(worker), f"{name} publishes {worker.get('ports')}; the api service does"
-        assert [int(port) for port in worker.get("expose") or []] == [default_port]
+        # Velocity workers also expose their read server (GET /sales off the event loop), where the api sends it.
+        assert [int(port) for port in worker.get("expose") or []] == [default_port, *(
+            [settings.serving_port] if settings.counts_velocity else [])]
         test = " ".join(str(part) for part in worker["healthcheck"]["test"])
         assert f":{default_port}/health" in test
     assert _published_ports(services["api"]) == [(str(default_port), default_port)], (
@@ -343,8 +346,8 @@ def _nginx_blocks(text: str) -> tuple[dict[str, list[str]], dict[str, str]]:
     text = re.sub(r"#.*", "", text)
     upstreams = {m.group(1): re.findall(r"\bserver\s+([\w.-]+:\d+)", m.group(2))
                  for m in re.finditer(r"upstream\s+(\w+)\s*\{([^}]*)\}", text)}
-    locations = {m.group(1): m.group(2)
-                 for m in re.finditer(r"location\s+([^\s{]+)\s*\{[^}]*?proxy_pass\s+http://(\w+)\s*;", text)}
+    locations = {m.group(1): m.group(2) for m in re.finditer(
+        r"location\s+((?:[=~^*]+\s+)?[^\s{]+)\s*\{[^}]*?proxy_pass\s+http://(\w+)\s*;", text)}
     return upstreams, locations
 
 
@@ -361,18 +364,31 @@ def test_load_balancer_routes_each_path_to_its_role(services: dict[str, dict[str
     port = config.Settings().http_port
     assert re.search(rf"\blisten\s+{port}\s*;", NGINX_CONF.read_text())
 
-    def roles(upstream: str) -> set[str]:
+    def roles(upstream: str, reads: bool = False) -> set[str]:
         found = set()
         for address in upstreams[upstream]:
             host, server_port = address.rsplit(":", 1)
             assert host in services, f"nginx upstream {upstream} names {host}, which is no compose service"
-            assert int(server_port) == config.Settings.from_env(_environment(services[host])).http_port
-            found.add(config.Settings.from_env(_environment(services[host])).worker_role)
+            settings = config.Settings.from_env(_environment(services[host]))
+            assert int(server_port) == (settings.serving_port if reads else settings.http_port)
+            assert int(server_port) in [int(p) for p in services[host].get("expose") or []]
+            found.add(settings.worker_role)
         return found
 
     assert roles(locations["/members/"]) == {"preferences"}, "member requests go to preferences workers"
     assert roles(locations["/"]) == {"velocity"}, "sales, dashboard, writes and ops go to velocity workers"
-    assert set(locations) == {"/members/", "/"}
+    # What the velocity workers' read servers answer goes there, and nothing else (/sales/{id}/plan stays on 6066).
+    reads = {location for location, upstream in locations.items() if upstream == "velocity_reads"}
+    assert all(roles(locations[location], reads=True) == {"velocity"} for location in reads)
+
+    def read_location(path: str) -> bool:
+        return any(path == loc.removeprefix("= ") if loc.startswith("= ") else re.search(loc.removeprefix("~ "), path)
+                   for loc in reads)
+
+    for endpoint in off_loop_endpoints("velocity"):
+        assert read_location(endpoint.path.replace("{sale_id}", "s-1")), f"{endpoint.path} misses the read servers"
+    assert not read_location("/sales/s-1/plan") and not read_location("/api/dashboard")
+    assert set(locations) - reads == {"/members/", "/"}
 
 
 def test_infrastructure_services(services: dict[str, dict[str, Any]]) -> None:

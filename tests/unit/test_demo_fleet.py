@@ -24,6 +24,9 @@ def test_every_worker_gets_its_own_free_port_velocity_first(first: int, velocity
     assert len({m.name for m in fleet}) == len(fleet), "names are the children's log files"
     if first not in reserved:
         assert ports[0] == first, "the first velocity worker keeps SALEPULSE_HTTP_PORT"
+    reads = [m.serving_port for m in fleet if m.serving_port]
+    assert len(reads) == velocity and [m.role for m in fleet if m.serving_port] == ["velocity"] * velocity
+    assert len(set(reads) | set(ports)) == len(reads) + len(ports) and not set(reads) & reserved
 
 
 def test_without_workers_the_demo_keeps_its_one_worker_of_the_configured_role() -> None:

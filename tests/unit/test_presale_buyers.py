@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from salepulse.consumers.tools import evaluate_presale
 from salepulse.consumers.tools.evaluate_presale import ratio_estimate
+from salepulse.consumers.tools.simulate import SimulatedWorld
 from salepulse.streams.domain.presale import Outcome, PresaleDesk
 from salepulse.streams.domain.presale_correction import CorrectionModel, _Ratio, department, poisson_deviance
 
@@ -112,6 +113,27 @@ def test_the_simulated_evaluation_reports_an_oracle_beside_each_learned_bias() -
     assert 0 <= within <= total == len(out["buyers"])
 
 
+def test_the_simulated_evaluation_reads_each_buyer_against_their_habit_and_against_the_forecasts_drawn() -> None:
+    world = SimulatedWorld(seed=2, n_members=20_000, n_sales=36)
+    out = evaluate_presale.run_simulated(seed=2, n_sales=36, min_sales=3, progress=False)
+    clear = []
+    for buyer, b in out["buyers"].items():
+        habit = world.buyer_habits[buyer]
+        assert math.isfinite(b["true_bias"]) and math.isfinite(b["realised_bias_of_scored"])
+        assert b["true_bias"] == pytest.approx(b["true_bias_unrounded"], abs=0.01)  # rounding barely matters
+        # a buyer's habit and their truth agree in sign when the habit is clearly one way
+        if abs(habit["bias"]) > 0.2:
+            clear.append(buyer)
+            assert math.copysign(1.0, b["true_bias"]) == math.copysign(1.0, habit["bias"])
+    assert len(clear) >= 3  # seed 2's buyers 02, 04, 05 and 06
+    for suffix in ("", "_realised"):
+        for reader in ("", "_oracle", "_oracle_demand"):
+            within, total = out[f"buyers_within_5_points{suffix}{reader}"]
+            assert 0 <= within <= total == len(out["buyers"])
+            assert out[f"mean_abs_miss{suffix}{reader}"] >= 0
+    assert sum(abs(b["true_bias"] - b["realised_bias_of_scored"]) > 1e-9 for b in out["buyers"].values()) > 0
+
+
 def _buyers_world(model: CorrectionModel, spread: float, seed: int, n_sales: int = 150) -> None:
     """Ten buyers, each ``exp(N(0, spread))`` off; Poisson demand around means of ~40 units."""
     rng = np.random.default_rng(seed)
@@ -128,19 +150,21 @@ def test_the_prior_strength_is_learned_weak_when_buyers_differ_and_strong_when_t
     _buyers_world(differ, 0.4, seed=5)
     _buyers_world(alike, 0.0, seed=5)
     assert differ.scored == alike.scored == 150 * 15
-    assert differ.prior_strength == min(differ.strengths)
-    assert alike.prior_strength == max(alike.strengths)
+    # the buyer chain's strength: buyers 40% apart are read by their own record, buyers alike by the pool's
+    assert differ.buyer_prior_strength == min(differ.strengths)
+    assert alike.buyer_prior_strength == max(alike.strengths)
 
 
 def test_the_learned_strength_is_the_one_with_the_lowest_prequential_deviance() -> None:
     model = CorrectionModel(min_scored=1)
     _buyers_world(model, 0.15, seed=6, n_sales=60)
-    best = int(np.argmin(model.strength_scores))
-    assert model.prior_strength == model.strengths[best]
+    scores = np.asarray(model.strength_scores)
+    i, j = np.unravel_index(int(np.argmin(scores)), scores.shape)
+    assert (model.prior_strength, model.buyer_prior_strength) == (model.strengths[i], model.strengths[j])
     assert poisson_deviance(7.0, 7.0) == 0.0 and poisson_deviance(3.0, 7.0) > 0 and poisson_deviance(0.0, 1.0) == 2.0
 
 
 def test_a_fixed_strength_stays_fixed() -> None:
     model = CorrectionModel(prior_strength=7.0, strengths=())
     _buyers_world(model, 0.4, seed=7, n_sales=30)
-    assert model.prior_strength == 7.0 and model.scored == 0
+    assert model.prior_strength == model.buyer_prior_strength == 7.0 and model.scored == 0

@@ -148,8 +148,12 @@ def test_every_read_answers_what_a_fresh_build_answers(ops: list[tuple[str, str,
                 owned.add(sale_id)
         elif op == "tick":
             tick_round(board)
+            body = json.loads(board.publish_sales())  # what GET /sales serves on both ports until the next tick
+            assert body["sales"] == board.sales_view()
         for sale in SALES:
+            fast = board.kept_sale_view(sale)  # the read server's answer without the loop (None: ask the loop)
             kept, built = board.sale_view(sale), fresh_build(board, sale)
+            assert fast is None or fast is kept, (op, sale, "the read server would answer other than the main port")
             assert counted(kept) == counted(built), (op, sale)
             if op == "tick":
                 assert kept == built, sale

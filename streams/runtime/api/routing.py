@@ -7,10 +7,11 @@ endpoint's response model), a pydantic model, or an aiohttp response (pages, tex
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from aiohttp import web
 from faust.web import Request, View
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from salepulse.streams.runtime.worker import Worker
 
 Handler = Callable[..., Awaitable[Any]]
+T = TypeVar("T")
 Auth = Literal["write", "read"] | None
 """``write``: SALEPULSE_API_TOKEN; ``read``: SALEPULSE_READ_TOKEN or the write token; None: open."""
 
@@ -86,6 +88,10 @@ class Endpoint:
     responses: dict[int, Any] = field(default_factory=dict)
     """Error answers whose body has more than the Problem fields, by status (e.g. the collector's 422)."""
     tag: str = ""
+    off_loop: bool = False
+    """Also served by the read server (``SALEPULSE_SERVING_PORT``, :mod:`salepulse.streams.runtime.serving`): the
+    handler answers from kept state any thread may read and hands anything else to the worker's loop
+    (:func:`on_loop`)."""
     adapter: TypeAdapter[Any] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -157,21 +163,49 @@ def json_answer(data: Any, status: int = 200) -> web.Response:
     return web.Response(text=json.dumps(data, default=str), status=status, content_type="application/json")
 
 
+def check(worker: Worker, endpoint: Endpoint, request: Request) -> None:
+    """What every port checks before ``endpoint`` answers: the worker's role serves it, the token, readiness."""
+    settings = worker.settings
+    if not served(endpoint, settings.worker_role):
+        raise HTTPProblem(404, f"{endpoint.path} is not served by a SALEPULSE_WORKER_ROLE={settings.worker_role}"
+                               f" worker; ask one whose role is all or {endpoint.role}")
+    if endpoint.auth:
+        authorize(endpoint.auth, settings.api_token, settings.read_token, request)
+    if endpoint.needs_state:
+        require_ready(worker)
+
+
+async def answer(worker: Worker, endpoint: Endpoint, request: Request, **params: Any) -> web.StreamResponse:
+    """The handler's result as a response; a dict is checked against the endpoint's response model."""
+    result = await endpoint.handler(worker, request, **params)
+    if isinstance(result, web.StreamResponse):
+        return result
+    if isinstance(result, BaseModel):
+        return json_answer(result.model_dump(mode="json"), endpoint.status)
+    if endpoint.adapter is not None:
+        endpoint.adapter.validate_python(result)  # the documented contract holds, or this is a 500
+    return json_answer(result, endpoint.status)
+
+
+async def on_loop(worker: Worker, call: Callable[..., T], *args: Any) -> T:
+    """``call(*args)`` on the worker's event loop, which owns the live board: at once when already there (the main
+    port), else handed over and awaited (the read server's thread; ``worker.extensions["loop"]`` is set by it)."""
+    loop = worker.extensions.get("loop")
+    if loop is None or loop is asyncio.get_running_loop():
+        return call(*args)
+
+    async def there() -> T:
+        return call(*args)
+
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(there(), loop))
+
+
 def view_method(worker: Worker, endpoint: Endpoint) -> Callable[..., Awaitable[web.StreamResponse]]:
     """The Faust view method that serves ``endpoint``: role, auth and readiness checks, then the handler, then the
     response model check."""
-    settings = worker.settings
-    is_served = served(endpoint, settings.worker_role)
 
     async def call(view: View, request: Request, **params: Any) -> web.StreamResponse:
-        result = await endpoint.handler(worker, request, **params)
-        if isinstance(result, web.StreamResponse):
-            return result
-        if isinstance(result, BaseModel):
-            return json_answer(result.model_dump(mode="json"), endpoint.status)
-        if endpoint.adapter is not None:
-            endpoint.adapter.validate_python(result)  # the documented contract holds, or this is a 500
-        return json_answer(result, endpoint.status)
+        return await answer(worker, endpoint, request, **params)
 
     routed = call
     if endpoint.path.startswith("/members/{member_id}") and worker.member_prefs is not None:
@@ -179,13 +213,7 @@ def view_method(worker: Worker, endpoint: Endpoint) -> Callable[..., Awaitable[w
         routed = worker.app.table_route(table=worker.member_prefs, match_info="member_id")(call)
 
     async def method(view: View, request: Request, **params: Any) -> web.StreamResponse:
-        if not is_served:
-            raise HTTPProblem(404, f"{endpoint.path} is not served by a SALEPULSE_WORKER_ROLE={settings.worker_role}"
-                                   f" worker; ask one whose role is all or {endpoint.role}")
-        if endpoint.auth:
-            authorize(endpoint.auth, settings.api_token, settings.read_token, request)
-        if endpoint.needs_state:
-            require_ready(worker)
+        check(worker, endpoint, request)
         return await routed(view, request, **params)
 
     method.__name__ = endpoint.handler.__name__
