@@ -2,6 +2,10 @@
 faster code must learn exactly like (tests/unit/test_preferences_speed.py), and the writer of old-format records.
 
 Only the learning path is kept: DecayedCounter, MemberState, CoVisitation and PreferenceModel.update.
+
+A deliberate duplicate, not shared code: it must not change when the model does. The day the model's learning
+changes on purpose (not for speed), delete this copy and its equivalence test, or refreeze it from that commit;
+keep the old-record loading test either way (records written by this code are in changelogs).
 """
 # ruff: noqa
 from __future__ import annotations
