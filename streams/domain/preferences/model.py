@@ -71,16 +71,19 @@ class PreferenceModel:
         t = to_seconds(event["ts"])
         kind = str(event.get("kind", "browse"))
         lines = event.get("lines") or [event]
-        if is_choice(event) and (products is not None or sales is not None):
+        if (products is not None or sales is not None) and is_choice(event):
             self.learn(state, lines, products, sales, t)
+        action = event.get("action")
+        removal = kind == "remove" or action == "remove"
+        covisit, sessions = self.ranker.covisit, self.ranker.sessions
         for line in lines:
             sku = str(line["sku"])
-            top = state.items.top(10)
-            recent = [(i, w) for i, w in top if i != sku]
-            removal = kind == "remove" or event.get("action") == "remove"
-            if recent and not removal:
+            if not removal and state.items:
+                top = state.items.top(10)
                 vmax = top[0][1] or 1.0
-                self.ranker.covisit.observe(sku, [(i, min(1.0, w / vmax)) for i, w in recent])
+                recent = [(i, min(1.0, w / vmax)) for i, w in top if i != sku]
+                if recent:
+                    covisit.observe(sku, recent)
             state.observe(
                 sku=sku,
                 kind=kind,
@@ -89,11 +92,11 @@ class PreferenceModel:
                 category=line.get("category"),
                 price=line.get("price", line.get("unit_price")),
                 sale_id=line.get("sale_id"),
-                action=event.get("action"),
+                action=action,
                 quantity=line.get("quantity"),
             )
             if not removal:
-                self.ranker.sessions.add(f"{state.member_id}@{state.session_start:.0f}", sku)
+                sessions.add(state.session_key, sku)
         return state
 
     def learn(

@@ -1,0 +1,500 @@
+"""Frozen copy of the member preferences as of commit ad34d59 (before issue #13's speed work): the reference the
+faster code must learn exactly like (tests/unit/test_preferences_speed.py), and the writer of old-format records.
+
+Only the learning path is kept: DecayedCounter, MemberState, CoVisitation and PreferenceModel.update.
+
+A deliberate duplicate, not shared code: it must not change when the model does. The day the model's learning
+changes on purpose (not for speed), delete this copy and its equivalence test, or refreeze it from that commit;
+keep the old-record loading test either way (records written by this code are in changelogs).
+"""
+# ruff: noqa
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import sys
+import zlib
+from array import array
+import heapq
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from operator import itemgetter
+from typing import Any
+
+import numpy as np
+
+#: Weight of one event per kind: browse < fav < cart < order. A cart ``remove`` counts as ``REMOVE_WEIGHT``.
+KIND_WEIGHTS: dict[str, float] = {"browse": 1.0, "view": 1.0, "fav": 2.0, "cart": 3.0, "order": 5.0}
+REMOVE_WEIGHT = -2.0
+
+
+def to_seconds(ts: Any) -> float:
+    """Epoch seconds from epoch milliseconds (int/float, Avro ``timestamp-millis``) or a ``datetime``.
+
+    >>> to_seconds(1_700_000_000_000)
+    1700000000.0
+    >>> from datetime import datetime, timezone
+    >>> to_seconds(datetime(2024, 1, 1, tzinfo=timezone.utc))
+    1704067200.0
+    """
+    if isinstance(ts, datetime):
+        return ts.timestamp()
+    return float(ts) / 1000.0
+
+
+def event_weight(kind: str, action: str | None = None, quantity: int | float | None = None) -> float:
+    """Signal strength of one event: browse < cart < order; removing from the cart is negative.
+
+    Quantity counts with diminishing returns (``1 + log(quantity)``).
+
+    >>> event_weight("browse"), event_weight("cart"), event_weight("order")
+    (1.0, 3.0, 5.0)
+    >>> event_weight("cart", action="remove")
+    -2.0
+    >>> round(event_weight("order", quantity=3), 3)
+    10.493
+    """
+    base = REMOVE_WEIGHT if (kind == "cart" and action == "remove") else KIND_WEIGHTS.get(kind, 1.0)
+    q = float(quantity or 1)
+    return base * (1.0 + math.log(q)) if q > 1 else base
+
+
+def price_band(price: float | None) -> str:
+    """Logarithmic price band label (factor 2 per band); ``""`` when the price is unknown or not positive.
+
+    >>> price_band(9.99), price_band(10.0), price_band(35.0), price_band(0), price_band(None)
+    ('p3', 'p3', 'p5', '', '')
+    """
+    if price is None or not price > 0:
+        return ""
+    return f"p{max(0, int(math.log2(price)))}"
+
+
+@lru_cache(maxsize=1 << 18)
+def key_hash(key: str) -> int:
+    """Stable signed 64-bit hash of a key (sku, brand, category, sale id) used to match arrays quickly.
+
+    >>> key_hash("sku-1") == key_hash("sku-1"), key_hash("sku-1") == key_hash("sku-2")
+    (True, False)
+    """
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little", signed=True)
+
+
+def hashes(keys: Iterable[str]) -> np.ndarray:
+    """:func:`key_hash` of each key, as an int64 array."""
+    return np.fromiter((key_hash(k) for k in keys), dtype=np.int64)
+
+
+def lookup(keys: np.ndarray, vals: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Value of each ``query`` hash in the sorted ``keys`` (0 when absent); O(n log m), vectorised."""
+    if keys.size == 0 or query.size == 0:
+        return np.zeros(query.shape, dtype=np.float64)
+    pos = np.searchsorted(keys, query)
+    pos[pos >= keys.size] = 0
+    return np.where(keys[pos] == query, vals[pos], 0.0)
+
+
+def sorted_table(weights: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted hashes, values) of a small key->weight mapping, values relative to the largest one."""
+    if not weights:
+        return np.empty(0, np.int64), np.empty(0)
+    h = hashes(weights)
+    v = np.fromiter(weights.values(), dtype=np.float64, count=len(weights))
+    top = v.max()
+    v = v / top if top > 0 else np.zeros_like(v)
+    order = np.argsort(h)
+    return h[order], v[order]
+
+
+# --------------------------------------------------------------------------------------------- counters
+
+
+class DecayedCounter:
+    """Weights per key that halve every ``half_life`` seconds; at most ``cap`` keys, the weakest is evicted.
+
+    All weights are stored as of ``t`` (the newest event time), so decay costs one multiply per key per event.
+
+    >>> c = DecayedCounter(half_life=3600.0, cap=2)
+    >>> c.add("nike", 1.0, t=0.0); c.add("nike", 1.0, t=3600.0)
+    >>> round(c.get("nike"), 3)
+    1.5
+    >>> c.add("puma", 3.0, t=3600.0); c.add("adidas", 0.1, t=3600.0)  # over the cap: weakest key goes
+    >>> sorted(c.weights)
+    ['nike', 'puma']
+    >>> DecayedCounter.from_list(c.to_list(), 3600.0, 2).weights == c.weights
+    True
+    """
+
+    __slots__ = ("half_life", "cap", "t", "weights")
+
+    def __init__(self, half_life: float, cap: int) -> None:
+        self.half_life = float(half_life)
+        self.cap = int(cap)
+        self.t = 0.0
+        self.weights: dict[str, float] = {}
+
+    def _advance(self, t: float) -> None:
+        if t > self.t:
+            if self.weights:
+                f = 0.5 ** ((t - self.t) / self.half_life)
+                w = self.weights
+                for k in w:
+                    w[k] *= f
+            self.t = t
+
+    def add(self, key: str, weight: float, t: float) -> None:
+        """Add ``weight`` to ``key`` at ``t`` (seconds); late events are decayed to the counter's time."""
+        if not key:
+            return
+        self._advance(t)
+        if t < self.t:
+            weight *= 0.5 ** ((self.t - t) / self.half_life)
+        w = self.weights
+        w[key] = w.get(key, 0.0) + weight
+        if len(w) > self.cap:
+            del w[min(w, key=w.__getitem__)]
+
+    def get(self, key: str, t: float | None = None) -> float:
+        """Weight of ``key`` (decayed to ``t`` when given)."""
+        v = self.weights.get(key, 0.0)
+        if t is not None and t > self.t:
+            v *= 0.5 ** ((t - self.t) / self.half_life)
+        return v
+
+    def top(self, n: int) -> list[tuple[str, float]]:
+        """The ``n`` strongest keys with their weights."""
+        return sorted(self.weights.items(), key=itemgetter(1), reverse=True)[:n]
+
+    def to_list(self) -> list:
+        """Compact form ``[t, [keys...], weights]``, the weights as base64 of little-endian float32 (7 digits).
+
+        Formatting a hundred floats as JSON text was most of the cost of writing a member to its changelog.
+        """
+        packed = array("f", self.weights.values())
+        if sys.byteorder == "big":
+            packed.byteswap()
+        return [round(self.t, 1), list(self.weights), base64.b64encode(packed.tobytes()).decode()]
+
+    @classmethod
+    def from_list(cls, data: Sequence, half_life: float, cap: int) -> DecayedCounter:
+        """Inverse of :meth:`to_list` (also reads weights written as a JSON list of numbers)."""
+        c = cls(half_life, cap)
+        c.t = float(data[0])
+        weights = data[2]
+        if isinstance(weights, str):
+            packed = array("f", base64.b64decode(weights))
+            if sys.byteorder == "big":
+                packed.byteswap()
+            weights = packed.tolist()
+        c.weights = dict(zip(data[1], weights, strict=True))
+        return c
+
+
+@dataclass(frozen=True)
+class PreferenceConfig:
+    """Half-lives (seconds) and caps that bound the memory of one member.
+
+    >>> PreferenceConfig().item_cap
+    40
+    """
+
+    item_half_life: float = 6 * 3600.0
+    affinity_half_life: float = 14 * 86400.0
+    cart_ttl: float = 2 * 86400.0
+    item_cap: int = 40
+    brand_cap: int = 16
+    category_cap: int = 16
+    band_cap: int = 8
+    sale_cap: int = 16
+    ordered_brand_cap: int = 8
+    cart_cap: int = 20
+    recent_cap: int = 40
+    session_gap: float = 30 * 60.0
+
+
+_COUNTERS = {
+    "items": "i",
+    "brands": "b",
+    "categories": "c",
+    "bands": "p",
+    "sales": "s",
+    "ordered_brands": "o",
+}
+
+
+class MemberState:
+    """Everything known about one member, bounded in size by :class:`PreferenceConfig`.
+
+    >>> s = MemberState("m1")
+    >>> s.observe(sku="a", brand="nike", category="shoes", price=60.0, sale_id="s1", kind="browse", t=0.0)
+    >>> s.observe(sku="a", brand="nike", category="shoes", price=60.0, sale_id="s1", kind="cart", t=60.0)
+    >>> s.cart
+    {'a': [1, 's1', 60.0]}
+    >>> s.observe(sku="a", brand="nike", category="shoes", price=60.0, sale_id="s1", kind="order", t=120.0)
+    >>> s.cart, list(s.ordered_brands.weights), s.n_events
+    ({}, ['nike'], 3)
+    >>> MemberState.from_bytes(s.to_bytes()).to_dict() == s.to_dict()
+    True
+    """
+
+    def __init__(self, member_id: str, config: PreferenceConfig | None = None) -> None:
+        cfg = config or PreferenceConfig()
+        self.config = cfg
+        self.member_id = member_id
+        self.n_events = 0
+        self.last_t = 0.0
+        self.items = DecayedCounter(cfg.item_half_life, cfg.item_cap)
+        self.brands = DecayedCounter(cfg.affinity_half_life, cfg.brand_cap)
+        self.categories = DecayedCounter(cfg.affinity_half_life, cfg.category_cap)
+        self.bands = DecayedCounter(cfg.affinity_half_life, cfg.band_cap)
+        self.sales = DecayedCounter(cfg.item_half_life, cfg.sale_cap)
+        self.ordered_brands = DecayedCounter(cfg.affinity_half_life, cfg.ordered_brand_cap)
+        #: sku -> [quantity, sale_id, t]
+        self.cart: dict[str, list] = {}
+        #: the distinct items touched last, most recent first, with the time of their last touch (seconds)
+        self.recent: list[tuple[str, float]] = []
+        #: the distinct categories touched last, most recent first
+        self.recent_categories: list[str] = []
+        #: when the member's current session started (a gap over ``config.session_gap`` starts a new one)
+        self.session_start = 0.0
+
+    @property
+    def is_cold(self) -> bool:
+        """True when nothing is known about the member yet."""
+        return self.n_events == 0
+
+    def observe(
+        self,
+        *,
+        sku: str,
+        kind: str,
+        t: float,
+        brand: str | None = None,
+        category: str | None = None,
+        price: float | None = None,
+        sale_id: str | None = None,
+        action: str | None = None,
+        quantity: int | float | None = None,
+    ) -> None:
+        """Fold one event (``t`` in seconds) into the decayed counters and the cart."""
+        w = event_weight(kind, action, quantity)
+        if self.n_events == 0 or t - self.last_t > self.config.session_gap:
+            self.session_start = t
+        self.n_events += 1
+        self.last_t = max(self.last_t, t)
+        if action != "remove":
+            self._touch(sku, t)
+            if category:
+                cats = [c for c in self.recent_categories if c != category]
+                cats.insert(0, category)
+                self.recent_categories = cats[: self.config.category_cap]
+        self.items.add(sku, w, t)
+        aff = max(w, REMOVE_WEIGHT / 2)  # a removal hurts the item more than the brand/category
+        if brand:
+            self.brands.add(brand, aff, t)
+        if category:
+            self.categories.add(category, aff, t)
+        band = price_band(price)
+        if band:
+            self.bands.add(band, aff, t)
+        if sale_id:
+            self.sales.add(sale_id, aff, t)
+        cart = self.cart
+        if kind == "cart":
+            q = int(quantity or 1)
+            if action == "remove":
+                entry = cart.get(sku)
+                if entry is not None:
+                    entry[0] -= q
+                    if entry[0] <= 0:
+                        del cart[sku]
+            else:
+                entry = cart.setdefault(sku, [0, sale_id or "", t])
+                entry[0] += q
+                entry[2] = t
+        elif kind == "order":
+            cart.pop(sku, None)
+            if brand:
+                self.ordered_brands.add(brand, w, t)
+        self._expire_cart(t)
+
+    def _touch(self, sku: str, t: float) -> None:
+        recent = [(s, ts) for s, ts in self.recent if s != sku]
+        recent.insert(0, (sku, t))
+        del recent[self.config.recent_cap:]
+        self.recent = recent
+
+    def touched(self) -> list[str]:
+        """Items the member touched, most recent first (a record written before ``recent`` existed falls back to
+        its decayed item weights)."""
+        if self.recent:
+            return [s for s, _ in self.recent]
+        return [s for s, _ in self.items.top(len(self.items.weights))]
+
+    def session_items(self, n: int = 10) -> list[str]:
+        """The member's last ``n`` items, most recent first: the query of session-based neighbours."""
+        return self.touched()[:n]
+
+    def _expire_cart(self, t: float) -> None:
+        cart = self.cart
+        ttl = self.config.cart_ttl
+        for sku in [s for s, e in cart.items() if t - e[2] > ttl]:
+            del cart[sku]
+        while len(cart) > self.config.cart_cap:
+            del cart[min(cart, key=lambda s: cart[s][2])]
+
+    def cart_items(self, t: float | None = None) -> dict[str, list]:
+        """Cart lines still alive at ``t``."""
+        if t is None:
+            return self.cart
+        ttl = self.config.cart_ttl
+        return {s: e for s, e in self.cart.items() if t - e[2] <= ttl}
+
+    # -- serialisation
+    def to_dict(self) -> dict:
+        """Compact JSON-able dict."""
+        d: dict[str, Any] = {"m": self.member_id, "n": self.n_events, "t": round(self.last_t, 1)}
+        for name, short in _COUNTERS.items():
+            c: DecayedCounter = getattr(self, name)
+            if c.weights:
+                d[short] = c.to_list()
+        if self.cart:
+            d["ca"] = {s: [e[0], e[1], round(e[2], 1)] for s, e in self.cart.items()}
+        if self.recent:
+            # seconds before last_t, as integers: the list costs a few bytes per item
+            d["r"] = [[s for s, _ in self.recent], [int(self.last_t - ts) for _, ts in self.recent]]
+            d["ss"] = round(self.session_start, 1)
+        if self.recent_categories:
+            d["rc"] = self.recent_categories
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], config: PreferenceConfig | None = None) -> MemberState:
+        """Inverse of :meth:`to_dict`."""
+        s = cls(str(d["m"]), config)
+        s.n_events = int(d["n"])
+        s.last_t = float(d["t"])
+        for name, short in _COUNTERS.items():
+            data = d.get(short)
+            if data is not None:
+                old: DecayedCounter = getattr(s, name)
+                setattr(s, name, DecayedCounter.from_list(data, old.half_life, old.cap))
+        s.cart = {k: list(v) for k, v in d.get("ca", {}).items()}
+        # "r", "ss" and "rc" are absent from records written before they existed: such a member loads with no recency
+        # list (touched() then falls back to the item weights)
+        recent = d.get("r")
+        if recent:
+            s.recent = [(sku, s.last_t - ago) for sku, ago in zip(recent[0], recent[1], strict=True)]
+        s.session_start = float(d.get("ss", s.last_t))
+        s.recent_categories = list(d.get("rc", ()))
+        return s
+
+    def to_bytes(self) -> bytes:
+        """zlib-compressed compact JSON (the value stored in the Faust table)."""
+        return zlib.compress(json.dumps(self.to_dict(), separators=(",", ":")).encode(), 1)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, config: PreferenceConfig | None = None) -> MemberState:
+        """Inverse of :meth:`to_bytes`."""
+        return cls.from_dict(json.loads(zlib.decompress(data)), config)
+
+
+def state_size_bytes(state: MemberState) -> int:
+    """Bytes one member takes in the table (size of :meth:`MemberState.to_bytes`).
+
+    >>> s = MemberState("m1")
+    >>> s.observe(sku="a", kind="browse", t=0.0)
+    >>> 20 < state_size_bytes(s) < 200
+    True
+    """
+    return len(state.to_bytes())
+
+
+class CoVisitation:
+    """Item-to-item co-occurrence from each member's recent items ("people who viewed X also viewed Y").
+
+    Each item keeps its ``neighbours`` strongest neighbours (pruned to that whenever a row doubles); at most
+    ``max_items`` rows (least recently touched evicted).
+
+    >>> cv = CoVisitation()
+    >>> cv.observe("b", [("a", 1.0)])
+    >>> cv.row("a")
+    {'b': 1.0}
+    >>> round(cv.conditional("a", "b"), 2)  # smoothed P(b | a)
+    0.5
+    """
+
+    def __init__(self, neighbours: int = 30, max_items: int = 500_000) -> None:
+        self.neighbours = neighbours
+        self.max_items = max_items
+        self.rows: dict[str, dict[str, float]] = {}
+        self.totals: dict[str, float] = {}
+
+    def _bump(self, a: str, b: str, w: float) -> None:
+        row = self.rows.pop(a, None)
+        if row is None:
+            row = {}
+            if len(self.rows) >= self.max_items:
+                old = next(iter(self.rows))
+                del self.rows[old]
+                self.totals.pop(old, None)
+        self.rows[a] = row
+        row[b] = row.get(b, 0.0) + w
+        self.totals[a] = self.totals.get(a, 0.0) + w
+        if len(row) > 2 * self.neighbours:
+            # Pruning to the strongest once the row doubles costs one sort per ``neighbours`` new entries, where
+            # evicting the weakest on every insert scanned the row each time (a quarter of an update's time).
+            kept = dict(heapq.nlargest(self.neighbours, row.items(), key=itemgetter(1)))
+            self.totals[a] -= sum(row.values()) - sum(kept.values())
+            self.rows[a] = kept
+
+    def observe(self, item: str, recent: Iterable[tuple[str, float]]) -> None:
+        """Count ``item`` together with the member's recent items (weights in [0, 1]), both directions."""
+        for other, w in recent:
+            if other != item and w > 0:
+                self._bump(other, item, w)
+                self._bump(item, other, w)
+
+    def row(self, item: str) -> dict[str, float]:
+        """Neighbours of ``item`` with their counts."""
+        return self.rows.get(item, {})
+
+    def conditional(self, a: str, b: str) -> float:
+        """Smoothed P(b | a) = count(a, b) / (total(a) + 1)."""
+        return self.rows.get(a, {}).get(b, 0.0) / (self.totals.get(a, 0.0) + 1.0)
+
+
+def update(model: Any, covisit: CoVisitation, sessions: Any, state: MemberState | None, event: Mapping[str, Any],
+           config: PreferenceConfig | None = None) -> MemberState:
+    """PreferenceModel.update of ad34d59 without the teaching (the tests pass no candidates)."""
+    if state is None:
+        state = MemberState(str(event["member_id"]), config)
+    t = to_seconds(event["ts"])
+    kind = str(event.get("kind", "browse"))
+    lines = event.get("lines") or [event]
+    for line in lines:
+        sku = str(line["sku"])
+        top = state.items.top(10)
+        recent = [(i, w) for i, w in top if i != sku]
+        removal = kind == "remove" or event.get("action") == "remove"
+        if recent and not removal:
+            vmax = top[0][1] or 1.0
+            covisit.observe(sku, [(i, min(1.0, w / vmax)) for i, w in recent])
+        state.observe(
+            sku=sku,
+            kind=kind,
+            t=t,
+            brand=line.get("brand"),
+            category=line.get("category"),
+            price=line.get("price", line.get("unit_price")),
+            sale_id=line.get("sale_id"),
+            action=event.get("action"),
+            quantity=line.get("quantity"),
+        )
+        if not removal:
+            sessions.add(f"{state.member_id}@{state.session_start:.0f}", sku)
+    return state
