@@ -39,6 +39,9 @@ def test_carts_and_orders_teach_the_blends_and_a_restart_keeps_them(pipeline: Pi
                 "ends_at": now + 3 * HOUR, "updated_at": now - HOUR,
                 "products": [{"sku": f"{sale_id}-p{j}", "name": f"p{j}", "category": CATEGORIES[j % 4],
                               "price": 20.0 + j, "stock": 100} for j in range(40)]})
+    # A choice in a sale the worker's catalogue does not know yet teaches nothing (ChoiceCandidates): once the
+    # learner got faster, signals sent at once can reach it before the catalogue follower has read the sales.
+    wait_until(lambda: all(_known(pipeline, sale_id) for sale_id in sales), 60, "the sales in the catalogue")
     initial = _initial()
     assert _moved(pipeline.stats()["ranker_weights"], initial) is False  # a fresh worker scores with the priors
 
@@ -79,3 +82,11 @@ def test_carts_and_orders_teach_the_blends_and_a_restart_keeps_them(pipeline: Pi
     restored = pipeline.stats()["ranker_weights"]
     for part in initial:
         assert restored[part] == pytest.approx(saved[part], rel=1e-9, abs=1e-12)
+
+
+def _known(pipeline: Pipeline, sale_id: str) -> bool:
+    try:
+        pipeline.get(f"/sales/{sale_id}")
+        return True
+    except OSError:  # 404 until the catalogue follower has read the sale (503 while not ready)
+        return False
