@@ -36,9 +36,9 @@ def learn_costs(n_events: int = 20_000, rounds: int = 3) -> dict[str, Any]:
     write (``to_bytes``) and read back every member learnt, and their mean size."""
     from salepulse.schemas.codec import Codec
     from salepulse.streams.domain.preferences import MemberState, PreferenceModel
-    from salepulse.streams.domain.velocity import to_ms
+    from salepulse.streams.domain.steps import preference_update
     from salepulse.streams.io.ingest import BatchSplitter
-    from salepulse.streams.tools.bench_stages import NAMES, Raw, simulated_events
+    from salepulse.streams.tools.bench_stages import NAMES, Raw, simulated_events, world_catalog
 
     codec = Codec()
     events, world = simulated_events(n_events)
@@ -46,22 +46,14 @@ def learn_costs(n_events: int = 20_000, rounds: int = 3) -> dict[str, Any]:
            for i, (kind, record) in enumerate(events)]
     splitter = BatchSplitter(codec, partitions=4)
     values = [v for start in range(0, len(raw), 2000) for _, v in splitter.split(raw[start:start + 2000]).signals]
-    sales = {s["sale_id"]: s for s in world.sales}
-    products = {(s["sale_id"], p["sku"]): p for s in world.sales for p in s["products"]}
+    catalog = world_catalog(world)
 
     def learn_all() -> tuple[int, dict[str, MemberState]]:
         model, members, n = PreferenceModel(), {}, 0
         for value in values:
             for signal in codec.decode(value, timestamps="ms")[1]["signals"]:
-                product = products.get((signal["sale_id"], signal["sku"]))
-                sale = sales.get(signal["sale_id"])
-                update = {"member_id": signal["member_id"], "sale_id": signal["sale_id"], "sku": signal["sku"],
-                          "brand": sale["brand"] if sale else None,
-                          "category": product["category"] if product else None,
-                          "price": signal["unit_price"] or (product["price"] if product else None),
-                          "kind": signal["kind"], "quantity": signal["quantity"], "action": signal["action"],
-                          "ts": to_ms(signal["ts"])}
-                members[signal["member_id"]] = model.update(members.get(signal["member_id"]), update)
+                member_id = signal["member_id"]
+                members[member_id] = model.update(members.get(member_id), preference_update(signal, catalog))
                 n += 1
         return n, members
 

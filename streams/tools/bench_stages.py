@@ -144,6 +144,17 @@ def us(seconds: float, count: int) -> float:
     return round(seconds / count * 1e6, 3) if count else 0.0
 
 
+def world_catalog(world: Any) -> Any:
+    """The simulated world's sales in a :class:`~salepulse.streams.domain.catalog.Catalog`, as the worker's catalogue
+    follower would hold them: learning then maps signals with the worker's own ``preference_update``."""
+    from salepulse.streams.domain.catalog import Catalog
+
+    catalog = Catalog()
+    for sale in world.sales:
+        catalog.apply("Sale", sale)
+    return catalog
+
+
 def simulated_events(n_events: int, seed: int = 11) -> tuple[list[tuple[str, dict[str, Any]]], Any]:
     """The first ``n_events`` events of the bench's simulated world (the same the pipeline section pre-fills)."""
     from salepulse.consumers.tools.simulate import world_for_rate
@@ -163,7 +174,8 @@ def bench_stages(n_events: int = 20_000, rounds: int = 3, settings: Settings | N
     ``produce``, ``dsn`` (ClickHouse) the sink's insert."""
     from salepulse.schemas.validation import problems
     from salepulse.streams.domain.preferences import PreferenceModel
-    from salepulse.streams.domain.velocity import SaleState, to_ms
+    from salepulse.streams.domain.steps import preference_update
+    from salepulse.streams.domain.velocity import SaleState
     from salepulse.streams.io.ingest import BatchSplitter, facts_of
 
     codec = Codec()
@@ -244,23 +256,14 @@ def bench_stages(n_events: int = 20_000, rounds: int = 3, settings: Settings | N
     result["sale_state"] = {"count_us_per_fact": us(count_seconds, n_facts),
                             "count_us_per_event": us(count_seconds, len(raw))}
 
-    sales = {s["sale_id"]: s for s in world.sales}
-    products = {(s["sale_id"], p["sku"]): p for s in world.sales for p in s["products"]}
+    catalog = world_catalog(world)
 
     def learn_all() -> None:
         model, members = PreferenceModel(), {}
         for value in signal_values:
             for signal in codec.decode(value, timestamps="ms")[1]["signals"]:
-                product = products.get((signal["sale_id"], signal["sku"]))
-                sale = sales.get(signal["sale_id"])
-                update = {"member_id": signal["member_id"], "sale_id": signal["sale_id"], "sku": signal["sku"],
-                          "brand": sale["brand"] if sale else None,
-                          "category": product["category"] if product else None,
-                          "price": signal["unit_price"] or (product["price"] if product else None),
-                          "kind": signal["kind"], "quantity": signal["quantity"], "action": signal["action"],
-                          "ts": to_ms(signal["ts"])}
                 member_id = signal["member_id"]
-                members[member_id] = model.update(members.get(member_id), update)
+                members[member_id] = model.update(members.get(member_id), preference_update(signal, catalog))
 
     # One pass: learning mutates the model, and a second pass on warm state would measure another workload.
     learn_seconds = best_seconds(learn_all, 1)
