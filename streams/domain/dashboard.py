@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from salepulse.streams.domain.live import LiveBoard, ms_to_dt
+from salepulse.streams.domain.live import LiveBoard, iso_time, ms_to_dt
 
 SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 #: Stream time this close to the wall clock is "live": the page then shows a single clock.
@@ -81,7 +81,7 @@ def dashboard_payload(board: LiveBoard, events_processed: int, currency: str = "
     stream_ms = board.stream_ms or None
     return {
         "generated_at": ms_to_dt(wall_ms).isoformat(),
-        "stream_time": ms_to_dt(stream_ms).isoformat() if stream_ms else None,
+        "stream_time": iso_time(stream_ms),
         "stream_is_wall_clock": stream_ms is None or abs(wall_ms - stream_ms) <= SAME_CLOCK_MS,
         "currency": currency,
         "totals": {

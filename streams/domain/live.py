@@ -42,6 +42,16 @@ def ms_to_dt(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
+def iso_time(ms: int | None) -> str | None:
+    """``ms`` as an ISO 8601 UTC string, or None for no time (0 or None: a stream before its first event, a product
+    with no projected stockout).
+
+    >>> iso_time(0), iso_time(1_000)
+    (None, '1970-01-01T00:00:01+00:00')
+    """
+    return ms_to_dt(ms).isoformat() if ms else None
+
+
 def dt_to_ms(dt: datetime | None) -> int | None:
     return None if dt is None else int(dt.timestamp() * 1000)
 
@@ -368,7 +378,7 @@ class LiveBoard:
     def publish_sales(self, tag: Hashable = 0) -> bytes:
         """``GET /sales``'s body rendered now and kept for readers on any thread (``SummaryCache.publish``)."""
         now = self.stream_ms
-        head = b'{"stream_time": ' + json.dumps(ms_to_dt(now).isoformat() if now else None).encode() + b', "sales": '
+        head = b'{"stream_time": ' + json.dumps(iso_time(now)).encode() + b', "sales": '
         return self.summaries.publish(head, self.catalog.open_sales(now), now, tag)
 
     def kept_sale_view(self, sale_id: str) -> dict[str, Any] | None:
@@ -434,7 +444,7 @@ class LiveBoard:
             "p50": fields.get("p50"),
             "p90": fields.get("p90"),
             "stock": stock,
-            "projected_stockout_at": ms_to_dt(stockout).isoformat() if stockout else None,
+            "projected_stockout_at": iso_time(stockout),
             "alert": alert["status"] if alert else None,
             "alert_severity": alert["severity"] if alert else None,
         }

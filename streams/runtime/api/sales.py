@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from faust.web import Request
 
-from salepulse.streams.domain.live import ms_to_dt
+from salepulse.streams.domain.live import iso_time
 from salepulse.streams.runtime.api import models
 from salepulse.streams.runtime.api.errors import HTTPProblem
 from salepulse.streams.runtime.api.routing import Router, on_loop, require_ready
@@ -20,7 +20,7 @@ router = Router("sales", role="velocity")
 
 
 def stream_time(worker: Worker) -> str | None:
-    return ms_to_dt(worker.board.stream_ms).isoformat() if worker.board.stream_ms else None
+    return iso_time(worker.board.stream_ms)
 
 
 def generation(worker: Worker) -> int:
