@@ -14,6 +14,7 @@ The score is item kNN with cosine normalisation: ``sum_q C[q, c] / sqrt(n_q * n_
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -66,6 +67,11 @@ class Baskets:
 
     def scores(self, query: Sequence[str]) -> dict[str, float]:
         """Item -> cosine co-purchase with the ``query`` items, summed."""
+        keys, vals = self.arrays(query)
+        return dict(zip(keys, vals.tolist(), strict=True))
+
+    def arrays(self, query: Sequence[str]) -> tuple[list[str], np.ndarray]:
+        """(items, scores) of :meth:`scores`, the scores as an array."""
         orders, rows = self.orders, self.pairs.rows
         acc: dict[str, float] = {}
         for q in query:
@@ -74,8 +80,13 @@ class Baskets:
                 continue
             fq = 1.0 / math.sqrt(orders.get(q, 1.0))
             for c, v in row.items():
-                acc[c] = acc.get(c, 0.0) + fq * v / math.sqrt(orders.get(c, 1.0))
-        return acc
+                acc[c] = acc.get(c, 0.0) + fq * v
+        if not acc:
+            return [], np.empty(0)
+        # the candidate's own norm once per item, vectorised, not once per (query, item) pair in the loop
+        n = np.fromiter(map(orders.get, acc, itertools.repeat(1.0)), dtype=np.float64, count=len(acc))
+        vals = np.fromiter(acc.values(), dtype=np.float64, count=len(acc)) / np.sqrt(n)
+        return list(acc), vals
 
 
 def f_basket(ctx: Any) -> np.ndarray:
@@ -84,11 +95,10 @@ def f_basket(ctx: Any) -> np.ndarray:
     baskets: Baskets | None = ctx.baskets
     if baskets is None or not ctx.warm or not baskets.orders:
         return np.zeros(n)
-    acc = baskets.scores(ctx.state.touched()[:QUERY_ITEMS])
-    if not acc:
+    keys, v = baskets.arrays(ctx.state.touched()[:QUERY_ITEMS])
+    if not keys:
         return np.zeros(n)
-    h = hashes(acc)
-    v = np.fromiter(acc.values(), dtype=np.float64, count=len(acc))
+    h = hashes(keys)
     order = np.argsort(h)
     out = lookup(h[order], v[order], ctx.cands.sku_h)
     top = out.max() if n else 0.0
