@@ -80,6 +80,9 @@ SWITCH_INTERVAL_S = 0.001
 """CPython's GIL switch interval while the server runs (default 0.005 s): each of a request's several GIL
 acquisitions waits up to this long behind a busy learner or ingest thread."""
 RETRIES = 5
+SNAPSHOT_HEADER = "X-Salepulse-Snapshot-Ms"
+"""On a forked snapshot's answers: the epoch milliseconds of the state it answers from (its fork), so a client can
+tell how stale an answer is and which snapshot gave it."""
 
 
 async def retried(call: Callable[[], Awaitable[Any]], retries: int = RETRIES) -> Any:
@@ -104,16 +107,20 @@ async def retried(call: Callable[[], Awaitable[Any]], retries: int = RETRIES) ->
     raise AssertionError("unreachable")
 
 
-def ranking_app(worker: Worker, live: bool, requests: Any) -> web.Application:
+def ranking_app(worker: Worker, live: bool, requests: Any, snapshot_ms: int = 0) -> web.Application:
     """The two ranking endpoints (a worker that learns preferences) and, on the thread server, the endpoints
     declared ``off_loop`` (``GET /sales``, ``GET /sales/{id}``) of its role. ``live``: reading the state other
     threads change (the thread server: readiness checked per request, rankings under :attr:`Worker.learning`);
-    else a forked snapshot's own copy (checked by the worker before it forked)."""
+    else a forked snapshot's own copy (checked by the worker before it forked) of the moment ``snapshot_ms``."""
     app = web.Application(middlewares=[error_middleware(requests)])
     if not live:
         # A snapshot retires every refresh: a kept-alive connection would tie a client to it and be reset when it
         # goes (seen in the bench), so each answer closes its connection and the next request reaches the newest.
-        app.on_response_prepare.append(_close_after)
+        async def close_after(_request: web.Request, response: web.StreamResponse) -> None:
+            response.force_close()
+            response.headers[SNAPSHOT_HEADER] = str(snapshot_ms)
+
+        app.on_response_prepare.append(close_after)
     if worker.settings.learns_preferences:
         app.router.add_get("/members/{member_id}/sales",
                            _handler(worker, members.member_sales, models.MemberSales, live))
@@ -143,10 +150,6 @@ def _off_loop(worker: Worker, endpoint: Endpoint) -> Any:
         return await answer(worker, endpoint, request, **request.match_info)
 
     return serve
-
-
-async def _close_after(_request: web.Request, response: web.StreamResponse) -> None:
-    response.force_close()
 
 
 def _handler(worker: Worker, handler: Callable[..., Awaitable[dict[str, Any]]], model: Any, live: bool) -> Any:
@@ -253,6 +256,7 @@ class SnapshotServer:
         self.retired: list[int] = []
         self.forks = 0
         self.last_fork = 0.0
+        self.forked_at_ms = 0
         self.fork_ms: list[float] = []
         """Milliseconds the worker's loop spent in each fork (kept to the last 100, for /stats and the bench)."""
 
@@ -269,6 +273,7 @@ class SnapshotServer:
         ready_r, ready_w = os.pipe()
         retire_r, retire_w = os.pipe()
         started = time.perf_counter()
+        self.forked_at_ms = int(time.time() * 1000)
         pid = os.fork()
         if pid == 0:  # the child: never returns
             os.close(ready_r)
@@ -324,7 +329,8 @@ class SnapshotServer:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         runner = web.AppRunner(ranking_app(self.worker, live=False, requests=Registry().counter(
-            "salepulse_snapshot_requests_total", "Requests answered by the snapshot.", ["route", "status"])),
+            "salepulse_snapshot_requests_total", "Requests answered by the snapshot.", ["route", "status"]),
+            snapshot_ms=self.forked_at_ms),
             access_log=None, handle_signals=False, shutdown_timeout=5.0)
         loop.run_until_complete(runner.setup())
         server = loop.run_until_complete(loop.create_server(runner.server, sock=self.sock, backlog=1024))
