@@ -115,9 +115,13 @@ def ranking_app(worker: Worker, live: bool, requests: Any, snapshot_ms: int = 0)
     app = web.Application(middlewares=[error_middleware(requests)])
     if not live:
         # A snapshot retires every refresh: a kept-alive connection would tie a client to it and be reset when it
-        # goes (seen in the bench), so each answer closes its connection and the next request reaches the newest.
+        # goes, so each answer closes its connection and the next request reaches the newest. The header must say
+        # so: aiohttp decides the Connection header before this hook runs, so force_close() alone sent none, the
+        # client pooled the connection the server was about to close, and its next request on it was reset (the
+        # bench's "Connection reset by peer": 13-27% of requests in tests/integration/test_serving_snapshots.py).
         async def close_after(_request: web.Request, response: web.StreamResponse) -> None:
             response.force_close()
+            response.headers["Connection"] = "close"
             response.headers[SNAPSHOT_HEADER] = str(snapshot_ms)
 
         app.on_response_prepare.append(close_after)
@@ -255,6 +259,7 @@ class SnapshotServer:
         self.child: tuple[int, int] | None = None  # (pid, write end of its "retire" pipe)
         self.retired: list[int] = []
         self.forks = 0
+        self.failed = 0
         self.last_fork = 0.0
         self.forked_at_ms = 0
         self.fork_ms: list[float] = []
@@ -312,11 +317,15 @@ class SnapshotServer:
         still = []
         for pid in self.retired:
             try:
-                done, _ = os.waitpid(pid, os.WNOHANG)
+                done, status = os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
                 continue
             if not done:
                 still.append(pid)
+            elif status:  # a snapshot that died rather than retired dropped the connections it held
+                self.failed += 1
+                log.warning("ranking snapshot ended abnormally", pid=pid, exit_code=os.waitstatus_to_exitcode(status),
+                            failed=self.failed)
         self.retired = still
 
     def _serve(self, ready_w: int, retire_r: int) -> None:
@@ -339,11 +348,14 @@ class SnapshotServer:
         done = loop.create_future()
         loop.add_reader(retire_r, lambda: done.done() or done.set_result(None))
         loop.run_until_complete(done)
-        # Retired: stop accepting (the newer snapshot takes the socket's queue), then answer what was accepted
-        # already before closing anything; closing at once reset connections accepted a moment before.
-        server.close()
+        # Retired: stop accepting (the newer snapshot takes the socket's queue), answer what was accepted, then
+        # close. Not by server.close() first: the loop's last pass may have accepted connections whose transports
+        # are not made yet, and on a closed asyncio Server (Python 3.11) making one fails in Server._attach and
+        # drops the connection unread.
+        loop.remove_reader(self.sock.fileno())
         loop.run_until_complete(asyncio.sleep(RETIRE_GRACE_S))
         loop.run_until_complete(runner.cleanup())
+        server.close()
 
     def stop(self) -> None:
         if self.child is not None:
