@@ -34,13 +34,8 @@ import httpx
 from salepulse.consumers.tools.harness import Pipeline, wait_until
 from salepulse.streams.platform.config import Settings
 from salepulse.streams.tools.bench import _has_sale, probe_world
-from salepulse.streams.tools.ranking_client import (
-    CONCURRENCY,
-    ask_rankings,
-    ranking_floor,
-    ranking_load,
-    ranking_reflects,
-)
+from salepulse.streams.tools.ranking_client import CONCURRENCY, ranking_floor, ranking_load, ranking_reflects
+from salepulse.streams.tools.ranking_client_process import ask_rankings
 
 
 class BacklogSampler:

@@ -8,8 +8,6 @@ for GET /sales). :func:`ranking_floor` asks a bare process serving the same two 
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,8 @@ from salepulse.streams.tools.bench_clients import BareServer, run_in_process
 CONCURRENCY = 8
 """Client threads issuing the requests on schedule: one synchronous client achieved ~59 of the 200 req/s asked
 (each request waited for the previous one)."""
-HERE = "salepulse.streams.tools.ranking_client"
+PROCESS = "salepulse.streams.tools.ranking_client_process"
+"""Where the clients' bodies live: imported only by the processes that run them (it imports the bench)."""
 
 
 def ranking_paths(tag: str, i: int) -> tuple[str, dict[str, Any]]:
@@ -38,51 +37,8 @@ def ranking_paths(tag: str, i: int) -> tuple[str, dict[str, Any]]:
 def ranking_load(base_url: str, tag: str, rps: float, seconds: float,
                  concurrency: int = CONCURRENCY) -> dict[str, Any]:
     """Requests at ``rps`` (:func:`ranking_paths`) from a client process of its own; latency of each request."""
-    result = run_in_process(f"{HERE}:ask_rankings", base_url, tag, rps, seconds, concurrency, timeout=seconds + 120)
+    result = run_in_process(f"{PROCESS}:ask_rankings", base_url, tag, rps, seconds, concurrency, timeout=seconds + 120)
     return {**result, "client": "own process"}
-
-
-def ask_rankings(base_url: str, tag: str, rps: float, seconds: float, concurrency: int) -> dict[str, Any]:
-    """The client of :func:`ranking_load`: requests issued on schedule by ``concurrency`` threads sharing one
-    connection pool; failed requests (an HTTP error or a status other than 200) are counted, by kind."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from salepulse.consumers.io.publish import Pacer
-    from salepulse.streams.tools.bench import percentiles
-
-    sales_ms: list[float] = []
-    products_ms: list[float] = []
-    failures: dict[str, int] = {}
-    counting = threading.Lock()
-
-    def one(client: httpx.Client, i: int) -> None:
-        path, params = ranking_paths(tag, i)
-        started = time.perf_counter()
-        try:
-            status = str(client.get(path, params=params).status_code)
-        except httpx.HTTPError as exc:
-            status = type(exc).__name__
-        (products_ms if i % 2 else sales_ms).append((time.perf_counter() - started) * 1000)
-        if status != "200":
-            with counting:
-                failures[status] = failures.get(status, 0) + 1
-
-    pacer = Pacer(rate=rps)
-    with httpx.Client(base_url=base_url, timeout=10,
-                      limits=httpx.Limits(max_connections=concurrency)) as client, \
-            ThreadPoolExecutor(concurrency, thread_name_prefix="ranking-load") as pool:
-        began = time.monotonic()
-        deadline = began + seconds
-        i = 0
-        while time.monotonic() < deadline:
-            pacer.wait()
-            pool.submit(one, client, i)
-            i += 1
-        pool.shutdown(wait=True)
-        elapsed = time.monotonic() - began
-    return {"requested_rps": rps, "achieved_rps": round((len(sales_ms) + len(products_ms)) / elapsed, 1),
-            "concurrency": concurrency, "errors": sum(failures.values()), "failures": failures,
-            "sales_ms": percentiles(sales_ms), "products_5000_ms": percentiles(products_ms)}
 
 
 def ranking_floor(base_url: str, tag: str, state_dir: Path, rps: float, seconds: float) -> dict[str, Any]:
@@ -102,18 +58,4 @@ def ranking_floor(base_url: str, tag: str, state_dir: Path, rps: float, seconds:
 def ranking_reflects(env: dict[str, str], base_url: str, tag: str, probes: int, start: int = 0) -> dict[str, Any]:
     """:func:`salepulse.streams.tools.bench.probe_ranking_reflects` from a process of its own (its publisher and its
     reader), on the pipeline of ``env`` (the workers' environment: bootstrap and topic names)."""
-    return run_in_process(f"{HERE}:reflects", base_url, tag, probes, start, timeout=probes * 12 + 120, env=env)
-
-
-def reflects(base_url: str, tag: str, probes: int, start: int) -> dict[str, Any]:
-    """The body of :func:`ranking_reflects`, in its own process."""
-    from salepulse.consumers.io.publish import Publisher
-    from salepulse.streams.platform.config import Settings
-    from salepulse.streams.tools.bench import probe_ranking_reflects
-
-    with httpx.Client(base_url=base_url, timeout=10) as client:
-        publisher = Publisher(Settings.from_env(), **{"linger.ms": 0})
-        try:
-            return probe_ranking_reflects(publisher, client, tag, probes, start=start)
-        finally:
-            publisher.flush(10)
+    return run_in_process(f"{PROCESS}:reflects", base_url, tag, probes, start, timeout=probes * 12 + 120, env=env)
