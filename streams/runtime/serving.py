@@ -12,7 +12,8 @@ catalogue and the live board of this worker:
 - **No wait behind the loop.** The thread has its own asyncio loop; the learner's loop never runs its requests.
 - **Consistent reads.** The learner folds signals in slices (``LEARN_SLICE``) under :attr:`Worker.learning`, a
   lock this server takes around each ranking, so a ranking never sees a half-applied signal; a waiting request
-  (:attr:`Worker.readers_waiting`) ends the slice at the next signal, so it waits for one signal, not a slice.
+  (:attr:`Worker.readers_waiting`) ends the slice once it has run ``MIN_LEARN_S`` (2 ms), so it waits at most that
+  and one signal, and a steady ranking load cannot starve the learner.
   State changes are visible to the next request: an event reaches the ranking as soon as the learner has folded it
   in, with no snapshot or changelog delay.
 - **The GIL.** The thread still needs CPython's GIL, which a busy thread keeps for the switch interval (5 ms by
@@ -174,7 +175,7 @@ def _handler(worker: Worker, handler: Callable[..., Awaitable[dict[str, Any]]], 
         async def answer() -> dict[str, Any]:
             if not live:
                 return await handler(worker, request, member_id=member_id)
-            worker.readers_waiting += 1  # the learner ends its slice at the next signal
+            worker.readers_waiting += 1  # the learner ends its slice soon (MIN_LEARN_S)
             try:
                 worker.learning.acquire()  # between two of the learner's slices, never inside one
             finally:
