@@ -74,9 +74,7 @@ log = get_logger(__name__)
 MEMBER_FLUSH_SECONDS = 15.0
 LEARN_SLICE = 64
 MIN_LEARN_S = 0.002
-"""A learner slice lasts at least this long before it ends for a waiting ranking request (serving port, thread):
-ending it at the next signal let a steady ranking load starve the learner (its backlog grew at nearly the offered
-5,000 signals/s while 200 req/s were asked; README, "Rankings off the learning path")."""
+"""A slice runs this long before it ends for a waiting ranking: ending it at once let steady rankings starve it."""
 FINISH_BUDGET_S = 0.05
 """Seconds per 1 s tick spent teaching the forecast model from finished series (see LiveBoard.finish_ended_sales)."""
 
