@@ -1,0 +1,267 @@
+"""One bench case of issue #13 alone: the collector, ``POST /events`` in batches of 100, driven from other processes.
+
+``python -m salepulse.streams.tools.bench_collector [--server worker|collector] [--seconds S] [--clients P]
+[--concurrency C] [--profile]`` starts what serves ``POST /events`` on a private pipeline of the real broker
+(:func:`salepulse.streams.tools.demo.ensure_broker`): the demo's worker with every role (``worker``), or the
+collector process of its own (``collector``, ``salepulse collect``). The simulated world's catalogue is
+published first, so the worker knows the sales it then counts.
+
+The load comes from ``P`` client processes (never the server's, nor this one), each with ``C`` requests in
+flight on kept-alive connections. Every request is 100 events of the simulated traffic (browse, cart and order
+in the world's mix, about 94 / 5 / 1 %), each with a fresh ``event_id`` and ``ts`` = now, so every one is
+stored. Bodies are assembled from pre-serialised templates: the clients spend their CPU on HTTP, not on JSON.
+
+Printed as JSON: accepted events/s over the window (after a warm-up), p50/p99/max per request, the answers by
+status, and the server process's CPU seconds in the window (so µs of server CPU per event, a figure the other
+engineers' load on this shared box moves less than the rate). ``--profile`` samples the server with py-spy
+(``--gil``) over the same window and prints the top frames by own and by total time. It writes no file:
+the lead's ``make bench`` owns ``BENCHMARKS.md`` (its collector case drives the worker with :func:`drive`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from salepulse.streams.platform.config import Settings
+
+BATCH = 100
+WARMUP_S = 3.0
+
+
+# --- the load: templates, then client processes ------------------------------------------------------------
+def templates(n_events: int = 50_000, seed: int = 23) -> list[bytes]:
+    """``n_events`` simulated events as JSON object bodies without the opening brace, ``event_id`` or ``ts``
+    (the client puts fresh ones in front); an order's ``order_id`` is left out (it defaults to its event_id).
+
+    >>> found = templates(300)
+    >>> len(found), found[0][:9]
+    (300, b'"type":"b')
+    """
+    import itertools
+
+    from salepulse.consumers.tools.simulate import world_for_rate
+
+    out = []
+    for kind, record in itertools.islice(world_for_rate(seed, 1000.0).events(), n_events):
+        body = {"type": kind, **{k: v for k, v in record.items() if k not in ("event_id", "order_id", "ts")}}
+        out.append(json.dumps(body, separators=(",", ":")).encode()[1:])
+    return out
+
+
+def body_of(pool: list[bytes], start: int, prefix: str, now_ms: int, batch: int = BATCH) -> bytes:
+    """A request body: ``batch`` events of ``pool`` from ``start`` (wrapping), ids ``prefix-0`` … and ``ts`` now.
+
+    >>> json.loads(body_of([b'"type":"browse","sku":"k"}'], 0, "r1", 1_764_403_200_000, 2))[1]
+    {'event_id': 'r1-1', 'ts': 1764403200000, 'type': 'browse', 'sku': 'k'}
+    """
+    n = len(pool)
+    head = f'{{"event_id":"{prefix}-%d","ts":{now_ms},'.encode()
+    return b"[" + b",".join(head % j + pool[(start + j) % n] for j in range(batch)) + b"]"
+
+
+async def _drive(url: str, pool: list[bytes], seconds: float, warmup: float, concurrency: int, batch: int,
+                 tag: str, token: str | None) -> dict[str, Any]:
+    import aiohttp
+
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    accepted, failures = [0], Counter[str]()
+    started = time.perf_counter()
+    measure_from, end = started + warmup, started + warmup + seconds
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    last = [measure_from]
+    counter = [0]
+
+    async def one(session: aiohttp.ClientSession) -> None:
+        while (t0 := time.perf_counter()) < end:
+            i = counter[0]
+            counter[0] += 1
+            body = body_of(pool, i * batch, f"{tag}-{i}", int(time.time() * 1000), batch)
+            try:
+                async with session.post(url, data=body, headers=headers) as response:
+                    payload = await response.read()
+                    status = response.status
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                failures[type(exc).__name__] += 1
+                continue
+            t1 = time.perf_counter()
+            if t0 >= measure_from:
+                latencies.append((t1 - t0) * 1000)
+                statuses[status] += 1
+                if status == 202:
+                    accepted[0] += json.loads(payload)["accepted"]
+                last[0] = max(last[0], t1)
+
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency), timeout=timeout) as session:
+        await asyncio.gather(*(one(session) for _ in range(concurrency)))
+    return {"latencies_ms": latencies, "accepted": accepted[0], "statuses": dict(statuses),
+            "failures": dict(failures), "window_s": last[0] - measure_from}
+
+
+def _client(url: str, pool_path: str, seconds: float, warmup: float, concurrency: int, batch: int, tag: str,
+            token: str | None, out: Any) -> None:
+    pool = Path(pool_path).read_bytes().split(b"\n")
+    out.put(asyncio.run(_drive(url, pool, seconds, warmup, concurrency, batch, tag, token)))
+
+
+def drive(url: str, seconds: float, *, clients: int = 2, concurrency: int = 8, batch: int = BATCH,
+          warmup: float = WARMUP_S, token: str | None = None, pool: list[bytes] | None = None,
+          pool_dir: Path | None = None) -> dict[str, Any]:
+    """``POST`` batches to ``url`` from ``clients`` processes of ``concurrency`` requests in flight each, for
+    ``seconds`` after ``warmup``; accepted events/s, latency per request and statuses of all of them together."""
+    import numpy as np
+
+    pool = pool if pool is not None else templates()
+    pool_file = Path(pool_dir or tempfile.gettempdir()) / f"collector-pool-{uuid.uuid4().hex[:6]}.jsonl"
+    pool_file.write_bytes(b"\n".join(pool))
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: nothing of this process's threads
+    queue = context.Queue()
+    tag = uuid.uuid4().hex[:6]
+    processes = [context.Process(target=_client, args=(url, str(pool_file), seconds, warmup, concurrency, batch,
+                                                        f"{tag}{c}", token, queue), daemon=True)
+                 for c in range(clients)]
+    for process in processes:
+        process.start()
+    parts = [queue.get(timeout=seconds + warmup + 120) for _ in processes]
+    for process in processes:
+        process.join(10)
+    pool_file.unlink(missing_ok=True)
+    latencies = np.asarray([x for part in parts for x in part["latencies_ms"]])
+    window = max(part["window_s"] for part in parts)
+    accepted = sum(part["accepted"] for part in parts)
+    statuses: Counter[str] = Counter()
+    failures: Counter[str] = Counter()
+    for part in parts:
+        statuses.update({str(k): v for k, v in part["statuses"].items()})
+        failures.update(part["failures"])
+    quantiles = ({"n": int(latencies.size), "p50": round(float(np.percentile(latencies, 50)), 1),
+                  "p99": round(float(np.percentile(latencies, 99)), 1), "max": round(float(latencies.max()), 1)}
+                 if latencies.size else {"n": 0})
+    return {"batch": batch, "clients": clients, "concurrency": concurrency, "seconds": round(window, 1),
+            "accepted_events_per_s": round(accepted / window, 1) if window > 0 else 0.0,
+            "request_ms": quantiles, "statuses": dict(statuses), "failures": dict(failures)}
+
+
+# --- the server ----------------------------------------------------------------------------------------------
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (every thread) so far, from ``/proc``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _server(pipeline: Any, kind: str) -> tuple[int, str, subprocess.Popen[bytes] | None]:
+    """Start what serves ``POST /events``: (pid, base URL, the process when this function started it)."""
+    if kind == "worker":
+        pipeline.start_worker()
+        return pipeline.worker.pid, f"http://127.0.0.1:{pipeline.settings.http_port}", None
+    from salepulse.consumers.tools.harness import REPO_ROOT, wait_until
+
+    log = pipeline.worker_log.parent / "collector.log"
+    process = subprocess.Popen([sys.executable, "-m", "salepulse.streams.tools.cli", "collect"], env=pipeline.env,
+                               cwd=REPO_ROOT, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+                               start_new_session=True)
+
+    def answers() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"collector exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            return bool(pipeline.get("/health")["ready"])
+        except OSError:
+            return False
+
+    wait_until(answers, 90, "the collector's HTTP port")
+    return process.pid, f"http://127.0.0.1:{pipeline.settings.http_port}", process
+
+
+def bench_collector(bootstrap: str, dsn: str, state_dir: Path, *, server: str = "worker", seconds: float = 15.0,
+                    clients: int = 2, concurrency: int = 8, profile: bool = False) -> dict[str, Any]:
+    """``POST /events`` throughput and latency against ``server`` (see the module's docstring)."""
+    from salepulse.consumers.io.publish import Publisher
+    from salepulse.consumers.tools.harness import Pipeline
+    from salepulse.consumers.tools.simulate import world_for_rate
+    from salepulse.streams.tools import profiles
+
+    token = "bench-collector-token"
+    pipeline = Pipeline(bootstrap, dsn, state_dir / f"collector-{server}", partitions=4,
+                        extra_env={"SALEPULSE_API_TOKEN": token})
+    result: dict[str, Any] = {"server": server, "load": os.getloadavg()}
+    started: subprocess.Popen[bytes] | None = None
+    try:
+        world = world_for_rate(23, 1000.0)
+        with Publisher(pipeline.settings) as publisher:
+            for kind, records in (("sale", world.sales), ("prior", world.priors), ("stock", world.stock)):
+                for record in records:
+                    publisher.send(kind, record)
+        pool = templates()
+        pid, base, started = _server(pipeline, server)
+        spy = None
+        out = state_dir / f"collector-{server}.txt"
+
+        def sample() -> None:  # the window starts after the clients' warm-up
+            nonlocal spy
+            time.sleep(WARMUP_S + 2.0)  # the clients' interpreters start first
+            result["cpu_at_start"] = cpu_seconds(pid)
+            if profile:
+                spy = profiles.record(pid, seconds - 2.0, out)
+
+        import threading
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        began = time.monotonic()
+        result.update(drive(f"{base}/events", seconds, clients=clients, concurrency=concurrency, token=token,
+                            pool=pool, pool_dir=state_dir, warmup=WARMUP_S + 2.0))
+        sampler.join()
+        result["cpu_s"] = round(cpu_seconds(pid) - result.pop("cpu_at_start"), 2)
+        result["server_cpu_us_per_event"] = (round(result["cpu_s"] * 1e6 / (result["accepted_events_per_s"]
+                                                                             * result["seconds"]), 1)
+                                             if result["accepted_events_per_s"] else None)
+        result["wall_s"] = round(time.monotonic() - began, 1)
+        if spy is not None:
+            spy.communicate(timeout=seconds + 60)
+            result["profile"] = profiles.summary(*profiles.parse_collapsed(out.open()), 25)
+            result["profile"]["raw"] = str(out)
+        result["load_after"] = os.getloadavg()
+        return result
+    finally:
+        if started is not None and started.poll() is None:
+            started.terminate()
+            started.wait(30)
+        pipeline.close()
+
+
+def main(argv: list[str]) -> int:
+    from salepulse.streams.tools.demo import ensure_broker
+
+    parser = argparse.ArgumentParser(prog="bench_collector", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--server", choices=("worker", "collector"), default="worker")
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    bootstrap = ensure_broker(settings)
+    state_dir = Path(tempfile.mkdtemp(prefix="salepulse-bench-collector-"))
+    result = bench_collector(bootstrap, settings.clickhouse_url or f"chdb://{state_dir / 'chdb'}", state_dir,
+                             server=args.server, seconds=args.seconds, clients=args.clients,
+                             concurrency=args.concurrency, profile=args.profile)
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
