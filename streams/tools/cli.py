@@ -126,6 +126,18 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
+    require_port(settings.http_host, settings.collector_port, "SALEPULSE_COLLECTOR_PORT",
+                 "the collector (POST /events)")
+    require_kafka(settings)
+    from salepulse.streams.io.topics import ensure_topics
+    from salepulse.streams.runtime.collector_app import run_collectors
+
+    ensure_topics(settings)
+    run_collectors(settings)
+    return 0
+
+
 def _run_until_signal(run: Any) -> None:
     """Run ``run(stop_event)`` in the foreground; SIGINT/SIGTERM set the event for a clean finish."""
     stop = threading.Event()
@@ -316,6 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run the Faust worker (agents + HTTP API)")
     worker.add_argument("--loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"])
     worker.set_defaults(func=cmd_worker)
+
+    collect = sub.add_parser("collect", help="run the collector alone: POST /events and /forecasts "
+                             "(SALEPULSE_COLLECTOR_PORT)")
+    collect.set_defaults(func=cmd_collect)
 
     sink = sub.add_parser("sink", help="run the ClickHouse sink")
     sink.set_defaults(func=cmd_sink)
