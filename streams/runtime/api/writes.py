@@ -69,15 +69,17 @@ async def post_events(worker: Worker, request: Request) -> web.Response:
         await read_body(request, settings.max_body_bytes), int(time.time() * 1000), window=settings.event_time_window,
         max_age_ms=int(settings.event_max_age_s * 1000), max_lead_ms=int(settings.event_max_lead_s * 1000))
     items: list[Outgoing] = []
+    encode, routes = worker.codec.encode, {kind: route(kind) for kind in {event.kind for event in batch.events}}
+    topics = {kind: spec.topic(settings.topics) for kind, spec in routes.items()}
     for event in batch.events:
-        spec = route(event.kind)
+        spec = routes[event.kind]
         try:
-            value = worker.codec.encode(spec.record, event.record)
+            value = encode(spec.record, event.record)
         except ValueError as exc:  # validation should have caught it; refuse rather than fail the request
             batch.refused.append({"index": event.index, "event_id": event.record["event_id"],
                                   "problems": [str(exc)[:200]]})
             continue
-        items.append((spec.topic(settings.topics), value, spec.key(event.record), event.headers))
+        items.append((topics[event.kind], value, spec.key(event.record), event.headers))
     if items:
         # 2xx means stored: every accepted event is acknowledged by the broker before the answer goes out
         await store(worker, items)
