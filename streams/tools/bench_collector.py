@@ -117,7 +117,7 @@ def _client(url: str, pool_path: str, seconds: float, warmup: float, concurrency
     out.put(asyncio.run(_drive(url, pool, seconds, warmup, concurrency, batch, tag, token)))
 
 
-def drive(url: str, seconds: float, *, clients: int = 2, concurrency: int = 8, batch: int = BATCH,
+def drive(url: str, seconds: float, *, clients: int = 2, concurrency: int = 4, batch: int = BATCH,
           warmup: float = WARMUP_S, token: str | None = None, pool: list[bytes] | None = None,
           pool_dir: Path | None = None) -> dict[str, Any]:
     """``POST`` batches to ``url`` from ``clients`` processes of ``concurrency`` requests in flight each, for
@@ -187,8 +187,26 @@ def _server(pipeline: Any, kind: str) -> tuple[int, str, subprocess.Popen[bytes]
     return process.pid, f"http://127.0.0.1:{port}", process
 
 
+def collector_case(pipeline: Any, seconds: float, clients: int = 2, concurrency: int = 4) -> dict[str, Any]:
+    """``make bench``'s collector case: ``salepulse collect`` on ``pipeline``'s topics, driven as
+    :func:`bench_collector` drives it (clients in processes of their own); the caller stops its worker first, so
+    the figure is the collector's on one process, as this tool measures it."""
+    pid, base, process = _server(pipeline, "collector")
+    try:
+        before = cpu_seconds(pid)
+        result = drive(f"{base}/events", seconds, clients=clients, concurrency=concurrency,
+                       token=pipeline.settings.api_token)
+        result["server"] = "collector (salepulse collect)"
+        result["cpu_s"] = round(cpu_seconds(pid) - before, 2)
+        return result
+    finally:
+        if process is not None and process.poll() is None:
+            process.terminate()
+            process.wait(30)
+
+
 def bench_collector(bootstrap: str, dsn: str, state_dir: Path, *, server: str = "worker", seconds: float = 15.0,
-                    clients: int = 2, concurrency: int = 8, profile: bool = False) -> dict[str, Any]:
+                    clients: int = 2, concurrency: int = 4, profile: bool = False) -> dict[str, Any]:
     """``POST /events`` throughput and latency against ``server`` (see the module's docstring)."""
     from salepulse.consumers.io.publish import Publisher
     from salepulse.consumers.tools.harness import Pipeline
@@ -251,7 +269,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--server", choices=("worker", "collector"), default="worker")
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--clients", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=4, help="requests in flight per client process")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
