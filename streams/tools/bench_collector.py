@@ -167,23 +167,7 @@ def _server(pipeline: Any, kind: str) -> tuple[int, str, subprocess.Popen[bytes]
     if kind == "worker":
         pipeline.start_worker()
         return pipeline.worker.pid, f"http://127.0.0.1:{pipeline.settings.http_port}", None
-    from salepulse.consumers.tools.harness import REPO_ROOT, wait_until
-    from salepulse.deploy.kafka.processes import free_port
-
-    log, port = pipeline.worker_log.parent / "collector.log", free_port()
-    process = subprocess.Popen([sys.executable, "-m", "salepulse.streams.tools.cli", "collect"],
-                               env={**pipeline.env, "SALEPULSE_COLLECTOR_PORT": str(port)}, cwd=REPO_ROOT,
-                               stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
-
-    def answers() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"collector exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            return bool(pipeline.get("/health", port)["ready"])
-        except OSError:
-            return False
-
-    wait_until(answers, 90, "the collector's HTTP port")
+    port, process = pipeline.start_collector()
     return process.pid, f"http://127.0.0.1:{port}", process
 
 
