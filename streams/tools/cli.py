@@ -228,7 +228,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from salepulse.streams.tools.demo import run_demo
 
     return run_demo(settings, duration=args.duration, rate=args.rate, seed=args.seed, bad_rate=args.bad_rate,
-                    keep_serving=args.keep_serving, workers=args.workers, preference_workers=args.preference_workers)
+                    keep_serving=args.keep_serving, workers=args.workers, preference_workers=args.preference_workers,
+                    collector=args.collector)
 
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
@@ -381,6 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="broker + worker + sink + simulator, then a JSON summary")
     demo.add_argument("--duration", type=positive_float, default=60.0, help="seconds of production")
+    demo.add_argument("--collector", action="store_true",
+                      help="also run `salepulse collect` (POST /events on SALEPULSE_COLLECTOR_PORT)")
     demo.add_argument("--rate", type=positive_float, default=2000.0, help="events per second")
     demo.add_argument("--seed", type=int, default=None, help="default: a fresh one per run")
     demo.add_argument("--bad-rate", type=share, default=0.002)
