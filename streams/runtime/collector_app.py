@@ -27,6 +27,7 @@ from aiohttp import web
 from salepulse.schemas.codec import Codec
 from salepulse.streams.domain import collector
 from salepulse.streams.platform.config import Settings
+from salepulse.streams.platform.gc_tuning import tune_collector
 from salepulse.streams.platform.logs import get_logger
 from salepulse.streams.runtime.api import writes
 from salepulse.streams.runtime.api.errors import error_middleware
@@ -86,8 +87,11 @@ async def _run(settings: Settings, stop: asyncio.Event, reuse_port: bool) -> Non
     host = Collector(settings, Codec(settings.schema_registry_url))
     runner = web.AppRunner(collector_app(host), access_log=None)
     await runner.setup()
+    # as in the worker (SALEPULSE_GC_GEN0_THRESHOLD): a 100-event request allocates thousands of short-lived
+    # objects, and CPython's default would collect several times per request
+    tuned = tune_collector(settings.gc_gen0_threshold)
     await web.TCPSite(runner, settings.http_host, settings.collector_port, reuse_port=reuse_port).start()
-    log.info("collector listening", host=settings.http_host, port=settings.collector_port)
+    log.info("collector listening", host=settings.http_host, port=settings.collector_port, gc=tuned)
     await stop.wait()
     await runner.cleanup()  # answers the requests in flight first: each waits for its acknowledgements
     acked = host.extensions.get("publisher")
