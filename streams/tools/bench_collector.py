@@ -155,6 +155,52 @@ def drive(url: str, seconds: float, *, clients: int = 2, concurrency: int = 4, b
             "request_ms": quantiles, "statuses": dict(statuses), "failures": dict(failures)}
 
 
+# --- the request's own work, in process ----------------------------------------------------------------------
+def in_process(requests: int = 200, repeats: int = 5) -> dict[str, float]:
+    """µs per event of a 100-event request's work without HTTP or Kafka, best of ``repeats`` (CPU time of this
+    process, so other processes on the box move it less than a rate): parse + validate the reference way and the
+    fast way, and Avro-encode the records with fastavro and with the compiled writers.
+
+    >>> sorted(in_process(requests=2, repeats=1))[:2]
+    ['encode_compiled_us', 'encode_fastavro_us']
+    """
+    import io
+
+    import fastavro
+
+    from salepulse.schemas.codec import Codec
+    from salepulse.streams.domain.collector import collect_events
+    from salepulse.streams.platform.topology import route
+
+    pool = templates(min(50_000, requests * BATCH))
+    now = int(time.time() * 1000)
+    bodies = [body_of(pool, i * BATCH, f"p{i}", now) for i in range(requests)]
+    codec = Codec()
+    records = [(route(e.kind).record, e.record) for body in bodies for e in collect_events(body, now).events]
+    types = {name: codec.record_type(name) for name, _ in records}
+
+    def fastavro_encode() -> None:
+        for name, record in records:
+            rtype = types[name]
+            body = io.BytesIO()
+            body.write(rtype.fingerprint)
+            fastavro.schemaless_writer(body, rtype.parsed, record)
+
+    cases = {"validate_reference_us": lambda: [collect_events(b, now, fast=False) for b in bodies],
+             "validate_fast_us": lambda: [collect_events(b, now) for b in bodies],
+             "encode_fastavro_us": fastavro_encode,
+             "encode_compiled_us": lambda: [codec.encode(name, record) for name, record in records]}
+    result = {}
+    for name, case in cases.items():
+        best = float("inf")
+        for _ in range(repeats):
+            started = time.process_time()
+            case()
+            best = min(best, time.process_time() - started)
+        result[name] = round(best / (requests * BATCH) * 1e6, 2)
+    return result
+
+
 # --- the server ----------------------------------------------------------------------------------------------
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of process ``pid`` (every thread) so far, from ``/proc``."""
@@ -255,7 +301,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--clients", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight per client process")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--in-process", action="store_true",
+                        help="only the request's own work (parse, validate, encode), no HTTP or Kafka")
     args = parser.parse_args(argv)
+    if args.in_process:
+        print(json.dumps(in_process(), indent=1))
+        return 0
     settings = Settings.from_env()
     bootstrap = ensure_broker(settings)
     state_dir = Path(tempfile.mkdtemp(prefix="salepulse-bench-collector-"))
