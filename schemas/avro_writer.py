@@ -65,7 +65,8 @@ def _string(value: Any, out: list[bytes]) -> None:
         data = value.encode()
     except UnicodeEncodeError:
         raise Unsupported from None
-    out.append(varint(len(data)))
+    size = len(data)
+    out.append(_SMALL[size << 1] if size < 64 else varint(size))  # most ids: one byte, no call
     out.append(data)
 
 

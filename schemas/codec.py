@@ -163,7 +163,7 @@ class Codec:
             body.write(rtype.fingerprint)
         try:
             fastavro.schemaless_writer(body, rtype.parsed, record)
-        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:  # 2**63 for a long: overflow
             raise ValueError(f"{name} does not match its contract: {exc}") from exc
         return body.getvalue()
 
