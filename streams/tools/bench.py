@@ -33,7 +33,7 @@ from salepulse.schemas.codec import Codec
 from salepulse.streams.platform.config import Settings
 from salepulse.streams.platform.logs import get_logger
 from salepulse.streams.platform.topology import EVENT_RECORDS
-from salepulse.streams.tools.bench_collector import collector_case
+from salepulse.streams.tools.collector_load import collector_case
 
 log = get_logger(__name__)
 HOUR = 3_600_000
