@@ -86,7 +86,7 @@ def in_process(requests: int = 200, repeats: int = 5) -> dict[str, float]:
 
 
 def bench_collector(bootstrap: str, dsn: str, state_dir: Path, *, server: str = "worker", seconds: float = 15.0,
-                    clients: int = 2, concurrency: int = 4, profile: bool = False) -> dict[str, Any]:
+                    clients: int = 2, concurrency: int = 2, profile: bool = False) -> dict[str, Any]:
     """``POST /events`` throughput and latency against ``server`` (see the module's docstring)."""
     from salepulse.consumers.io.publish import Publisher
     from salepulse.consumers.tools.harness import Pipeline
@@ -147,7 +147,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--server", choices=("worker", "collector"), default="worker")
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--clients", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=4, help="requests in flight per client process")
+    parser.add_argument("--concurrency", type=int, default=2, help="requests in flight per client process")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--in-process", action="store_true",
                         help="only the request's own work (parse, validate, encode), no HTTP or Kafka")

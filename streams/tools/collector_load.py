@@ -21,6 +21,7 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 BATCH = 100
@@ -104,7 +105,7 @@ def _client(url: str, pool_path: str, seconds: float, warmup: float, concurrency
     out.put(asyncio.run(_drive(url, pool, seconds, warmup, concurrency, batch, tag, token)))
 
 
-def drive(url: str, seconds: float, *, clients: int = 2, concurrency: int = 4, batch: int = BATCH,
+def drive(url: str, seconds: float, *, clients: int = 2, concurrency: int = 2, batch: int = BATCH,
           warmup: float = WARMUP_S, token: str | None = None, pool: list[bytes] | None = None,
           pool_dir: Path | None = None) -> dict[str, Any]:
     """``POST`` batches to ``url`` from ``clients`` processes of ``concurrency`` requests in flight each, for
@@ -122,7 +123,14 @@ def drive(url: str, seconds: float, *, clients: int = 2, concurrency: int = 4, b
                  for c in range(clients)]
     for process in processes:
         process.start()
-    parts = [queue.get(timeout=seconds + warmup + 120) for _ in processes]
+    parts, deadline = [], time.monotonic() + seconds + warmup + 120
+    while len(parts) < len(processes):
+        try:
+            parts.append(queue.get(timeout=1.0))
+        except Empty:
+            dead = [p.exitcode for p in processes if p.exitcode not in (None, 0)]
+            if dead or time.monotonic() > deadline:
+                raise RuntimeError(f"collector load: client processes failed (exit codes {dead})") from None
     for process in processes:
         process.join(10)
     pool_file.unlink(missing_ok=True)
@@ -158,7 +166,7 @@ def _server(pipeline: Any, kind: str) -> tuple[int, str, subprocess.Popen[bytes]
     return process.pid, f"http://127.0.0.1:{port}", process
 
 
-def collector_case(pipeline: Any, seconds: float, clients: int = 2, concurrency: int = 4) -> dict[str, Any]:
+def collector_case(pipeline: Any, seconds: float, clients: int = 2, concurrency: int = 2) -> dict[str, Any]:
     """``make bench``'s collector case: ``salepulse collect`` on ``pipeline``'s topics, driven as
     ``bench_collector`` drives it (clients in processes of their own); the caller stops its worker first, so
     the figure is the collector's on one process, as that tool measures it."""
