@@ -158,9 +158,11 @@ def test_the_prior_strength_is_learned_weak_when_buyers_differ_and_strong_when_t
 def test_the_learned_strength_is_the_one_with_the_lowest_prequential_deviance() -> None:
     model = CorrectionModel(min_scored=1)
     _buyers_world(model, 0.15, seed=6, n_sales=60)
-    scores = np.asarray(model.strength_scores)
-    i, j = np.unravel_index(int(np.argmin(scores)), scores.shape)
-    assert (model.prior_strength, model.buyer_prior_strength) == (model.strengths[i], model.strengths[j])
+    assert model.prior_strength == model.strengths[int(np.argmin(model.strength_scores))]
+    # each level of the buyer chain has its own strength, the lowest deviance with the other levels as they read
+    for level, scores in model.level_scores.items():
+        assert model.level_scored[level] > 0
+        assert model.buyer_strengths[level] == model.strengths[int(np.argmin(scores))]
     assert poisson_deviance(7.0, 7.0) == 0.0 and poisson_deviance(3.0, 7.0) > 0 and poisson_deviance(0.0, 1.0) == 2.0
 
 
