@@ -105,8 +105,13 @@ bands and sizes of a category by a few)."""
 LEAVE_OUT_BUYER = True
 """Read a known buyer's forecast through the pool of everyone *else's* forecasts (leave-one-out), and the buyer's
 own record relative to that. With the buyer in the pool, their habit leaks into the pooled groups they dominate
-(a category or size most of whose forecasts are theirs), where the relative ratio then reads ~1 and the pooled
-chain's shrinkage toward coarser groups erases it (issue 15: seed 1's buyer-06, habit +0.259, was read +0.157)."""
+(a category most of whose forecasts are theirs): there their relative ratio reads ~1 and the pooled chain's
+shrinkage toward coarser groups erases the habit, and a colleague on target in that category is read as the
+opposite of them (``test_a_buyer_who_makes_most_of_a_category_is_read_against_everyone_else``)."""
+SHRUNK_REFERENCE = True
+"""Compare a buyer's group with what the pooled chain *reads* at the same granularity (its shrunk value), not with
+the pooled group's raw ratio: the buyer's factor multiplies that reading, so with a long record it is exactly
+their own ratio, whatever the pool's shrinkage."""
 MIN_SCORED = 200
 """Finished forecasts scored before the learned strength replaces the configured one."""
 
@@ -119,17 +124,24 @@ class CorrectionModel:
     forecast is learned, the model scores the factor every strength in ``strengths`` would have given it (the
     Poisson deviance of ``expert x factor`` against the demand, prequentially: no forecast is scored by a model
     that has seen it) and, once ``min_scored`` forecasts are scored, reads with the strength of the lowest total.
-    ``prior_strength`` is the strength used before that (and always, with ``strengths=()``). The buyer chain's
-    strength (``buyer_prior_strength``) is learned apart, over every pair of strengths: buyers differ by tens of
-    percent, a category's sizes and price bands by a few, and one strength for both shrank buyers' records too hard
-    (issue 15: the buyers read within 5 points of their habit went from 16 to 17 of 24, mean miss 0.044 -> 0.034).
+    ``prior_strength`` is the strength used before that (and always, with ``strengths=()``). Each level of the buyer
+    chain learns its own strength (``buyer_strengths``; ``buyer_prior_strength`` is the buyer level's), scored with
+    the other levels as they read then: buyers differ by tens of percent, a buyer's categories within a department
+    by little, and one strength for the whole chain shrank the buyer level too hard or the finer ones too little.
+
+    **A buyer is read against everyone else.** The pooled chain of a known buyer's forecast leaves their own
+    forecasts out (:data:`LEAVE_OUT_BUYER`), and each of their groups is compared with what that pooled chain reads
+    at the same granularity (:data:`SHRUNK_REFERENCE`), so the factor is ``pooled reading x (their ratio / the
+    pool's reading)``: with a long record, their own ratio.
 
     >>> m = CorrectionModel(prior_strength=20.0, strengths=(1.0, 1000.0), min_scored=10)
-    >>> for i in range(60):  # every group is on target except bob's, who is 50% high: the groups differ
+    >>> for i in range(60):  # ann is on target, bob 50% high: the buyers differ
     ...     buyer = "bob" if i % 2 else "ann"
     ...     m.observe(30.0, 20.0 if buyer == "bob" else 30.0, f"s{i}", buyer, "shoes.boots", 50.0)
-    >>> m.prior_strength, round(1 / m.correction(30.0, "bob", "shoes.boots", 50.0).factor - 1, 2)
-    (1.0, 0.5)
+    >>> m.prior_strength, m.buyer_prior_strength  # each is read against the other's forecasts: the pool is alike
+    (1000.0, 1.0)
+    >>> round(1 / m.correction(30.0, "bob", "shoes.boots", 50.0).factor - 1, 2)
+    0.5
     """
 
     POOLED = ("all", "size", "department", "category", "category_size", "category_size_band")
@@ -137,7 +149,8 @@ class CorrectionModel:
 
     def __init__(self, prior_strength: float = DEFAULT_PRIOR_STRENGTH, max_factor: float = 20.0,
                  strengths: tuple[float, ...] = STRENGTHS, min_scored: int = MIN_SCORED,
-                 buyer_strength: bool = SEPARATE_BUYER_STRENGTH, leave_out_buyer: bool = LEAVE_OUT_BUYER) -> None:
+                 buyer_strength: bool = SEPARATE_BUYER_STRENGTH, leave_out_buyer: bool = LEAVE_OUT_BUYER,
+                 shrunk_reference: bool = SHRUNK_REFERENCE) -> None:
         self.prior_strength = prior_strength
         self.configured_strength = prior_strength
         self.max_factor = max_factor
@@ -145,6 +158,7 @@ class CorrectionModel:
         self.min_scored = min_scored
         self.separate_buyer_strength = buyer_strength
         self.leave_out_buyer = leave_out_buyer
+        self.shrunk_reference = shrunk_reference
         self.buyer_strengths = dict.fromkeys(self.BUYER, prior_strength)
         """The strength of each level of the buyer chain (learned apart once ``min_scored`` forecasts had one)."""
         # prequential deviance of each candidate strength: the pooled chain's (the buyer chain read as it is now),
@@ -178,24 +192,41 @@ class CorrectionModel:
     def _evidence(self, expert: float, buyer_id: str | None, category: str | None,
                   price: float | None) -> tuple[list[tuple[float, float, str, tuple[Any, ...], _Ratio]], ...]:
         """The groups with a record behind this forecast, general to specific, as ``(effective n, ratio, level,
-        key, stats)``: the pooled chain's ratios, then the buyer chain's ratios relative to the pool's."""
+        key, stats)``: the pooled chain's ratios (without the buyer's own forecasts), then the buyer chain's ratios
+        relative to what the pooled chain reads at the same granularity."""
         pooled, buyer = [], []
         loo = self.leave_out_buyer and bool(buyer_id)
-        for level, key in self.keys(expert, buyer_id, category, price):
-            st = self._stats.get((level, *key))
-            if st is None or st.n == 0 or st.expert <= 0:
-                continue
+        keys = self.keys(expert, buyer_id, category, price)
+        for level, key in keys:
             if level in self.BUYER:
-                ref = self._pool(self._comparable(level, key), buyer_id if loo else None)
-                if ref is None or ref.expert <= 0 or ref.actual <= 0:
-                    continue
-                buyer.append((st.effective, (st.actual / st.expert) / (ref.actual / ref.expert), level, key, st))
+                continue
+            st = self._stats.get((level, *key))
+            if st is not None and loo:
+                st = st.without(self._stats.get(("own", buyer_id, level, *key)))
+            if st is None or st.n < 0.5 or st.expert <= 1e-9:  # no record (but this buyer's, when left out)
+                continue
+            pooled.append((st.effective, st.actual / st.expert, level, key, st))
+        # what the pooled chain reads at each of its levels, the reference a buyer's group is compared with; a level
+        # without a record (none but this buyer's: a lone buyer, a category only they forecast) reads as the one
+        # before it, and an empty pool as 1, the chain's start
+        reads, value, present = {}, 1.0, {level: (n, ratio) for n, ratio, level, *_ in pooled}
+        for level in self.POOLED:
+            if level in present:
+                n, ratio = present[level]
+                value = (n * ratio + self.prior_strength * value) / (n + self.prior_strength)
+            reads[level] = value
+        for level, key in keys:
+            st = self._stats.get((level, *key))
+            if level not in self.BUYER or st is None or st.n == 0 or st.expert <= 0:
+                continue
+            if self.shrunk_reference:
+                ref_read = reads[self._comparable(level, key)[0]]
             else:
-                if loo:
-                    st = st.without(self._stats.get(("own", buyer_id, level, *key)))
-                    if st.n < 0.5 or st.expert <= 1e-9:  # only this buyer's forecasts there
-                        continue
-                pooled.append((st.effective, st.actual / st.expert, level, key, st))
+                ref = self._pool(self._comparable(level, key), buyer_id if loo else None)
+                ref_read = ref.actual / ref.expert if ref is not None and ref.expert > 0 else None
+            if not ref_read or ref_read <= 0:
+                continue
+            buyer.append((st.effective, (st.actual / st.expert) / ref_read, level, key, st))
         return pooled, buyer
 
     def _pool(self, key: tuple[Any, ...], buyer_id: str | None) -> _Ratio | None:
@@ -263,7 +294,7 @@ class CorrectionModel:
             pool_now = self._shrink(pooled, self.prior_strength)
             for level in {lvl for _, _, lvl, *_ in buyer}:  # a level without a record reads the same at any k
                 scores = self.level_scores[level]
-                for j, k in enumerate(ks):
+                for j, k in enumerate(self.strengths):
                     scores[j] += deviance(pool_now, self._shrink(buyer, {**self.buyer_strengths, level: k}))
                 self.level_scored[level] += 1
         self.scored += 1
@@ -274,7 +305,7 @@ class CorrectionModel:
                     self.buyer_strengths[level] = self.prior_strength
                 elif self.level_scored[level] >= self.min_scored:
                     scores = self.level_scores[level]
-                    self.buyer_strengths[level] = ks[min(range(len(ks)), key=scores.__getitem__)]
+                    self.buyer_strengths[level] = self.strengths[min(range(len(scores)), key=scores.__getitem__)]
 
     def correction(self, expert: float, buyer_id: str | None = None, category: str | None = None,
                    price: float | None = None, strength: float | None = None) -> Correction:
