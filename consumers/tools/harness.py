@@ -79,9 +79,12 @@ class Pipeline:
         wait_until(lambda: self._answers(self.worker, self.settings.http_port, self.worker_log), timeout,
                    "the worker's HTTP port")
 
-    def start_preferences_worker(self, timeout: float = 90.0) -> None:
-        """A second worker with SALEPULSE_WORKER_ROLE=preferences, on its own port; member requests go to it."""
-        self.preferences_worker = self._spawn("preferences", self.preferences_port, self.preferences_log)
+    def start_preferences_worker(self, timeout: float = 90.0, serving_port: int = 0) -> None:
+        """A second worker with SALEPULSE_WORKER_ROLE=preferences, on its own port; member requests go to it.
+        ``serving_port``: its read server's (``SALEPULSE_SERVING_PORT``), for it alone (the velocity worker's read
+        server would take the same port if ``extra_env`` named it)."""
+        self.preferences_worker = self._spawn("preferences", self.preferences_port, self.preferences_log,
+                                              serving_port)
         wait_until(lambda: self._answers(self.preferences_worker, self.preferences_port, self.preferences_log),
                    timeout, "the preferences worker's HTTP port")
 

@@ -370,11 +370,6 @@ class LiveBoard:
         now = self.stream_ms
         return self.summaries.sales(self.catalog.open_sales(now), now)
 
-    def sales_json(self) -> bytes:
-        """:meth:`sales_view` as JSON bytes, rendered again only when a sale's answer changed."""
-        now = self.stream_ms
-        return self.summaries.sales_json(self.catalog.open_sales(now), now)
-
     def publish_sales(self, tag: Hashable = 0) -> bytes:
         """``GET /sales``'s body rendered now and kept for readers on any thread (``SummaryCache.publish``)."""
         now = self.stream_ms

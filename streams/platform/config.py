@@ -96,8 +96,8 @@ class Settings:
     GET /sales and GET /sales/{id} (off the worker's event loop); 0: none."""
     serving_snapshot_s: float = 0.0
     """SALEPULSE_SERVING_SNAPSHOT_S: with a serving port, > 0 serves the rankings from a forked copy-on-write
-    snapshot of the worker renewed this often (experimental: resets connections under load, see the README);
-    0: from a thread reading the live state."""
+    snapshot of the worker renewed this often (slower than the thread under load, see the README); 0: from a
+    thread reading the live state."""
     sink_batch_rows: int = 20_000
     sink_flush_seconds: float = 1.0
     sink_metrics_port: int = 6067

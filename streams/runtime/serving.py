@@ -12,7 +12,8 @@ catalogue and the live board of this worker:
 - **No wait behind the loop.** The thread has its own asyncio loop; the learner's loop never runs its requests.
 - **Consistent reads.** The learner folds signals in slices (``LEARN_SLICE``) under :attr:`Worker.learning`, a
   lock this server takes around each ranking, so a ranking never sees a half-applied signal; a waiting request
-  (:attr:`Worker.readers_waiting`) ends the slice at the next signal, so it waits for one signal, not a slice.
+  (:attr:`Worker.readers_waiting`) ends the slice once it has run ``MIN_LEARN_S`` (2 ms), so it waits at most that
+  and one signal, and a steady ranking load cannot starve the learner.
   State changes are visible to the next request: an event reaches the ranking as soon as the learner has folded it
   in, with no snapshot or changelog delay.
 - **The GIL.** The thread still needs CPython's GIL, which a busy thread keeps for the switch interval (5 ms by
@@ -40,7 +41,9 @@ as it was at the fork (the kernel's copy-on-write pages: nothing is serialised) 
 opened once and every child shares. When the new child listens, the previous one stops accepting, answers what it
 holds and exits; no connection is refused in between. The child has a core and a GIL of its own; an event reaches its
 answers at the next snapshot. The child touches nothing another thread may hold a lock on (no Kafka client, no
-metrics, no log lines on the request path) and freezes its inherited heap so its collector copies no page.
+metrics, no log lines on the request path) and freezes its inherited heap so its collector copies no page. Measured
+against the thread under 5,000 events/s (README, "Rankings off the learning path", third pass) it answered fewer
+requests, slower, and the forks slowed the learner: the thread stays the default.
 """
 
 from __future__ import annotations
@@ -80,6 +83,9 @@ SWITCH_INTERVAL_S = 0.001
 """CPython's GIL switch interval while the server runs (default 0.005 s): each of a request's several GIL
 acquisitions waits up to this long behind a busy learner or ingest thread."""
 RETRIES = 5
+SNAPSHOT_HEADER = "X-Salepulse-Snapshot-Ms"
+"""On a forked snapshot's answers: the epoch milliseconds of the state it answers from (its fork), so a client can
+tell how stale an answer is and which snapshot gave it."""
 
 
 async def retried(call: Callable[[], Awaitable[Any]], retries: int = RETRIES) -> Any:
@@ -104,16 +110,24 @@ async def retried(call: Callable[[], Awaitable[Any]], retries: int = RETRIES) ->
     raise AssertionError("unreachable")
 
 
-def ranking_app(worker: Worker, live: bool, requests: Any) -> web.Application:
+def ranking_app(worker: Worker, live: bool, requests: Any, snapshot_ms: int = 0) -> web.Application:
     """The two ranking endpoints (a worker that learns preferences) and, on the thread server, the endpoints
     declared ``off_loop`` (``GET /sales``, ``GET /sales/{id}``) of its role. ``live``: reading the state other
     threads change (the thread server: readiness checked per request, rankings under :attr:`Worker.learning`);
-    else a forked snapshot's own copy (checked by the worker before it forked)."""
+    else a forked snapshot's own copy (checked by the worker before it forked) of the moment ``snapshot_ms``."""
     app = web.Application(middlewares=[error_middleware(requests)])
     if not live:
         # A snapshot retires every refresh: a kept-alive connection would tie a client to it and be reset when it
-        # goes (seen in the bench), so each answer closes its connection and the next request reaches the newest.
-        app.on_response_prepare.append(_close_after)
+        # goes, so each answer closes its connection and the next request reaches the newest. The header must say
+        # so: aiohttp decides the Connection header before this hook runs, so force_close() alone sent none, the
+        # client pooled the connection the server was about to close, and its next request on it was reset (the
+        # bench's "Connection reset by peer": 13-27% of requests in tests/integration/test_serving_snapshots.py).
+        async def close_after(_request: web.Request, response: web.StreamResponse) -> None:
+            response.force_close()
+            response.headers["Connection"] = "close"
+            response.headers[SNAPSHOT_HEADER] = str(snapshot_ms)
+
+        app.on_response_prepare.append(close_after)
     if worker.settings.learns_preferences:
         app.router.add_get("/members/{member_id}/sales",
                            _handler(worker, members.member_sales, models.MemberSales, live))
@@ -145,10 +159,6 @@ def _off_loop(worker: Worker, endpoint: Endpoint) -> Any:
     return serve
 
 
-async def _close_after(_request: web.Request, response: web.StreamResponse) -> None:
-    response.force_close()
-
-
 def _handler(worker: Worker, handler: Callable[..., Awaitable[dict[str, Any]]], model: Any, live: bool) -> Any:
     settings = worker.settings
 
@@ -165,7 +175,7 @@ def _handler(worker: Worker, handler: Callable[..., Awaitable[dict[str, Any]]], 
         async def answer() -> dict[str, Any]:
             if not live:
                 return await handler(worker, request, member_id=member_id)
-            worker.readers_waiting += 1  # the learner ends its slice at the next signal
+            worker.readers_waiting += 1  # the learner ends its slice soon (MIN_LEARN_S)
             try:
                 worker.learning.acquire()  # between two of the learner's slices, never inside one
             finally:
@@ -252,7 +262,9 @@ class SnapshotServer:
         self.child: tuple[int, int] | None = None  # (pid, write end of its "retire" pipe)
         self.retired: list[int] = []
         self.forks = 0
+        self.failed = 0
         self.last_fork = 0.0
+        self.forked_at_ms = 0
         self.fork_ms: list[float] = []
         """Milliseconds the worker's loop spent in each fork (kept to the last 100, for /stats and the bench)."""
 
@@ -269,6 +281,7 @@ class SnapshotServer:
         ready_r, ready_w = os.pipe()
         retire_r, retire_w = os.pipe()
         started = time.perf_counter()
+        self.forked_at_ms = int(time.time() * 1000)
         pid = os.fork()
         if pid == 0:  # the child: never returns
             os.close(ready_r)
@@ -307,11 +320,15 @@ class SnapshotServer:
         still = []
         for pid in self.retired:
             try:
-                done, _ = os.waitpid(pid, os.WNOHANG)
+                done, status = os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
                 continue
             if not done:
                 still.append(pid)
+            elif status:  # a snapshot that died rather than retired dropped the connections it held
+                self.failed += 1
+                log.warning("ranking snapshot ended abnormally", pid=pid, exit_code=os.waitstatus_to_exitcode(status),
+                            failed=self.failed)
         self.retired = still
 
     def _serve(self, ready_w: int, retire_r: int) -> None:
@@ -324,7 +341,8 @@ class SnapshotServer:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         runner = web.AppRunner(ranking_app(self.worker, live=False, requests=Registry().counter(
-            "salepulse_snapshot_requests_total", "Requests answered by the snapshot.", ["route", "status"])),
+            "salepulse_snapshot_requests_total", "Requests answered by the snapshot.", ["route", "status"]),
+            snapshot_ms=self.forked_at_ms),
             access_log=None, handle_signals=False, shutdown_timeout=5.0)
         loop.run_until_complete(runner.setup())
         server = loop.run_until_complete(loop.create_server(runner.server, sock=self.sock, backlog=1024))
@@ -333,11 +351,14 @@ class SnapshotServer:
         done = loop.create_future()
         loop.add_reader(retire_r, lambda: done.done() or done.set_result(None))
         loop.run_until_complete(done)
-        # Retired: stop accepting (the newer snapshot takes the socket's queue), then answer what was accepted
-        # already before closing anything; closing at once reset connections accepted a moment before.
-        server.close()
+        # Retired: stop accepting (the newer snapshot takes the socket's queue), answer what was accepted, then
+        # close. Not by server.close() first: the loop's last pass may have accepted connections whose transports
+        # are not made yet, and on a closed asyncio Server (Python 3.11) making one fails in Server._attach and
+        # drops the connection unread.
+        loop.remove_reader(self.sock.fileno())
         loop.run_until_complete(asyncio.sleep(RETIRE_GRACE_S))
         loop.run_until_complete(runner.cleanup())
+        server.close()
 
     def stop(self) -> None:
         if self.child is not None:

@@ -73,6 +73,8 @@ log = get_logger(__name__)
 
 MEMBER_FLUSH_SECONDS = 15.0
 LEARN_SLICE = 64
+MIN_LEARN_S = 0.002
+"""A slice runs this long before it ends for a waiting ranking: ending it at once let steady rankings starve it."""
 FINISH_BUDGET_S = 0.05
 """Seconds per 1 s tick spent teaching the forecast model from finished series (see LiveBoard.finish_ended_sales)."""
 
@@ -198,7 +200,7 @@ class Worker:
         """Held by the learner while it folds a slice of signals in, and by the ranking server while it ranks."""
         self.readers_waiting = 0
         """Ranking requests waiting for :attr:`learning` (only the serving thread writes it): the learner ends its
-        slice after the signal in hand, so a request waits one signal, not a whole slice."""
+        slice once it has run ``MIN_LEARN_S``, so a request waits that and one signal, not a whole slice."""
         self.ranking_server: Any = None
         self._ingest_stop = threading.Event()
         self._ingest_thread = threading.Thread(target=self._run_ingest, name="ingest", daemon=True)
@@ -381,6 +383,7 @@ class Worker:
         done = 0
         while done < len(signals):
             with self.learning:  # the ranking server (salepulse.streams.runtime.serving) reads between slices only
+                began = time.perf_counter()
                 for signal in signals[done:done + LEARN_SLICE]:
                     done += 1
                     try:
@@ -389,7 +392,7 @@ class Worker:
                         members.put(member_id, update(members.get(member_id), change, *choices(change)), event)
                     except Exception as exc:  # noqa: BLE001
                         failures.append(f"{type(exc).__name__}: {exc}")
-                    if self.readers_waiting:
+                    if self.readers_waiting and time.perf_counter() - began >= MIN_LEARN_S:
                         break
             await asyncio.sleep(0)
         self.metrics.signals_learned.inc(len(batch["signals"]) - len(failures))

@@ -33,6 +33,7 @@ from salepulse.schemas.codec import Codec
 from salepulse.streams.platform.config import Settings
 from salepulse.streams.platform.logs import get_logger
 from salepulse.streams.platform.topology import EVENT_RECORDS
+from salepulse.streams.tools.ranking_client import ranking_floor, ranking_load, ranking_reflects
 
 log = get_logger(__name__)
 HOUR = 3_600_000
@@ -347,21 +348,21 @@ def bench_latency(bootstrap: str, dsn: str, state_dir: Path, rate: float, second
         results: dict[str, Any] = {"offered_events_per_s": rate, "layout": layout}
         client = httpx.Client(base_url=f"http://127.0.0.1:{pipeline.settings.http_port}", timeout=10)
         member_port = pipeline.preferences_port if layout == "split" else pipeline.settings.http_port
-        members = httpx.Client(base_url=f"http://127.0.0.1:{member_port}", timeout=10)
+        member_url = f"http://127.0.0.1:{member_port}"
         probe_publisher = Publisher(pipeline.settings, **{"linger.ms": 0})
         with background:
             time.sleep(3)  # let the load settle
             results["event_to_clickhouse_ms"] = probe_visibility(probe_publisher, tag, sent_at, visible, seconds / 3)
             results["order_to_sales_view_ms"] = probe_sales_view(probe_publisher, client, tag, 40)
             results["order_to_alert_ms"] = probe_alerts(pipeline, probe_publisher, tag, 30)
-            results["event_to_ranking_ms"] = probe_ranking_reflects(probe_publisher, members, tag, 30)
-            results["ranking_under_load"] = ranking_load(members, tag, rps=200, seconds=seconds / 3)
+            results["event_to_ranking_ms"] = ranking_reflects(pipeline.env, member_url, tag, 30)
+            results["ranking_under_load"] = ranking_load(member_url, tag, rps=200, seconds=seconds / 3)
+            results["ranking_floor"] = ranking_floor(member_url, tag, pipeline.settings.state_dir, 200, seconds / 3)
             lag = pipeline.lag()
             results["background_events_sent"] = background.sent
         results["lag_at_end"] = {"worker": lag[0], "sink": lag[1]}
         results["collector"] = collector_load(client, tag, seconds=min(10.0, seconds / 3))
         client.close()
-        members.close()
         return results
     finally:
         pipeline.close()
@@ -486,44 +487,6 @@ def probe_ranking_reflects(publisher: Publisher, client: httpx.Client, tag: str,
         if latency is not None:
             latencies.append(latency)
     return {**percentiles(latencies), "missed": probes - len(latencies)}
-
-
-def ranking_load(client: httpx.Client, tag: str, rps: float, seconds: float, concurrency: int = 8) -> dict[str, Any]:
-    """Requests at ``rps`` alternating sales (200+ open) and products (5,000-product sale); latency of each request.
-
-    One synchronous client achieved ~59 of the 200 req/s asked (each request waited for the previous one), so the
-    requests are issued on schedule by ``concurrency`` threads sharing the client's connection pool.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    sales_ms: list[float] = []
-    products_ms: list[float] = []
-    errors = [0]
-
-    def one(i: int) -> None:
-        member = f"{tag}-fan{i % 30}"
-        started = time.perf_counter()
-        if i % 2:
-            response = client.get(f"/members/{member}/products", params={"sale_id": f"{tag}-big", "k": 20})
-            products_ms.append((time.perf_counter() - started) * 1000)
-        else:
-            response = client.get(f"/members/{member}/sales", params={"k": 10})
-            sales_ms.append((time.perf_counter() - started) * 1000)
-        errors[0] += response.status_code != 200
-
-    pacer = Pacer(rate=rps)
-    began = time.monotonic()
-    deadline = began + seconds
-    i = 0
-    with ThreadPoolExecutor(concurrency, thread_name_prefix="ranking-load") as pool:
-        while time.monotonic() < deadline:
-            pacer.wait()
-            pool.submit(one, i)
-            i += 1
-    elapsed = time.monotonic() - began
-    return {"requested_rps": rps, "achieved_rps": round((len(sales_ms) + len(products_ms)) / elapsed, 1),
-            "concurrency": concurrency, "errors": errors[0], "sales_ms": percentiles(sales_ms),
-            "products_5000_ms": percentiles(products_ms)}
 
 
 def collector_load(client: httpx.Client, tag: str, seconds: float, batch: int = 100) -> dict[str, Any]:

@@ -25,7 +25,6 @@ What this does not check: whether the survivor's *answers* are right after the m
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -48,6 +47,7 @@ from salepulse.deploy.kafka.local_broker import free_port
 from salepulse.streams.io.lag import end_offsets
 from salepulse.streams.platform.config import Settings
 from salepulse.streams.platform.logs import get_logger
+from salepulse.streams.tools.bench_clients import BareServer, run_in_process
 from salepulse.streams.tools.demo_fleet import combined_stats
 
 log = get_logger(__name__)
@@ -321,11 +321,9 @@ def sales_from_any_worker(fleet: list[WorkerProcess], seconds: float, rps: float
     is a thread of this one, generating and encoding thousands of events a second, and a client sharing its GIL
     measured its own wait for the GIL along with the worker's answer."""
     targets = [(w.name, f"http://127.0.0.1:{w.serving_port if port == 'serving' else w.port}") for w in fleet]
-    code = ("import json, sys; from salepulse.streams.tools.bench_scale import ask_sales; "
-            "print(json.dumps(ask_sales(*json.loads(sys.argv[1]))))")
-    done = subprocess.run([sys.executable, "-c", code, json.dumps([targets, seconds, rps])], capture_output=True,
-                          text=True, check=True, timeout=seconds + 120)
-    return {**json.loads(done.stdout), "port": port}
+    answers = run_in_process("salepulse.streams.tools.bench_scale:ask_sales", targets, seconds, rps,
+                             timeout=seconds + 120)
+    return {**answers, "port": port}
 
 
 def ask_sales(targets: list[tuple[str, str]], seconds: float, rps: float) -> dict[str, Any]:
@@ -361,42 +359,13 @@ def ask_sales(targets: list[tuple[str, str]], seconds: float, rps: float) -> dic
                            for name, values in latencies.items()}}
 
 
-def serve_bytes(port: int, path: str) -> None:
-    """Serve ``GET /sales`` with the bytes of ``path`` until killed: the bare reader of :func:`sales_floor`."""
-    from aiohttp import web
-
-    body = Path(path).read_bytes()
-
-    async def sales(request: web.Request) -> web.Response:
-        return web.Response(body=body, content_type="application/json")
-
-    app = web.Application()
-    app.router.add_get("/sales", sales)
-    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
-
-
 def sales_floor(worker: WorkerProcess, state_dir: Path, seconds: float) -> dict[str, Any]:
     """:func:`sales_from_any_worker` against a process serving ``worker``'s current ``GET /sales`` body and nothing
     else: what the machine, under the same load, leaves a reader with its own process and core."""
-    body = state_dir / "sales-floor.json"
-    body.write_bytes(httpx.get(f"http://127.0.0.1:{worker.serving_port}/sales", timeout=10).content)
-    port = free_port()
-    code = ("import sys; from salepulse.streams.tools.bench_scale import serve_bytes; "
-            "serve_bytes(int(sys.argv[1]), sys.argv[2])")
-    process = subprocess.Popen([sys.executable, "-c", code, str(port), str(body)])
-    floor = WorkerProcess("bare-process", port, process, serving_port=port)
-    try:
-        wait_until(lambda: _answers(port), 60, "the bare /sales process to listen")
-        return sales_from_any_worker([floor], seconds)
-    finally:
-        floor.stop()
-
-
-def _answers(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/sales", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
+    body = httpx.get(f"http://127.0.0.1:{worker.serving_port}/sales", timeout=10).content
+    with BareServer({"/sales": body}, "/sales", state_dir) as bare:
+        assert bare.process is not None
+        return sales_from_any_worker([WorkerProcess("bare-process", bare.port, bare.process, bare.port)], seconds)
 
 
 def handover(fleet: list[WorkerProcess], victim: WorkerProcess, topics: tuple[str, ...],

@@ -86,7 +86,8 @@ def bench_serving(bootstrap: str, dsn: str, state_dir: Path, rate: float, second
                     results[name]["reflects"].append(
                         probe_ranking_reflects(probe_publisher, clients[name], tag, probes, start=first))
                 for name in order:
-                    results[name]["load"].append(ranking_load(clients[name], tag, rps=200, seconds=seconds))
+                    results[name]["load"].append(ranking_load(f"http://127.0.0.1:{ports[name]}", tag, rps=200,
+                                                              seconds=seconds))
             results["background_events_sent"] = background.sent
             results["lag_at_end"] = pipeline.lag()[0]
         results["snapshot_log"] = [line for line in pipeline.worker_log.read_text().splitlines()
