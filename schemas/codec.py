@@ -33,7 +33,7 @@ from __future__ import annotations
 import io
 import json
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -41,6 +41,8 @@ from typing import Any
 
 import fastavro
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
+
+from salepulse.schemas.avro_writer import Unsupported, compile_writer
 
 SCHEMA_DIR = Path(__file__).parent / "avro"
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
@@ -119,6 +121,13 @@ class Codec:
                 if old.name in self.types:
                     self._older[old.fingerprint] = (self.types[old.name], old)
         self._registry_ids: dict[str, int] = {}
+        # (framing head, compiled body writer) per record name; none with a registry (the id is looked up there)
+        self._fast: dict[str, tuple[bytes, Callable[[Any], bytes]]] = {}
+        if not registry_url:
+            for rtype in self.types.values():
+                writer = compile_writer(rtype.parsed)
+                if writer is not None:
+                    self._fast[rtype.name] = (SINGLE_OBJECT_MAGIC + rtype.fingerprint, writer)
         self._registry_writers: dict[int, tuple[RecordType, dict[str, Any], dict[str, Any]]] = {}
 
     @cached_property
@@ -134,7 +143,17 @@ class Codec:
             raise KeyError(f"unknown record type {name!r}; known: {', '.join(sorted(self.types))}") from None
 
     def encode(self, name: str, record: Mapping[str, Any]) -> bytes:
-        """Serialize ``record`` as record type ``name``; raises ``ValueError`` naming the bad field."""
+        """Serialize ``record`` as record type ``name``; raises ``ValueError`` naming the bad field.
+
+        Single-object framing takes the compiled writer (:mod:`salepulse.schemas.avro_writer`, the same bytes at
+        half the cost) when it is sure of the record, else fastavro.
+        """
+        fast = self._fast.get(name)
+        if fast is not None:
+            try:
+                return fast[0] + fast[1](record)
+            except Unsupported:
+                pass
         rtype = self.record_type(name)
         body = io.BytesIO()
         if self.registry_url:
@@ -144,7 +163,7 @@ class Codec:
             body.write(rtype.fingerprint)
         try:
             fastavro.schemaless_writer(body, rtype.parsed, record)
-        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:  # 2**63 for a long: overflow
             raise ValueError(f"{name} does not match its contract: {exc}") from exc
         return body.getvalue()
 

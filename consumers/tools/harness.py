@@ -66,6 +66,7 @@ class Pipeline:
         self.preferences_port = free_port()
         self.preferences_log = state_dir / f"preferences-{tag}.log"
         self.children: list[WorkerProcess] = []
+        self.collectors: list[subprocess.Popen[bytes]] = []
         self._sink_stop = threading.Event()
         self._sink_thread: threading.Thread | None = None
         self.sink: ClickHouseSink | None = None
@@ -87,6 +88,19 @@ class Pipeline:
                                               serving_port)
         wait_until(lambda: self._answers(self.preferences_worker, self.preferences_port, self.preferences_log),
                    timeout, "the preferences worker's HTTP port")
+
+    def start_collector(self, timeout: float = 90.0) -> tuple[int, subprocess.Popen[bytes]]:
+        """``salepulse collect`` (POST /events in a process of its own) on this pipeline's topics and a port of its
+        own: (port, process); stopped by :meth:`close`."""
+        port = free_port()
+        log = self.worker_log.parent / f"collector-{port}.log"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "salepulse.streams.tools.cli", "collect"], cwd=REPO_ROOT,
+            env={**self.env, "SALEPULSE_COLLECTOR_PORT": str(port)}, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+            start_new_session=True)
+        self.collectors.append(process)
+        wait_until(lambda: self._answers(process, port, log), timeout, "the collector's HTTP port")
+        return port, process
 
     def _spawn(self, role: str, port: int, log: Path, serving_port: int = 0) -> subprocess.Popen[bytes]:
         env = {**self.env, "SALEPULSE_WORKER_ROLE": role, "SALEPULSE_HTTP_PORT": str(port)}
@@ -254,6 +268,10 @@ class Pipeline:
     def close(self) -> None:
         self.stop_sink()
         self.stop_worker()
+        for process in self.collectors:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(30)
         for child in self.children:
             if child.process.poll() is None:
                 child.process.terminate()

@@ -32,6 +32,23 @@ class _Ratio:
             self.sales += 1
             self.last_sale = sale_id
 
+    def without(self, other: _Ratio | None) -> _Ratio:
+        """This group's record with ``other`` (a subset of it: one buyer's forecasts in the group) taken out.
+
+        >>> pool, own = _Ratio(), _Ratio()
+        >>> for f, a, who in ((10.0, 5.0, "bob"), (20.0, 20.0, "ann"), (30.0, 30.0, "ann")):
+        ...     pool.add(f, a, "s")
+        ...     if who == "bob":
+        ...         own.add(f, a, "s")
+        >>> rest = pool.without(own)
+        >>> rest.n, rest.actual / rest.expert
+        (2.0, 1.0)
+        """
+        if other is None:
+            return self
+        return _Ratio(self.n - other.n, self.actual - other.actual, self.expert - other.expert,
+                      max(self.expert_sq - other.expert_sq, 0.0), max(self.sales - other.sales, 0), self.last_sale)
+
     @property
     def effective(self) -> float:
         """How many forecasts the ratio is worth: ``(sum f)^2 / sum f^2`` (Kish).
@@ -85,6 +102,16 @@ STRENGTHS: tuple[float, ...] = (5.0, 10.0, 20.0, 40.0, 80.0, 160.0)
 SEPARATE_BUYER_STRENGTH = True
 """Learn the buyer chain's prior strength apart from the pooled chain's (buyers differ by tens of percent, price
 bands and sizes of a category by a few)."""
+LEAVE_OUT_BUYER = True
+"""Read a known buyer's forecast through the pool of everyone *else's* forecasts (leave-one-out), and the buyer's
+own record relative to that. With the buyer in the pool, their habit leaks into the pooled groups they dominate
+(a category most of whose forecasts are theirs): there their relative ratio reads ~1 and the pooled chain's
+shrinkage toward coarser groups erases the habit, and a colleague on target in that category is read as the
+opposite of them (``test_a_buyer_who_makes_most_of_a_category_is_read_against_everyone_else``)."""
+SHRUNK_REFERENCE = True
+"""Compare a buyer's group with what the pooled chain *reads* at the same granularity (its shrunk value), not with
+the pooled group's raw ratio: the buyer's factor multiplies that reading, so with a long record it is exactly
+their own ratio, whatever the pool's shrinkage."""
 MIN_SCORED = 200
 """Finished forecasts scored before the learned strength replaces the configured one."""
 
@@ -97,17 +124,24 @@ class CorrectionModel:
     forecast is learned, the model scores the factor every strength in ``strengths`` would have given it (the
     Poisson deviance of ``expert x factor`` against the demand, prequentially: no forecast is scored by a model
     that has seen it) and, once ``min_scored`` forecasts are scored, reads with the strength of the lowest total.
-    ``prior_strength`` is the strength used before that (and always, with ``strengths=()``). The buyer chain's
-    strength (``buyer_prior_strength``) is learned apart, over every pair of strengths: buyers differ by tens of
-    percent, a category's sizes and price bands by a few, and one strength for both shrank buyers' records too hard
-    (issue 15: the buyers read within 5 points of their habit went from 16 to 17 of 24, mean miss 0.044 -> 0.034).
+    ``prior_strength`` is the strength used before that (and always, with ``strengths=()``). Each level of the buyer
+    chain learns its own strength (``buyer_strengths``; ``buyer_prior_strength`` is the buyer level's), scored with
+    the other levels as they read then: buyers differ by tens of percent, a buyer's categories within a department
+    by little, and one strength for the whole chain shrank the buyer level too hard or the finer ones too little.
+
+    **A buyer is read against everyone else.** The pooled chain of a known buyer's forecast leaves their own
+    forecasts out (:data:`LEAVE_OUT_BUYER`), and each of their groups is compared with what that pooled chain reads
+    at the same granularity (:data:`SHRUNK_REFERENCE`), so the factor is ``pooled reading x (their ratio / the
+    pool's reading)``: with a long record, their own ratio.
 
     >>> m = CorrectionModel(prior_strength=20.0, strengths=(1.0, 1000.0), min_scored=10)
-    >>> for i in range(60):  # every group is on target except bob's, who is 50% high: the groups differ
+    >>> for i in range(60):  # ann is on target, bob 50% high: the buyers differ
     ...     buyer = "bob" if i % 2 else "ann"
     ...     m.observe(30.0, 20.0 if buyer == "bob" else 30.0, f"s{i}", buyer, "shoes.boots", 50.0)
-    >>> m.prior_strength, round(1 / m.correction(30.0, "bob", "shoes.boots", 50.0).factor - 1, 2)
-    (1.0, 0.5)
+    >>> m.prior_strength, m.buyer_prior_strength  # each is read against the other's forecasts: the pool is alike
+    (1000.0, 1.0)
+    >>> round(1 / m.correction(30.0, "bob", "shoes.boots", 50.0).factor - 1, 2)
+    0.5
     """
 
     POOLED = ("all", "size", "department", "category", "category_size", "category_size_band")
@@ -115,16 +149,23 @@ class CorrectionModel:
 
     def __init__(self, prior_strength: float = DEFAULT_PRIOR_STRENGTH, max_factor: float = 20.0,
                  strengths: tuple[float, ...] = STRENGTHS, min_scored: int = MIN_SCORED,
-                 buyer_strength: bool = SEPARATE_BUYER_STRENGTH) -> None:
+                 buyer_strength: bool = SEPARATE_BUYER_STRENGTH, leave_out_buyer: bool = LEAVE_OUT_BUYER,
+                 shrunk_reference: bool = SHRUNK_REFERENCE) -> None:
         self.prior_strength = prior_strength
-        self.buyer_prior_strength = prior_strength
         self.configured_strength = prior_strength
         self.max_factor = max_factor
         self.strengths = tuple(strengths)
         self.min_scored = min_scored
         self.separate_buyer_strength = buyer_strength
-        # deviance of every (pooled strength, buyer strength) pair; only the diagonal when they are one strength
-        self.strength_scores = [[0.0] * len(self.strengths) for _ in self.strengths]
+        self.leave_out_buyer = leave_out_buyer
+        self.shrunk_reference = shrunk_reference
+        self.buyer_strengths = dict.fromkeys(self.BUYER, prior_strength)
+        """The strength of each level of the buyer chain (learned apart once ``min_scored`` forecasts had one)."""
+        # prequential deviance of each candidate strength: the pooled chain's (the buyer chain read as it is now),
+        # and each buyer level's (every other level as it is now: coordinate-wise, 6 x 4 reads, not 6 ** 4)
+        self.strength_scores = [0.0] * len(self.strengths)
+        self.level_scores = {level: [0.0] * len(self.strengths) for level in self.BUYER}
+        self.level_scored = dict.fromkeys(self.BUYER, 0)
         self.scored = 0
         self._stats: dict[tuple[Any, ...], _Ratio] = {}
 
@@ -151,26 +192,64 @@ class CorrectionModel:
     def _evidence(self, expert: float, buyer_id: str | None, category: str | None,
                   price: float | None) -> tuple[list[tuple[float, float, str, tuple[Any, ...], _Ratio]], ...]:
         """The groups with a record behind this forecast, general to specific, as ``(effective n, ratio, level,
-        key, stats)``: the pooled chain's ratios, then the buyer chain's ratios relative to the pool's."""
+        key, stats)``: the pooled chain's ratios (without the buyer's own forecasts), then the buyer chain's ratios
+        relative to what the pooled chain reads at the same granularity."""
         pooled, buyer = [], []
-        for level, key in self.keys(expert, buyer_id, category, price):
-            st = self._stats.get((level, *key))
-            if st is None or st.n == 0 or st.expert <= 0:
-                continue
+        loo = self.leave_out_buyer and bool(buyer_id)
+        keys = self.keys(expert, buyer_id, category, price)
+        for level, key in keys:
             if level in self.BUYER:
-                ref = self._stats.get(self._comparable(level, key))
-                if ref is None or ref.expert <= 0 or ref.actual <= 0:
-                    continue
-                buyer.append((st.effective, (st.actual / st.expert) / (ref.actual / ref.expert), level, key, st))
+                continue
+            st = self._stats.get((level, *key))
+            if st is not None and loo:
+                st = st.without(self._stats.get(("own", buyer_id, level, *key)))
+            if st is None or st.n < 0.5 or st.expert <= 1e-9:  # no record (but this buyer's, when left out)
+                continue
+            pooled.append((st.effective, st.actual / st.expert, level, key, st))
+        # what the pooled chain reads at each of its levels, the reference a buyer's group is compared with; a level
+        # without a record (none but this buyer's: a lone buyer, a category only they forecast) reads as the one
+        # before it, and an empty pool as 1, the chain's start
+        reads, value, present = {}, 1.0, {level: (n, ratio) for n, ratio, level, *_ in pooled}
+        for level in self.POOLED:
+            if level in present:
+                n, ratio = present[level]
+                value = (n * ratio + self.prior_strength * value) / (n + self.prior_strength)
+            reads[level] = value
+        for level, key in keys:
+            st = self._stats.get((level, *key))
+            if level not in self.BUYER or st is None or st.n == 0 or st.expert <= 0:
+                continue
+            if self.shrunk_reference:
+                ref_read = reads[self._comparable(level, key)[0]]
             else:
-                pooled.append((st.effective, st.actual / st.expert, level, key, st))
+                ref = self._pool(self._comparable(level, key), buyer_id if loo else None)
+                ref_read = ref.actual / ref.expert if ref is not None and ref.expert > 0 else None
+            if not ref_read or ref_read <= 0:
+                continue
+            buyer.append((st.effective, (st.actual / st.expert) / ref_read, level, key, st))
         return pooled, buyer
 
+    def _pool(self, key: tuple[Any, ...], buyer_id: str | None) -> _Ratio | None:
+        """A pooled group's record, without ``buyer_id``'s own forecasts when given."""
+        st = self._stats.get(key)
+        if st is None or buyer_id is None:
+            return st
+        return st.without(self._stats.get(("own", buyer_id, *key)))
+
+    @property
+    def buyer_prior_strength(self) -> float:
+        """The strength of the buyer level itself (their record against everyone else's)."""
+        return self.buyer_strengths["buyer"]
+
     @staticmethod
-    def _shrink(chain: list[tuple[float, float, str, tuple[Any, ...], _Ratio]], k: float) -> float:
+    def _shrink(chain: list[tuple[float, float, str, tuple[Any, ...], _Ratio]],
+                k: float | dict[str, float]) -> float:
+        """Each level's ratio pulled toward the value of the levels before it (from 1) with ``k`` pseudo-forecasts
+        (one strength, or one per level)."""
         value = 1.0
-        for n, ratio, *_ in chain:
-            value = (n * ratio + k * value) / (n + k)
+        for n, ratio, level, *_ in chain:
+            kk = k if isinstance(k, float | int) else k[level]
+            value = (n * ratio + kk * value) / (n + kk)
         return value
 
     @staticmethod
@@ -190,22 +269,43 @@ class CorrectionModel:
         what each candidate strength would have read it as."""
         keys = self.keys(expert, buyer_id, category, price)
         if self.strengths and expert > 0:
-            pooled, buyer = self._evidence(expert, buyer_id, category, price)
-            lo, hi = 1.0 / self.max_factor, self.max_factor
-            pools = [self._shrink(pooled, k) for k in self.strengths]
-            adjusts = [self._shrink(buyer, k) for k in self.strengths]
-            for i in range(len(self.strengths)):
-                for j in (range(len(self.strengths)) if self.separate_buyer_strength else (i,)):
-                    factor = min(max(pools[i] * adjusts[j], lo), hi)
-                    self.strength_scores[i][j] += poisson_deviance(actual, expert * factor)
-            self.scored += 1
-            if self.scored >= self.min_scored:
-                pairs = [(i, j) for i in range(len(self.strengths))
-                         for j in (range(len(self.strengths)) if self.separate_buyer_strength else (i,))]
-                i, j = min(pairs, key=lambda p: self.strength_scores[p[0]][p[1]])
-                self.prior_strength, self.buyer_prior_strength = self.strengths[i], self.strengths[j]
+            self._score(expert, actual, *self._evidence(expert, buyer_id, category, price))
         for level, key in keys:
             self._stats.setdefault((level, *key), _Ratio()).add(expert, actual, sale_id)
+            if buyer_id and level in self.POOLED:  # the buyer's share of each pooled group, to leave it out
+                self._stats.setdefault(("own", buyer_id, level, *key), _Ratio()).add(expert, actual, sale_id)
+
+    def _score(self, expert: float, actual: float, pooled: list[Any], buyer: list[Any]) -> None:
+        """Add what every candidate strength would have read this forecast as to its total, and read with the
+        best ones once ``min_scored`` forecasts are scored."""
+        lo, hi = 1.0 / self.max_factor, self.max_factor
+
+        def deviance(pool: float, adjust: float) -> float:
+            return poisson_deviance(actual, expert * min(max(pool * adjust, lo), hi))
+
+        ks = self.strengths
+        if not self.separate_buyer_strength:  # one strength for both chains
+            for i, k in enumerate(ks):
+                self.strength_scores[i] += deviance(self._shrink(pooled, k), self._shrink(buyer, k))
+        else:
+            adjust_now = self._shrink(buyer, self.buyer_strengths)
+            for i, k in enumerate(ks):
+                self.strength_scores[i] += deviance(self._shrink(pooled, k), adjust_now)
+            pool_now = self._shrink(pooled, self.prior_strength)
+            for level in {lvl for _, _, lvl, *_ in buyer}:  # a level without a record reads the same at any k
+                scores = self.level_scores[level]
+                for j, k in enumerate(self.strengths):
+                    scores[j] += deviance(pool_now, self._shrink(buyer, {**self.buyer_strengths, level: k}))
+                self.level_scored[level] += 1
+        self.scored += 1
+        if self.scored >= self.min_scored:
+            self.prior_strength = ks[min(range(len(ks)), key=self.strength_scores.__getitem__)]
+            for level in self.BUYER:
+                if not self.separate_buyer_strength:
+                    self.buyer_strengths[level] = self.prior_strength
+                elif self.level_scored[level] >= self.min_scored:
+                    scores = self.level_scores[level]
+                    self.buyer_strengths[level] = self.strengths[min(range(len(scores)), key=scores.__getitem__)]
 
     def correction(self, expert: float, buyer_id: str | None = None, category: str | None = None,
                    price: float | None = None, strength: float | None = None) -> Correction:
@@ -216,7 +316,7 @@ class CorrectionModel:
         ``strength``: read with this prior strength instead of the current one.
         """
         k = self.prior_strength if strength is None else strength
-        kb = self.buyer_prior_strength if strength is None else strength
+        kb: float | dict[str, float] = self.buyer_strengths if strength is None else strength
         pooled, buyer = self._evidence(expert, buyer_id, category, price)
         factor, adjust = self._shrink(pooled, k), self._shrink(buyer, kb)
         factor = min(max(factor * adjust, 1.0 / self.max_factor), self.max_factor)

@@ -46,7 +46,8 @@ from datetime import datetime
 from typing import TypeVar
 
 
-def _wall_ms() -> int:
+def wall_ms() -> int:
+    """Wall-clock time in epoch milliseconds (the unit of every event time here)."""
     return int(time.time() * 1000)
 
 
@@ -54,7 +55,7 @@ class StreamClock:
     """Monotonic stream time from recent event times (see the module docstring for the rule)."""
 
     def __init__(self, *, window: int = 512, quantile: float = 0.9, skew_ms: int = 300_000,
-                 wall_ms: Callable[[], int] = _wall_ms) -> None:
+                 wall_ms: Callable[[], int] = wall_ms) -> None:
         if not 0.0 < quantile <= 1.0:
             raise ValueError(f"quantile must be in (0, 1], got {quantile}")
         self.quantile = quantile

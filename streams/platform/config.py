@@ -98,6 +98,11 @@ class Settings:
     """SALEPULSE_SERVING_SNAPSHOT_S: with a serving port, > 0 serves the rankings from a forked copy-on-write
     snapshot of the worker renewed this often (slower than the thread under load, see the README); 0: from a
     thread reading the live state."""
+    collector_port: int = 6070
+    """SALEPULSE_COLLECTOR_PORT: the port of ``salepulse collect`` (POST /events and /forecasts in a process of
+    their own, salepulse.streams.runtime.collector_app)."""
+    collector_processes: int = 1
+    """SALEPULSE_COLLECTOR_PROCESSES: ``salepulse collect`` processes sharing that port (SO_REUSEPORT), one per core."""
     sink_batch_rows: int = 20_000
     sink_flush_seconds: float = 1.0
     sink_metrics_port: int = 6067
@@ -215,6 +220,8 @@ class Settings:
             gc_gen0_threshold=int(get("SALEPULSE_GC_GEN0_THRESHOLD", defaults.gc_gen0_threshold)),
             serving_port=int(get("SALEPULSE_SERVING_PORT", defaults.serving_port)),
             serving_snapshot_s=float(get("SALEPULSE_SERVING_SNAPSHOT_S", defaults.serving_snapshot_s)),
+            collector_port=int(get("SALEPULSE_COLLECTOR_PORT", defaults.collector_port)),
+            collector_processes=int(get("SALEPULSE_COLLECTOR_PROCESSES", defaults.collector_processes)),
             sink_batch_rows=int(get("SALEPULSE_SINK_BATCH_ROWS", defaults.sink_batch_rows)),
             sink_flush_seconds=float(get("SALEPULSE_SINK_FLUSH_SECONDS", defaults.sink_flush_seconds)),
             sink_metrics_port=int(get("SALEPULSE_SINK_METRICS_PORT", defaults.sink_metrics_port)),

@@ -18,7 +18,8 @@ Topology (every name is in :mod:`salepulse.streams.platform.topology`)::
 - ``sale_state`` owns the per-sale totals and velocity in a changelog-backed table and counts each source offset
   once (:func:`salepulse.streams.domain.steps.count`), so a crash between the table write and the offset commit is
   harmless. It feeds the :class:`salepulse.streams.domain.live.LiveBoard`, which forecasts demand and raises alerts.
-- ``publish_live_state`` (a timer) sends snapshots of what changed, and re-runs the alert rule as time passes.
+- ``publish_live_state`` (a timer, :mod:`salepulse.streams.runtime.live_tick`) sends snapshots of what changed, re-runs
+  the alert rule as time passes and publishes the buyer desk's outcomes and plans.
 
 Roles (``SALEPULSE_WORKER_ROLE``): ``all`` runs everything above in one process (the demo, the tests). ``velocity``
 runs the ingest, ``sale_state`` and the timers; ``preferences`` runs ``member_preferences`` and reads every partition
@@ -56,17 +57,15 @@ from salepulse.streams.io.followers import CatalogFollower, TopicFollower
 from salepulse.streams.io.ingest import EventIngest, IngestBatch, facts_of
 from salepulse.streams.io.lag import group_lag
 from salepulse.streams.platform.bounded import SaleCache
-from salepulse.streams.platform.clock import StreamClock
+from salepulse.streams.platform.clock import StreamClock, wall_ms
 from salepulse.streams.platform.config import Settings
 from salepulse.streams.platform.gc_tuning import tune_collector
 from salepulse.streams.platform.logs import get_logger
-from salepulse.streams.platform.topology import sku_key
-from salepulse.streams.runtime.api import sales as sales_api
+from salepulse.streams.runtime import live_tick
 from salepulse.streams.runtime.candidates import ChoiceCandidates
 from salepulse.streams.runtime.faust_app import faust_app
 from salepulse.streams.runtime.handover import Handover
 from salepulse.streams.runtime.ranker_store import RankerStore, store_path
-from salepulse.streams.runtime.retention import forget_finished_sales
 from salepulse.streams.runtime.worker_metrics import WorkerMetrics
 
 log = get_logger(__name__)
@@ -75,8 +74,6 @@ MEMBER_FLUSH_SECONDS = 15.0
 LEARN_SLICE = 64
 MIN_LEARN_S = 0.002
 """A slice runs this long before it ends for a waiting ranking: ending it at once let steady rankings starve it."""
-FINISH_BUDGET_S = 0.05
-"""Seconds per 1 s tick spent teaching the forecast model from finished series (see LiveBoard.finish_ended_sales)."""
 
 
 def write_table(table: faust.Table, key: str | bytes, value: bytes | None, event: faust.EventT) -> None:
@@ -94,14 +91,6 @@ def write_table(table: faust.Table, key: str | bytes, value: bytes | None, event
             table[key] = value
     finally:
         _current_event.reset(token)
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _tick_failed(work: str, sale_id: str, sku: str, exc: BaseException) -> None:
-    log.error("live state work skipped", work=work, sale_id=sale_id[:200], sku=sku[:200], error=repr(exc)[:300])
 
 
 def die_without_commit(agent: str, exc: BaseException) -> None:
@@ -294,7 +283,7 @@ class Worker:
         for event, reason in failed:
             message = event.message
             record = dead_letter(message.topic, message.partition, message.offset, message.key, event.value, stage,
-                                 reason, _now_ms())
+                                 reason, wall_ms())
             log.error("dead-lettered", stage=stage, topic=message.topic, partition=message.partition,
                       offset=message.offset, reason=record["reason"])
             await self.deadletter_topic.send(key=record["key"], value=self.codec.encode("DeadLetter", record))
@@ -402,85 +391,8 @@ class Worker:
 
     # --- timers and hooks ------------------------------------------------------------------------------------
     async def publish_live_state(self) -> None:
-        """Snapshots of what changed in the last second; the alert rule for those, and for every open sale each 5 s.
-
-        Forecasts move with time even when nothing sells, so the rule must also run on a clock, not only on events.
-        Data errors (a value no guard foresaw) skip that (sale, sku) for this tick; a send the broker refuses is
-        infrastructure and still stops the worker.
-        """
-        self.ticks += 1
-        self.promote_catalogued_sales()
-        owns = self.board.owns  # a sale that moved away is its new owner's to publish
-        dirty = {key for key in self.dirty if owns(key[0])}
-        self.dirty.clear()
-        board, codec, m = self.board, self.codec, self.metrics
-        for n, (sale_id, sku) in enumerate(dirty, start=1):
-            try:
-                value = codec.encode("VelocitySnapshot", board.snapshot(sale_id, sku))
-            except Exception as exc:  # noqa: BLE001
-                _tick_failed("snapshot", sale_id, sku, exc)
-                continue
-            await self.snapshots_topic.send(key=sku_key(sale_id, sku), value=value)
-            m.snapshots_sent.inc()
-            if n % 50 == 0:
-                await asyncio.sleep(0)  # keep the HTTP API and the agents responsive during a big tick
-        to_check = dirty
-        try:
-            board.sample_velocity()
-            if self.ticks % 5 == 0:
-                to_check = dirty | set(board.open_active())
-                self.sale_cache.drop(board.finish_ended_sales(learn_budget_s=FINISH_BUDGET_S))
-            else:
-                board.learn_finished(FINISH_BUDGET_S)
-            if self.ticks % 60 == 0:
-                forget_finished_sales(self)  # bounded state: sales ended SALEPULSE_FINISHED_SALE_RETENTION_HOURS ago
-        except Exception as exc:  # noqa: BLE001
-            _tick_failed("clock work", "*", "*", exc)
-        if self.ticks % 5 == 0:
-            await self.publish_buyer_desk()
-        raised: list[tuple[str, str, dict[str, Any], bytes]] = []
-        for n, (sale_id, sku) in enumerate(to_check, start=1):
-            if n % 50 == 0:  # a check costs up to ~0.2 ms: GET /sales waits at most ~10 ms behind the rule
-                await asyncio.sleep(0)
-            if not owns(sale_id):
-                continue
-            try:
-                alert = board.check_alert(sale_id, sku)
-                value = None if alert is None else codec.encode("ReplenishmentAlert", alert)
-            except Exception as exc:  # noqa: BLE001
-                _tick_failed("alert rule", sale_id, sku, exc)
-                continue
-            if alert is not None:
-                raised.append((sale_id, sku, alert, value))
-        if raised and self.handover is not None:
-            # The new sequence is on its way to the changelog before the alert leaves (see handover.py).
-            self.handover.save_alerts({sale_id for sale_id, *_ in raised})
-        for sale_id, sku, alert, value in raised:
-            if alert is not None:
-                await self.alerts_topic.send(key=sku_key(sale_id, sku), value=value)
-                m.alerts_sent.inc(status=alert["status"])
-                log.info("replenishment alert", alert_id=alert["alert_id"], status=alert["status"],
-                         severity=alert["severity"], reason=alert["reason"])
-        try:
-            for _ in board.refresh_answers():  # what /sales serves, refreshed for time in slices
-                await asyncio.sleep(0)
-            sales_api.tick(self)  # GET /sales's body, kept for the read server's thread
-        except Exception as exc:  # noqa: BLE001
-            _tick_failed("answers", "*", "*", exc)
-
-    async def publish_buyer_desk(self) -> None:
-        """Outcomes of the sales that ended here (what every worker's desk learns), then the plans that changed."""
-        board = self.board
-        outcomes, board.finished_outcomes = board.finished_outcomes, []
-        for record in (r for r in outcomes if board.owns(r["sale_id"])):
-            await self.outcomes_topic.send(key=sku_key(record["sale_id"], record["sku"]),
-                                           value=self.codec.encode("ForecastOutcome", record))
-        for n, record in enumerate(self.buyer_desk.plans_due(board.stream_ms, _now_ms(), owns=board.owns), start=1):
-            await self.plans_topic.send(key=sku_key(record["sale_id"], record["sku"]),
-                                        value=self.codec.encode("StockPlan", record))
-            self.metrics.plans_sent.inc()
-            if n % 200 == 0:
-                await asyncio.sleep(0)
+        """The 1 s tick: snapshots, the alert rule, the buyer desk's records (:mod:`.live_tick`)."""
+        await live_tick.publish_live_state(self)
 
     async def flush_members(self) -> None:
         started = time.perf_counter()

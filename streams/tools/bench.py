@@ -8,13 +8,13 @@ noisy. Every figure comes from this run; nothing is copied from elsewhere. Secti
    on the same events (sustained events/s, ratio), and a worker with every role on them;
 3. live latencies under a background load at a fixed offered rate: event → row visible in ClickHouse, order →
    forecast at ``GET /sales/{id}``, order → alert on the topic, event → member ranking, ranking requests;
-4. the collector: ``POST /events`` in batches of 100;
+4. the collector: ``POST /events`` in batches of 100 to ``salepulse collect``, from client processes
+   (:mod:`salepulse.streams.tools.bench_collector`);
 5. the sink: rows/s into chdb through the sink's write path vs a bare ``client.insert`` of the same rows.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
@@ -33,6 +33,7 @@ from salepulse.schemas.codec import Codec
 from salepulse.streams.platform.config import Settings
 from salepulse.streams.platform.logs import get_logger
 from salepulse.streams.platform.topology import EVENT_RECORDS
+from salepulse.streams.tools.collector_load import collector_case
 from salepulse.streams.tools.ranking_client import ranking_floor, ranking_load, ranking_reflects
 
 log = get_logger(__name__)
@@ -361,7 +362,9 @@ def bench_latency(bootstrap: str, dsn: str, state_dir: Path, rate: float, second
             lag = pipeline.lag()
             results["background_events_sent"] = background.sent
         results["lag_at_end"] = {"worker": lag[0], "sink": lag[1]}
-        results["collector"] = collector_load(client, tag, seconds=min(10.0, seconds / 3))
+        pipeline.stop_sink()
+        pipeline.stop_worker()  # the collector's figure is its own process's (streams/tools/bench_collector.py)
+        results["collector"] = collector_case(pipeline, seconds=min(10.0, seconds / 3))
         client.close()
         return results
     finally:
@@ -487,24 +490,6 @@ def probe_ranking_reflects(publisher: Publisher, client: httpx.Client, tag: str,
         if latency is not None:
             latencies.append(latency)
     return {**percentiles(latencies), "missed": probes - len(latencies)}
-
-
-def collector_load(client: httpx.Client, tag: str, seconds: float, batch: int = 100) -> dict[str, Any]:
-    """``POST /events`` with batches of 100 browse events, back to back, from one client."""
-    latencies, accepted, i = [], 0, 0
-    deadline = time.monotonic() + seconds
-    started = time.perf_counter()
-    while time.monotonic() < deadline:
-        events = [{"type": "browse", "event_id": f"{tag}-post{i}-{j}", "member_id": f"{tag}-poster{j % 20}",
-                   "sale_id": f"{tag}-r2", "sku": f"{tag}-r2-p0"} for j in range(batch)]
-        t0 = time.perf_counter()
-        response = client.post("/events", content=json.dumps(events))
-        latencies.append((time.perf_counter() - t0) * 1000)
-        accepted += response.json().get("accepted", 0) if response.status_code == 202 else 0
-        i += 1
-    elapsed = time.perf_counter() - started
-    return {"batch": batch, "requests": i, "accepted_events_per_s": round(accepted / elapsed, 1),
-            "request_ms": percentiles(latencies)}
 
 
 # --- 5. sink ---------------------------------------------------------------------------------------------------

@@ -132,8 +132,8 @@ def render_markdown(r: dict[str, Any]) -> str:
         f"{_verdict(rank['products_5000_ms'].get('p99', 1e9) <= 20 and not rank.get('errors'))} |",
         f"| event → ranking reflects it p99 <= 1 s | {_fmt(lat['event_to_ranking_ms'])} | "
         f"{_verdict(lat['event_to_ranking_ms'].get('p99', 1e9) <= 1000)} |",
-        f"| POST /events >= 5,000 events/s in batches of 100 | {coll['accepted_events_per_s']:,.0f} events/s | "
-        f"{_verdict(coll['accepted_events_per_s'] >= 5000)} |",
+        f"| POST /events >= 20,000 events/s in batches of 100, one process (`salepulse collect`) | "
+        f"{coll['accepted_events_per_s']:,.0f} events/s | {_verdict(coll['accepted_events_per_s'] >= 20_000)} |",
         f"| POST /events p99 <= 50 ms per request | {_fmt(coll['request_ms'])} | "
         f"{_verdict(coll['request_ms'].get('p99', 1e9) <= 50)} |",
         f"| sink >= 200,000 rows/s into chdb | {sink['sink_path_rows_per_s']:,.0f} rows/s (ratio to bare insert "

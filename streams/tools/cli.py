@@ -126,6 +126,18 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
+    require_port(settings.http_host, settings.collector_port, "SALEPULSE_COLLECTOR_PORT",
+                 "the collector (POST /events)")
+    require_kafka(settings)
+    from salepulse.streams.io.topics import ensure_topics
+    from salepulse.streams.runtime.collector_app import run_collectors
+
+    ensure_topics(settings)
+    run_collectors(settings)
+    return 0
+
+
 def _run_until_signal(run: Any) -> None:
     """Run ``run(stop_event)`` in the foreground; SIGINT/SIGTERM set the event for a clean finish."""
     stop = threading.Event()
@@ -216,7 +228,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from salepulse.streams.tools.demo import run_demo
 
     return run_demo(settings, duration=args.duration, rate=args.rate, seed=args.seed, bad_rate=args.bad_rate,
-                    keep_serving=args.keep_serving, workers=args.workers, preference_workers=args.preference_workers)
+                    keep_serving=args.keep_serving, workers=args.workers, preference_workers=args.preference_workers,
+                    collector=args.collector)
 
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
@@ -317,6 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"])
     worker.set_defaults(func=cmd_worker)
 
+    collect = sub.add_parser("collect", help="run the collector alone: POST /events and /forecasts "
+                             "(SALEPULSE_COLLECTOR_PORT)")
+    collect.set_defaults(func=cmd_collect)
+
     sink = sub.add_parser("sink", help="run the ClickHouse sink")
     sink.set_defaults(func=cmd_sink)
 
@@ -365,6 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="broker + worker + sink + simulator, then a JSON summary")
     demo.add_argument("--duration", type=positive_float, default=60.0, help="seconds of production")
+    demo.add_argument("--collector", action="store_true",
+                      help="also run `salepulse collect` (POST /events on SALEPULSE_COLLECTOR_PORT)")
     demo.add_argument("--rate", type=positive_float, default=2000.0, help="events per second")
     demo.add_argument("--seed", type=int, default=None, help="default: a fresh one per run")
     demo.add_argument("--bad-rate", type=share, default=0.002)

@@ -218,9 +218,11 @@ def units_in_clickhouse(settings: Settings, sale_ids: list[str]) -> int:
 
 
 def run_demo(settings: Settings, *, duration: float, rate: float, seed: int | None, bad_rate: float,
-             keep_serving: bool = False, workers: int | None = None, preference_workers: int | None = None) -> int:
+             keep_serving: bool = False, workers: int | None = None, preference_workers: int | None = None,
+             collector: bool = False) -> int:
     """The demo; ``workers`` (``--workers N``) runs N velocity workers and ``preference_workers`` (default 1)
-    preferences workers instead of one worker with every role."""
+    preferences workers instead of one worker with every role; ``collector`` (``--collector``) also runs
+    ``salepulse collect`` for the site's ``POST /events``."""
     from salepulse.consumers.tools.simulate import run_simulation
     from salepulse.streams.io.topics import ensure_topics
     from salepulse.streams.tools.preflight import CliError, require_port
@@ -240,6 +242,8 @@ def run_demo(settings: Settings, *, duration: float, rate: float, seed: int | No
             require_port(settings.http_host, member.serving_port, "SALEPULSE_HTTP_PORT",  # read ports follow it
                          f"worker {member.name}'s read server (GET /sales off its event loop)")
     require_port(settings.http_host, settings.sink_metrics_port, "SALEPULSE_SINK_METRICS_PORT", "the sink's metrics")
+    if collector:
+        require_port(settings.http_host, settings.collector_port, "SALEPULSE_COLLECTOR_PORT", "the collector")
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     seed = seed if seed is not None else int(time.time()) % 1_000_000
     run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
@@ -256,6 +260,7 @@ def run_demo(settings: Settings, *, duration: float, rate: float, seed: int | No
     dashboard = f"{fleet[0].url(settings.http_host)}/dashboard"
 
     def stop_fleet() -> None:
+        children.stop("collector")  # nothing new comes in; what it accepted is on the broker already
         for member in fleet:  # workers first, so the sink can still write what they sent
             children.stop(member.name)
         children.stop("sink")
@@ -270,6 +275,10 @@ def run_demo(settings: Settings, *, duration: float, rate: float, seed: int | No
         for member in fleet:
             children.start(member.name, "worker", env=member.env(env))
         children.start("sink", "sink")
+        if collector:
+            children.start("collector", "collect")
+            print(f"collector  http://{settings.http_host}:{settings.collector_port}/events  (log "
+                  f"{settings.state_dir}/collector.log)", flush=True)
         for member in fleet:
             role = "" if member.name == "worker" else f" {member.role:<11}"
             reads = f"  reads http://{settings.http_host}:{member.serving_port}/sales" if member.serving_port else ""

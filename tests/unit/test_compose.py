@@ -32,7 +32,7 @@ DASHBOARDS = GRAFANA / "dashboards"
 DDL_DIR = REPO / "deploy" / "clickhouse"
 
 #: The services that run the salepulse image, so their environment is read by Settings.from_env.
-SALEPULSE_SERVICES = ("migrate", "worker", "preferences", "sink", "simulator")
+SALEPULSE_SERVICES = ("migrate", "worker", "preferences", "collector", "sink", "simulator")
 #: The worker services, one per role (issue #12: scaled by replicas, behind the load balancer).
 WORKER_SERVICES = {"worker": "velocity", "preferences": "preferences"}
 NGINX_CONF = REPO / "deploy" / "nginx" / "salepulse.conf"
@@ -388,7 +388,16 @@ def test_load_balancer_routes_each_path_to_its_role(services: dict[str, dict[str
     for endpoint in off_loop_endpoints("velocity"):
         assert read_location(endpoint.path.replace("{sale_id}", "s-1")), f"{endpoint.path} misses the read servers"
     assert not read_location("/sales/s-1/plan") and not read_location("/api/dashboard")
-    assert set(locations) - reads == {"/members/", "/"}
+    # POST /events goes to the collector processes, on their port, and nothing else does
+    collect = {location for location, upstream in locations.items() if upstream == "collectors"}
+    assert collect == {"= /events"}
+    for address in upstreams["collectors"]:
+        host, server_port = address.rsplit(":", 1)
+        assert services[host]["command"] == ["collect"]
+        settings = config.Settings.from_env(_environment(services[host]))
+        assert int(server_port) == settings.collector_port and settings.api_token and settings.http_host == "0.0.0.0"
+        assert str(server_port) in [str(p) for p in services[host].get("expose") or []]
+    assert set(locations) - reads - collect == {"/members/", "/"}
 
 
 def test_infrastructure_services(services: dict[str, dict[str, Any]]) -> None:

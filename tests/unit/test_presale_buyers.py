@@ -158,9 +158,11 @@ def test_the_prior_strength_is_learned_weak_when_buyers_differ_and_strong_when_t
 def test_the_learned_strength_is_the_one_with_the_lowest_prequential_deviance() -> None:
     model = CorrectionModel(min_scored=1)
     _buyers_world(model, 0.15, seed=6, n_sales=60)
-    scores = np.asarray(model.strength_scores)
-    i, j = np.unravel_index(int(np.argmin(scores)), scores.shape)
-    assert (model.prior_strength, model.buyer_prior_strength) == (model.strengths[i], model.strengths[j])
+    assert model.prior_strength == model.strengths[int(np.argmin(model.strength_scores))]
+    # each level of the buyer chain has its own strength, the lowest deviance with the other levels as they read
+    for level, scores in model.level_scores.items():
+        assert model.level_scored[level] > 0
+        assert model.buyer_strengths[level] == model.strengths[int(np.argmin(scores))]
     assert poisson_deviance(7.0, 7.0) == 0.0 and poisson_deviance(3.0, 7.0) > 0 and poisson_deviance(0.0, 1.0) == 2.0
 
 
@@ -168,3 +170,54 @@ def test_a_fixed_strength_stays_fixed() -> None:
     model = CorrectionModel(prior_strength=7.0, strengths=())
     _buyers_world(model, 0.4, seed=7, n_sales=30)
     assert model.prior_strength == model.buyer_prior_strength == 7.0 and model.scored == 0
+
+
+def _dominated_boots(model: CorrectionModel) -> None:
+    """Carol forecasts 600 bags on target; bob forecasts 300 boots 50% high; ann 30 boots on target."""
+    for i in range(600):
+        model.observe(30.0, 30.0, f"c{i // 20}", "carol", "accessories.bags", 50.0)
+    for i in range(300):
+        model.observe(30.0, 20.0, f"b{i // 20}", "bob", "shoes.boots", 50.0)
+    for i in range(30):
+        model.observe(30.0, 30.0, f"a{i // 10}", "ann", "shoes.boots", 50.0)
+
+
+@pytest.mark.parametrize("new", [True, False])
+def test_a_buyer_who_makes_most_of_a_category_is_read_against_everyone_else(new: bool) -> None:
+    """Bob is 91% of the boots record and 50% high there; ann's few boots are on target; the pooled chain is held
+    close to the shop (strength 10,000) and each buyer level barely shrunk (1), so the answer is known: bob +50%,
+    ann 0%. Read against the pool that contains him (``new=False``, the former estimator), the boots groups take
+    his habit for the category's, and a buyer's ratio over the pool's *raw* ratio, multiplied onto the pool's
+    *shrunk* reading, mixes two things: bob read +10%, ann -27%. Against everyone else's forecasts and what the
+    pooled chain reads, both (ann within 1 point: her reading goes one level finer than the price band)."""
+    model = CorrectionModel(prior_strength=10_000.0, strengths=(), leave_out_buyer=new, shrunk_reference=new)
+    model.buyer_strengths = dict.fromkeys(CorrectionModel.BUYER, 1.0)  # the chains' structure, not their strengths
+    _dominated_boots(model)
+    bob = 1 / model.correction(30.0, "bob", "shoes.boots", 50.0).factor - 1
+    ann = 1 / model.correction(30.0, "ann", "shoes.boots", 50.0).factor - 1
+    if new:
+        assert (bob, ann) == (pytest.approx(0.5, abs=1e-3), pytest.approx(0.0, abs=0.01))
+    else:  # the leak this test pins down
+        assert bob < 0.2 and ann < -0.2
+
+
+def test_leaving_a_buyer_out_of_a_group_is_the_group_without_their_forecasts() -> None:
+    pool, own = _Ratio(), _Ratio()
+    for i, (f, a, who) in enumerate([(10.0, 5.0, "bob"), (20.0, 20.0, "ann"), (40.0, 10.0, "bob")]):
+        pool.add(f, a, f"s{i}")
+        if who == "bob":
+            own.add(f, a, f"s{i}")
+    rest = pool.without(own)
+    assert (rest.n, rest.actual, rest.expert, rest.expert_sq) == (1.0, 20.0, 20.0, 400.0)
+    assert rest.effective == pytest.approx(1.0) and pool.without(None) is pool
+
+
+def test_a_lone_buyer_is_read_by_their_own_record() -> None:
+    """Left out of the pool, the only buyer with a record leaves it empty: their groups are compared with the
+    chain's start (1), not dropped, so their 25% optimism is read in full."""
+    model = CorrectionModel(prior_strength=20.0, strengths=())
+    for i in range(200):
+        model.observe(50.0, 40.0, f"s{i // 10}", "alice", "shoes.boots", 80.0)
+    assert 1 / model.correction(50.0, "alice", "shoes.boots", 80.0).factor - 1 == pytest.approx(0.25, abs=0.01)
+    # someone new is read like the shop, which is alice's record
+    assert 1 / model.correction(50.0, "zoe", "shoes.boots", 80.0).factor - 1 == pytest.approx(0.25, abs=0.02)

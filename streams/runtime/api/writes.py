@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from faust.web import Request
 
+from salepulse.consumers.io.acked import AckedBatches, Outgoing
 from salepulse.consumers.io.publish import Publisher
 from salepulse.streams.domain import collector
 from salepulse.streams.platform.logs import get_logger
@@ -31,33 +32,29 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 events = Router("events", auth="write")
 forecasts = Router("forecasts", auth="write")
-Outgoing = tuple[str, bytes, str, list[tuple[str, bytes]] | None]
-"""(topic, encoded value, key, Kafka headers)"""
+LINGER_MS = 2
+"""The producer's ``linger.ms``: a request's messages leave together, and a request waits at most this long."""
+ACK_TIMEOUT_S = 30.0
 
 
-def publisher(worker: Worker) -> Publisher:
-    """The collector's one idempotent producer (``enable.idempotence``, so ``acks=all``), made on first use."""
+def publisher(worker: Worker) -> AckedBatches:
+    """The collector's one idempotent producer (``enable.idempotence``, so ``acks=all``), made on first use, with a
+    future per request (:mod:`salepulse.consumers.io.acked`)."""
     made = worker.extensions.get("publisher")
     if made is None:
-        made = worker.extensions["publisher"] = Publisher(worker.settings, worker.codec,
-                                                          **{"linger.ms": 2, "acks": "all"})
+        producer = Publisher(worker.settings, worker.codec, **{"linger.ms": LINGER_MS, "acks": "all"}).producer
+        made = worker.extensions["publisher"] = AckedBatches(producer)
     return made
 
 
 async def store(worker: Worker, items: list[Outgoing]) -> None:
     """Produce every item and wait until the broker acknowledged all of them; 503 (retry) if it did not."""
-    producer = publisher(worker)
-    errors: list[str] = []
-
-    def delivered(err: Any, _msg: Any) -> None:
-        if err is not None:
-            errors.append(str(err))
-
-    for topic, value, key, headers in items:
-        producer.send_raw(topic, value, key, headers=headers, on_delivery=delivered)
-    remaining = await asyncio.get_running_loop().run_in_executor(None, producer.producer.flush, 30.0)
-    if remaining or errors:
-        log.error("collector: broker did not acknowledge", undelivered=remaining, errors=errors[:3])
+    try:
+        errors = await asyncio.wait_for(asyncio.wrap_future(publisher(worker).send(items)), ACK_TIMEOUT_S)
+    except TimeoutError:
+        errors = [f"not acknowledged within {ACK_TIMEOUT_S:.0f} s"]
+    if errors:
+        log.error("collector: broker did not acknowledge", errors=errors[:3], refused=len(errors))
         raise HTTPProblem(503, "the broker did not acknowledge every event; retry the request (it is safe: "
                                "events already stored are recognised by their event_id)")
 
@@ -72,15 +69,17 @@ async def post_events(worker: Worker, request: Request) -> web.Response:
         await read_body(request, settings.max_body_bytes), int(time.time() * 1000), window=settings.event_time_window,
         max_age_ms=int(settings.event_max_age_s * 1000), max_lead_ms=int(settings.event_max_lead_s * 1000))
     items: list[Outgoing] = []
+    encode, routes = worker.codec.encode, {kind: route(kind) for kind in {event.kind for event in batch.events}}
+    topics = {kind: spec.topic(settings.topics) for kind, spec in routes.items()}
     for event in batch.events:
-        spec = route(event.kind)
+        spec = routes[event.kind]
         try:
-            value = worker.codec.encode(spec.record, event.record)
+            value = encode(spec.record, event.record)
         except ValueError as exc:  # validation should have caught it; refuse rather than fail the request
             batch.refused.append({"index": event.index, "event_id": event.record["event_id"],
                                   "problems": [str(exc)[:200]]})
             continue
-        items.append((spec.topic(settings.topics), value, spec.key(event.record), event.headers))
+        items.append((topics[event.kind], value, spec.key(event.record), event.headers))
     if items:
         # 2xx means stored: every accepted event is acknowledged by the broker before the answer goes out
         await store(worker, items)
