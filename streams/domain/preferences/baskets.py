@@ -45,7 +45,7 @@ class Baskets:
     {}
     """
 
-    def __init__(self, neighbours: int = 100, max_items: int = 500_000) -> None:
+    def __init__(self, neighbours: int = 50, max_items: int = 500_000) -> None:
         self.pairs = CoVisitation(neighbours, max_items)
         self.orders: dict[str, float] = {}
         self.max_items = max_items
