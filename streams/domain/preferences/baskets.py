@@ -7,8 +7,8 @@ invoice as the member's last items. Measured on Online Retail discover (hit@20, 
 of fixed blends ``log1p(7-day count) + w * kNN``, best w of 0.25-4): trending alone 0.464; with this kNN over the
 member's last 20 items 0.511; over their whole purchase history 0.497; co-occurrence across a member's invoices
 (any two items one customer bought) 0.507 over the last 20 items, 0.501 over the whole history. In the learnt
-blend it took the model from 0.489 to 0.508 (2026-12-02). Only orders with several lines teach it, so on
-click-streams (one item per event) the feature stays 0.
+blend it took the model from 0.489 to 0.508 (2026-12-02, 100 partners per item; 50 now, see README). Only
+orders with several lines teach it, so on click-streams (one item per event) the feature stays 0.
 
 The score is item kNN with cosine normalisation: ``sum_q C[q, c] / sqrt(n_q * n_c)`` over the query items ``q``,
 ``C`` the number of orders holding both, ``n`` the number of orders holding one.
