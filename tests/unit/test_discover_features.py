@@ -119,22 +119,3 @@ def test_single_item_events_teach_no_basket() -> None:
     for i, sku in enumerate(("a", "b", "a", "c")):
         states["m"] = pm.update(states.get("m"), {"member_id": "m", "sku": sku, "kind": "order", "ts": i * 1000})
     assert pm.ranker.baskets.orders == {}
-
-
-# ------------------------------------------------------------------------------ freshness
-
-
-def test_new_for_you_puts_the_newer_item_first_when_nothing_else_differs() -> None:
-    # A member bought "old"-category items; "x" first sold a day ago, "y" 30 days ago, equally popular and in the
-    # same category: -log1p(age in days) is the only difference.
-    pm = PreferenceModel()
-    now = 100 * 86400.0
-    st = pm.update(None, {"member_id": "m", "sku": "a", "kind": "order", "category": "c", "ts": (now - 60) * 1000})
-    c = ProductCandidates.build(["y", "x"], ["", ""], ["c", "c"], [2.0, 2.0], [1.0, 1.0])
-    c.first_seen = np.array([now - 30 * 86400.0, now - 86400.0])
-    _, cols = pm.ranker.score_products(st, c, now)
-    np.testing.assert_allclose(cols["fresh"], [-math.log(31.0), -math.log(2.0)])
-    assert [r.id for r in pm.rank_products(st, c, 2, now_ms=now * 1000)] == ["x", "y"]
-    assert [r.id for r in pm.rank_products(st, c.take(np.array([0, 1])), 2, now_ms=now * 1000)] == ["x", "y"]
-    c.first_seen = None  # unknown first events: no freshness, the order falls back to position
-    assert not pm.ranker.score_products(st, c, now)[1]["fresh"].any()

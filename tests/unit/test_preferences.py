@@ -322,7 +322,6 @@ def _slow_product_score(
         "brand_ordered": rel(st.ordered_brands.weights, brand),
         "band": rel(st.bands.weights, price_band(price)),
         "pop": pop_f,
-        "fresh": 0.0,  # these candidates carry no first-event times
     }
     if sku in touched:
         return AGAIN_OFFSET + sum(v * feats[f.split(".", 1)[1]] for f, v in w.items() if f.startswith("again."))

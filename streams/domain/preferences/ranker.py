@@ -39,7 +39,6 @@ from river import linear_model, optim
 from salepulse.streams.domain.preferences.baskets import Baskets, f_basket
 from salepulse.streams.domain.preferences.candidates import ProductCandidates, SaleCandidates
 from salepulse.streams.domain.preferences.covisit import CoVisitation, SessionKNN
-from salepulse.streams.domain.preferences.freshness import f_fresh
 from salepulse.streams.domain.preferences.gate import PrequentialGate, reciprocal_rank
 from salepulse.streams.domain.preferences.state import MemberState, hashes, lookup, sorted_table
 
@@ -266,7 +265,6 @@ PRODUCT_FEATURE_SET: dict[str, Feature] = {
         Feature("brand_ordered", "brand you ordered", f_brand_ordered),
         Feature("band", "in your price range", f_band),
         Feature("pop", TRENDING, f_pop),
-        Feature("fresh", "new in the shop", f_fresh),
     )
 }
 SALE_FEATURE_SET: dict[str, Feature] = {
@@ -284,7 +282,7 @@ AGAIN_PRIOR = {"recency": 6.0, "seen": 1.0, "cart": 1.0, "pop": 0.2}
 MONOTONE = ("recency",)
 """Features that can only raise a score: their effective weight is clipped at 0 (more recent is never worse)."""
 NEW_PRIOR = {"covisit": 2.0, "basket": 2.0, "session": 2.0, "category": 0.5, "category_recent": 0.5,
-             "category_trend": 1.0, "brand": 0.5, "brand_ordered": 0.3, "band": 0.2, "pop": 1.0, "fresh": 0.5}
+             "category_trend": 1.0, "brand": 0.5, "brand_ordered": 0.3, "band": 0.2, "pop": 1.0}
 SALE_PRIOR = {"sale_seen": 2.0, "cart": 2.0, "brand": 2.0, "brand_ordered": 1.0, "category": 1.0, "pop": 1.0}
 PRODUCT_FEATURES: tuple[str, ...] = tuple(PRODUCT_FEATURE_SET)
 SALE_FEATURES: tuple[str, ...] = tuple(SALE_FEATURE_SET)
