@@ -37,7 +37,7 @@ from io import BytesIO
 from typing import Any
 
 from fastavro import parse_schema, schemaless_reader
-from fastavro._logical_readers import LOGICAL_READERS
+from fastavro.read import LOGICAL_READERS
 
 Reader = Callable[[bytes, int], tuple[Any, int]]
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
