@@ -36,11 +36,13 @@ from collections.abc import Callable
 from io import BytesIO
 from typing import Any
 
+import numpy as np
 from fastavro import parse_schema, schemaless_reader
 from fastavro.read import LOGICAL_READERS
 
 Reader = Callable[[bytes, int], tuple[Any, int]]
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
 _double = struct.Struct("<d").unpack_from
 _PLAIN_DEFAULTS = (type(None), str, int, float, bool)
 
@@ -85,6 +87,60 @@ def _count(data: bytes, pos: int) -> tuple[int, int]:
     if count < 0 or count > len(data) - pos:  # every item takes a byte at least: a garbled count defers at once
         raise Defer
     return count, pos
+
+
+COLUMN_MIN_ITEMS = 32
+"""A block of this many plain longs or ints or more is decoded with numpy (the facts batch's ts, offsets, units)."""
+
+
+def _varint_block(data: bytes, pos: int, count: int, low: int, high: int) -> tuple[list[int], int] | None:
+    """``count`` zig-zag varints at ``pos`` at once: each ends at the first byte under 0x80; its 7-bit groups are
+    shifted into place and summed per varint. None if one takes 10 bytes (a magnitude past 2**62, whose groups
+    overflow 64 bits here): the caller reads that block item by item."""
+    window = np.frombuffer(data, dtype=np.uint8, count=min(len(data) - pos, 10 * count), offset=pos)
+    ends = np.flatnonzero(window < 0x80)[:count]
+    if len(ends) < count:
+        raise Defer
+    starts = np.zeros(count, dtype=np.int64)
+    starts[1:] = ends[:-1] + 1
+    lengths = ends - starts + 1
+    if lengths.max() > 9:
+        return None
+    size = int(ends[-1]) + 1
+    shifts = ((np.arange(size) - np.repeat(starts, lengths)) * 7).astype(np.uint64)
+    n = np.add.reduceat((window[:size] & 0x7F).astype(np.uint64) << shifts, starts)
+    values = (n >> np.uint64(1)).astype(np.int64) ^ -(n & np.uint64(1)).astype(np.int64)
+    if low > LONG_MIN and (values.min() < low or values.max() > high):
+        raise Defer
+    return values.tolist(), pos + size
+
+
+def _varint_column(low: int, high: int, min_items: int) -> Callable[[bytes, int], tuple[list[int], int]]:
+    """An array of longs (or ints, ``low``..``high``): blocks of ``min_items`` or more through numpy."""
+
+    def read(data: bytes, pos: int) -> tuple[list[int], int]:
+        out: list[int] = []
+        count, pos = _count(data, pos)
+        while count:
+            block = _varint_block(data, pos, count, low, high) if count >= min_items else None
+            if block is not None:
+                out += block[0]
+                pos = block[1]
+            else:
+                for _ in range(count):
+                    value, pos = _varint_any(data, pos)
+                    if not low <= value <= high:
+                        raise Defer
+                    out.append(value)
+            count, pos = _count(data, pos)
+        return out, pos
+
+    return read
+
+
+def _varint_any(data: bytes, pos: int) -> tuple[int, int]:
+    byte = data[pos]
+    return ((byte >> 1) ^ -(byte & 1), pos + 1) if byte < 0x80 else _varint(data, pos)
 
 
 class _NoReader(Exception):
@@ -166,6 +222,11 @@ class _Source:
 
     def array(self, items: Any, target: str, indent: int) -> None:
         kind = items if isinstance(items, str) else items.get("type") if isinstance(items, dict) else None
+        if items in ("long", "int") or (isinstance(items, dict) and items.get("type") in ("long", "int")
+                                       and "logicalType" not in items):
+            low, high = (INT_MIN, INT_MAX) if kind == "int" else (LONG_MIN, LONG_MAX)
+            column = self.const(_varint_column(low, high, COLUMN_MIN_ITEMS))
+            return self.add(indent, f"{target}, pos = {column}(data, pos)")
         if kind in ("string", "long", "int") or isinstance(items, list):
             # Columns of scalars (the facts batch): fastavro's C loop is cheaper per item than Python's, and one
             # call per column leaves its per-call cost small. Its errors defer the whole record to it.
