@@ -3,7 +3,9 @@
 
 Why not only fastavro: ``fastavro.schemaless_reader`` spends most of a small record's ~4 µs per call rather than
 per byte (the schemas re-parsed, a decoder set up; ``Codec._read`` was 16.8 % of the velocity worker's samples).
-The columnar facts batch gains too: its arrays of doubles are one ``struct`` call, its enums a table look-up.
+The columnar facts batch's cost is per item instead: its doubles are one ``struct`` call, its enums a table
+look-up, its longs and ints numpy's (blocks of :data:`COLUMN_MIN_ITEMS` or more), its strings fastavro's C loop
+(one call per column: a Python loop per string was slower).
 
 The subset is the writer's: string, int, long (timestamp-millis included), double, boolean, null, enum, unions of
 null and one of those, arrays and records of them. Schema resolution is handled only where it is plain: the same
