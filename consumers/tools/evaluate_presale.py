@@ -19,6 +19,9 @@ that report:
   the target, the target is limited by the simulator's noise at that many sales, not by the desk.
   ``oracle_demand_bias``: the same oracle fed the demand actually drawn (uncensored) instead of its mean: what the
   desk's estimator could read from the buyer's first ``min_sales`` sales with no sell-outs and no shrinkage.
+  ``oracle_log_bias`` / ``oracle_log_size_bias``: efficient readers of the same finished forecasts' mean demand
+  that weigh each forecast alike instead of by its units (:func:`salepulse.consumers.tools.presale_oracles.habit_ratio`:
+  the lognormal mean of ``f / mu``, overall or per size class of ``mu`` summed with the classes' units).
   ``true_bias`` is the buyer's habit (:mod:`salepulse.consumers.tools.buyer_habits`: their expected forecast
   over the mean demand, the per-forecast noise and rounding integrated out), ``realised_bias_of_scored`` the
   forecasts actually drawn over the mean demand (the former definition of ``true_bias``); the counts
@@ -52,6 +55,7 @@ from tqdm import tqdm
 
 from salepulse.consumers.data import online_retail
 from salepulse.consumers.data.online_retail import complete_weeks, load_online_retail, weekly_totals
+from salepulse.consumers.tools.presale_oracles import habit_ratio
 from salepulse.streams.domain.presale import Outcome, PresaleDesk
 
 HISTORY_WEEKS = 4
@@ -201,6 +205,16 @@ def run_simulated(seed: int = 0, n_sales: int = 360, service_level: float = 0.9,
     curve = _LearnedCurve(world)
     # per buyer, per finished sale: (sum of true mean demand, sum of forecast units) of its forecast products
     finished_totals: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    # per buyer, every finished forecast's (mean demand, forecast): the efficient oracles' record
+    finished_pairs: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    efficient: dict[tuple[str, int, bool], float] = {}
+
+    def efficient_factor(buyer: str, size: bool) -> float:
+        key = (buyer, len(finished_pairs[buyer]), size)
+        if key not in efficient:  # refitted only when the buyer's record grew
+            pairs = np.asarray(finished_pairs[buyer])
+            efficient[key] = 1.0 / habit_ratio(pairs[:, 0], pairs[:, 1], size=size)
+        return float(efficient[key])
 
     def finish_until(moment: datetime | None) -> None:
         nonlocal nxt
@@ -215,6 +229,7 @@ def run_simulated(seed: int = 0, n_sales: int = 360, service_level: float = 0.9,
                 finished_totals[buyer].append((sum(expected[k] for k in keys),
                                                sum(float(priors[k]["expected_units"]) for k in keys),
                                                sum(float(world.true_demand[k]) for k in keys)))
+                finished_pairs[buyer] += [(expected[k], float(priors[k]["expected_units"])) for k in keys]
 
     for sale in tqdm(sales, desc="simulated pre-sale", disable=not progress):
         finish_until(sale["starts_at"])
@@ -244,6 +259,9 @@ def run_simulated(seed: int = 0, n_sales: int = 360, service_level: float = 0.9,
                                                                     / sum(t[1] for t in totals))
                     acc["oracle_demand"] += float(ef["expected_units"]) * (sum(t[2] for t in totals)
                                                                            / sum(t[1] for t in totals))
+                    forecast_units = float(ef["expected_units"])
+                    acc["oracle_log"] += forecast_units * efficient_factor(buyer, False)
+                    acc["oracle_log_size"] += forecast_units * efficient_factor(buyer, True)
                     acc["expected"] += float(expected[(sale["sale_id"], p["sku"])])
                     acc["sold"] += truth
                     acc["forecasts"] += 1
@@ -260,6 +278,8 @@ def run_simulated(seed: int = 0, n_sales: int = 360, service_level: float = 0.9,
             "oracle_bias": acc["forecast"] / acc["oracle"] - 1.0,
             "oracle_sd": se / ratio**2,  # bias = 1 / R - 1: its error is R's over R squared
             "oracle_demand_bias": acc["forecast"] / acc["oracle_demand"] - 1.0,
+            "oracle_log_bias": acc["forecast"] / acc["oracle_log"] - 1.0,
+            "oracle_log_size_bias": acc["forecast"] / acc["oracle_log_size"] - 1.0,
             "realised_bias": acc["forecast"] / acc["sold"] - 1.0,
             "forecasts_scored": int(acc["forecasts"]), "finished_sales": finished_by_buyer[b]}
     out.update(within_counts(out["buyers"]))
@@ -297,7 +317,8 @@ def within_counts(buyers: dict[str, dict[str, float]], points: float = 0.05) -> 
     out: dict[str, Any] = {}
     for truth, suffix in (("true_bias", ""), ("realised_bias_of_scored", "_realised")):
         for reader, name in (("learned_bias", ""), ("oracle_bias", "_oracle"),
-                             ("oracle_demand_bias", "_oracle_demand")):
+                             ("oracle_demand_bias", "_oracle_demand"), ("oracle_log_bias", "_oracle_log"),
+                             ("oracle_log_size_bias", "_oracle_log_size")):
             if any(reader not in v for v in buyers.values()):
                 continue
             misses = [abs(v[truth] - v[reader]) for v in buyers.values()]

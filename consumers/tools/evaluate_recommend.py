@@ -166,6 +166,7 @@ class Evaluation:
         self.cat_h = np.zeros(1024, np.int64)
         self.band_h = np.zeros(1024, np.int64)
         self.price = np.zeros(1024)
+        self.first_seen = np.full(1024, math.nan)  # an item's first event (s): the model's freshness
         self.sku_obj = np.empty(1024, dtype=object)
         self.sku_h = np.zeros(1024, np.int64)
         self.states: dict[str, MemberState] = {}
@@ -184,7 +185,7 @@ class Evaluation:
         i = self.items.index(sku, category)
         if i == n:
             if i >= self.sku_h.size:
-                for name in ("brand_h", "cat_h", "band_h", "price", "sku_h"):
+                for name in ("brand_h", "cat_h", "band_h", "price", "sku_h", "first_seen"):
                     a = getattr(self, name)
                     setattr(self, name, np.concatenate([a, np.zeros_like(a)]))
                 self.sku_obj = np.concatenate([self.sku_obj, np.empty(self.sku_obj.size, dtype=object)])
@@ -194,12 +195,14 @@ class Evaluation:
             self.cat_h[i] = key_hash(category)
             self.band_h[i] = key_hash(price_band(price))
             self.price[i] = price
+            self.first_seen[i] = math.nan  # set by the item's first event, after it was scored
         return i
 
     def _candidates(self, idx: np.ndarray, t: float) -> ProductCandidates:
         return ProductCandidates(sku=self.sku_obj[idx], sku_h=self.sku_h[idx], brand=[], brand_h=self.brand_h[idx],
                                  category=[], category_h=self.cat_h[idx], band_h=self.band_h[idx],
-                                 price=self.price[idx], popularity=self.pop.values(idx, t))
+                                 price=self.price[idx], popularity=self.pop.values(idx, t),
+                                 first_seen=self.first_seen[idx])
 
     # -- one event
     def step(self, ev: Interaction) -> None:
@@ -308,6 +311,8 @@ class Evaluation:
         for ln in ev.lines:
             i = self._index(ln.sku, ln.brand, ln.category, ln.price)
             self.items.seen(i, t)
+            if math.isnan(self.first_seen[i]):
+                self.first_seen[i] = t
             self.pop.add(i, 1.0, t)
             if self.brands is not None and ln.brand:
                 self.brands.seen(ln.brand, ln.category, t)

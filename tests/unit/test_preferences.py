@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import math
 import random
 
 import numpy as np
@@ -286,6 +287,7 @@ def _slow_product_score(
     price: float,
     pop: float,
     max_pop: float,
+    max_basket: float = 0.0,
 ) -> float:
     """One candidate's score from the feature definitions, key by key (no arrays)."""
     w = pm.ranker.product_weights
@@ -311,6 +313,7 @@ def _slow_product_score(
         "seen": rel(st.items.weights, sku),
         "cart": 1.0 if sku in st.cart else 0.0,
         "covisit": num / norm if norm else 0.0,
+        "basket": _slow_basket(pm, st, sku) / max_basket if max_basket > 0 else 0.0,
         "session": rel(pm.ranker.sessions.scores(st.session_items()), sku),
         "category": rel(st.categories.weights, cat),
         "category_recent": cat_recent,
@@ -319,10 +322,18 @@ def _slow_product_score(
         "brand_ordered": rel(st.ordered_brands.weights, brand),
         "band": rel(st.bands.weights, price_band(price)),
         "pop": pop_f,
+        "fresh": 0.0,  # these candidates carry no first-event times
     }
     if sku in touched:
         return AGAIN_OFFSET + sum(v * feats[f.split(".", 1)[1]] for f, v in w.items() if f.startswith("again."))
     return sum(v * feats[f.split(".", 1)[1]] for f, v in w.items() if f.startswith("new."))
+
+
+def _slow_basket(pm: PreferenceModel, st: MemberState, sku: str) -> float:
+    """Cosine co-purchase of ``sku`` with the member's last 20 items, pair by pair."""
+    b = pm.ranker.baskets
+    return sum(b.row(q).get(sku, 0.0) / math.sqrt(b.orders[q] * b.orders[sku])
+               for q in st.touched()[:20] if b.row(q).get(sku))
 
 
 def test_vectorised_product_scoring_equals_reference() -> None:
@@ -345,6 +356,11 @@ def test_vectorised_product_scoring_equals_reference() -> None:
                 action="add",
             ),
         )
+    for i in range(40):  # multi-line orders: the same-basket co-purchase
+        m = f"m{rng.randrange(20)}"
+        skus = [f"s{rng.randrange(30)}" for _ in range(rng.randrange(2, 6))]
+        states[m] = pm.update(states.get(m), {"member_id": m, "kind": "order", "ts": T0_MS + 500_000 + i,
+                                              "lines": [{"sku": x, "price": 1.0} for x in skus]})
     # make the blend weights non-trivial by learning a few choices
     c = ProductCandidates.build(
         [f"s{j}" for j in range(30)],
@@ -360,9 +376,12 @@ def test_vectorised_product_scoring_equals_reference() -> None:
     st = states["m1"]
     fast, _ = pm.ranker.score_products(st, c)
     max_pop = float(c.popularity.max())
+    max_basket = max(_slow_basket(pm, st, c.sku[j]) for j in range(30))
+    assert max_basket > 0
     slow = [
         _slow_product_score(
-            pm, st, c.sku[j], c.brand[j], c.category[j], float(c.price[j]), float(c.popularity[j]), max_pop
+            pm, st, c.sku[j], c.brand[j], c.category[j], float(c.price[j]), float(c.popularity[j]), max_pop,
+            max_basket,
         )
         for j in range(30)
     ]

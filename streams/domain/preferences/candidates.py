@@ -55,6 +55,8 @@ class ProductCandidates:
     popularity: np.ndarray
     stock: np.ndarray | None = None
     sale_id: list[str] | None = None
+    first_seen: np.ndarray | None = None
+    """Epoch seconds of each product's first event, when known (the ranker's freshness feature)."""
 
     def __len__(self) -> int:
         return len(self.sku)
@@ -117,6 +119,7 @@ class ProductCandidates:
             popularity=self.popularity[idx],
             stock=None if self.stock is None else self.stock[idx],
             sale_id=None if self.sale_id is None else [self.sale_id[i] for i in pick],
+            first_seen=None if self.first_seen is None else self.first_seen[idx],
         )
 
     def available(self) -> ProductCandidates:

@@ -97,6 +97,8 @@ class PreferenceModel:
             )
             if not removal:
                 sessions.add(state.session_key, sku)
+        if len(lines) > 1 and not removal and kind == "order":
+            self.ranker.baskets.observe([str(line["sku"]) for line in lines])
         return state
 
     def learn(

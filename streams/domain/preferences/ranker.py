@@ -36,8 +36,10 @@ from typing import Any
 import numpy as np
 from river import linear_model, optim
 
+from salepulse.streams.domain.preferences.baskets import Baskets, f_basket
 from salepulse.streams.domain.preferences.candidates import ProductCandidates, SaleCandidates
 from salepulse.streams.domain.preferences.covisit import CoVisitation, SessionKNN
+from salepulse.streams.domain.preferences.freshness import f_fresh
 from salepulse.streams.domain.preferences.gate import PrequentialGate, reciprocal_rank
 from salepulse.streams.domain.preferences.state import MemberState, hashes, lookup, sorted_table
 
@@ -67,6 +69,7 @@ class Context:
     covisit: CoVisitation
     sessions: SessionKNN
     cache: dict[str, np.ndarray]
+    baskets: Baskets | None = None
 
     @property
     def warm(self) -> bool:
@@ -254,6 +257,7 @@ PRODUCT_FEATURE_SET: dict[str, Feature] = {
         Feature("seen", "you viewed it recently", f_seen),
         Feature("cart", "in your cart", f_cart),
         Feature("covisit", "like items you viewed", f_covisit),
+        Feature("basket", "bought together with your items", f_basket),
         Feature("session", "viewed by shoppers like you", f_session),
         Feature("category", "category you browse", f_category),
         Feature("category_recent", "category you browse", f_category_recent),
@@ -262,6 +266,7 @@ PRODUCT_FEATURE_SET: dict[str, Feature] = {
         Feature("brand_ordered", "brand you ordered", f_brand_ordered),
         Feature("band", "in your price range", f_band),
         Feature("pop", TRENDING, f_pop),
+        Feature("fresh", "new in the shop", f_fresh),
     )
 }
 SALE_FEATURE_SET: dict[str, Feature] = {
@@ -278,9 +283,8 @@ SALE_FEATURE_SET: dict[str, Feature] = {
 AGAIN_PRIOR = {"recency": 6.0, "seen": 1.0, "cart": 1.0, "pop": 0.2}
 MONOTONE = ("recency",)
 """Features that can only raise a score: their effective weight is clipped at 0 (more recent is never worse)."""
-NEW_PRIOR = {"covisit": 2.0, "session": 2.0, "category": 0.5, "category_recent": 0.5, "category_trend": 1.0,
-             "brand": 0.5,
-             "brand_ordered": 0.3, "band": 0.2, "pop": 1.0}
+NEW_PRIOR = {"covisit": 2.0, "basket": 2.0, "session": 2.0, "category": 0.5, "category_recent": 0.5,
+             "category_trend": 1.0, "brand": 0.5, "brand_ordered": 0.3, "band": 0.2, "pop": 1.0, "fresh": 0.5}
 SALE_PRIOR = {"sale_seen": 2.0, "cart": 2.0, "brand": 2.0, "brand_ordered": 1.0, "category": 1.0, "pop": 1.0}
 PRODUCT_FEATURES: tuple[str, ...] = tuple(PRODUCT_FEATURE_SET)
 SALE_FEATURES: tuple[str, ...] = tuple(SALE_FEATURE_SET)
@@ -417,6 +421,7 @@ class Ranker:
                  popular_negatives: bool = True) -> None:
         self.covisit = covisit if covisit is not None else CoVisitation()
         self.sessions = sessions if sessions is not None else SessionKNN()
+        self.baskets = Baskets()  # same-order co-purchase, taught by multi-line orders only (baskets.py)
         self.n_negatives = n_negatives
         self.hard_negatives = hard_negatives
         self.popular_negatives = popular_negatives
@@ -436,7 +441,7 @@ class Ranker:
         self.sale = Blend(SALE_PRIOR, lr)
 
     def _ctx(self, state: MemberState | None, cands: Any, now: float | None) -> Context:
-        return Context(state, cands, now, self.covisit, self.sessions, {})
+        return Context(state, cands, now, self.covisit, self.sessions, {}, self.baskets)
 
     # -- products
     def product_columns(self, state: MemberState | None, cands: ProductCandidates,
