@@ -493,8 +493,9 @@ def probe_ranking_reflects(publisher: Publisher, client: httpx.Client, tag: str,
 
 
 # --- 5. sink ---------------------------------------------------------------------------------------------------
-def bench_sink(dsn: str, rows: int) -> dict[str, Any]:
-    """Rows/s into ClickHouse: the sink's decode→rows→insert path vs a bare client.insert of the same rows."""
+def bench_sink(dsn: str, rows: int, codec: Codec | None = None) -> dict[str, Any]:
+    """Rows/s into ClickHouse: the sink's decode→rows→insert path vs a bare client.insert of the same rows
+    (``codec``: the sink's, e.g. one without the compiled reader)."""
     from salepulse.consumers.io.clickhouse import connect, migrate
     from salepulse.consumers.io.clickhouse_sink import FACT_COLUMNS, Batch, ClickHouseSink
     from salepulse.streams.domain.velocity import Fact
@@ -502,7 +503,7 @@ def bench_sink(dsn: str, rows: int) -> dict[str, Any]:
 
     client = connect(dsn)
     migrate(client)
-    codec = Codec()
+    codec = codec or Codec()
     now = int(time.time() * 1000)
     messages = []
     per_message = 200
@@ -512,6 +513,7 @@ def bench_sink(dsn: str, rows: int) -> dict[str, Any]:
                  for j in range(per_message)]
         messages.append(codec.encode("VelocityFacts", facts_record(f"sinkbench-s{m % 50}", facts)))
     sink = ClickHouseSink(Settings(), client_factory=lambda _dsn: client)
+    sink.codec = codec
     decoded = Batch()
     for data in messages:
         sink.absorb_value(decoded, data)

@@ -169,16 +169,17 @@ def simulated_events(n_events: int, seed: int = 11) -> tuple[list[tuple[str, dic
 
 
 def bench_stages(n_events: int = 20_000, rounds: int = 3, settings: Settings | None = None,
-                 dsn: str | None = None, batch_size: int = 2000) -> dict[str, Any]:
+                 dsn: str | None = None, batch_size: int = 2000, codec: Codec | None = None) -> dict[str, Any]:
     """µs per event (or per fact, per signal) of each stage; ``settings`` (a reachable broker) enables
-    ``produce``, ``dsn`` (ClickHouse) the sink's insert."""
+    ``produce``, ``dsn`` (ClickHouse) the sink's insert; ``codec`` is every stage's (one without the compiled
+    reader measures the decode before it)."""
     from salepulse.schemas.validation import problems
     from salepulse.streams.domain.preferences import PreferenceModel
     from salepulse.streams.domain.steps import preference_update
     from salepulse.streams.domain.velocity import SaleState
     from salepulse.streams.io.ingest import BatchSplitter, facts_of
 
-    codec = Codec()
+    codec = codec or Codec()
     events, world = simulated_events(n_events)
     topics = {kind: f"events.{kind}" for kind in NAMES}
     raw = [Raw(topics[kind], i % 4, i, codec.encode(NAMES[kind], record)) for i, (kind, record) in enumerate(events)]
@@ -270,7 +271,7 @@ def bench_stages(n_events: int = 20_000, rounds: int = 3, settings: Settings | N
     result["preferences"] = {"learn_us_per_signal": us(learn_seconds, n_signals),
                              "learn_us_per_event": us(learn_seconds, len(raw))}
     if dsn is not None:
-        result["sink"] = sink_costs(dsn, facts_values, n_facts, rounds)
+        result["sink"] = sink_costs(dsn, facts_values, n_facts, rounds, codec)
     return result
 
 
@@ -298,7 +299,8 @@ def produce_seconds(settings: Settings, codec: Codec, split: Sequence[Any], roun
     return best_seconds(produce_all, rounds, clock=time.perf_counter)
 
 
-def sink_costs(dsn: str, facts_values: list[bytes], n_facts: int, rounds: int) -> dict[str, float]:
+def sink_costs(dsn: str, facts_values: list[bytes], n_facts: int, rounds: int,
+               codec: Codec | None = None) -> dict[str, float]:
     """The sink's decode into a batch's columns, and its insert into ClickHouse, per fact row."""
     from salepulse.consumers.io.clickhouse import connect, migrate
     from salepulse.consumers.io.clickhouse_sink import Batch, ClickHouseSink
@@ -306,6 +308,8 @@ def sink_costs(dsn: str, facts_values: list[bytes], n_facts: int, rounds: int) -
     client = connect(dsn)
     migrate(client)
     sink = ClickHouseSink(Settings(), client_factory=lambda _dsn: client)
+    if codec is not None:
+        sink.codec = codec
     batch_rows = Settings().sink_batch_rows
 
     def decode_batches() -> list[Any]:
