@@ -67,6 +67,8 @@ class Pipeline:
         self.preferences_log = state_dir / f"preferences-{tag}.log"
         self.children: list[WorkerProcess] = []
         self.collectors: list[subprocess.Popen[bytes]] = []
+        self.stopped: set[int] = set()
+        """Pids of the workers :meth:`stop_worker` stopped on purpose: their exit is not a death."""
         self._sink_stop = threading.Event()
         self._sink_thread: threading.Thread | None = None
         self.sink: ClickHouseSink | None = None
@@ -133,7 +135,8 @@ class Pipeline:
         """A worker that exited fails the test with its exit code and the end of its log, not with the
         connection-refused error of the request that noticed."""
         for worker, log in ((self.worker, self.worker_log), (self.preferences_worker, self.preferences_log)):
-            if worker is not None and worker.poll() is not None and worker.returncode != -signal.SIGKILL:
+            if (worker is not None and worker.poll() is not None and worker.returncode != -signal.SIGKILL
+                    and worker.pid not in self.stopped):
                 tail = log.read_text(errors="replace")[-4000:] if log.exists() else "(no log)"
                 raise AssertionError(f"worker exited with {worker.returncode}; end of {log}:\n{tail}")
 
@@ -153,6 +156,7 @@ class Pipeline:
     def stop_worker(self) -> None:
         for worker in (self.worker, self.preferences_worker):
             if worker and worker.poll() is None:
+                self.stopped.add(worker.pid)  # its exit is no failure (the bench's collector case runs after it)
                 worker.terminate()
                 try:
                     worker.wait(30)
