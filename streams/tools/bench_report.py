@@ -168,8 +168,9 @@ def render_markdown(r: dict[str, Any]) -> str:
         + "latency is the full HTTP round trip)"
         + ("; the floor: the same requests to a bare process answering the same bytes under the same load."
            if "ranking_floor" in lat else "."),
-        f"- Collector (`salepulse collect`): {coll['request_ms']['n']} requests of {coll['batch']} events, from "
-        f"{coll['clients']} client processes with {coll['concurrency']} in flight each.",
+        f"- Collector (`salepulse collect`): {coll['request_ms']['n']} requests of {coll['batch']} events"
+        + (f", from {coll['clients']} client processes with {coll['concurrency']} in flight each."
+           if "clients" in coll else "."),
         f"- Sink: {sink['rows']:,} rows in batches of {sink['batch_rows']:,}.",
         "",
     ]
