@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from salepulse.deploy.kafka.local_broker import free_port
+from salepulse.deploy.kafka.processes import free_port_block
 from tests.integration.test_demo_signals import _alive, _children
 
 pytestmark = pytest.mark.integration
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 def test_demo_with_two_velocity_workers_reaches_clickhouse_exactly(kafka_bootstrap: str, tmp_path: Path) -> None:
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "SALEPULSE_STATE_DIR": str(tmp_path / "state"),
-           "SALEPULSE_HTTP_PORT": str(free_port()), "SALEPULSE_SINK_METRICS_PORT": str(free_port()),
+           "SALEPULSE_HTTP_PORT": str(free_port_block(8)), "SALEPULSE_SINK_METRICS_PORT": str(free_port()),
            "SALEPULSE_PARTITIONS": "1"}  # fewer than the workers: the demo must raise it for its own topics
     env.pop("CLICKHOUSE_URL", None)  # the demo's own chdb under its state dir
     errors = tmp_path / "demo.stderr"
@@ -70,7 +71,7 @@ def test_demo_with_two_velocity_workers_reaches_clickhouse_exactly(kafka_bootstr
 
 def test_sigterm_stops_every_worker_of_the_fleet(kafka_bootstrap: str, tmp_path: Path) -> None:
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "SALEPULSE_STATE_DIR": str(tmp_path / "state"),
-           "SALEPULSE_HTTP_PORT": str(free_port()), "SALEPULSE_SINK_METRICS_PORT": str(free_port()),
+           "SALEPULSE_HTTP_PORT": str(free_port_block(8)), "SALEPULSE_SINK_METRICS_PORT": str(free_port()),
            "SALEPULSE_PARTITIONS": "2"}
     env.pop("CLICKHOUSE_URL", None)
     process = subprocess.Popen(
