@@ -102,16 +102,17 @@ async def publish_live_state(worker: Worker) -> None:
     except Exception as exc:  # noqa: BLE001
         _tick_failed("answers", "*", "*", exc)
 
+
 async def publish_buyer_desk(worker: Worker) -> None:
     """Outcomes of the sales that ended here (what every worker's desk learns), then the plans that changed."""
     board = worker.board
     outcomes, board.finished_outcomes = board.finished_outcomes, []
     for record in (r for r in outcomes if board.owns(r["sale_id"])):
         await worker.outcomes_topic.send(key=sku_key(record["sale_id"], record["sku"]),
-                                       value=worker.codec.encode("ForecastOutcome", record))
+                                         value=worker.codec.encode("ForecastOutcome", record))
     for n, record in enumerate(worker.buyer_desk.plans_due(board.stream_ms, wall_ms(), owns=board.owns), start=1):
         await worker.plans_topic.send(key=sku_key(record["sale_id"], record["sku"]),
-                                    value=worker.codec.encode("StockPlan", record))
+                                      value=worker.codec.encode("StockPlan", record))
         worker.metrics.plans_sent.inc()
         if n % 200 == 0:
             await asyncio.sleep(0)
