@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -222,6 +223,13 @@ def _assert_sales_most_urgent_first(dom: Node) -> None:
     assert keys == sorted(keys), f"sales are not most urgent first (quiet last; alerts, stockout, velocity): {keys}"
 
 
+def _wait_for_api_units_above(base_url: str, units: float, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while (now := get_json(f"{base_url}/api/dashboard")["totals"]["units"]) <= units:
+        assert time.monotonic() < deadline, f"the API's units stayed at {now} (page showed {units}) for {timeout_s} s"
+        time.sleep(0.2)
+
+
 def check_dashboard_page(base_url: str, workdir: Path, *, expect_growth: bool = True, budget_ms: int = 3000,
                          raised_alerts: Callable[[], set[str]] | None = None) -> None:
     """Load ``{base_url}/dashboard`` twice in headless Chromium and check it against ``{base_url}/api/dashboard``.
@@ -287,7 +295,10 @@ def check_dashboard_page(base_url: str, workdir: Path, *, expect_growth: bool = 
         f"#totals-open-alerts says {first.open_alerts} but #alerts lists {len(first.alert_ids)}")
     _assert_alerts_most_urgent_first(dom)
 
-    # the numbers move: a second load (later API calls) shows more units
+    # the numbers move: once the API has counted more units than the first load showed, a second load shows them.
+    # Waiting for that state, not for a lucky second: orders come in bursts, and a quiet second is not a page bug.
+    if expect_growth:
+        _wait_for_api_units_above(base_url, first.units)
     second = read_page(parse(dump_dom(f"{base_url}/dashboard", workdir, budget_ms=budget_ms)))
     if expect_growth:
         assert second.units > first.units, f"#totals-units did not grow between loads: {first.units} -> {second.units}"
