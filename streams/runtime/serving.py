@@ -51,6 +51,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import os
 import signal
 import socket
@@ -61,9 +62,11 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
 from salepulse.streams.platform.logs import get_logger
 from salepulse.streams.platform.metrics import Registry
+from salepulse.streams.platform.timings import Timings
 from salepulse.streams.runtime.api import ROUTERS, members, models
 from salepulse.streams.runtime.api.errors import HTTPProblem, error_middleware
 from salepulse.streams.runtime.api.routing import Endpoint, answer, authorize, check, json_answer, require_ready, served
@@ -83,6 +86,17 @@ SWITCH_INTERVAL_S = 0.001
 """CPython's GIL switch interval while the server runs (default 0.005 s): each of a request's several GIL
 acquisitions waits up to this long behind a busy learner or ingest thread."""
 RETRIES = 5
+TIMING_PARTS = ("lock_wait", "ranking_cpu", "ranking_waiting", "encode")
+"""What a ranking request's time is split into (the read server's "ranking request timings" log line): waiting for
+:attr:`Worker.learning`; the handler (candidates and scoring) on the CPU, and its wall time off the CPU (the GIL held
+by another thread, or the process not scheduled); checking the answer's model and encoding the JSON. The rest of
+aiohttp's time from taking the request off the connection to the response written is ``rest`` (this loop running
+other requests, the GIL around reading and writing)."""
+TIMINGS_EVERY_S = 10.0
+"""How often the read server logs the timings of the requests since the last line."""
+TIMINGS_KEY = web.AppKey("ranking_timings", Timings)
+SPENT_KEY = "salepulse_spent"
+"""Where a ranking handler leaves its parts (seconds, :data:`TIMING_PARTS`) for :class:`TimedAccess`."""
 SNAPSHOT_HEADER = "X-Salepulse-Snapshot-Ms"
 """On a forked snapshot's answers: the epoch milliseconds of the state it answers from (its fork), so a client can
 tell how stale an answer is and which snapshot gave it."""
@@ -172,24 +186,58 @@ def _handler(worker: Worker, handler: Callable[..., Awaitable[dict[str, Any]]], 
             raise web.HTTPTemporaryRedirect(str(request.rel_url.with_scheme("http").with_host(owner[0])
                                                 .with_port(owner[1])))
 
+        spent = dict.fromkeys(TIMING_PARTS, 0.0)
+
         async def answer() -> dict[str, Any]:
             if not live:
                 return await handler(worker, request, member_id=member_id)
+            asked = time.perf_counter()
             worker.readers_waiting += 1  # the learner ends its slice soon (MIN_LEARN_S)
             try:
                 worker.learning.acquire()  # between two of the learner's slices, never inside one
             finally:
                 worker.readers_waiting -= 1
+            locked, cpu = time.perf_counter(), time.thread_time()
             try:
                 return await handler(worker, request, member_id=member_id)
             finally:
                 worker.learning.release()
+                on_cpu = time.thread_time() - cpu
+                spent["lock_wait"] += locked - asked
+                spent["ranking_cpu"] += on_cpu
+                spent["ranking_waiting"] += max(0.0, time.perf_counter() - locked - on_cpu)
 
         result = await retried(answer)
+        encoding = time.perf_counter()
         model.model_validate(result)  # the documented contract holds, or this is a 500
-        return json_answer(result)
+        response = json_answer(result)
+        spent["encode"] = time.perf_counter() - encoding
+        if live:
+            request[SPENT_KEY] = spent
+        return response
 
     return serve
+
+
+class TimedAccess(AbstractAccessLogger):
+    """aiohttp's access-log hook, used for timings only: ``time`` is aiohttp's, from taking the request off the
+    connection to the response written (``write_eof``). Each ranking's parts join the app's :class:`Timings`; every
+    :data:`TIMINGS_EVERY_S` one "ranking request timings" line gives their summary and the window starts over."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time_s: float) -> None:
+        spent = request.get(SPENT_KEY)
+        if spent is None:  # a redirect, an error: not a ranking
+            return
+        timings = request.app[TIMINGS_KEY]
+        timings.record("products" if request.path.endswith("/products") else "sales", time_s, **spent)
+        if time.monotonic() - timings.since >= TIMINGS_EVERY_S:
+            log.info("ranking request timings", seconds=round(time.monotonic() - timings.since, 1),
+                     timings=timings.summary())
+            timings.clear()
+
+    @property
+    def enabled(self) -> bool:
+        return True
 
 
 def _owner(worker: Worker, member_id: str) -> tuple[str, int] | None:
@@ -218,9 +266,13 @@ class ReadServer:
         self.listening = threading.Event()
         self.thread = threading.Thread(target=self._run, name="serving", daemon=True)
         self.failure: BaseException | None = None
+        self.timings = Timings(TIMING_PARTS)
+        """Where each ranking's time went (:class:`TimedAccess`), logged every ``TIMINGS_EVERY_S``."""
 
     def app(self) -> web.Application:
-        return ranking_app(self.worker, live=True, requests=self.worker.metrics.http_requests)
+        app = ranking_app(self.worker, live=True, requests=self.worker.metrics.http_requests)
+        app[TIMINGS_KEY] = self.timings
+        return app
 
     def start(self, timeout: float = 30.0) -> None:
         sys.setswitchinterval(SWITCH_INTERVAL_S)
@@ -235,7 +287,8 @@ class ReadServer:
         loop = self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         try:
-            self.runner = web.AppRunner(self.app(), access_log=None)
+            self.runner = web.AppRunner(self.app(), access_log=logging.getLogger(__name__),
+                                        access_log_class=TimedAccess)
             loop.run_until_complete(self.runner.setup())
             loop.run_until_complete(web.TCPSite(self.runner, self.host, self.port).start())
         except BaseException as exc:  # noqa: BLE001 - start() reports it
