@@ -86,16 +86,19 @@ SWITCH_INTERVAL_S = 0.001
 """CPython's GIL switch interval while the server runs (default 0.005 s): each of a request's several GIL
 acquisitions waits up to this long behind a busy learner or ingest thread."""
 RETRIES = 5
-TIMING_PARTS = ("lock_wait", "ranking_cpu", "ranking_waiting", "encode")
-"""What a ranking request's time is split into (the read server's "ranking request timings" log line): waiting for
-:attr:`Worker.learning`; the handler (candidates and scoring) on the CPU, and its wall time off the CPU (the GIL held
-by another thread, or the process not scheduled); checking the answer's model and encoding the JSON. The rest of
-aiohttp's time from taking the request off the connection to the response written is ``rest`` (this loop running
-other requests, the GIL around reading and writing)."""
+TIMING_PARTS = ("queued", "lock_wait", "ranking_cpu", "ranking_waiting", "encode", "write")
+"""What a ranking request's time is split into (the read server's "ranking request timings" log line), from aiohttp
+taking it off the connection to its response written: queued on this loop before its handler ran (behind other
+requests, or this thread waiting for the GIL); waiting for :attr:`Worker.learning`; the ranking (candidates and
+scoring) on the CPU, and its wall time off the CPU (the GIL held by another thread, or the process not scheduled);
+checking the answer's model and encoding the JSON; writing the response. ``rest`` is what remains (routing, the
+token and readiness checks, the middlewares)."""
 TIMINGS_EVERY_S = 10.0
 """How often the read server logs the timings of the requests since the last line."""
 TIMINGS_KEY = web.AppKey("ranking_timings", Timings)
 SPENT_KEY = "salepulse_spent"
+ENTERED_KEY = "salepulse_entered"
+ANSWERED_KEY = "salepulse_answered"
 """Where a ranking handler leaves its parts (seconds, :data:`TIMING_PARTS`) for :class:`TimedAccess`."""
 SNAPSHOT_HEADER = "X-Salepulse-Snapshot-Ms"
 """On a forked snapshot's answers: the epoch milliseconds of the state it answers from (its fork), so a client can
@@ -129,7 +132,7 @@ def ranking_app(worker: Worker, live: bool, requests: Any, snapshot_ms: int = 0)
     declared ``off_loop`` (``GET /sales``, ``GET /sales/{id}``) of its role. ``live``: reading the state other
     threads change (the thread server: readiness checked per request, rankings under :attr:`Worker.learning`);
     else a forked snapshot's own copy (checked by the worker before it forked) of the moment ``snapshot_ms``."""
-    app = web.Application(middlewares=[error_middleware(requests)])
+    app = web.Application(middlewares=[*([_in_flight(worker)] if live else []), error_middleware(requests)])
     if not live:
         # A snapshot retires every refresh: a kept-alive connection would tie a client to it and be reset when it
         # goes, so each answer closes its connection and the next request reaches the newest. The header must say
@@ -151,6 +154,27 @@ def ranking_app(worker: Worker, live: bool, requests: Any, snapshot_ms: int = 0)
         for endpoint in off_loop_endpoints(worker.settings.worker_role):
             app.router.add_route(endpoint.method, endpoint.path, _off_loop(worker, endpoint))
     return app
+
+
+def _in_flight(worker: Worker) -> Any:
+    """A read is in flight (:attr:`Worker.reads`: the learner steps aside) from its handler's start to its response
+    written, which is done here rather than after the middlewares so that it is inside; notes when the handler began
+    and ended for :class:`TimedAccess`."""
+
+    @web.middleware
+    async def in_flight(request: web.Request, handler: Any) -> web.StreamResponse:
+        worker.reads.enter()
+        request[ENTERED_KEY] = time.perf_counter()
+        try:
+            response = await handler(request)
+            request[ANSWERED_KEY] = time.perf_counter()
+            await response.prepare(request)
+            await response.write_eof()  # aiohttp's own prepare and write_eof after this are no-ops
+            return response
+        finally:
+            worker.reads.leave()
+
+    return in_flight
 
 
 def off_loop_endpoints(role: str) -> list[Endpoint]:
@@ -229,7 +253,10 @@ class TimedAccess(AbstractAccessLogger):
         if spent is None:  # a redirect, an error: not a ranking
             return
         timings = request.app[TIMINGS_KEY]
-        timings.record("products" if request.path.endswith("/products") else "sales", time_s, **spent)
+        now = time.perf_counter()
+        entered, answered = request.get(ENTERED_KEY, now), request.get(ANSWERED_KEY, now)
+        timings.record("products" if request.path.endswith("/products") else "sales", time_s,
+                       queued=max(0.0, time_s - (now - entered)), write=now - answered, **spent)
         if time.monotonic() - timings.since >= TIMINGS_EVERY_S:
             log.info("ranking request timings", seconds=round(time.monotonic() - timings.since, 1),
                      timings=timings.summary())
