@@ -210,7 +210,7 @@ def _handler(worker: Worker, handler: Callable[..., Awaitable[dict[str, Any]]], 
             raise web.HTTPTemporaryRedirect(str(request.rel_url.with_scheme("http").with_host(owner[0])
                                                 .with_port(owner[1])))
 
-        spent = dict.fromkeys(TIMING_PARTS, 0.0)
+        spent = dict.fromkeys(("lock_wait", "ranking_cpu", "ranking_waiting", "encode"), 0.0)
 
         async def answer() -> dict[str, Any]:
             if not live:
@@ -256,7 +256,7 @@ class TimedAccess(AbstractAccessLogger):
         now = time.perf_counter()
         entered, answered = request.get(ENTERED_KEY, now), request.get(ANSWERED_KEY, now)
         timings.record("products" if request.path.endswith("/products") else "sales", time_s,
-                       queued=max(0.0, time_s - (now - entered)), write=now - answered, **spent)
+                       **{**spent, "queued": max(0.0, time_s - (now - entered)), "write": now - answered})
         if time.monotonic() - timings.since >= TIMINGS_EVERY_S:
             log.info("ranking request timings", seconds=round(time.monotonic() - timings.since, 1),
                      timings=timings.summary())
