@@ -288,6 +288,7 @@ class ReadServer:
         self.worker, self.port, self.host = worker, port, host
         with contextlib.suppress(RuntimeError):  # no running loop: every handler runs where it is called
             worker.extensions["loop"] = asyncio.get_running_loop()
+            worker.reads.attach(worker.extensions["loop"])  # it steps aside while this server answers
         self.loop: asyncio.AbstractEventLoop | None = None
         self.runner: web.AppRunner | None = None
         self.listening = threading.Event()
