@@ -18,7 +18,12 @@ catalogue and the live board of this worker:
   in, with no snapshot or changelog delay.
 - **The GIL.** The thread still needs CPython's GIL, which a busy thread keeps for the switch interval (5 ms by
   default) before handing it over; a request takes it several times (accept, read, rank, write). The server sets
-  the interval to :data:`SWITCH_INTERVAL_S`.
+  the interval to :data:`SWITCH_INTERVAL_S`, and while it has requests in flight the worker's loop steps aside
+  between its callbacks, GIL released (:mod:`~salepulse.streams.runtime.reader_gate`): the slow requests were
+  queued on this loop behind others that shared the GIL with the learner and the member flush.
+- **Timings.** Each ranking's time, from aiohttp taking it off the connection to the response written, is split
+  into :data:`TIMING_PARTS` and logged as a summary every :data:`TIMINGS_EVERY_S` ("ranking request timings":
+  p50 / p99 of each part, and where the requests at or above the p99 spent theirs).
 - **Routing as on the main port.** A member whose partition another worker owns gets a 307 to that worker's main
   port, where Faust's table routing applies as today.
 
@@ -70,6 +75,7 @@ from salepulse.streams.platform.timings import Timings
 from salepulse.streams.runtime.api import ROUTERS, members, models
 from salepulse.streams.runtime.api.errors import HTTPProblem, error_middleware
 from salepulse.streams.runtime.api.routing import Endpoint, answer, authorize, check, json_answer, require_ready, served
+from salepulse.streams.runtime.reader_gate import ReaderGate
 
 if TYPE_CHECKING:
     from salepulse.streams.runtime.worker import Worker
@@ -96,6 +102,7 @@ token and readiness checks, the middlewares)."""
 TIMINGS_EVERY_S = 10.0
 """How often the read server logs the timings of the requests since the last line."""
 TIMINGS_KEY = web.AppKey("ranking_timings", Timings)
+GATE_KEY = web.AppKey("reads", ReaderGate)
 SPENT_KEY = "salepulse_spent"
 ENTERED_KEY = "salepulse_entered"
 ANSWERED_KEY = "salepulse_answered"
@@ -259,7 +266,7 @@ class TimedAccess(AbstractAccessLogger):
                        **{**spent, "queued": max(0.0, time_s - (now - entered)), "write": now - answered})
         if time.monotonic() - timings.since >= TIMINGS_EVERY_S:
             log.info("ranking request timings", seconds=round(time.monotonic() - timings.since, 1),
-                     timings=timings.summary())
+                     timings=timings.summary(), loop_stepped_aside_s=round(request.app[GATE_KEY].waited_s, 3))
             timings.clear()
 
     @property
@@ -299,7 +306,7 @@ class ReadServer:
 
     def app(self) -> web.Application:
         app = ranking_app(self.worker, live=True, requests=self.worker.metrics.http_requests)
-        app[TIMINGS_KEY] = self.timings
+        app[TIMINGS_KEY], app[GATE_KEY] = self.timings, self.worker.reads
         return app
 
     def start(self, timeout: float = 30.0) -> None:
