@@ -44,6 +44,8 @@ class Timings:
         self.count = 0
         self.since = time.monotonic()
         """When the window was last cleared (monotonic seconds)."""
+        self.cpu_since = 0.0
+        """The recording thread's CPU clock (``time.thread_time``) at that moment, kept by the caller."""
 
     def record(self, route: str, total: float, **parts: float) -> None:
         """One request's total and parts (seconds); a part not given counts as 0."""

@@ -265,9 +265,14 @@ class TimedAccess(AbstractAccessLogger):
         timings.record("products" if request.path.endswith("/products") else "sales", time_s,
                        **{**spent, "queued": max(0.0, time_s - (now - entered)), "write": now - answered})
         if time.monotonic() - timings.since >= TIMINGS_EVERY_S:
-            log.info("ranking request timings", seconds=round(time.monotonic() - timings.since, 1),
-                     timings=timings.summary(), loop_stepped_aside_s=round(request.app[GATE_KEY].waited_s, 3))
+            # this thread's CPU over the window's wall time: near 1, it is CPU-bound; far below with requests
+            # queued, it waited for the GIL or for a core
+            cpu, wall = time.thread_time() - timings.cpu_since, time.monotonic() - timings.since
+            log.info("ranking request timings", seconds=round(wall, 1), timings=timings.summary(),
+                     serving_thread_cpu_share=round(cpu / wall, 3),
+                     loop_stepped_aside_s=round(request.app[GATE_KEY].waited_s, 3))
             timings.clear()
+            timings.cpu_since = time.thread_time()
 
     @property
     def enabled(self) -> bool:
@@ -330,6 +335,7 @@ class ReadServer:
             self.failure = exc
             return
         self.listening.set()
+        self.timings.cpu_since = time.thread_time()  # this thread's CPU clock, for the timings line
         loop.run_forever()
         loop.run_until_complete(self.runner.cleanup())
         loop.close()
