@@ -18,9 +18,9 @@ catalogue and the live board of this worker:
   in, with no snapshot or changelog delay.
 - **The GIL.** The thread still needs CPython's GIL, which a busy thread keeps for the switch interval (5 ms by
   default) before handing it over; a request takes it several times (accept, read, rank, write). The server sets
-  the interval to :data:`SWITCH_INTERVAL_S`, and while it has requests in flight the worker's loop steps aside
-  between its callbacks, GIL released (:mod:`~salepulse.streams.runtime.reader_gate`): the slow requests were
-  queued on this loop behind others that shared the GIL with the learner and the member flush.
+  the interval to :data:`SWITCH_INTERVAL_S`, and while it has requests in flight the learner steps aside between
+  two slices, GIL released (:mod:`~salepulse.streams.runtime.reader_gate`): the slow requests were queued on this
+  loop behind others that shared the GIL with the learner and the member flush.
 - **Timings.** Each ranking's time, from aiohttp taking it off the connection to the response written, is split
   into :data:`TIMING_PARTS` and logged as a summary every :data:`TIMINGS_EVERY_S` ("ranking request timings":
   p50 / p99 of each part, and where the requests at or above the p99 spent theirs).
@@ -270,7 +270,7 @@ class TimedAccess(AbstractAccessLogger):
             cpu, wall = time.thread_time() - timings.cpu_since, time.monotonic() - timings.since
             log.info("ranking request timings", seconds=round(wall, 1), timings=timings.summary(),
                      serving_thread_cpu_share=round(cpu / wall, 3),
-                     loop_stepped_aside_s=round(request.app[GATE_KEY].waited_s, 3))
+                     learner_stepped_aside_s=round(request.app[GATE_KEY].waited_s, 3))
             timings.clear()
             timings.cpu_since = time.thread_time()
 
@@ -300,7 +300,6 @@ class ReadServer:
         self.worker, self.port, self.host = worker, port, host
         with contextlib.suppress(RuntimeError):  # no running loop: every handler runs where it is called
             worker.extensions["loop"] = asyncio.get_running_loop()
-            worker.reads.attach(worker.extensions["loop"])  # it steps aside while this server answers
         self.loop: asyncio.AbstractEventLoop | None = None
         self.runner: web.AppRunner | None = None
         self.listening = threading.Event()

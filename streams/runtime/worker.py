@@ -72,9 +72,6 @@ from salepulse.streams.runtime.worker_metrics import WorkerMetrics
 log = get_logger(__name__)
 
 MEMBER_FLUSH_SECONDS = 15.0
-FLUSH_EVERY = 8
-"""Members the flush writes between two turns of the loop: 50 held it 5-30 ms under load, and the loop steps aside
-for the read server only between callbacks (:mod:`.reader_gate`)."""
 LEARN_SLICE = 64
 MIN_LEARN_S = 0.002
 """A slice runs this long before it ends for a waiting ranking: ending it at once let steady rankings starve it."""
@@ -390,7 +387,9 @@ class Worker:
                     if ((self.readers_waiting or self.reads.in_flight)
                             and time.perf_counter() - began >= MIN_LEARN_S):
                         break
-            await asyncio.sleep(0)  # where the loop steps aside for the read server's requests (.reader_gate)
+            # Blocks this loop (at most READER_YIELD_S) with the GIL released, so the read server runs alone.
+            self.reads.step_aside()
+            await asyncio.sleep(0)
         self.metrics.signals_learned.inc(len(batch["signals"]) - len(failures))
         if failures:
             return f"{len(failures)} of {len(batch['signals'])} signals not learned; first: {failures[0]}"
@@ -403,7 +402,7 @@ class Worker:
 
     async def flush_members(self) -> None:
         started = time.perf_counter()
-        written = await self.members.flush_yielding(FLUSH_EVERY)
+        written = await self.members.flush_yielding()
         log.info("members flushed", written=written, seconds=round(time.perf_counter() - started, 3),
                  cached=len(self.members.states))
         self.save_ranker()
