@@ -18,9 +18,9 @@ catalogue and the live board of this worker:
   in, with no snapshot or changelog delay.
 - **The GIL.** The thread still needs CPython's GIL, which a busy thread keeps for the switch interval (5 ms by
   default) before handing it over; a request takes it several times (accept, read, rank, write). The server sets
-  the interval to :data:`SWITCH_INTERVAL_S`, and while it has requests in flight the learner steps aside between
-  two slices, GIL released (:mod:`~salepulse.streams.runtime.reader_gate`): the slow requests were queued on this
-  loop behind others that shared the GIL with the learner and the member flush.
+  the interval to :data:`SWITCH_INTERVAL_S`. Measured (README, "Rankings off the learning path", fourth pass): the
+  slowest rankings wait queued on this loop, which under load runs a fifth of the time (the GIL held by the
+  learner and the member flush, or no core free); the learner stepping aside for in-flight reads did not change it.
 - **Timings.** Each ranking's time, from aiohttp taking it off the connection to the response written, is split
   into :data:`TIMING_PARTS` and logged as a summary every :data:`TIMINGS_EVERY_S` ("ranking request timings":
   p50 / p99 of each part, and where the requests at or above the p99 spent theirs).
@@ -75,7 +75,6 @@ from salepulse.streams.platform.timings import Timings
 from salepulse.streams.runtime.api import ROUTERS, members, models
 from salepulse.streams.runtime.api.errors import HTTPProblem, error_middleware
 from salepulse.streams.runtime.api.routing import Endpoint, answer, authorize, check, json_answer, require_ready, served
-from salepulse.streams.runtime.reader_gate import ReaderGate
 
 if TYPE_CHECKING:
     from salepulse.streams.runtime.worker import Worker
@@ -102,7 +101,6 @@ token and readiness checks, the middlewares)."""
 TIMINGS_EVERY_S = 10.0
 """How often the read server logs the timings of the requests since the last line."""
 TIMINGS_KEY = web.AppKey("ranking_timings", Timings)
-GATE_KEY = web.AppKey("reads", ReaderGate)
 SPENT_KEY = "salepulse_spent"
 ENTERED_KEY = "salepulse_entered"
 ANSWERED_KEY = "salepulse_answered"
@@ -139,7 +137,7 @@ def ranking_app(worker: Worker, live: bool, requests: Any, snapshot_ms: int = 0)
     declared ``off_loop`` (``GET /sales``, ``GET /sales/{id}``) of its role. ``live``: reading the state other
     threads change (the thread server: readiness checked per request, rankings under :attr:`Worker.learning`);
     else a forked snapshot's own copy (checked by the worker before it forked) of the moment ``snapshot_ms``."""
-    app = web.Application(middlewares=[*([_in_flight(worker)] if live else []), error_middleware(requests)])
+    app = web.Application(middlewares=[*([_clocked()] if live else []), error_middleware(requests)])
     if not live:
         # A snapshot retires every refresh: a kept-alive connection would tie a client to it and be reset when it
         # goes, so each answer closes its connection and the next request reaches the newest. The header must say
@@ -163,25 +161,20 @@ def ranking_app(worker: Worker, live: bool, requests: Any, snapshot_ms: int = 0)
     return app
 
 
-def _in_flight(worker: Worker) -> Any:
-    """A read is in flight (:attr:`Worker.reads`: the learner steps aside) from its handler's start to its response
-    written, which is done here rather than after the middlewares so that it is inside; notes when the handler began
-    and ended for :class:`TimedAccess`."""
+def _clocked() -> Any:
+    """Notes when a request's handler began and ended for :class:`TimedAccess`, and writes the response here rather
+    than after the middlewares, so that its writing is measured apart."""
 
     @web.middleware
-    async def in_flight(request: web.Request, handler: Any) -> web.StreamResponse:
-        worker.reads.enter()
+    async def clocked(request: web.Request, handler: Any) -> web.StreamResponse:
         request[ENTERED_KEY] = time.perf_counter()
-        try:
-            response = await handler(request)
-            request[ANSWERED_KEY] = time.perf_counter()
-            await response.prepare(request)
-            await response.write_eof()  # aiohttp's own prepare and write_eof after this are no-ops
-            return response
-        finally:
-            worker.reads.leave()
+        response = await handler(request)
+        request[ANSWERED_KEY] = time.perf_counter()
+        await response.prepare(request)
+        await response.write_eof()  # aiohttp's own prepare and write_eof after this are no-ops
+        return response
 
-    return in_flight
+    return clocked
 
 
 def off_loop_endpoints(role: str) -> list[Endpoint]:
@@ -269,8 +262,7 @@ class TimedAccess(AbstractAccessLogger):
             # queued, it waited for the GIL or for a core
             cpu, wall = time.thread_time() - timings.cpu_since, time.monotonic() - timings.since
             log.info("ranking request timings", seconds=round(wall, 1), timings=timings.summary(),
-                     serving_thread_cpu_share=round(cpu / wall, 3),
-                     learner_stepped_aside_s=round(request.app[GATE_KEY].waited_s, 3))
+                     serving_thread_cpu_share=round(cpu / wall, 3))
             timings.clear()
             timings.cpu_since = time.thread_time()
 
@@ -310,7 +302,7 @@ class ReadServer:
 
     def app(self) -> web.Application:
         app = ranking_app(self.worker, live=True, requests=self.worker.metrics.http_requests)
-        app[TIMINGS_KEY], app[GATE_KEY] = self.timings, self.worker.reads
+        app[TIMINGS_KEY] = self.timings
         return app
 
     def start(self, timeout: float = 30.0) -> None:

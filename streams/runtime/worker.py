@@ -66,7 +66,6 @@ from salepulse.streams.runtime.candidates import ChoiceCandidates
 from salepulse.streams.runtime.faust_app import faust_app
 from salepulse.streams.runtime.handover import Handover
 from salepulse.streams.runtime.ranker_store import RankerStore, store_path
-from salepulse.streams.runtime.reader_gate import ReaderGate
 from salepulse.streams.runtime.worker_metrics import WorkerMetrics
 
 log = get_logger(__name__)
@@ -191,8 +190,6 @@ class Worker:
         self.readers_waiting = 0
         """Ranking requests waiting for :attr:`learning` (only the serving thread writes it): the learner ends its
         slice once it has run ``MIN_LEARN_S``, so a request waits that and one signal, not a whole slice."""
-        self.reads = ReaderGate()
-        """Reads in flight on the read server; the learner steps aside for them (:mod:`.reader_gate`)."""
         self.ranking_server: Any = None
         self._ingest_stop = threading.Event()
         self._ingest_thread = threading.Thread(target=self._run_ingest, name="ingest", daemon=True)
@@ -384,11 +381,8 @@ class Worker:
                         members.put(member_id, update(members.get(member_id), change, *choices(change)), event)
                     except Exception as exc:  # noqa: BLE001
                         failures.append(f"{type(exc).__name__}: {exc}")
-                    if ((self.readers_waiting or self.reads.in_flight)
-                            and time.perf_counter() - began >= MIN_LEARN_S):
+                    if self.readers_waiting and time.perf_counter() - began >= MIN_LEARN_S:
                         break
-            # Blocks this loop (at most READER_YIELD_S) with the GIL released, so the read server runs alone.
-            self.reads.step_aside()
             await asyncio.sleep(0)
         self.metrics.signals_learned.inc(len(batch["signals"]) - len(failures))
         if failures:

@@ -1,16 +1,11 @@
-"""Where a ranking request's time goes (streams/platform/timings.py) and the learner's gate for the read server
-(streams/runtime/reader_gate.py), issue #13."""
+"""Where a ranking request's time goes (streams/platform/timings.py), issue #13: the read server's timings line."""
 
 from __future__ import annotations
-
-import threading
-import time
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from salepulse.streams.platform.timings import Timings, percentile
-from salepulse.streams.runtime.reader_gate import ReaderGate
 
 seconds = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
 
@@ -43,27 +38,3 @@ def test_the_window_keeps_the_last_requests_per_route_and_clear_starts_over() ->
     before = timings.since
     timings.clear()
     assert timings.summary() == {} and timings.since >= before
-
-
-def test_the_learner_steps_aside_until_the_reads_in_flight_are_done() -> None:
-    gate = ReaderGate(yield_s=10.0)
-    gate.enter()
-    gate.enter()
-    done = threading.Timer(0.05, lambda: (gate.leave(), gate.leave()))
-    done.start()
-    began = time.perf_counter()
-    waited = gate.step_aside()
-    assert 0.03 < waited < 5.0 and time.perf_counter() - began < 5.0  # released by the reads, not the 10 s bound
-    assert gate.in_flight == 0 and gate.step_aside() == 0.0
-    done.join()
-
-
-def test_the_learner_waits_at_most_its_bound_and_a_zero_bound_turns_the_gate_off() -> None:
-    gate = ReaderGate(yield_s=0.02)
-    gate.enter()
-    assert 0.015 < gate.step_aside() < 2.0
-    off = ReaderGate(yield_s=0.0)
-    off.enter()
-    assert off.in_flight == 0 and off.step_aside() == 0.0
-    off.leave()
-    assert off.in_flight == 0
