@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 from collections import Counter
@@ -108,14 +109,22 @@ def one_run(bootstrap: str, dsn: str, state_dir: Path, n_events: int, variant: s
                 nonlocal spy
                 original(**kwargs)
                 assert pipeline.worker is not None
-                spy = profiles.record(pipeline.worker.pid, profile_s, state_dir / f"spy-{variant}.txt")
+                # --subprocesses: the ingest's child process too (SALEPULSE_INGEST_PROCESS), each stack under
+                # its process's frame; --gil: what each interpreter spends holding its GIL.
+                spy = subprocess.Popen([profiles.py_spy(), "record", "--pid", str(pipeline.worker.pid),
+                                        "--duration", str(max(1, round(profile_s))), "--rate", "100", "--format",
+                                        "raw", "--gil", "--subprocesses", "--output",
+                                        str(state_dir / f"spy-{variant}.txt")],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
             pipeline.start_worker = start_and_spy  # type: ignore[method-assign]
         result["worker"] = worker_rate(pipeline, n_events, role="velocity")
         if spy is not None:
             spy.communicate(timeout=profile_s + 60)
             groups, total = grouped((state_dir / f"spy-{variant}.txt").open())
-            result["profile"] = {"samples": total, "groups": dict(groups.most_common())}
+            handled = result["worker"]["events_processed"]
+            result["profile"] = {"samples": total, "groups": dict(groups.most_common()), "seconds": profile_s,
+                                 "raw": str(state_dir / f"spy-{variant}.txt"), "events": handled}
     finally:
         pipeline.close()
     rate = result["worker"]["events_per_s"]
