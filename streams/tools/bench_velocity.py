@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -88,6 +89,22 @@ def grouped(lines: Iterable[str]) -> tuple[Counter[str], int]:
     return groups, total
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and of its live children (Linux /proc), e.g. the ingest's process."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(entry.name) == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def one_run(bootstrap: str, dsn: str, state_dir: Path, n_events: int, variant: str, pythonpath: str | None,
             profile_s: float) -> dict[str, Any]:
     """One turn: fresh topics, the seeded events, the floor, then the velocity worker (profiled if asked)."""
@@ -118,7 +135,23 @@ def one_run(bootstrap: str, dsn: str, state_dir: Path, n_events: int, variant: s
                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
             pipeline.start_worker = start_and_spy  # type: ignore[method-assign]
+        polls: list[tuple[int, float]] = []  # (events processed, CPU seconds of the worker and its children)
+        stats = pipeline.stats
+
+        def stats_and_cpu() -> dict[str, Any]:
+            answer = stats()
+            assert pipeline.worker is not None
+            polls.append((answer["events_processed"], cpu_seconds(pipeline.worker.pid)))
+            return answer
+
+        pipeline.stats = stats_and_cpu  # type: ignore[method-assign]
         result["worker"] = worker_rate(pipeline, n_events, role="velocity")
+        started = next((i for i, (n, _) in enumerate(polls) if n), 0)
+        counted = next((i for i, (n, _) in enumerate(polls) if n >= n_events), len(polls) - 1)
+        # From the poll before the first event to the one that saw them all: the CPU of the work, not the start-up.
+        first = max(started - 1, 0)
+        result["cpu_us_per_event"] = round((polls[-1][1] - polls[first][1]) / n_events * 1e6, 2)
+        result["cpu_us_per_event_ingested"] = round((polls[counted][1] - polls[first][1]) / n_events * 1e6, 2)
         if spy is not None:
             spy.communicate(timeout=profile_s + 60)
             groups, total = grouped((state_dir / f"spy-{variant}.txt").open())
@@ -169,7 +202,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{variant}: velocity worker {statistics.median(r['worker']['events_per_s'] for r in mine):,.0f}/s "
               f"(runs {[round(r['worker']['events_per_s']) for r in mine]}), floor "
               f"{statistics.median(r['floor_per_s'] for r in mine):,.0f}/s, ratio "
-              f"{statistics.median(r['ratio'] for r in mine)} (runs {[r['ratio'] for r in mine]})", flush=True)
+              f"{statistics.median(r['ratio'] for r in mine)} (runs {[r['ratio'] for r in mine]}), CPU µs per event "
+              f"{statistics.median(r['cpu_us_per_event'] for r in mine)} "
+              f"(runs {[r['cpu_us_per_event'] for r in mine]})", flush=True)
     if args.output:
         args.output.write_text(json.dumps(runs, indent=2))
     return 0
