@@ -91,8 +91,13 @@ def grouped(lines: Iterable[str]) -> tuple[Counter[str], int]:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of ``pid`` and of its live children (Linux /proc), e.g. the ingest's process."""
+    return sum(cpu_by_process(pid).values())
+
+
+def cpu_by_process(pid: int) -> dict[int, float]:
+    """User + system CPU seconds of ``pid`` and of each of its live children (Linux /proc), by pid."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    found: dict[int, float] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -101,8 +106,8 @@ def cpu_seconds(pid: int) -> float:
         except OSError:  # gone meanwhile
             continue
         if int(entry.name) == pid or int(fields[1]) == pid:
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+            found[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    return found
 
 
 def one_run(bootstrap: str, dsn: str, state_dir: Path, n_events: int, variant: str, pythonpath: str | None,
@@ -137,11 +142,14 @@ def one_run(bootstrap: str, dsn: str, state_dir: Path, n_events: int, variant: s
             pipeline.start_worker = start_and_spy  # type: ignore[method-assign]
         polls: list[tuple[int, float]] = []  # (events processed, CPU seconds of the worker and its children)
         stats = pipeline.stats
+        per_process: list[dict[int, float]] = []
 
         def stats_and_cpu() -> dict[str, Any]:
             answer = stats()
             assert pipeline.worker is not None
-            polls.append((answer["events_processed"], cpu_seconds(pipeline.worker.pid)))
+            by_process = cpu_by_process(pipeline.worker.pid)
+            polls.append((answer["events_processed"], sum(by_process.values())))
+            per_process.append(by_process)
             return answer
 
         pipeline.stats = stats_and_cpu  # type: ignore[method-assign]
@@ -151,6 +159,11 @@ def one_run(bootstrap: str, dsn: str, state_dir: Path, n_events: int, variant: s
         # From the poll before the first event to the one that saw them all: the CPU of the work, not the start-up.
         first = max(started - 1, 0)
         result["cpu_us_per_event"] = round((polls[-1][1] - polls[first][1]) / n_events * 1e6, 2)
+        assert pipeline.worker is not None
+        result["cpu_us_per_event_by_process"] = {
+            "worker" if pid == pipeline.worker.pid else f"child {pid}":
+            round((seconds - per_process[first].get(pid, 0.0)) / n_events * 1e6, 2)
+            for pid, seconds in per_process[-1].items()}
         result["cpu_us_per_event_ingested"] = round((polls[counted][1] - polls[first][1]) / n_events * 1e6, 2)
         if spy is not None:
             spy.communicate(timeout=profile_s + 60)
