@@ -74,19 +74,32 @@ def group_of(frames: list[str]) -> str:
     return "other"
 
 
-def grouped(lines: Iterable[str]) -> tuple[Counter[str], int]:
-    """Samples per group of py-spy raw (collapsed) output, and all samples."""
+def grouped(lines: Iterable[str]) -> tuple[Counter[tuple[str, str]], Counter[str]]:
+    """Samples per (process, group) of py-spy raw (collapsed) output, and per process: ``ingest process`` for the
+    child the ingest runs in (``spawn_main`` in its stack), ``worker`` for the rest."""
     from salepulse.streams.tools.profiles import frame_name
 
-    groups: Counter[str] = Counter()
-    total = 0
+    groups: Counter[tuple[str, str]] = Counter()
+    processes: Counter[str] = Counter()
     for line in lines:
         stack, _, count = line.rstrip("\n").rpartition(" ")
         if not stack or not count.isdigit():
             continue
-        groups[group_of([frame_name(f) for f in stack.split(";")])] += int(count)
-        total += int(count)
-    return groups, total
+        process = "ingest process" if "spawn_main" in stack else "worker"
+        groups[(process, group_of([frame_name(f) for f in stack.split(";")]))] += int(count)
+        processes[process] += int(count)
+    return groups, processes
+
+
+def us_per_event(groups: Counter[tuple[str, str]], processes: Counter[str],
+                 cpu_us: dict[str, float]) -> dict[str, float]:
+    """Each group's µs per event: its share of its process's samples times that process's CPU µs per event.
+
+    >>> us_per_event(Counter({("worker", "a"): 3, ("worker", "b"): 1}), Counter(worker=4), {"worker": 20.0})
+    {'worker / a': 15.0, 'worker / b': 5.0}
+    """
+    return {f"{process} / {group}": round(n / processes[process] * cpu_us.get(process, 0.0), 2)
+            for (process, group), n in groups.most_common()}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -167,10 +180,12 @@ def one_run(bootstrap: str, dsn: str, state_dir: Path, n_events: int, variant: s
         result["cpu_us_per_event_ingested"] = round((polls[counted][1] - polls[first][1]) / n_events * 1e6, 2)
         if spy is not None:
             spy.communicate(timeout=profile_s + 60)
-            groups, total = grouped((state_dir / f"spy-{variant}.txt").open())
-            handled = result["worker"]["events_processed"]
-            result["profile"] = {"samples": total, "groups": dict(groups.most_common()), "seconds": profile_s,
-                                 "raw": str(state_dir / f"spy-{variant}.txt"), "events": handled}
+            groups, processes = grouped((state_dir / f"spy-{variant}.txt").open())
+            cpu = {"worker" if name == "worker" else "ingest process": us
+                   for name, us in result["cpu_us_per_event_by_process"].items() if us}
+            result["profile"] = {"samples": dict(processes), "seconds": profile_s,
+                                 "raw": str(state_dir / f"spy-{variant}.txt"),
+                                 "us_per_event": us_per_event(groups, processes, cpu)}
     finally:
         pipeline.close()
     rate = result["worker"]["events_per_s"]
