@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -97,7 +96,6 @@ def bench_collector(bootstrap: str, dsn: str, state_dir: Path, *, server: str = 
     pipeline = Pipeline(bootstrap, dsn, state_dir / f"collector-{server}", partitions=4,
                         extra_env={"SALEPULSE_API_TOKEN": token})
     result: dict[str, Any] = {"server": server, "load": os.getloadavg()}
-    started: subprocess.Popen[bytes] | None = None
     try:
         world = world_for_rate(23, 1000.0)
         with Publisher(pipeline.settings) as publisher:
@@ -105,7 +103,7 @@ def bench_collector(bootstrap: str, dsn: str, state_dir: Path, *, server: str = 
                 for record in records:
                     publisher.send(kind, record)
         pool = templates()
-        pid, base, started = _server(pipeline, server)
+        pid, base, _process = _server(pipeline, server)
         spy = None
         out = state_dir / f"collector-{server}.txt"
 
@@ -134,10 +132,7 @@ def bench_collector(bootstrap: str, dsn: str, state_dir: Path, *, server: str = 
         result["load_after"] = os.getloadavg()
         return result
     finally:
-        if started is not None and started.poll() is None:
-            started.terminate()
-            started.wait(30)
-        pipeline.close()
+        pipeline.close()  # stops the server too: the worker, or the collector it started
 
 
 def main(argv: list[str]) -> int:
