@@ -32,8 +32,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from salepulse.deploy.kafka.processes import cpu_seconds
 from salepulse.streams.platform.config import Settings
-from salepulse.streams.tools.collector_load import BATCH, WARMUP_S, _server, body_of, cpu_seconds, drive, templates
+from salepulse.streams.tools.collector_load import BATCH, WARMUP_S, _server, body_of, drive, templates
 
 __all__ = ["BATCH", "bench_collector", "body_of", "in_process", "templates"]
 

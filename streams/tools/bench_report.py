@@ -161,7 +161,7 @@ def render_markdown(r: dict[str, Any]) -> str:
         f"ingest {pipe['worker']['ingest_per_s']:,.0f}/s, facts counted into sale state "
         f"{pipe['worker']['velocity_per_s']:,.0f}/s. One worker doing everything (`all`, as in `make demo`): "
         f"ingest {everything['ingest_per_s']:,.0f}/s, sale state {everything['velocity_per_s']:,.0f}/s, "
-        f"member preferences {everything['preferences_per_s']:,.0f}/s.",
+        f"member preferences {everything['preferences_per_s']:,.0f}/s." + _cpu_per_event(pipe['worker'], everything),
         f"- Ranking load: requested {rank['requested_rps']} req/s, achieved {rank['achieved_rps']} req/s "
         + (f"({rank['concurrency']} client threads in a process of their own, not the one generating the load; "
            if rank.get("client") == "own process" else "(one client in the bench process; ")
@@ -175,3 +175,25 @@ def render_markdown(r: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _cpu_per_event(velocity: dict[str, Any], everything: dict[str, Any]) -> str:
+    """The pipeline run's CPU per event (worker, and the broker when it ran on this host), against the budget.
+
+    >>> text = _cpu_per_event({"cpu_us_per_event": {"worker": 30.0, "broker": 9.5}},
+    ...                       {"cpu_us_per_event": {"worker": 60.0}})
+    >>> text[text.index(":") + 2:text.index(" (")]
+    'velocity worker 30.0 µs + broker 9.5 µs; every role 60.0 µs'
+    >>> _cpu_per_event({}, {})
+    ''
+    """
+    parts = []
+    for name, run in (("velocity worker", velocity), ("every role", everything)):
+        cpu = run.get("cpu_us_per_event") or {}
+        if "worker" in cpu:
+            broker = f" + broker {cpu['broker']:.1f} µs" if "broker" in cpu else ""
+            parts.append(f"{name} {cpu['worker']:.1f} µs{broker}")
+    if not parts:
+        return ""
+    return (" CPU per event, from the first event until every stage had handled all: " + "; ".join(parts)
+            + " (the budget of 100,000 events/s on 2 cores is 20 µs for everything).")
