@@ -416,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="run the benchmarks and write BENCHMARKS.md")
     bench.add_argument("--output", type=Path, default=Path("BENCHMARKS.md"))
     bench.add_argument("--quick", action="store_true", help="smaller runs, for a smoke check")
-    bench.add_argument("--only", help="run only these sections (floor, stages, profile, scale, gc, serving; "
+    bench.add_argument("--only", help="run only these sections (floor, stages, e2e, profile, scale, gc, serving; "
                        "comma-separated) and splice them into the existing report")
     bench.add_argument("--profile", action="store_true", help="profile each role with py-spy (same as --only profile)")
     bench.set_defaults(func=cmd_bench)
