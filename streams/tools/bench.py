@@ -29,7 +29,7 @@ from tqdm import tqdm
 from salepulse.consumers.io.clickhouse_sink import FACTS_TABLE
 from salepulse.consumers.io.publish import Pacer, Publisher
 from salepulse.consumers.tools.harness import Pipeline, wait_until
-from salepulse.deploy.kafka.processes import cpu_seconds, listening_pid
+from salepulse.deploy.kafka.processes import listening_pid, tree_cpu_seconds
 from salepulse.schemas.codec import Codec
 from salepulse.streams.platform.config import Settings
 from salepulse.streams.platform.logs import get_logger
@@ -219,7 +219,7 @@ def worker_rate(pipeline: Pipeline, n_events: int, role: str = "all") -> dict[st
             processed = stats["events_processed"]
             if processed and first is None:
                 first = now
-                cpu["first"] = {name: cpu_seconds(pid) for name, pid in pids.items() if pid}
+                cpu["first"] = {name: tree_cpu_seconds(pid) for name, pid in pids.items() if pid}
             bar.update(processed - bar.n)
             if processed >= n_events:
                 finished = {"ingest": True,
@@ -227,7 +227,7 @@ def worker_rate(pipeline: Pipeline, n_events: int, role: str = "all") -> dict[st
                             "preferences": stages == 3 and stats["signals_learned"] >= stats["signals_sent"]}
                 for stage in (stage for stage, yes in finished.items() if yes and stage not in done):
                     done[stage] = now
-                    cpu[stage] = {name: cpu_seconds(pid) for name, pid in pids.items() if pid}
+                    cpu[stage] = {name: tree_cpu_seconds(pid) for name, pid in pids.items() if pid}
             time.sleep(0.1)
     if first is None or len(done) < stages:
         raise AssertionError(f"the worker did not finish {n_events} events within the bench's wait: {stats}")
