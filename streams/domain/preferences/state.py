@@ -523,6 +523,8 @@ def pack(state: MemberState) -> bytes:
     sizes = []
     times = []
     values: list[float] = []
+    last_t = state.last_t
+    last_t1 = round(last_t, 1)
     # the counters in _COUNTERS order, read directly (getattr by name per counter showed in the flush's profile)
     for c in (state.items, state.brands, state.categories, state.bands, state.sales, state.ordered_brands):
         w = c.weights
@@ -530,7 +532,9 @@ def pack(state: MemberState) -> bytes:
             strings += w
             values += w.values()
             sizes.append(len(w))
-            times.append(round(c.t, 1))
+            # round(x, 1) formats its float (a seventh of the write); a counter touched by the member's last event
+            # holds that very float object, whose rounding is known
+            times.append(last_t1 if c.t is last_t else round(c.t, 1))
         else:
             sizes.append(0)
             times.append(0.0)
@@ -543,12 +547,11 @@ def pack(state: MemberState) -> bytes:
     text = "\x00".join(strings)
     if text.count("\x00") != len(strings) - 1:
         raise ValueError("a string holds a NUL")
-    last_t = state.last_t
     ints = array("q", [state.n_events, *sizes, len(cart), len(recent), len(cats)])
     if cart:
         ints.extend([e[0] for e in cart.values()])
     ago = _ago(last_t, recent)
-    times += [round(last_t, 1), round(state.session_start, 1)]
+    times += [last_t1, round(state.session_start, 1)]
     if cart:
         times += [round(e[2], 1) for e in cart.values()]
     body = b"".join((_HEADER.pack(len(ints) + len(ago), len(times), len(values)), _le(ints), _le(ago),
