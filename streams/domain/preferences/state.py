@@ -250,8 +250,7 @@ class MemberState:
     True
     """
 
-    # Slots: a member is created for every signal of a member not cached, and its attribute dict was one more
-    # allocation (and one more object for the cyclic collector to traverse) per member held.
+    # no attribute dict: one allocation less per member created or loaded
     __slots__ = ("config", "member_id", "n_events", "last_t", "items", "brands", "categories", "bands", "sales",
                  "ordered_brands", "cart", "_recent", "_recent_categories", "session_start", "_session_key")
 
@@ -329,8 +328,7 @@ class MemberState:
         quantity: int | float | None = None,
     ) -> None:
         """Fold one event (``t`` in seconds) into the decayed counters and the cart."""
-        # The same steps in the same order as before issue #13's second pass, with the config, the recency dicts
-        # and the counters read once into locals and _touch inlined: this runs once per signal.
+        # once per signal: the steps of before in the same order, with the recency update (_touch) inlined
         cfg = self.config
         w = event_weight(kind, action, quantity)
         if self.n_events == 0 or t - self.last_t > cfg.session_gap:
@@ -489,11 +487,8 @@ def _from_le(typecode: str, data: bytes) -> array:
 
 
 def _ago(last_t: float, recent: dict[str, float]) -> array:
-    """Whole seconds from each recent item's touch to ``last_t``, truncated toward zero as ``int()`` does.
-
-    Python's ints: numpy's set-up cost more than the conversion for the 40 items at most. A time that is not
-    finite or does not fit 64 bits goes through numpy's cast, as :func:`pack` always did before, so such a record
-    is written the same bytes.
+    """Whole seconds from each recent item's touch to ``last_t``, truncated as ``int()`` does, in Python's ints
+    (numpy's set-up cost more than 40 items); a time not finite or over 64 bits takes numpy's cast, as before.
 
     >>> _ago(100.0, {"a": 10.5, "b": 99.9, "c": 100.7}).tolist()
     [89, 0, 0]
@@ -528,32 +523,24 @@ def pack(state: MemberState) -> bytes:
     # the counters in _COUNTERS order, read directly (getattr by name per counter showed in the flush's profile)
     for c in (state.items, state.brands, state.categories, state.bands, state.sales, state.ordered_brands):
         w = c.weights
-        if w:
-            strings += w
-            values += w.values()
-            sizes.append(len(w))
-            # round(x, 1) formats its float (a seventh of the write); a counter touched by the member's last event
-            # holds that very float object, whose rounding is known
-            times.append(last_t1 if c.t is last_t else round(c.t, 1))
-        else:
-            sizes.append(0)
-            times.append(0.0)
+        strings += w
+        values += w.values()
+        sizes.append(len(w))
+        # round(x, 1) formats its float (a seventh of the write): a counter the last event touched holds last_t itself
+        times.append(0.0 if not w else last_t1 if c.t is last_t else round(c.t, 1))
     cart, recent, cats = state.cart, state._recent, state._recent_categories
-    if cart:
-        strings += cart
-        strings += [e[1] for e in cart.values()]
+    strings += cart
+    strings += [e[1] for e in cart.values()]
     strings += recent
     strings += cats
     text = "\x00".join(strings)
     if text.count("\x00") != len(strings) - 1:
         raise ValueError("a string holds a NUL")
     ints = array("q", [state.n_events, *sizes, len(cart), len(recent), len(cats)])
-    if cart:
-        ints.extend([e[0] for e in cart.values()])
+    ints.extend([e[0] for e in cart.values()])
     ago = _ago(last_t, recent)
     times += [last_t1, round(state.session_start, 1)]
-    if cart:
-        times += [round(e[2], 1) for e in cart.values()]
+    times += [round(e[2], 1) for e in cart.values()]
     body = b"".join((_HEADER.pack(len(ints) + len(ago), len(times), len(values)), _le(ints), _le(ago),
                      _le(array("d", times)), _le(array("f", values)), text.encode()))
     return PACKED + lz4.block.compress(body)
