@@ -1,4 +1,4 @@
-"""The ingest in a child process of the worker (``SALEPULSE_INGEST_PROCESS``, on by default; issue #13).
+"""The ingest in a child process of the worker (``SALEPULSE_INGEST_PROCESS=on``; issue #13).
 
 Why a process: the ingest (decode, validate, split, encode) and ``sale_state`` (decode, count, forecast, changelog)
 are pure Python, and in one interpreter they take turns on one GIL. A py-spy profile of a velocity worker on a

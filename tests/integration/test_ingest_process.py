@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,14 @@ import pytest
 from salepulse.consumers.tools.harness import Pipeline, wait_until
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def pipeline(kafka_bootstrap: str, clickhouse_dsn: str, tmp_path: Path) -> Iterator[Pipeline]:
+    """The conftest's pipeline with the ingest in its own process (off by default)."""
+    p = Pipeline(kafka_bootstrap, clickhouse_dsn, tmp_path / "state", extra_env={"SALEPULSE_INGEST_PROCESS": "on"})
+    yield p
+    p.close()
 
 
 def children_of(pid: int) -> set[int]:
@@ -38,7 +47,6 @@ def alive(pid: int) -> bool:
 
 
 def test_the_ingest_process_dies_with_a_killed_worker(pipeline: Pipeline) -> None:
-    assert pipeline.settings.ingest_process
     pipeline.start_worker(role="velocity")
     assert pipeline.worker is not None
     wait_until(lambda: bool(children_of(pipeline.worker.pid)), 30, "the ingest's child process")
