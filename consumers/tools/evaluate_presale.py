@@ -42,6 +42,7 @@ generated: the outcome of a sku is ``min(true demand, stock)``, censored when it
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -309,12 +310,26 @@ def within_counts(buyers: dict[str, dict[str, float]], points: float = 0.05) -> 
     """How many buyers the desk (``learned_bias``) and the oracle (``oracle_bias``) read within ``points`` of each
     truth, as ``(within, buyers)``, and their mean absolute misses.
 
+    With the oracle's standard errors (``oracle_sd``), also what even that unbiased oracle could expect:
+    ``oracle_expected_within_5_points``, the sum over buyers of ``P(|error| <= points)`` for a normal error of
+    that spread, and ``oracle_chance_all_within_5_points``, their product (every buyer inside at once, the
+    issue's target). No reader sees more than the oracle, so these bound what any desk can promise.
+
     >>> out = within_counts({"a": {"true_bias": 0.2, "realised_bias_of_scored": 0.3, "learned_bias": 0.22,
     ...                            "oracle_bias": 0.1}})
     >>> out["buyers_within_5_points"], out["buyers_within_5_points_realised"], out["buyers_within_5_points_oracle"]
     ((1, 1), (0, 1), (0, 1))
+    >>> out = within_counts({b: {"true_bias": 0.0, "realised_bias_of_scored": 0.0, "learned_bias": 0.0,
+    ...                          "oracle_bias": 0.0, "oracle_sd": 0.05} for b in "ab"})
+    >>> round(out["oracle_expected_within_5_points"], 3), round(out["oracle_chance_all_within_5_points"], 3)
+    (1.365, 0.466)
     """
     out: dict[str, Any] = {}
+    spreads = [v["oracle_sd"] for v in buyers.values() if v.get("oracle_sd")]
+    if spreads and len(spreads) == len(buyers):
+        inside = [math.erf(points / (sd * math.sqrt(2.0))) for sd in spreads]
+        out["oracle_expected_within_5_points"] = float(sum(inside))
+        out["oracle_chance_all_within_5_points"] = float(math.prod(inside))
     for truth, suffix in (("true_bias", ""), ("realised_bias_of_scored", "_realised")):
         for reader, name in (("learned_bias", ""), ("oracle_bias", "_oracle"),
                              ("oracle_demand_bias", "_oracle_demand"), ("oracle_log_bias", "_oracle_log"),
@@ -408,3 +423,7 @@ def print_presale(result: dict[str, Any]) -> None:
             ("desk vs realised", "buyers_within_5_points_realised"),
             ("oracle vs realised", "buyers_within_5_points_realised_oracle")) if key in presale)
         print(f"  buyers within 5 points of their true bias: {counts}")
+    if "oracle_expected_within_5_points" in presale:
+        print(f"  an unbiased oracle with the standard errors above: {presale['oracle_expected_within_5_points']:.1f} "
+              f"buyers within 5 points expected, every one of them with probability "
+              f"{presale['oracle_chance_all_within_5_points']:.3f}")

@@ -157,12 +157,7 @@ class Pipeline:
         for worker in (self.worker, self.preferences_worker):
             if worker and worker.poll() is None:
                 self.stopped.add(worker.pid)  # its exit is no failure (the bench's collector case runs after it)
-                worker.terminate()
-                try:
-                    worker.wait(30)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
-                    worker.wait()
+                stop_process(worker)
 
     # --- sink ---------------------------------------------------------------------------------------------
     def start_sink(self, client_factory: Callable[[str], Any] = connect,
@@ -272,18 +267,20 @@ class Pipeline:
     def close(self) -> None:
         self.stop_sink()
         self.stop_worker()
-        for process in self.collectors:
-            if process.poll() is None:
-                process.terminate()
-                process.wait(30)
-        for child in self.children:
-            if child.process.poll() is None:
-                child.process.terminate()
-                try:
-                    child.process.wait(30)
-                except subprocess.TimeoutExpired:
-                    child.process.kill()
-                    child.process.wait()
+        for process in [*self.collectors, *(child.process for child in self.children)]:
+            stop_process(process)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+    """SIGTERM, so the process shuts down cleanly; SIGKILL if it has not exited within ``timeout_s``."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 @dataclass

@@ -6,6 +6,8 @@ key), and the facts topic must have as many partitions as the sale-state table, 
 
 from __future__ import annotations
 
+import time
+
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from salepulse.streams.platform.config import Settings
@@ -51,5 +53,25 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
         except Exception as exc:  # another process may have created it a moment ago
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
+    _wait_for_leaders(admin, created, timeout)
     log.info("topics created", topics=created, partitions=settings.partitions)
     return created
+
+
+def _wait_for_leaders(admin: AdminClient, names: list[str], timeout: float) -> None:
+    """Until every partition of ``names`` has a leader in the broker's metadata.
+
+    A created topic can still be unknown to the broker that leads it for a moment (seen on a freshly started
+    broker: a producer right after creation had 31,680 messages refused with UNKNOWN_TOPIC_OR_PART).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        topics = admin.list_topics(timeout=timeout).topics
+        missing = [name for name in names
+                   if name not in topics or topics[name].error is not None or not topics[name].partitions
+                   or any(p.leader < 0 for p in topics[name].partitions.values())]
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics created but without a partition leader after {timeout:.0f} s: {missing}")
+        time.sleep(0.1)

@@ -87,6 +87,11 @@ class Settings:
     ingest_fetch_backoff_ms: int = 1000
     """SALEPULSE_INGEST_FETCH_BACKOFF_MS: librdkafka's ``fetch.queue.backoff.ms`` for the ingest's consumer (how
     long a partition's fetch pauses once its local queue is full); ``salepulse bench --only floor`` measures it."""
+    ingest_process: bool = False
+    """SALEPULSE_INGEST_PROCESS: on, the ingest runs in a child process of the worker (its own interpreter, so its
+    own core) instead of a thread sharing the worker's interpreter with sale_state (salepulse.streams.runtime.
+    ingest_process). Off by default: measured on 2 cores it cost ~19% more CPU per event for no clear gain in
+    events/s (README, "Velocity worker: where the µs go"), and with every role on one box CPU is what runs out."""
     gc_gen0_threshold: int = 50_000
     """SALEPULSE_GC_GEN0_THRESHOLD: the worker freezes its start-up heap and collects its youngest generation every
     this many allocations (CPython: 700); 0 leaves the collector as CPython sets it (streams/platform/gc_tuning)."""
@@ -217,6 +222,7 @@ class Settings:
             event_max_lead_s=float(get("SALEPULSE_EVENT_MAX_LEAD_S", defaults.event_max_lead_s)),
             max_body_bytes=int(get("SALEPULSE_MAX_BODY_BYTES", defaults.max_body_bytes)),
             ingest_fetch_backoff_ms=int(get("SALEPULSE_INGEST_FETCH_BACKOFF_MS", defaults.ingest_fetch_backoff_ms)),
+            ingest_process=_switch("SALEPULSE_INGEST_PROCESS", get("SALEPULSE_INGEST_PROCESS", "off")),
             gc_gen0_threshold=int(get("SALEPULSE_GC_GEN0_THRESHOLD", defaults.gc_gen0_threshold)),
             serving_port=int(get("SALEPULSE_SERVING_PORT", defaults.serving_port)),
             serving_snapshot_s=float(get("SALEPULSE_SERVING_SNAPSHOT_S", defaults.serving_snapshot_s)),

@@ -65,6 +65,7 @@ from salepulse.streams.runtime import live_tick
 from salepulse.streams.runtime.candidates import ChoiceCandidates
 from salepulse.streams.runtime.faust_app import faust_app
 from salepulse.streams.runtime.handover import Handover
+from salepulse.streams.runtime.ingest_process import IngestProcess
 from salepulse.streams.runtime.ranker_store import RankerStore, store_path
 from salepulse.streams.runtime.worker_metrics import WorkerMetrics
 
@@ -193,6 +194,7 @@ class Worker:
         self.ranking_server: Any = None
         self._ingest_stop = threading.Event()
         self._ingest_thread = threading.Thread(target=self._run_ingest, name="ingest", daemon=True)
+        self._ingest_process: IngestProcess | None = None
 
     def output_topic(self, name: str) -> faust.TopicT:
         """A Faust topic to produce bytes to (the HTTP writes), made once per name."""
@@ -260,10 +262,17 @@ class Worker:
             die_without_commit("ingest", exc)
 
     async def start_ingest(self) -> None:
+        if self.settings.ingest_process:  # its own interpreter, its own core (salepulse.streams.runtime.ingest_process)
+            self._ingest_process = IngestProcess(self.settings, self._ingested, lambda code: die_without_commit(
+                "ingest", RuntimeError(f"the ingest process exited with {code}")))
+            self._ingest_process.start()
+            return
         self._ingest_thread.start()
 
     async def stop_ingest(self, *_args: Any, **_kwargs: Any) -> None:
         """Let the ingest commit what it delivered before the process goes."""
+        if self._ingest_process is not None:
+            await asyncio.to_thread(self._ingest_process.stop, 30)
         self._ingest_stop.set()
         if self._ingest_thread.is_alive():
             await asyncio.to_thread(self._ingest_thread.join, 30)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,8 +32,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from salepulse.deploy.kafka.processes import cpu_seconds
 from salepulse.streams.platform.config import Settings
-from salepulse.streams.tools.collector_load import BATCH, WARMUP_S, _server, body_of, cpu_seconds, drive, templates
+from salepulse.streams.tools.collector_load import BATCH, WARMUP_S, _server, body_of, drive, templates
 
 __all__ = ["BATCH", "bench_collector", "body_of", "in_process", "templates"]
 
@@ -97,7 +97,6 @@ def bench_collector(bootstrap: str, dsn: str, state_dir: Path, *, server: str = 
     pipeline = Pipeline(bootstrap, dsn, state_dir / f"collector-{server}", partitions=4,
                         extra_env={"SALEPULSE_API_TOKEN": token})
     result: dict[str, Any] = {"server": server, "load": os.getloadavg()}
-    started: subprocess.Popen[bytes] | None = None
     try:
         world = world_for_rate(23, 1000.0)
         with Publisher(pipeline.settings) as publisher:
@@ -105,7 +104,7 @@ def bench_collector(bootstrap: str, dsn: str, state_dir: Path, *, server: str = 
                 for record in records:
                     publisher.send(kind, record)
         pool = templates()
-        pid, base, started = _server(pipeline, server)
+        pid, base, _process = _server(pipeline, server)
         spy = None
         out = state_dir / f"collector-{server}.txt"
 
@@ -134,10 +133,7 @@ def bench_collector(bootstrap: str, dsn: str, state_dir: Path, *, server: str = 
         result["load_after"] = os.getloadavg()
         return result
     finally:
-        if started is not None and started.poll() is None:
-            started.terminate()
-            started.wait(30)
-        pipeline.close()
+        pipeline.close()  # stops the server too: the worker, or the collector it started
 
 
 def main(argv: list[str]) -> int:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from salepulse.deploy.kafka.processes import cpu_seconds
 from salepulse.streams.platform.logs import get_logger
 
 log = get_logger(__name__)
@@ -76,15 +76,6 @@ def learn_costs(n_events: int = 20_000, rounds: int = 3) -> dict[str, Any]:
             "bytes_per_member": round(sum(map(len, blobs)) / len(blobs), 1)}
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``).
-
-    >>> import os
-    >>> cpu_seconds(os.getpid()) > 0
-    True
-    """
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def preferences_backlog(bootstrap: str, dsn: str, state_dir: Path, n_events: int, seed: int = 11,

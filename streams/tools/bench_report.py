@@ -104,6 +104,7 @@ def render_markdown(r: dict[str, Any]) -> str:
         "",
         "| target | measured | |",
         "|---|---|---|",
+        *_end_to_end_row(r.get("e2e")),
         f"| velocity pipeline >= 20,000 events/s per worker (events → counted in sale state; velocity worker) | "
         f"{worker:,.0f} events/s (one worker with every role: {everything['events_per_s']:,.0f}) | "
         f"{_verdict(worker >= 20_000)} |",
@@ -161,7 +162,7 @@ def render_markdown(r: dict[str, Any]) -> str:
         f"ingest {pipe['worker']['ingest_per_s']:,.0f}/s, facts counted into sale state "
         f"{pipe['worker']['velocity_per_s']:,.0f}/s. One worker doing everything (`all`, as in `make demo`): "
         f"ingest {everything['ingest_per_s']:,.0f}/s, sale state {everything['velocity_per_s']:,.0f}/s, "
-        f"member preferences {everything['preferences_per_s']:,.0f}/s.",
+        f"member preferences {everything['preferences_per_s']:,.0f}/s." + _cpu_per_event(pipe['worker'], everything),
         f"- Ranking load: requested {rank['requested_rps']} req/s, achieved {rank['achieved_rps']} req/s "
         + (f"({rank['concurrency']} client threads in a process of their own, not the one generating the load; "
            if rank.get("client") == "own process" else "(one client in the bench process; ")
@@ -175,3 +176,43 @@ def render_markdown(r: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _cpu_per_event(velocity: dict[str, Any], everything: dict[str, Any]) -> str:
+    """The pipeline run's CPU per event (worker, and the broker when it ran on this host), against the budget.
+
+    >>> text = _cpu_per_event({"cpu_us_per_event": {"worker": 30.0, "broker": 9.5}},
+    ...                       {"cpu_us_per_event": {"worker": 60.0}})
+    >>> text[text.index(":") + 2:text.index(" (")]
+    'velocity worker 30.0 µs + broker 9.5 µs; every role 60.0 µs'
+    >>> _cpu_per_event({}, {})
+    ''
+    """
+    parts = []
+    for name, run in (("velocity worker", velocity), ("every role", everything)):
+        cpu = run.get("cpu_us_per_event") or {}
+        if "worker" in cpu:
+            broker = f" + broker {cpu['broker']:.1f} µs" if "broker" in cpu else ""
+            parts.append(f"{name} {cpu['worker']:.1f} µs{broker}")
+    if not parts:
+        return ""
+    return (" CPU per event, from the first event until every stage had handled all: " + "; ".join(parts)
+            + " (the budget of 100,000 events/s on 2 cores is 20 µs for everything).")
+
+
+def _end_to_end_row(runs: list[dict[str, Any]] | None) -> list[str]:
+    """The targets table's row for every role together (``bench_e2e``), from its best layout; none without it.
+
+    >>> runs = [{"layout": "all", "events_per_s": 9000.0, "exact": True},
+    ...         {"layout": "split", "events_per_s": 12000.0, "exact": True}]
+    >>> _end_to_end_row(runs)[0].split(" | ")[1:]
+    ['12,000 events/s (split layout; all: 9,000), exact', '**missed** |']
+    """
+    if not runs:
+        return []
+    best = max(runs, key=lambda run: run["events_per_s"])
+    others = "; ".join(f"{run['layout']}: {run['events_per_s']:,.0f}" for run in runs if run is not best)
+    exact = "exact" if all(run["exact"] for run in runs) else "**not exact** (see the section)"
+    return [f"| every role together >= 100,000 events/s end to end, nothing lost (events produced → sale state, "
+            f"preferences, ClickHouse) | {best['events_per_s']:,.0f} events/s ({best['layout']} layout; {others}), "
+            f"{exact} | {_verdict(best['events_per_s'] >= 100_000 and all(run['exact'] for run in runs))} |"]

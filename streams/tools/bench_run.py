@@ -42,7 +42,7 @@ def run_bench(settings: Settings, output: Path, quick: bool = False) -> int:
     results["sink"] = bench_sink(dsn, 50_000 if quick else 400_000)
     # Issue #13: both consume+decode floors, the ingest's fetch settings and the per-stage costs (bench_sections);
     # issue #12: several workers (1 -> 2, GET /sales from any worker, handover after SIGKILL).
-    results.update(bench_sections.run_sections(settings, bootstrap, dsn, state_dir, {"floor", "stages", "scale"},
+    results.update(bench_sections.run_sections(settings, bootstrap, dsn, state_dir, {"floor", "stages", "e2e", "scale"},
                                                quick))
     results["seconds"] = round(time.time() - started, 1)
     output.with_suffix(".json").write_text(json.dumps(results, indent=2))

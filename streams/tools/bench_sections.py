@@ -17,7 +17,7 @@ from typing import Any
 
 from salepulse.streams.platform.config import Settings
 
-SECTIONS = ("floor", "stages", "profile", "scale", "gc", "serving")
+SECTIONS = ("floor", "stages", "e2e", "profile", "scale", "gc", "serving")
 
 
 def run_sections(settings: Settings, bootstrap: str, dsn: str, state_dir: Path, sections: set[str],
@@ -35,6 +35,13 @@ def run_sections(settings: Settings, bootstrap: str, dsn: str, state_dir: Path, 
 
         results["floor"] = bench_floor(bootstrap, dsn, state_dir, 30_000 if quick else 100_000,
                                        repeats=1 if quick else 3, backoff_events=0 if quick else 150_000)
+    if "e2e" in sections:
+        from salepulse.streams.tools.bench_e2e import bench_end_to_end
+
+        # a seed of its own per run: ClickHouse keeps one row per event identity, so the same events twice would
+        # be counted once
+        results["e2e"] = [bench_end_to_end(bootstrap, dsn, state_dir, 30_000 if quick else 200_000, layout, seed)
+                          for layout, seed in (("all", 21), ("split", 22))]
     if "gc" in sections:
         from salepulse.streams.tools.bench_speed import bench_gc
 
@@ -62,6 +69,7 @@ def run_sections(settings: Settings, bootstrap: str, dsn: str, state_dir: Path, 
 
 def render_sections(results: dict[str, Any]) -> dict[str, list[str]]:
     """Markdown lines per section present in ``results`` (``pipeline``, when there, adds its workers' ratios)."""
+    from salepulse.streams.tools.bench_e2e import render_end_to_end
     from salepulse.streams.tools.bench_floor import render_floor
     from salepulse.streams.tools.bench_scale import render_scale
     from salepulse.streams.tools.bench_speed import render_speed
@@ -73,6 +81,9 @@ def render_sections(results: dict[str, Any]) -> dict[str, list[str]]:
         rendered["floor"] = render_floor(results["floor"], results.get("pipeline"))
     if "stages" in results:
         rendered["stages"] = render_stages(results["stages"])
+    if "e2e" in results:
+        rendered["e2e"] = ["## Every role together, end to end (issue #13)", "",
+                           *render_end_to_end(results["e2e"])]
     if "profile" in results:
         rendered["profile"] = render_profiles(results["profile"])
     if "scale" in results:

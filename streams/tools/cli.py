@@ -234,10 +234,14 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     path = args.path
-    if path is None and args.dataset != "simulated":
+    if args.dataset != "simulated" and (path is None or path.is_dir()):
         from salepulse.consumers.data import dataset_path
 
-        path = dataset_path(args.dataset, settings.data_dir)
+        # a folder is read as a data dir, or as the dataset's own folder in one
+        folder = path if path is not None else settings.data_dir
+        path = dataset_path(args.dataset, folder)
+        if not path.is_file() and (folder / path.name).is_file():
+            path = folder / path.name
     if path is not None and not (args.dataset == "simulated" and str(path).isdigit()):  # simulated: --path SEED
         require_file(path, f"the {args.dataset} file", "give --path, set SALEPULSE_DATA_DIR, or see `salepulse data "
                      "check`")
@@ -416,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="run the benchmarks and write BENCHMARKS.md")
     bench.add_argument("--output", type=Path, default=Path("BENCHMARKS.md"))
     bench.add_argument("--quick", action="store_true", help="smaller runs, for a smoke check")
-    bench.add_argument("--only", help="run only these sections (floor, stages, profile, scale, gc, serving; "
+    bench.add_argument("--only", help="run only these sections (floor, stages, e2e, profile, scale, gc, serving; "
                        "comma-separated) and splice them into the existing report")
     bench.add_argument("--profile", action="store_true", help="profile each role with py-spy (same as --only profile)")
     bench.set_defaults(func=cmd_bench)

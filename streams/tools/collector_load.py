@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
-import os
 import subprocess
 import tempfile
 import time
@@ -23,6 +22,8 @@ from collections import Counter
 from pathlib import Path
 from queue import Empty
 from typing import Any
+
+from salepulse.deploy.kafka.processes import cpu_seconds
 
 BATCH = 100
 WARMUP_S = 3.0
@@ -151,10 +152,6 @@ def drive(url: str, seconds: float, *, clients: int = 2, concurrency: int = 2, b
 
 
 # --- the server ----------------------------------------------------------------------------------------------
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` (every thread) so far, from ``/proc``."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _server(pipeline: Any, kind: str) -> tuple[int, str, subprocess.Popen[bytes] | None]:

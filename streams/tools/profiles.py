@@ -48,14 +48,17 @@ def py_spy() -> str:
     return found
 
 
-def record(pid: int, seconds: float, output: Path, rate: int = 100, gil: bool = True) -> subprocess.Popen[bytes]:
+def record(pid: int, seconds: float, output: Path, rate: int = 100, gil: bool = True,
+           subprocesses: bool = False) -> subprocess.Popen[bytes]:
     """Start sampling ``pid`` for ``seconds`` into a raw collapsed-stack file; the caller waits for it.
 
     ``gil``: only samples holding the GIL. A worker is bound by its one interpreter, and without it every thread
     blocked in librdkafka's ``consume`` (GIL released, but not idle to py-spy) shows up as CPU time of its caller.
+    ``subprocesses``: its child processes too (a velocity worker's ingest runs in one, ``SALEPULSE_INGEST_PROCESS``).
     """
     command = [py_spy(), "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))), "--rate",
-               str(rate), "--format", "raw", "--output", str(output), *(["--gil"] if gil else [])]
+               str(rate), "--format", "raw", "--output", str(output), *(["--gil"] if gil else []),
+               *(["--subprocesses"] if subprocesses else [])]
     log.info("profiling", pid=pid, seconds=seconds, output=str(output))
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -150,7 +153,7 @@ def profile_roles(bootstrap: str, dsn: str, state_dir: Path, n_events: int, seco
         pipeline.start_worker(role="velocity")
         assert pipeline.worker is not None
         before = pipeline.stats()["events_processed"]
-        spy = record(pipeline.worker.pid, seconds, raw / "velocity.txt")
+        spy = record(pipeline.worker.pid, seconds, raw / "velocity.txt", subprocesses=True)
         _wait(spy, raw / "velocity.txt", seconds)
         handled = pipeline.stats()["events_processed"] - before
         result["velocity"] = {**summary(*parse_collapsed((raw / "velocity.txt").open()), top),

@@ -250,3 +250,27 @@ def test_the_cli_takes_a_seed_for_the_simulated_evaluation(monkeypatch: pytest.M
         cli.cmd_evaluate(parser.parse_args(["evaluate", "forecast", "--dataset", "online-retail", "--path", "7"]),
                          settings)
     assert len(seen) == 1
+
+
+def test_evaluate_reads_a_folder_as_a_data_dir_or_the_dataset_folder(monkeypatch: pytest.MonkeyPatch,
+                                                                      tmp_path: Path) -> None:
+    from salepulse.consumers.data import dataset_path
+    from salepulse.consumers.tools import evaluate_forecast
+    from salepulse.streams.platform.config import Settings
+    from salepulse.streams.tools import cli
+
+    seen: list[str] = []
+    monkeypatch.setattr(evaluate_forecast, "run", lambda dataset, path, out, score_from=None: seen.append(str(path))
+                        or {})
+    monkeypatch.setattr(evaluate_forecast, "print_table", lambda result: None)
+    parser, settings = cli.build_parser(), Settings.from_env()
+    expected = dataset_path("online-retail", tmp_path)
+    with pytest.raises(cli.CliError, match=expected.name):  # an empty folder: the error names the file it wants
+        cli.cmd_evaluate(parser.parse_args(["evaluate", "forecast", "--dataset", "online-retail",
+                                            "--path", str(tmp_path)]), settings)
+    expected.parent.mkdir(parents=True)
+    expected.write_bytes(b"")
+    for folder in (tmp_path, expected.parent):  # the data dir, and the dataset's own folder
+        assert cli.cmd_evaluate(parser.parse_args(["evaluate", "forecast", "--dataset", "online-retail",
+                                                   "--path", str(folder)]), settings) == 0
+    assert seen == [str(expected), str(expected)]

@@ -60,6 +60,7 @@ class CoVisitation:
         """
         rows, totals, limit, max_items = self.rows, self.totals, 2 * self.neighbours, self.max_items
         mine: dict[str, float] | None = None
+        evicted = False
         for other, w in recent:
             if other == item or not w > 0:
                 continue
@@ -71,12 +72,15 @@ class CoVisitation:
                     old = next(iter(rows))
                     del rows[old]
                     totals.pop(old, None)
+                    evicted = True
             rows[other] = row
             row[item] = row.get(item, 0.0) + w
             totals[other] = totals.get(other, 0.0) + w
             if len(row) > limit:
                 self._prune(other, row)
-            if mine is None or rows.get(item) is not mine:
+            # Only an eviction can take item's row away between two pairs (pruning other's row replaces that row
+            # only), so the lookup that checks it is skipped unless one happened.
+            if mine is None or (evicted and rows.get(item) is not mine):
                 # first pair, or the row was evicted meanwhile (a tiny ``max_items``): the full bump
                 mine = self._row(item)
             mine[other] = mine.get(other, 0.0) + w

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -76,12 +77,14 @@ class PreferenceModel:
         action = event.get("action")
         removal = kind == "remove" or action == "remove"
         covisit, sessions = self.ranker.covisit, self.ranker.sessions
+        weights = state.items.weights
         for line in lines:
             sku = str(line["sku"])
-            if not removal and state.items:
-                top = state.items.top(10)
+            if not removal and weights:
+                # items.top(10) and min(1.0, w / vmax), inlined (a NaN ratio still gives 1.0): once per signal
+                top = sorted(weights.items(), key=itemgetter(1), reverse=True)[:10]
                 vmax = top[0][1] or 1.0
-                recent = [(i, min(1.0, w / vmax)) for i, w in top if i != sku]
+                recent = [(i, r if (r := w / vmax) < 1.0 else 1.0) for i, w in top if i != sku]
                 if recent:
                     covisit.observe(sku, recent)
             state.observe(
