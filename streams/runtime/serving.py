@@ -18,7 +18,12 @@ catalogue and the live board of this worker:
   in, with no snapshot or changelog delay.
 - **The GIL.** The thread still needs CPython's GIL, which a busy thread keeps for the switch interval (5 ms by
   default) before handing it over; a request takes it several times (accept, read, rank, write). The server sets
-  the interval to :data:`SWITCH_INTERVAL_S`.
+  the interval to :data:`SWITCH_INTERVAL_S`. Measured (README, "Rankings off the learning path", fourth pass): the
+  slowest rankings wait queued on this loop, which under load runs a fifth of the time (the GIL held by the
+  learner and the member flush, or no core free); the learner stepping aside for in-flight reads did not change it.
+- **Timings.** Each ranking's time, from aiohttp taking it off the connection to the response written, is split
+  into :data:`TIMING_PARTS` and logged as a summary every :data:`TIMINGS_EVERY_S` ("ranking request timings":
+  p50 / p99 of each part, and where the requests at or above the p99 spent theirs).
 - **Routing as on the main port.** A member whose partition another worker owns gets a 307 to that worker's main
   port, where Faust's table routing applies as today.
 
@@ -51,6 +56,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import os
 import signal
 import socket
@@ -61,9 +67,11 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
 from salepulse.streams.platform.logs import get_logger
 from salepulse.streams.platform.metrics import Registry
+from salepulse.streams.platform.timings import Timings
 from salepulse.streams.runtime.api import ROUTERS, members, models
 from salepulse.streams.runtime.api.errors import HTTPProblem, error_middleware
 from salepulse.streams.runtime.api.routing import Endpoint, answer, authorize, check, json_answer, require_ready, served
@@ -83,6 +91,20 @@ SWITCH_INTERVAL_S = 0.001
 """CPython's GIL switch interval while the server runs (default 0.005 s): each of a request's several GIL
 acquisitions waits up to this long behind a busy learner or ingest thread."""
 RETRIES = 5
+TIMING_PARTS = ("queued", "lock_wait", "ranking_cpu", "ranking_waiting", "encode", "write")
+"""What a ranking request's time is split into (the read server's "ranking request timings" log line), from aiohttp
+taking it off the connection to its response written: queued on this loop before its handler ran (behind other
+requests, or this thread waiting for the GIL); waiting for :attr:`Worker.learning`; the ranking (candidates and
+scoring) on the CPU, and its wall time off the CPU (the GIL held by another thread, or the process not scheduled);
+checking the answer's model and encoding the JSON; writing the response. ``rest`` is what remains (routing, the
+token and readiness checks, the middlewares)."""
+TIMINGS_EVERY_S = 10.0
+"""How often the read server logs the timings of the requests since the last line."""
+TIMINGS_KEY = web.AppKey("ranking_timings", Timings)
+SPENT_KEY = "salepulse_spent"
+ENTERED_KEY = "salepulse_entered"
+ANSWERED_KEY = "salepulse_answered"
+"""Where a ranking handler leaves its parts (seconds, :data:`TIMING_PARTS`) for :class:`TimedAccess`."""
 SNAPSHOT_HEADER = "X-Salepulse-Snapshot-Ms"
 """On a forked snapshot's answers: the epoch milliseconds of the state it answers from (its fork), so a client can
 tell how stale an answer is and which snapshot gave it."""
@@ -115,7 +137,7 @@ def ranking_app(worker: Worker, live: bool, requests: Any, snapshot_ms: int = 0)
     declared ``off_loop`` (``GET /sales``, ``GET /sales/{id}``) of its role. ``live``: reading the state other
     threads change (the thread server: readiness checked per request, rankings under :attr:`Worker.learning`);
     else a forked snapshot's own copy (checked by the worker before it forked) of the moment ``snapshot_ms``."""
-    app = web.Application(middlewares=[error_middleware(requests)])
+    app = web.Application(middlewares=[*([_clocked()] if live else []), error_middleware(requests)])
     if not live:
         # A snapshot retires every refresh: a kept-alive connection would tie a client to it and be reset when it
         # goes, so each answer closes its connection and the next request reaches the newest. The header must say
@@ -137,6 +159,22 @@ def ranking_app(worker: Worker, live: bool, requests: Any, snapshot_ms: int = 0)
         for endpoint in off_loop_endpoints(worker.settings.worker_role):
             app.router.add_route(endpoint.method, endpoint.path, _off_loop(worker, endpoint))
     return app
+
+
+def _clocked() -> Any:
+    """Notes when a request's handler began and ended for :class:`TimedAccess`, and writes the response here rather
+    than after the middlewares, so that its writing is measured apart."""
+
+    @web.middleware
+    async def clocked(request: web.Request, handler: Any) -> web.StreamResponse:
+        request[ENTERED_KEY] = time.perf_counter()
+        response = await handler(request)
+        request[ANSWERED_KEY] = time.perf_counter()
+        await response.prepare(request)
+        await response.write_eof()  # aiohttp's own prepare and write_eof after this are no-ops
+        return response
+
+    return clocked
 
 
 def off_loop_endpoints(role: str) -> list[Endpoint]:
@@ -172,24 +210,65 @@ def _handler(worker: Worker, handler: Callable[..., Awaitable[dict[str, Any]]], 
             raise web.HTTPTemporaryRedirect(str(request.rel_url.with_scheme("http").with_host(owner[0])
                                                 .with_port(owner[1])))
 
+        spent = dict.fromkeys(("lock_wait", "ranking_cpu", "ranking_waiting", "encode"), 0.0)
+
         async def answer() -> dict[str, Any]:
             if not live:
                 return await handler(worker, request, member_id=member_id)
+            asked = time.perf_counter()
             worker.readers_waiting += 1  # the learner ends its slice soon (MIN_LEARN_S)
             try:
                 worker.learning.acquire()  # between two of the learner's slices, never inside one
             finally:
                 worker.readers_waiting -= 1
+            locked, cpu = time.perf_counter(), time.thread_time()
             try:
                 return await handler(worker, request, member_id=member_id)
             finally:
                 worker.learning.release()
+                on_cpu = time.thread_time() - cpu
+                spent["lock_wait"] += locked - asked
+                spent["ranking_cpu"] += on_cpu
+                spent["ranking_waiting"] += max(0.0, time.perf_counter() - locked - on_cpu)
 
         result = await retried(answer)
+        encoding = time.perf_counter()
         model.model_validate(result)  # the documented contract holds, or this is a 500
-        return json_answer(result)
+        response = json_answer(result)
+        spent["encode"] = time.perf_counter() - encoding
+        if live:
+            request[SPENT_KEY] = spent
+        return response
 
     return serve
+
+
+class TimedAccess(AbstractAccessLogger):
+    """aiohttp's access-log hook, used for timings only: ``time`` is aiohttp's, from taking the request off the
+    connection to the response written (``write_eof``). Each ranking's parts join the app's :class:`Timings`; every
+    :data:`TIMINGS_EVERY_S` one "ranking request timings" line gives their summary and the window starts over."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time_s: float) -> None:
+        spent = request.get(SPENT_KEY)
+        if spent is None:  # a redirect, an error: not a ranking
+            return
+        timings = request.app[TIMINGS_KEY]
+        now = time.perf_counter()
+        entered, answered = request.get(ENTERED_KEY, now), request.get(ANSWERED_KEY, now)
+        timings.record("products" if request.path.endswith("/products") else "sales", time_s,
+                       **{**spent, "queued": max(0.0, time_s - (now - entered)), "write": now - answered})
+        if time.monotonic() - timings.since >= TIMINGS_EVERY_S:
+            # this thread's CPU over the window's wall time: near 1, it is CPU-bound; far below with requests
+            # queued, it waited for the GIL or for a core
+            cpu, wall = time.thread_time() - timings.cpu_since, time.monotonic() - timings.since
+            log.info("ranking request timings", seconds=round(wall, 1), timings=timings.summary(),
+                     serving_thread_cpu_share=round(cpu / wall, 3))
+            timings.clear()
+            timings.cpu_since = time.thread_time()
+
+    @property
+    def enabled(self) -> bool:
+        return True
 
 
 def _owner(worker: Worker, member_id: str) -> tuple[str, int] | None:
@@ -218,9 +297,13 @@ class ReadServer:
         self.listening = threading.Event()
         self.thread = threading.Thread(target=self._run, name="serving", daemon=True)
         self.failure: BaseException | None = None
+        self.timings = Timings(TIMING_PARTS)
+        """Where each ranking's time went (:class:`TimedAccess`), logged every ``TIMINGS_EVERY_S``."""
 
     def app(self) -> web.Application:
-        return ranking_app(self.worker, live=True, requests=self.worker.metrics.http_requests)
+        app = ranking_app(self.worker, live=True, requests=self.worker.metrics.http_requests)
+        app[TIMINGS_KEY] = self.timings
+        return app
 
     def start(self, timeout: float = 30.0) -> None:
         sys.setswitchinterval(SWITCH_INTERVAL_S)
@@ -235,13 +318,15 @@ class ReadServer:
         loop = self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         try:
-            self.runner = web.AppRunner(self.app(), access_log=None)
+            self.runner = web.AppRunner(self.app(), access_log=logging.getLogger(__name__),
+                                        access_log_class=TimedAccess)
             loop.run_until_complete(self.runner.setup())
             loop.run_until_complete(web.TCPSite(self.runner, self.host, self.port).start())
         except BaseException as exc:  # noqa: BLE001 - start() reports it
             self.failure = exc
             return
         self.listening.set()
+        self.timings.cpu_since = time.thread_time()  # this thread's CPU clock, for the timings line
         loop.run_forever()
         loop.run_until_complete(self.runner.cleanup())
         loop.close()

@@ -13,8 +13,9 @@ the difference is what that client measured of its own wait.
 
 It samples, every second, the preferences worker's backlog (signals the velocity worker sent minus those the
 preferences worker learned) and prints the results as JSON with the "members flushed" log lines (how long each
-member flush held the worker's loop) and, with snapshots, the "ranking snapshots" lines (what forks cost). It
-writes no file: the lead's ``make bench`` owns ``BENCHMARKS.md``.
+member flush held the worker's loop), the read server's "ranking request timings" lines (where each request's
+time went, server side: :data:`~salepulse.streams.runtime.serving.TIMING_PARTS`) and, with snapshots, the
+"ranking snapshots" lines (what forks cost). It writes no file: the lead's ``make bench`` owns ``BENCHMARKS.md``.
 """
 
 from __future__ import annotations
@@ -133,6 +134,7 @@ def bench_ranking(bootstrap: str, dsn: str, state_dir: Path, rate: float = 5000.
         results["preferences_backlog_signals"] = backlog.summary()
         results["members_flushed"] = log_lines(pipeline.preferences_log, "members flushed")
         results["ranking_snapshots"] = log_lines(pipeline.preferences_log, "ranking snapshots")
+        results["serving_timings"] = log_lines(pipeline.preferences_log, "ranking request timings")
         results["load_average_after"] = [round(x, 1) for x in os.getloadavg()]
         return results
     finally:
