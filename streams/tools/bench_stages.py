@@ -343,6 +343,23 @@ def sink_costs(dsn: str, facts_values: list[bytes], n_facts: int, rounds: int,
             "rows": n_facts}
 
 
+def in_sum(row: str) -> bool:
+    """Whether a stage row counts in the sum: not the totals, parts or variants of the rows around it, nor the member
+    write (once per member per flush, not once per pass).
+
+    >>> [in_sum(row) for row in ("ingest: decode",
+    ...                          "ingest: split into facts/signals (splitter total − decode − validate − encode)",
+    ...                          "ingest: splitter total (decode+validate+split+encode)",
+    ...                          "ingest: of which the garbage collector (one pass, wall)",
+    ...                          "preferences: decode + learn, collector tuned as in the worker",
+    ...                          "preferences: member record written for the changelog (to_bytes; once per member)")]
+    [True, True, False, False, False, False]
+    """
+    if row.startswith(("ingest: splitter total", "ingest: of which")):
+        return False
+    return not any(part in row for part in ("collector tuned", "to_bytes"))
+
+
 def render_stages(stages: dict[str, Any]) -> list[str]:
     """The per-stage section of BENCHMARKS.md."""
     ingest, sink = stages["ingest"], stages.get("sink", {})
@@ -392,8 +409,7 @@ def render_stages(stages: dict[str, Any]) -> list[str]:
             lines.append(f"| {what} | not measured | {unit} | |")
             continue
         event_cost = cost * per_event[unit]
-        # parts or variants of the rows above; a member is written once per flush, not once per pass
-        if not any(part in what for part in ("splitter total", "garbage collector", "collector tuned", "to_bytes")):
+        if in_sum(what):
             total += event_cost
         lines.append(f"| {what} | {cost} | {unit} | {event_cost:.2f} |")
     lines += [f"| **sum of the stages** | | | **{total:.2f}** |", ""]
