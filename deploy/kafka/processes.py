@@ -141,22 +141,38 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_by_process(pid: int) -> dict[int, float]:
+    """User + system CPU seconds of ``pid`` and of each of its live child processes, by pid (Linux ``/proc``); a
+    child that is gone is not counted.
+
+    >>> os.getpid() in cpu_by_process(os.getpid())
+    True
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    found: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):  # gone meanwhile
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(entry.name) == pid or int(fields[1]) == pid:
+                found[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    return found
+
+
 def tree_cpu_seconds(pid: int) -> float:
     """CPU seconds of ``pid`` and of its live child processes (a worker's ingest runs in one, see
-    ``SALEPULSE_INGEST_PROCESS``); a child that is gone is not counted.
+    ``SALEPULSE_INGEST_PROCESS``).
 
     >>> tree_cpu_seconds(os.getpid()) > 0
     True
     """
-    total = cpu_seconds(pid)
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or entry.name == str(pid):
-            continue
-        with contextlib.suppress(OSError, IndexError, ValueError):  # gone meanwhile
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid:
-                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+    return sum(cpu_by_process(pid).values())
+
+
+def children_of(pid: int) -> set[int]:
+    """The pids of ``pid``'s live child processes (Linux ``/proc``)."""
+    return set(cpu_by_process(pid)) - {pid}
 
 
 def listening_pid(port: int) -> int | None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from salepulse.deploy.kafka.processes import cpu_by_process
 from salepulse.streams.platform.logs import get_logger
 
 log = get_logger(__name__)
@@ -100,27 +100,6 @@ def us_per_event(groups: Counter[tuple[str, str]], processes: Counter[str],
     """
     return {f"{process} / {group}": round(n / processes[process] * cpu_us.get(process, 0.0), 2)
             for (process, group), n in groups.most_common()}
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` and of its live children (Linux /proc), e.g. the ingest's process."""
-    return sum(cpu_by_process(pid).values())
-
-
-def cpu_by_process(pid: int) -> dict[int, float]:
-    """User + system CPU seconds of ``pid`` and of each of its live children (Linux /proc), by pid."""
-    tick = os.sysconf("SC_CLK_TCK")
-    found: dict[int, float] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # gone meanwhile
-            continue
-        if int(entry.name) == pid or int(fields[1]) == pid:
-            found[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
-    return found
 
 
 def one_run(bootstrap: str, dsn: str, state_dir: Path, n_events: int, variant: str, pythonpath: str | None,

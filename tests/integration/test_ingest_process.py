@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from salepulse.consumers.tools.harness import Pipeline, wait_until
+from salepulse.deploy.kafka.processes import children_of
 
 pytestmark = pytest.mark.integration
 
@@ -21,21 +22,6 @@ def pipeline(kafka_bootstrap: str, clickhouse_dsn: str, tmp_path: Path) -> Itera
     p = Pipeline(kafka_bootstrap, clickhouse_dsn, tmp_path / "state", extra_env={"SALEPULSE_INGEST_PROCESS": "on"})
     yield p
     p.close()
-
-
-def children_of(pid: int) -> set[int]:
-    """Pids whose parent is ``pid`` (Linux /proc)."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # gone meanwhile
-            continue
-        if int(fields[1]) == pid:
-            found.add(int(entry.name))
-    return found
 
 
 def alive(pid: int) -> bool:
