@@ -18,7 +18,7 @@ catalogue and the live board of this worker:
   in, with no snapshot or changelog delay.
 - **The GIL.** The thread still needs CPython's GIL, which a busy thread keeps for the switch interval (5 ms by
   default) before handing it over; a request takes it several times (accept, read, rank, write). The server sets
-  the interval to :data:`SWITCH_INTERVAL_S`. Measured (README, "Rankings off the learning path", fourth pass): the
+  the interval to :data:`SWITCH_INTERVAL_S`. Measured (docs/ranking-serving-history.md, fourth pass): the
   slowest rankings wait queued on this loop, which under load runs a fifth of the time (the GIL held by the
   learner and the member flush, or no core free); the learner stepping aside for in-flight reads did not change it.
 - **Timings.** Each ranking's time, from aiohttp taking it off the connection to the response written, is split
@@ -47,7 +47,7 @@ opened once and every child shares. When the new child listens, the previous one
 holds and exits; no connection is refused in between. The child has a core and a GIL of its own; an event reaches its
 answers at the next snapshot. The child touches nothing another thread may hold a lock on (no Kafka client, no
 metrics, no log lines on the request path) and freezes its inherited heap so its collector copies no page. Measured
-against the thread under 5,000 events/s (README, "Rankings off the learning path", third pass) it answered fewer
+against the thread under 5,000 events/s (docs/ranking-serving-history.md, third pass) it answered fewer
 requests, slower, and the forks slowed the learner: the thread stays the default.
 """
 
