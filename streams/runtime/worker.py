@@ -59,7 +59,7 @@ from salepulse.streams.io.lag import group_lag
 from salepulse.streams.platform.bounded import SaleCache
 from salepulse.streams.platform.clock import StreamClock, wall_ms
 from salepulse.streams.platform.config import Settings
-from salepulse.streams.platform.gc_tuning import tune_collector
+from salepulse.streams.platform.gc_tuning import PauseWatch, tune_collector
 from salepulse.streams.platform.logs import get_logger
 from salepulse.streams.runtime import live_tick
 from salepulse.streams.runtime.candidates import ChoiceCandidates
@@ -115,6 +115,7 @@ class Worker:
         self.settings = settings
         self.codec = codec or Codec(settings.schema_registry_url)
         self.metrics = WorkerMetrics()
+        self.gc_pauses = PauseWatch()
         self.app = faust_app(settings)
         names = settings.topics
         self.facts_topic = self.app.topic(names.facts, value_type=bytes, key_type=bytes,
@@ -426,6 +427,11 @@ class Worker:
             except Exception as exc:  # the broker may be busy; the next tick tries again
                 log.warning("lag measurement failed", group=group, error=str(exc))
 
+    async def log_collector_pauses(self) -> None:
+        """How long the garbage collector held the GIL in the last 10 s, per generation (a read server's requests
+        wait behind it; streams/platform/gc_tuning.PauseWatch)."""
+        log.info("garbage collections", **{f"gen{gen}": took for gen, took in self.gc_pauses.take().items()})
+
     async def start_catalog(self) -> None:
         self.catalog_follower.start()
 
@@ -436,6 +442,7 @@ class Worker:
         tuned = tune_collector(self.settings.gc_gen0_threshold)
         if tuned:
             log.info("garbage collector tuned", **tuned)
+        self.gc_pauses.install()
 
     async def start_serving(self) -> None:
         """Reads on SALEPULSE_SERVING_PORT off the event loop (salepulse.streams.runtime.serving): from a thread, or
@@ -498,6 +505,7 @@ class Worker:
         if not settings.counts_velocity:
             app.task(self.start_shop_view)  # live popularity (cold start, "trending") of every sale
         app.timer(interval=10.0, name="measure_lag")(self.measure_lag)
+        app.timer(interval=10.0, name="log_collector_pauses")(self.log_collector_pauses)
 
 
 def build_worker(settings: Settings, codec: Codec | None = None) -> Worker:

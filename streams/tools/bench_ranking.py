@@ -133,6 +133,7 @@ def bench_ranking(bootstrap: str, dsn: str, state_dir: Path, rate: float = 5000.
             results["lag_at_end"] = pipeline.lag()[0]
         results["preferences_backlog_signals"] = backlog.summary()
         results["members_flushed"] = log_lines(pipeline.preferences_log, "members flushed")
+        results["garbage_collections"] = log_lines(pipeline.preferences_log, "garbage collections")
         results["ranking_snapshots"] = log_lines(pipeline.preferences_log, "ranking snapshots")
         results["serving_timings"] = log_lines(pipeline.preferences_log, "ranking request timings")
         results["load_average_after"] = [round(x, 1) for x in os.getloadavg()]
