@@ -1,7 +1,7 @@
 """One bench case of issue #13 alone: member rankings in the split layout under load.
 
 ``python -m salepulse.streams.tools.bench_ranking [rate] [probes] [seconds] [main,serving] [snapshot_s]
-[--bench-process]`` starts a velocity worker and a preferences worker (``SALEPULSE_WORKER_ROLE``, as ``make
+[--bench-process] [--warm=S]`` starts a velocity worker and a preferences worker (``SALEPULSE_WORKER_ROLE``, as ``make
 bench``'s targets table), the latter alone with ``SALEPULSE_SERVING_PORT`` set (and
 ``SALEPULSE_SERVING_SNAPSHOT_S=snapshot_s``: forked snapshots; 0, the default, a thread), offers ``rate`` simulated
 events/s, and measures on each of the preferences worker's ports in the given order: event → ranking reflects it
@@ -99,9 +99,11 @@ def log_lines(path: Path, marker: str) -> list[str]:
 
 def bench_ranking(bootstrap: str, dsn: str, state_dir: Path, rate: float = 5000.0, probes: int = 30,
                   seconds: float = 15.0, order: tuple[str, ...] = ("main", "serving"), snapshot_s: float = 0.0,
-                  bench_process: bool = False) -> dict[str, Any]:
+                  bench_process: bool = False, warm_s: float = 0.0) -> dict[str, Any]:
     """Event → ranking and ranking latency on both ports of a preferences worker, split layout, ``rate`` events/s;
-    the ports in ``order`` (a learner's backlog can grow during the run, so swap it to compare the ports fairly)."""
+    the ports in ``order`` (a learner's backlog can grow during the run, so swap it to compare the ports fairly).
+    ``warm_s``: seconds of load before the first probe (``make bench`` probes rankings a minute or more into its
+    load, after the other probes)."""
     from salepulse.deploy.kafka.processes import free_port
 
     serving = free_port()
@@ -118,8 +120,8 @@ def bench_ranking(bootstrap: str, dsn: str, state_dir: Path, rate: float = 5000.
         urls = {"main": f"http://127.0.0.1:{pipeline.preferences_port}", "serving": f"http://127.0.0.1:{serving}"}
         wait_until(lambda: _ranks(urls[order[-1]], tag), 60, "the rankings to answer")
         with BacklogSampler(pipeline) as backlog, background:
-            time.sleep(3)  # let the load settle
             started = time.monotonic()
+            time.sleep(3 + warm_s)  # let the load settle
             for n, name in enumerate(order):
                 results[name] = {
                     "event_to_ranking_ms": ranking_reflects(pipeline.env, urls[name], tag, probes, start=n * probes),
@@ -129,7 +131,7 @@ def bench_ranking(bootstrap: str, dsn: str, state_dir: Path, rate: float = 5000.
                                                                                     CONCURRENCY)
             results["floor"] = ranking_floor(urls[order[-1]], tag, pipeline.settings.state_dir, 200, seconds)
             results["background_events_sent"] = background.sent
-            results["achieved_events_per_s"] = round(background.sent / (time.monotonic() - started + 3), 1)
+            results["achieved_events_per_s"] = round(background.sent / (time.monotonic() - started), 1)
             results["lag_at_end"] = pipeline.lag()[0]
         results["preferences_backlog_signals"] = backlog.summary()
         results["members_flushed"] = log_lines(pipeline.preferences_log, "members flushed")
@@ -153,7 +155,8 @@ def main(argv: list[str]) -> int:
     from salepulse.streams.tools.demo import ensure_broker
 
     bench_process = "--bench-process" in argv
-    argv = [a for a in argv if a != "--bench-process"]
+    warm_s = float(next((a.split("=", 1)[1] for a in argv if a.startswith("--warm=")), 0.0))
+    argv = [a for a in argv if a != "--bench-process" and not a.startswith("--warm=")]
     settings = Settings.from_env()
     bootstrap = ensure_broker(settings)
     state_dir = Path(tempfile.mkdtemp(prefix="salepulse-bench-ranking-"))
@@ -162,7 +165,7 @@ def main(argv: list[str]) -> int:
     order = tuple(argv[3].split(",")) if len(argv) > 3 else ("main", "serving")
     snapshot_s = float(argv[4]) if len(argv) > 4 else 0.0
     result = bench_ranking(bootstrap, settings.clickhouse_url or f"chdb://{state_dir / 'chdb'}", state_dir,
-                           rate, probes, seconds, order, snapshot_s, bench_process)
+                           rate, probes, seconds, order, snapshot_s, bench_process, warm_s)
     print(json.dumps(result, indent=1))
     return 0
 
