@@ -26,38 +26,7 @@ from salepulse.streams.domain.preferences import (
 )
 from salepulse.streams.domain.preferences.state import PACKED
 from tests.unit.reference import prefs_v1 as v1
-
-T0_MS = 1_700_000_000_000
-
-
-def _stream(seed: int, n_events: int, n_members: int, n_skus: int) -> list[dict[str, Any]]:
-    """Seeded events of every shape the worker feeds the model."""
-    rng = random.Random(seed)
-    t = T0_MS
-    events = []
-    for _ in range(n_events):
-        # mostly forward in time, sometimes a late event, sometimes a long pause (new session, cart expiry)
-        t += rng.choice([rng.randrange(0, 120_000), rng.randrange(0, 10_000_000), -rng.randrange(0, 600_000)])
-        member = f"m{int(rng.paretovariate(1.2)) % n_members}"
-        b = rng.randrange(30)
-        sku = f"sku{rng.randrange(n_skus)}"
-        kind = rng.choices(["browse", "fav", "cart", "order"], [0.8, 0.05, 0.1, 0.05])[0]
-        event: dict[str, Any] = {
-            "member_id": member, "sku": sku, "kind": kind, "ts": t,
-            "sale_id": f"sale{b}" if rng.random() > 0.05 else None,
-            "brand": f"brand{b}" if rng.random() > 0.1 else None,
-            "category": f"cat{b % 7}.{rng.randrange(3)}" if rng.random() > 0.1 else None,
-            "price": rng.choice([None, 0.0, rng.uniform(1, 500)]),
-        }
-        if kind == "cart":
-            event["action"] = rng.choice(["add", "add", "remove"])
-            event["quantity"] = rng.choice([None, 1, 2, 5])
-        if kind == "order" and rng.random() < 0.5:
-            event["lines"] = [{"sku": f"sku{rng.randrange(n_skus)}", "sale_id": f"sale{b}", "quantity": q,
-                               "unit_price": rng.uniform(1, 99), "brand": event["brand"]}
-                              for q in rng.choices([1, 2, 3], k=rng.randrange(1, 4))]
-        events.append(event)
-    return events
+from tests.unit.reference.prefs_digests import stream as _stream
 
 
 def _learn_both(events: list[dict[str, Any]], neighbours: int = 30,

@@ -26,8 +26,9 @@ T0_MS = 1_700_000_000_000
 N_SKUS, N_SALES = 400, 30
 
 
-def stream(seed: int, n_events: int, n_members: int) -> list[dict[str, Any]]:
-    """Seeded events of every shape the worker feeds the model (late events, pauses, carts, orders with lines)."""
+def stream(seed: int, n_events: int, n_members: int, n_skus: int = N_SKUS) -> list[dict[str, Any]]:
+    """Seeded events of every shape the worker feeds the model (late events, pauses, carts, orders with lines);
+    ``tests/unit/test_preferences_speed.py`` feeds the same streams to the frozen copy of the old learning path."""
     rng = random.Random(seed)
     t = T0_MS
     events = []
@@ -36,7 +37,7 @@ def stream(seed: int, n_events: int, n_members: int) -> list[dict[str, Any]]:
         b = rng.randrange(N_SALES)
         kind = rng.choices(["browse", "fav", "cart", "order"], [0.8, 0.05, 0.1, 0.05])[0]
         event: dict[str, Any] = {
-            "member_id": f"m{int(rng.paretovariate(1.2)) % n_members}", "sku": f"sku{rng.randrange(N_SKUS)}",
+            "member_id": f"m{int(rng.paretovariate(1.2)) % n_members}", "sku": f"sku{rng.randrange(n_skus)}",
             "kind": kind, "ts": t,
             "sale_id": f"sale{b}" if rng.random() > 0.05 else None,
             "brand": f"brand{b}" if rng.random() > 0.1 else None,
@@ -48,7 +49,7 @@ def stream(seed: int, n_events: int, n_members: int) -> list[dict[str, Any]]:
             event["action"] = rng.choice(["add", "add", "remove"])
             event["quantity"] = rng.choice([None, 1, 2, 5])
         if kind == "order" and rng.random() < 0.5:
-            event["lines"] = [{"sku": f"sku{rng.randrange(N_SKUS)}", "sale_id": f"sale{b}", "quantity": q,
+            event["lines"] = [{"sku": f"sku{rng.randrange(n_skus)}", "sale_id": f"sale{b}", "quantity": q,
                                "unit_price": rng.uniform(1, 99), "brand": event["brand"]}
                               for q in rng.choices([1, 2, 3], k=rng.randrange(1, 4))]
         events.append(event)
